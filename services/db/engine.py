@@ -1,0 +1,84 @@
+"""The engine and session factory, with the SQLite settings the embedded default relies on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session
+
+# SQLite: one writer at a time. Write-ahead log, full fsync, foreign keys, and a busy timeout
+# instead of "database is locked" errors; every transaction takes the write lock at BEGIN so two
+# scans can never both read a state and then both write (SQLAlchemy's pysqlite "BEGIN" recipe).
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "synchronous": 2,  # FULL
+    "foreign_keys": 1,
+}
+
+
+def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 30_000, **kwargs: Any) -> Engine:
+    sa_url = sa.make_url(url)
+    if sa_url.get_backend_name() != "sqlite":
+        kwargs.setdefault("pool_pre_ping", True)
+        return sa.create_engine(sa_url, **kwargs)
+
+    if sa_url.database and sa_url.database != ":memory:":
+        Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(
+        sa_url, connect_args={"timeout": sqlite_busy_timeout_ms / 1000}, **kwargs
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # let SQLAlchemy, not the driver, decide when a transaction begins
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(sqlite_busy_timeout_ms)}")
+        for name, value in SQLITE_PRAGMAS.items():
+            cursor.execute(f"PRAGMA {name} = {value}")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def check_sqlite_settings(engine: Engine) -> None:
+    """Refuse to start on a SQLite connection without the settings that keep scans safe."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as connection:
+        found = {
+            name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+            for name in (*SQLITE_PRAGMAS, "busy_timeout")
+        }
+    expected = {**SQLITE_PRAGMAS}
+    wrong = {k: v for k, v in expected.items() if str(found[k]).lower() != str(v).lower()}
+    if wrong or not found["busy_timeout"]:
+        raise RuntimeError(f"SQLite settings not in force: expected {expected}, found {found}")
+
+
+@dataclass
+class Database:
+    """The engine and its session factory, made once per process by a factory."""
+
+    engine: Engine
+    session_factory: sessionmaker[Session]
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> Database:
+        engine = make_engine(url, **kwargs)
+        check_sqlite_settings(engine)
+        factory = sessionmaker(engine, class_=Session, expire_on_commit=False)
+        return cls(engine=engine, session_factory=factory)
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.engine.dialect.name == "postgresql"

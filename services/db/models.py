@@ -1,0 +1,218 @@
+"""The tables. Table models never take request input directly: operations build the rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from services.db.types import UTCDateTime, enum_type, utcnow
+from services.domain.custody import (
+    EVENT_ACTIONS,
+    Action,
+    OrderState,
+    Role,
+    ShipmentState,
+    SiteKind,
+    UnitKind,
+    UnitState,
+)
+
+# Constraint names are fixed before the first migration, so every later migration can name them.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _created_at() -> dt.datetime:
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)  # type: ignore[no-any-return]
+
+
+class Site(SQLModel, table=True):
+    __tablename__ = "sites"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=32, unique=True)
+    kind: SiteKind = Field(sa_type=enum_type(SiteKind, "site_kind"))
+    name: str = Field(max_length=200)
+    # ISBT 128 facility identification number; collection and manufacturing sites assign DINs
+    fin: str | None = Field(default=None, max_length=5, unique=True)
+    created_at: dt.datetime = _created_at()
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=254, unique=True)
+    name: str = Field(max_length=200)
+    role: Role = Field(sa_type=enum_type(Role, "user_role"))
+    site_id: int = Field(foreign_key="sites.id", index=True)
+    active: bool = Field(default=True)
+    password_hash: str | None = Field(default=None, max_length=255)
+    created_at: dt.datetime = _created_at()
+
+
+class ApiToken(SQLModel, table=True):
+    """An API token. Only its SHA-256 is stored; the token itself is shown once."""
+
+    __tablename__ = "api_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    name: str = Field(max_length=100)
+    token_hash: str = Field(max_length=64, unique=True)
+    prefix: str = Field(max_length=12)
+    created_at: dt.datetime = _created_at()
+    expires_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_used_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class IdentifierSequence(SQLModel, table=True):
+    """The last number handed out per identifier kind, facility and year."""
+
+    __tablename__ = "identifier_sequences"
+    __table_args__ = (sa.UniqueConstraint("kind", "fin", "year"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=8)
+    fin: str = Field(max_length=5)
+    year: int
+    last_value: int = Field(default=0)
+
+
+class Order(SQLModel, table=True):
+    """One patient therapy event, identified by its chain of identity (COI)."""
+
+    __tablename__ = "orders"
+
+    id: int | None = Field(default=None, primary_key=True)
+    coi: str = Field(max_length=15, unique=True)
+    # pseudonymous reference the treatment centre uses for its patient; never on labels or events
+    patient_ref: str = Field(max_length=64)
+    product: str = Field(max_length=64)
+    collection_site_id: int = Field(foreign_key="sites.id", index=True)
+    manufacturing_site_id: int = Field(foreign_key="sites.id", index=True)
+    treatment_site_id: int = Field(foreign_key="sites.id", index=True)
+    state: OrderState = Field(sa_type=enum_type(OrderState, "order_state"))
+    # the sequence number of the order's newest custody event; events are gapless per order
+    last_sequence: int = Field(default=0)
+    created_by_id: int = Field(foreign_key="users.id")
+    created_at: dt.datetime = _created_at()
+
+
+class Shipment(SQLModel, table=True):
+    __tablename__ = "shipments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    shipper_id: str = Field(max_length=64)  # the physical dry-vapour shipper's serial
+    origin_site_id: int = Field(foreign_key="sites.id", index=True)
+    destination_site_id: int = Field(foreign_key="sites.id", index=True)
+    carrier_site_id: int | None = Field(default=None, foreign_key="sites.id", index=True)
+    state: ShipmentState = Field(sa_type=enum_type(ShipmentState, "shipment_state"))
+    created_by_id: int = Field(foreign_key="users.id")
+    created_at: dt.datetime = _created_at()
+
+
+class Unit(SQLModel, table=True):
+    """A bag: apheresis material or final product, identified by its DIN."""
+
+    __tablename__ = "units"
+
+    id: int | None = Field(default=None, primary_key=True)
+    din: str = Field(max_length=13, unique=True)
+    kind: UnitKind = Field(sa_type=enum_type(UnitKind, "unit_kind"))
+    order_id: int = Field(foreign_key="orders.id", index=True)
+    state: UnitState = Field(sa_type=enum_type(UnitState, "unit_state"))
+    custodian_site_id: int = Field(foreign_key="sites.id", index=True)
+    # the shipment the bag is packed in or travelling with, until it is received
+    shipment_id: int | None = Field(default=None, foreign_key="shipments.id", index=True)
+    collected_at: dt.datetime = Field(sa_type=UTCDateTime)
+    volume_ml: float | None = Field(default=None)
+    created_at: dt.datetime = _created_at()
+
+
+class ShipmentUnit(SQLModel, table=True):
+    """The manifest: every bag that was ever packed into a shipment."""
+
+    __tablename__ = "shipment_units"
+
+    shipment_id: int = Field(foreign_key="shipments.id", primary_key=True)
+    unit_id: int = Field(foreign_key="units.id", primary_key=True, index=True)
+    added_at: dt.datetime = _created_at()
+
+
+class Scan(SQLModel, table=True):
+    """An accepted scan. Its client ``event_id`` makes a repeated scan one scan."""
+
+    __tablename__ = "scans"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(max_length=36, unique=True)
+    # SHA-256 of what the scan asked for, to tell a replay from a different scan reusing the id
+    request_digest: str = Field(max_length=64)
+    action: Action = Field(sa_type=enum_type(Action, "scan_action"))
+    barcode: str = Field(max_length=128)
+    site_id: int = Field(foreign_key="sites.id")
+    actor_id: int = Field(foreign_key="users.id")
+    shipment_id: int | None = Field(default=None, foreign_key="shipments.id")
+    occurred_at: dt.datetime = Field(sa_type=UTCDateTime)
+    recorded_at: dt.datetime = _created_at()
+
+
+class CustodyEvent(SQLModel, table=True):
+    """One step in one bag's chain of custody. Append-only; gapless ``sequence`` per order."""
+
+    __tablename__ = "custody_events"
+    __table_args__ = (
+        sa.UniqueConstraint("order_id", "sequence"),
+        sa.CheckConstraint(
+            "action IN (" + ", ".join(f"'{a}'" for a in EVENT_ACTIONS) + ")", name="action"
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: int = Field(foreign_key="orders.id")
+    sequence: int
+    unit_id: int = Field(foreign_key="units.id", index=True)
+    scan_id: int | None = Field(default=None, foreign_key="scans.id", index=True)
+    action: str = Field(max_length=32)
+    from_state: UnitState | None = Field(
+        default=None, sa_type=enum_type(UnitState, "event_from_state")
+    )
+    to_state: UnitState = Field(sa_type=enum_type(UnitState, "event_to_state"))
+    site_id: int = Field(foreign_key="sites.id")
+    actor_id: int = Field(foreign_key="users.id")
+    custodian_site_id: int = Field(foreign_key="sites.id")
+    shipment_id: int | None = Field(default=None, foreign_key="shipments.id")
+    occurred_at: dt.datetime = Field(sa_type=UTCDateTime)
+    recorded_at: dt.datetime = _created_at()
+    # a scan whose occurred_at is earlier than what was already recorded for the bag
+    needs_review: bool = Field(default=False)
+    review_reason: str | None = Field(default=None, max_length=500)
+
+
+class RefusedScan(SQLModel, table=True):
+    """A scan that was refused, kept for QA review: who, where, what, why."""
+
+    __tablename__ = "refused_scans"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str | None = Field(default=None, max_length=36, index=True)
+    action: str = Field(max_length=32)
+    barcode: str = Field(max_length=256)
+    site_code: str = Field(max_length=32)  # as sent: it may name no site at all
+    site_id: int | None = Field(default=None, foreign_key="sites.id", index=True)
+    actor_id: int = Field(foreign_key="users.id", index=True)
+    unit_id: int | None = Field(default=None, foreign_key="units.id", index=True)
+    order_id: int | None = Field(default=None, foreign_key="orders.id", index=True)
+    code: str = Field(max_length=64)
+    detail: str = Field(max_length=1000)
+    occurred_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    recorded_at: dt.datetime = _created_at()

@@ -1,0 +1,376 @@
+"""The custody state machine of a bag (a *unit*), as data.
+
+``TRANSITIONS`` maps ``(state, action)`` to the state the bag enters, who may perform the action
+(site kind and role of the scan) and where the scan must happen. :func:`decide_scan` is the one
+function that reads it, together with the identity checks every handoff needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from services.domain.errors import (
+    CoiMismatch,
+    Forbidden,
+    IllegalTransition,
+    NotInShipment,
+    WrongSite,
+)
+
+
+class SiteKind(StrEnum):
+    COLLECTION = "collection"
+    COURIER = "courier"
+    MANUFACTURING = "manufacturing"
+    TREATMENT = "treatment"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    APHERESIS_STAFF = "apheresis_staff"
+    COURIER = "courier"
+    MANUFACTURING_OPERATOR = "manufacturing_operator"
+    CARE_TEAM = "care_team"
+    QA = "qa"
+
+
+class UnitKind(StrEnum):
+    APHERESIS = "apheresis"
+    PRODUCT = "product"
+
+
+class UnitState(StrEnum):
+    COLLECTED = "collected"
+    LABEL_VERIFIED = "label_verified"
+    CRYOPRESERVED = "cryopreserved"
+    PACKED = "packed"
+    IN_TRANSIT = "in_transit"
+    DELIVERED = "delivered"
+    RECEIVED = "received"
+    IN_MANUFACTURING = "in_manufacturing"
+    QUARANTINED = "quarantined"
+    REJECTED = "rejected"
+    DESTROYED = "destroyed"
+    LOST = "lost"
+
+
+class Action(StrEnum):
+    """The scan actions of the public contract (CONTRACT.md)."""
+
+    VERIFY_LABEL = "verify_label"
+    CRYOPRESERVE = "cryopreserve"
+    PACK = "pack"
+    PICKUP = "pickup"
+    DELIVER = "deliver"
+    RECEIVE = "receive"
+    START_MANUFACTURING = "start_manufacturing"
+    RELEASE = "release"
+    STORE = "store"
+    THAW = "thaw"
+    INFUSE = "infuse"
+    QUARANTINE = "quarantine"
+    REJECT = "reject"
+    DESTROY = "destroy"
+    REPORT_LOST = "report_lost"
+
+
+SHIPMENT_ACTIONS = frozenset({Action.PICKUP, Action.DELIVER})
+"""Actions that also accept a shipment's own barcode and then move every bag in it."""
+
+TERMINAL_STATES = frozenset({UnitState.DESTROYED, UnitState.LOST})
+
+
+class Place(StrEnum):
+    """Where the scan must happen, relative to the bag."""
+
+    CUSTODIAN = "custodian"  # the site that holds the bag now
+    SHIPMENT_ORIGIN = "shipment_origin"  # the origin of the shipment the bag is packed in
+    SHIPMENT_DESTINATION = "shipment_destination"
+
+
+class Party(StrEnum):
+    """Whose user may perform the scan, relative to the scan's site."""
+
+    SCAN_SITE = "scan_site"  # a user of the site where the scan happens
+    CARRIER = "carrier"  # the courier that carries the shipment (its users scan at other sites)
+
+
+Performer = tuple[SiteKind, Role]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    to_state: UnitState
+    performers: frozenset[Performer]
+    place: Place = Place.CUSTODIAN
+    party: Party = Party.SCAN_SITE
+
+
+def _at(*performers: Performer) -> frozenset[Performer]:
+    return frozenset(performers)
+
+
+_COLLECTION_STAFF = (SiteKind.COLLECTION, Role.APHERESIS_STAFF)
+_COLLECTION_QA = (SiteKind.COLLECTION, Role.QA)
+_MANUFACTURING_OPERATOR = (SiteKind.MANUFACTURING, Role.MANUFACTURING_OPERATOR)
+_MANUFACTURING_QA = (SiteKind.MANUFACTURING, Role.QA)
+_COURIER = (SiteKind.COURIER, Role.COURIER)
+
+_HELD_AT_COLLECTION = (UnitState.COLLECTED, UnitState.LABEL_VERIFIED, UnitState.CRYOPRESERVED,
+                       UnitState.PACKED)
+_HELD_AT_MANUFACTURING = (UnitState.DELIVERED, UnitState.RECEIVED)
+
+_table: dict[tuple[UnitState, Action], Rule] = {
+    # the outbound leg: apheresis centre -> courier -> manufacturing site
+    (UnitState.COLLECTED, Action.VERIFY_LABEL): Rule(
+        UnitState.LABEL_VERIFIED, _at(_COLLECTION_STAFF)),
+    (UnitState.LABEL_VERIFIED, Action.CRYOPRESERVE): Rule(
+        UnitState.CRYOPRESERVED, _at(_COLLECTION_STAFF)),
+    (UnitState.CRYOPRESERVED, Action.PACK): Rule(
+        UnitState.PACKED, _at(_COLLECTION_STAFF)),
+    (UnitState.PACKED, Action.PICKUP): Rule(
+        UnitState.IN_TRANSIT, _at((SiteKind.COLLECTION, Role.COURIER)),
+        place=Place.SHIPMENT_ORIGIN, party=Party.CARRIER),
+    (UnitState.IN_TRANSIT, Action.DELIVER): Rule(
+        UnitState.DELIVERED, _at((SiteKind.MANUFACTURING, Role.COURIER)),
+        place=Place.SHIPMENT_DESTINATION, party=Party.CARRIER),
+    (UnitState.DELIVERED, Action.RECEIVE): Rule(
+        UnitState.RECEIVED, _at(_MANUFACTURING_OPERATOR)),
+    (UnitState.RECEIVED, Action.START_MANUFACTURING): Rule(
+        UnitState.IN_MANUFACTURING, _at(_MANUFACTURING_OPERATOR)),
+    # exceptions: a bag in doubt is quarantined where it is; QA rejects or destroys it
+    **{(state, Action.QUARANTINE): Rule(
+        UnitState.QUARANTINED, _at(_COLLECTION_STAFF, _COLLECTION_QA))
+       for state in _HELD_AT_COLLECTION},
+    **{(state, Action.QUARANTINE): Rule(
+        UnitState.QUARANTINED, _at(_MANUFACTURING_OPERATOR, _MANUFACTURING_QA))
+       for state in _HELD_AT_MANUFACTURING},
+    **{(state, Action.REJECT): Rule(
+        UnitState.REJECTED, _at(_MANUFACTURING_OPERATOR, _MANUFACTURING_QA))
+       for state in _HELD_AT_MANUFACTURING},
+    (UnitState.QUARANTINED, Action.REJECT): Rule(
+        UnitState.REJECTED, _at(_COLLECTION_QA, _MANUFACTURING_QA)),
+    (UnitState.QUARANTINED, Action.DESTROY): Rule(
+        UnitState.DESTROYED, _at(_COLLECTION_QA, _MANUFACTURING_QA)),
+    (UnitState.REJECTED, Action.DESTROY): Rule(
+        UnitState.DESTROYED, _at(_COLLECTION_QA, _MANUFACTURING_QA)),
+    # a courier that cannot find a bag it carries says so; the bag is then lost, not in transit
+    (UnitState.IN_TRANSIT, Action.REPORT_LOST): Rule(
+        UnitState.LOST, _at(_COURIER)),
+}
+
+TRANSITIONS: Mapping[tuple[UnitState, Action], Rule] = _table
+
+
+def rule_for(state: UnitState, action: Action) -> Rule:
+    try:
+        return TRANSITIONS[(state, action)]
+    except KeyError:
+        raise IllegalTransition(
+            f"a bag that is {state.value.replace('_', ' ')} cannot be scanned for "
+            f"{action.value.replace('_', ' ')}",
+            state=state.value,
+            action=action.value,
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class SiteRef:
+    code: str
+    kind: SiteKind
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """The acting user, as the operations receive it: who, in which role, for which site."""
+
+    user_id: int
+    email: str
+    role: Role
+    site: SiteRef
+
+
+@dataclass(frozen=True, slots=True)
+class ShipmentView:
+    code: str
+    origin: str
+    destination: str
+    carrier: str | None  # the courier site code named on the shipment, if any
+
+
+@dataclass(frozen=True, slots=True)
+class BagView:
+    """What the domain needs to know of a bag to decide a scan."""
+
+    din: str
+    coi: str
+    kind: UnitKind
+    state: UnitState
+    custodian: str
+    collection_site: str
+    manufacturing_site: str
+    treatment_site: str
+    shipment: ShipmentView | None
+
+
+@dataclass(frozen=True, slots=True)
+class ScanRequest:
+    action: Action
+    site: SiteRef
+    actor: Actor
+    scanned_coi: str | None = None  # a COI read from the bag's own 2-D code, or asked for
+    shipment: str | None = None  # the shipment the scan names (its code), if any
+
+
+def decide_scan(bag: BagView, scan: ScanRequest) -> Rule:
+    """Decide one scan of one bag: the rule it follows, or the refusal it deserves.
+
+    Checks, in order: identity (the COI the scanner read is the bag's), the transition table,
+    who may perform it, and where it must happen.
+    """
+    if scan.scanned_coi is not None and scan.scanned_coi != bag.coi:
+        raise CoiMismatch(
+            f"bag {bag.din} belongs to chain of identity {bag.coi}, not {scan.scanned_coi}: "
+            "do not proceed; set the bag aside and call QA",
+            din=bag.din,
+        )
+    rule = rule_for(bag.state, scan.action)
+    _check_performer(rule, scan)
+    _check_place(rule, bag, scan)
+    _check_route(bag, scan)
+    return rule
+
+
+def _check_performer(rule: Rule, scan: ScanRequest) -> None:
+    actor = scan.actor
+    roles = {role for _, role in rule.performers}
+    if actor.role not in roles:
+        raise Forbidden(
+            f"a user with role {actor.role.value} may not scan for {scan.action.value}",
+        )
+    if rule.party is Party.SCAN_SITE and actor.site.code != scan.site.code:
+        raise Forbidden(
+            f"you act for site {actor.site.code} and cannot scan at site {scan.site.code}",
+        )
+    if (scan.site.kind, actor.role) not in rule.performers:
+        kinds = sorted(kind.value for kind, role in rule.performers if role == actor.role)
+        raise WrongSite(
+            f"{scan.action.value.replace('_', ' ')} happens at a {' or '.join(kinds)} site, "
+            f"not at {scan.site.code} ({scan.site.kind.value})",
+        )
+
+
+def _check_place(rule: Rule, bag: BagView, scan: ScanRequest) -> None:
+    if rule.place is Place.CUSTODIAN:
+        expected, what = bag.custodian, "where the bag is held"
+    else:
+        if bag.shipment is None:
+            raise NotInShipment(
+                f"bag {bag.din} is not packed in a shipment; add it to one before "
+                f"{scan.action.value.replace('_', ' ')}",
+                din=bag.din,
+            )
+        if scan.shipment is not None and scan.shipment != bag.shipment.code:
+            raise NotInShipment(
+                f"bag {bag.din} travels in shipment {bag.shipment.code}, not {scan.shipment}",
+                din=bag.din,
+            )
+        if rule.place is Place.SHIPMENT_ORIGIN:
+            expected, what = bag.shipment.origin, f"the origin of shipment {bag.shipment.code}"
+        else:
+            expected = bag.shipment.destination
+            what = f"the destination of shipment {bag.shipment.code}"
+    if scan.site.code != expected:
+        raise WrongSite(
+            f"bag {bag.din} must be scanned at {expected} ({what}), not at {scan.site.code}",
+            din=bag.din,
+        )
+    if rule.party is Party.CARRIER:
+        _check_carrier(bag, scan)
+
+
+def _check_carrier(bag: BagView, scan: ScanRequest) -> None:
+    assert bag.shipment is not None
+    actor_site = scan.actor.site.code
+    if scan.action is Action.PICKUP:
+        carrier = bag.shipment.carrier
+        if carrier is not None and carrier != actor_site:
+            raise Forbidden(
+                f"shipment {bag.shipment.code} is assigned to courier {carrier}, "
+                f"not {actor_site}",
+            )
+    elif bag.custodian != actor_site:
+        raise Forbidden(f"bag {bag.din} is held by courier {bag.custodian}, not {actor_site}")
+
+
+def _check_route(bag: BagView, scan: ScanRequest) -> None:
+    """A bag goes only where its order sends it: apheresis to manufacturing, product to treatment."""
+    if scan.action is Action.RECEIVE:
+        expected = expected_destination(bag)
+        if scan.site.code != expected:
+            raise WrongSite(
+                f"bag {bag.din} of {bag.coi} is for site {expected}; its order does not name "
+                f"{scan.site.code}. Do not accept it",
+                din=bag.din,
+            )
+        if scan.shipment is not None and (
+            bag.shipment is None or bag.shipment.code != scan.shipment
+        ):
+            raise NotInShipment(
+                f"bag {bag.din} is not on the manifest of shipment {scan.shipment}",
+                din=bag.din,
+            )
+
+
+def expected_destination(bag: BagView) -> str:
+    if bag.kind is UnitKind.APHERESIS:
+        return bag.manufacturing_site
+    return bag.treatment_site
+
+
+def check_shipment_route(bag: BagView, *, origin: str, destination: str) -> None:
+    """A bag may join a shipment only where it is held and only towards its order's next site."""
+    if bag.custodian != origin:
+        raise WrongSite(
+            f"bag {bag.din} is held at {bag.custodian}; a shipment from {origin} cannot take it",
+            din=bag.din,
+        )
+    expected = expected_destination(bag)
+    if destination != expected:
+        raise WrongSite(
+            f"bag {bag.din} of {bag.coi} must go to {expected}, not {destination}",
+            din=bag.din,
+        )
+
+
+COLLECT = "collect"
+"""The event that opens a bag's record: its collection was registered (EPCIS commissioning)."""
+
+EVENT_ACTIONS: tuple[str, ...] = (COLLECT, *(action.value for action in Action))
+
+
+class OrderState(StrEnum):
+    ENROLLED = "enrolled"  # ordered, nothing collected yet
+    IN_PROGRESS = "in_progress"  # at least one bag collected
+
+
+class ShipmentState(StrEnum):
+    OPEN = "open"  # being packed at the origin
+    IN_TRANSIT = "in_transit"  # the courier has picked up its bags
+    DELIVERED = "delivered"  # handed over at the destination
+    RECEIVED = "received"  # every bag received, or otherwise accounted for
+
+
+def shipment_state_after(bag_states: list[UnitState]) -> ShipmentState:
+    """A shipment's state follows its bags: the least advanced bag decides."""
+    if not bag_states:
+        return ShipmentState.OPEN
+    if any(state in (UnitState.PACKED, UnitState.CRYOPRESERVED) for state in bag_states):
+        return ShipmentState.OPEN
+    if any(state is UnitState.IN_TRANSIT for state in bag_states):
+        return ShipmentState.IN_TRANSIT
+    if any(state is UnitState.DELIVERED for state in bag_states):
+        return ShipmentState.DELIVERED
+    return ShipmentState.RECEIVED
