@@ -118,47 +118,69 @@ _MANUFACTURING_OPERATOR = (SiteKind.MANUFACTURING, Role.MANUFACTURING_OPERATOR)
 _MANUFACTURING_QA = (SiteKind.MANUFACTURING, Role.QA)
 _COURIER = (SiteKind.COURIER, Role.COURIER)
 
-_HELD_AT_COLLECTION = (UnitState.COLLECTED, UnitState.LABEL_VERIFIED, UnitState.CRYOPRESERVED,
-                       UnitState.PACKED)
+_HELD_AT_COLLECTION = (
+    UnitState.COLLECTED,
+    UnitState.LABEL_VERIFIED,
+    UnitState.CRYOPRESERVED,
+    UnitState.PACKED,
+)
 _HELD_AT_MANUFACTURING = (UnitState.DELIVERED, UnitState.RECEIVED)
 
 _table: dict[tuple[UnitState, Action], Rule] = {
     # the outbound leg: apheresis centre -> courier -> manufacturing site
     (UnitState.COLLECTED, Action.VERIFY_LABEL): Rule(
-        UnitState.LABEL_VERIFIED, _at(_COLLECTION_STAFF)),
+        UnitState.LABEL_VERIFIED, _at(_COLLECTION_STAFF)
+    ),
     (UnitState.LABEL_VERIFIED, Action.CRYOPRESERVE): Rule(
-        UnitState.CRYOPRESERVED, _at(_COLLECTION_STAFF)),
-    (UnitState.CRYOPRESERVED, Action.PACK): Rule(
-        UnitState.PACKED, _at(_COLLECTION_STAFF)),
+        UnitState.CRYOPRESERVED, _at(_COLLECTION_STAFF)
+    ),
+    (UnitState.CRYOPRESERVED, Action.PACK): Rule(UnitState.PACKED, _at(_COLLECTION_STAFF)),
     (UnitState.PACKED, Action.PICKUP): Rule(
-        UnitState.IN_TRANSIT, _at((SiteKind.COLLECTION, Role.COURIER)),
-        place=Place.SHIPMENT_ORIGIN, party=Party.CARRIER),
+        UnitState.IN_TRANSIT,
+        _at((SiteKind.COLLECTION, Role.COURIER)),
+        place=Place.SHIPMENT_ORIGIN,
+        party=Party.CARRIER,
+    ),
     (UnitState.IN_TRANSIT, Action.DELIVER): Rule(
-        UnitState.DELIVERED, _at((SiteKind.MANUFACTURING, Role.COURIER)),
-        place=Place.SHIPMENT_DESTINATION, party=Party.CARRIER),
-    (UnitState.DELIVERED, Action.RECEIVE): Rule(
-        UnitState.RECEIVED, _at(_MANUFACTURING_OPERATOR)),
+        UnitState.DELIVERED,
+        _at((SiteKind.MANUFACTURING, Role.COURIER)),
+        place=Place.SHIPMENT_DESTINATION,
+        party=Party.CARRIER,
+    ),
+    (UnitState.DELIVERED, Action.RECEIVE): Rule(UnitState.RECEIVED, _at(_MANUFACTURING_OPERATOR)),
     (UnitState.RECEIVED, Action.START_MANUFACTURING): Rule(
-        UnitState.IN_MANUFACTURING, _at(_MANUFACTURING_OPERATOR)),
+        UnitState.IN_MANUFACTURING, _at(_MANUFACTURING_OPERATOR)
+    ),
     # exceptions: a bag in doubt is quarantined where it is; QA rejects or destroys it
-    **{(state, Action.QUARANTINE): Rule(
-        UnitState.QUARANTINED, _at(_COLLECTION_STAFF, _COLLECTION_QA))
-       for state in _HELD_AT_COLLECTION},
-    **{(state, Action.QUARANTINE): Rule(
-        UnitState.QUARANTINED, _at(_MANUFACTURING_OPERATOR, _MANUFACTURING_QA))
-       for state in _HELD_AT_MANUFACTURING},
-    **{(state, Action.REJECT): Rule(
-        UnitState.REJECTED, _at(_MANUFACTURING_OPERATOR, _MANUFACTURING_QA))
-       for state in _HELD_AT_MANUFACTURING},
+    **{
+        (state, Action.QUARANTINE): Rule(
+            UnitState.QUARANTINED, _at(_COLLECTION_STAFF, _COLLECTION_QA)
+        )
+        for state in _HELD_AT_COLLECTION
+    },
+    **{
+        (state, Action.QUARANTINE): Rule(
+            UnitState.QUARANTINED, _at(_MANUFACTURING_OPERATOR, _MANUFACTURING_QA)
+        )
+        for state in _HELD_AT_MANUFACTURING
+    },
+    **{
+        (state, Action.REJECT): Rule(
+            UnitState.REJECTED, _at(_MANUFACTURING_OPERATOR, _MANUFACTURING_QA)
+        )
+        for state in _HELD_AT_MANUFACTURING
+    },
     (UnitState.QUARANTINED, Action.REJECT): Rule(
-        UnitState.REJECTED, _at(_COLLECTION_QA, _MANUFACTURING_QA)),
+        UnitState.REJECTED, _at(_COLLECTION_QA, _MANUFACTURING_QA)
+    ),
     (UnitState.QUARANTINED, Action.DESTROY): Rule(
-        UnitState.DESTROYED, _at(_COLLECTION_QA, _MANUFACTURING_QA)),
+        UnitState.DESTROYED, _at(_COLLECTION_QA, _MANUFACTURING_QA)
+    ),
     (UnitState.REJECTED, Action.DESTROY): Rule(
-        UnitState.DESTROYED, _at(_COLLECTION_QA, _MANUFACTURING_QA)),
+        UnitState.DESTROYED, _at(_COLLECTION_QA, _MANUFACTURING_QA)
+    ),
     # a courier that cannot find a bag it carries says so; the bag is then lost, not in transit
-    (UnitState.IN_TRANSIT, Action.REPORT_LOST): Rule(
-        UnitState.LOST, _at(_COURIER)),
+    (UnitState.IN_TRANSIT, Action.REPORT_LOST): Rule(UnitState.LOST, _at(_COURIER)),
 }
 
 TRANSITIONS: Mapping[tuple[UnitState, Action], Rule] = _table
@@ -190,6 +212,7 @@ class Actor:
     email: str
     role: Role
     site: SiteRef
+    site_id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,15 +321,15 @@ def _check_carrier(bag: BagView, scan: ScanRequest) -> None:
         carrier = bag.shipment.carrier
         if carrier is not None and carrier != actor_site:
             raise Forbidden(
-                f"shipment {bag.shipment.code} is assigned to courier {carrier}, "
-                f"not {actor_site}",
+                f"shipment {bag.shipment.code} is assigned to courier {carrier}, not {actor_site}",
             )
     elif bag.custodian != actor_site:
         raise Forbidden(f"bag {bag.din} is held by courier {bag.custodian}, not {actor_site}")
 
 
 def _check_route(bag: BagView, scan: ScanRequest) -> None:
-    """A bag goes only where its order sends it: apheresis to manufacturing, product to treatment."""
+    """A bag goes only where its order sends it: apheresis to manufacturing, product to the
+    treatment site."""
     if scan.action is Action.RECEIVE:
         expected = expected_destination(bag)
         if scan.site.code != expected:

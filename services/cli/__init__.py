@@ -1,0 +1,144 @@
+"""The ``vein2vein`` command: a FlaskGroup, so ``run``, ``routes`` and ``shell`` work too."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup
+from sqlalchemy import make_url
+
+from services.db import UnitOfWork, migrate
+from services.domain.custody import Role, SiteKind
+from services.domain.errors import DomainError
+from services.operations import admin
+
+
+def _create_app() -> Any:
+    from services.web import create_app
+
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False)
+def main() -> None:
+    """vein2vein: chain of identity and custody for autologous CAR-T."""
+
+
+def _state() -> Any:
+    return current_app.extensions["vein2vein"]
+
+
+@contextmanager
+def transaction() -> Iterator[UnitOfWork]:
+    """One transaction; a refused request becomes a one-line error and a non-zero exit."""
+    try:
+        with UnitOfWork(_state().db.session_factory) as uow:
+            yield uow
+            uow.commit()
+    except DomainError as error:
+        raise click.ClickException(f"{error.detail} [{error.code}]") from error
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# db
+
+
+@main.group()
+def db() -> None:
+    """Database schema (Alembic migrations)."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Migrate the database to the newest schema."""
+    url = _state().settings.sqlalchemy_url
+    migrate.upgrade(url, revision)
+    click.echo(f"database at {_redacted(url)} is at {revision}")
+
+
+@db.command("check")
+def db_check() -> None:
+    """Fail when the tables in the code and the migrations differ."""
+    migrate.check(_state().settings.sqlalchemy_url)
+    click.echo("models and migrations agree")
+
+
+def _redacted(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# sites, users, tokens
+
+
+def _choice(enum: type[Any]) -> click.Choice[str]:
+    return click.Choice([member.value for member in enum])
+
+
+@main.group()
+def site() -> None:
+    """Sites: collection centres, couriers, manufacturing sites, treatment centres."""
+
+
+@site.command("add")
+@click.argument("code")
+@click.option("--kind", required=True, type=_choice(SiteKind))
+@click.option("--name", required=True)
+@click.option("--fin", default=None, help="ISBT 128 facility identification number")
+def site_add(code: str, kind: str, name: str, fin: str | None) -> None:
+    """Add a site."""
+    with transaction() as uow:
+        row = admin.add_site(uow.session, code=code, kind=SiteKind(kind), name=name, fin=fin)
+        click.echo(f"site {row.code} ({row.kind.value}) added")
+
+
+@main.group()
+def user() -> None:
+    """Users: each acts for one site in one role."""
+
+
+@user.command("add")
+@click.argument("email")
+@click.option("--role", required=True, type=_choice(Role))
+@click.option("--site", "site_code", required=True)
+@click.option("--name", default=None, help="Printed name (defaults to the e-mail's local part)")
+def user_add(email: str, role: str, site_code: str, name: str | None) -> None:
+    """Add a user."""
+    with transaction() as uow:
+        row = admin.add_user(
+            uow.session, email=email, role=Role(role), site_code=site_code, name=name
+        )
+        click.echo(f"user {row.email} ({row.role.value} at {site_code}) added")
+
+
+@main.group()
+def token() -> None:
+    """API tokens for scanners and integrations."""
+
+
+@token.command("create")
+@click.argument("email")
+@click.option("--name", default="default", help="What the token is for, e.g. scanner-3")
+@click.option("--days", type=click.IntRange(min=1), default=None, help="Expire after N days")
+def token_create(email: str, name: str, days: int | None) -> None:
+    """Print a new API token, alone on stdout. It is stored only as a hash."""
+    expires = utcnow() + dt.timedelta(days=days) if days else None
+    with transaction() as uow:
+        _row, secret = admin.create_token(uow.session, email=email, name=name, expires_at=expires)
+    click.echo(secret)
+
+
+@main.command("demo")
+def demo_command() -> None:
+    """Idempotent demo data: sites, users, orders in every stage; prints the logins."""
+    from services.cli.demo import load_demo
+
+    load_demo(transaction, echo=click.echo)

@@ -1,0 +1,166 @@
+"""Demo data: two networks of sites, their users, and orders standing at every stage.
+
+Idempotent: sites, users and orders that exist already are left as they are. Tokens are shown
+only once, so every run issues each demo user a fresh token named ``demo`` and revokes the last.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+from sqlmodel import Session, select
+
+from services.db import UnitOfWork
+from services.db.models import Order, Site, User
+from services.domain.custody import Action, Actor, Role, SiteKind
+from services.operations import admin, orders, scans, shipments
+
+Transaction = Callable[[], AbstractContextManager[UnitOfWork]]
+
+SITES = [
+    ("APH-NORTH", SiteKind.COLLECTION, "Northgate Hospital Apheresis Unit", "W9901"),
+    ("APH-SOUTH", SiteKind.COLLECTION, "Southbank Apheresis Centre", "W9902"),
+    ("COLDCHAIN", SiteKind.COURIER, "ColdChain Cell Couriers", None),
+    ("MFG-EAST", SiteKind.MANUFACTURING, "Eastfield Cell Therapy Manufacturing", "W9903"),
+    ("MFG-WEST", SiteKind.MANUFACTURING, "Westmoor Cell Therapy Manufacturing", "W9904"),
+    ("TRT-NORTH", SiteKind.TREATMENT, "Northgate Hospital Haematology", None),
+    ("TRT-SOUTH", SiteKind.TREATMENT, "Southbank Cancer Centre", None),
+]
+
+USERS = [
+    ("apheresis@northgate.demo", "Alex Apheresis", Role.APHERESIS_STAFF, "APH-NORTH"),
+    ("apheresis@southbank.demo", "Sam Southbank", Role.APHERESIS_STAFF, "APH-SOUTH"),
+    ("courier@coldchain.demo", "Casey Courier", Role.COURIER, "COLDCHAIN"),
+    ("operator@eastfield.demo", "Morgan Operator", Role.MANUFACTURING_OPERATOR, "MFG-EAST"),
+    ("operator@westmoor.demo", "Wren Westmoor", Role.MANUFACTURING_OPERATOR, "MFG-WEST"),
+    ("qa@eastfield.demo", "Quinn QA", Role.QA, "MFG-EAST"),
+    ("care@northgate.demo", "Charlie Care", Role.CARE_TEAM, "TRT-NORTH"),
+    ("admin@northgate.demo", "Ada Admin", Role.ADMIN, "TRT-NORTH"),
+]
+
+# Each demo order is scanned up to one of these steps. The bag of DEMO-0006 has been with the
+# courier for three days: on a cryopreserved leg that should take one or two, it is late.
+OUTBOUND = [
+    Action.VERIFY_LABEL,
+    Action.CRYOPRESERVE,
+    Action.PACK,
+    Action.PICKUP,
+    Action.DELIVER,
+    Action.RECEIVE,
+    Action.START_MANUFACTURING,
+]
+ORDERS = [(f"DEMO-{n:04d}", n - 2) for n in range(1, 10)]  # (patient_ref, steps; -1: enrolled)
+LATE_ORDER = "DEMO-0006"
+
+
+@dataclass(frozen=True)
+class DemoClock:
+    """Scans are spread over the past days so the record reads like a real journey."""
+
+    now: dt.datetime
+
+    def at(self, days_ago: float) -> dt.datetime:
+        return self.now - dt.timedelta(days=days_ago)
+
+
+def load_demo(transaction: Transaction, *, echo: Callable[[str], None]) -> None:
+    now = dt.datetime.now(dt.UTC)
+    with transaction() as uow:
+        for code, kind, name, fin in SITES:
+            if not uow.session.exec(select(Site).where(Site.code == code)).first():
+                admin.add_site(uow.session, code=code, kind=kind, name=name, fin=fin)
+        for email, name, role, site_code in USERS:
+            if not uow.session.exec(select(User).where(User.email == email)).first():
+                admin.add_user(uow.session, email=email, role=role, site_code=site_code, name=name)
+    for patient_ref, steps in ORDERS:
+        with transaction() as uow:
+            if uow.session.exec(select(Order).where(Order.patient_ref == patient_ref)).first():
+                continue
+            days = 4.0 if patient_ref == LATE_ORDER else 2.0 + steps * 0.5
+            _build_order(uow.session, patient_ref, steps, DemoClock(now), days)
+    echo("Demo data is loaded. Demo users and fresh API tokens (shown once):")
+    with transaction() as uow:
+        for email, _name, role, site_code in USERS:
+            admin.revoke_tokens(uow.session, email=email, name="demo", now=now)
+            _row, secret = admin.create_token(uow.session, email=email, name="demo")
+            echo(f"  {email:28} {role.value:23} {site_code:10} {secret}")
+
+
+def _actor(session: Session, email: str) -> Actor:
+    user = admin.user_by_email(session, email)
+    site = session.get(Site, user.site_id)
+    assert site is not None
+    return admin.actor_for(user, site)
+
+
+def _build_order(
+    session: Session, patient_ref: str, steps: int, clock: DemoClock, days_ago: float
+) -> None:
+    staff = _actor(session, "apheresis@northgate.demo")
+    care = _actor(session, "care@northgate.demo")
+    order = orders.enroll_order(
+        session,
+        actor=care,
+        patient_ref=patient_ref,
+        product="axi-cel",
+        collection_site="APH-NORTH",
+        manufacturing_site="MFG-EAST",
+        treatment_site="TRT-NORTH",
+        now=clock.at(days_ago + 1),
+    )
+    if steps < 0:
+        return
+    unit, _ = orders.register_collection(
+        session,
+        actor=staff,
+        coi=order.coi,
+        collected_at=clock.at(days_ago),
+        volume_ml=250.0,
+        now=clock.now,
+        max_clock_skew=dt.timedelta(minutes=5),
+    )
+    shipment_code: str | None = None
+    who = {
+        Action.PICKUP: "courier@coldchain.demo",
+        Action.DELIVER: "courier@coldchain.demo",
+        Action.RECEIVE: "operator@eastfield.demo",
+        Action.START_MANUFACTURING: "operator@eastfield.demo",
+    }
+    where = {
+        Action.PICKUP: "APH-NORTH",
+        Action.DELIVER: "MFG-EAST",
+        Action.RECEIVE: "MFG-EAST",
+        Action.START_MANUFACTURING: "MFG-EAST",
+    }
+    for index, action in enumerate(OUTBOUND[:steps]):
+        actor = _actor(session, who.get(action, "apheresis@northgate.demo"))
+        if action is Action.PACK:
+            shipment = shipments.create_shipment(
+                session,
+                actor=actor,
+                origin="APH-NORTH",
+                destination="MFG-EAST",
+                shipper_id=f"LN2-{patient_ref[-4:]}",
+                units=[],
+                carrier="COLDCHAIN",
+                now=clock.at(days_ago - index * 0.1),
+            )
+            shipment_code = f"SHP-{shipment.id:08d}"
+        scans.record_scan(
+            session,
+            actor=actor,
+            scan=scans.ScanInput(
+                barcode=f"={unit.din}00",
+                action=action,
+                site=where.get(action, "APH-NORTH"),
+                event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"demo:{patient_ref}:{action}")),
+                occurred_at=clock.at(days_ago - (index + 1) * 0.1),
+                shipment=shipment_code if action is Action.PACK else None,
+            ),
+            now=clock.now,
+            max_clock_skew=dt.timedelta(minutes=5),
+        )

@@ -1,0 +1,50 @@
+"""Who may see what. Every read and write of an order or bag goes through these checks."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from services.db.models import Order, Shipment, ShipmentUnit, Unit
+from services.domain.custody import Actor, Role
+from services.domain.errors import NotFound
+
+
+def order_site_ids(order: Order) -> tuple[int, int, int]:
+    return (order.collection_site_id, order.manufacturing_site_id, order.treatment_site_id)
+
+
+def can_view_order(session: Session, actor: Actor, order: Order) -> bool:
+    """A user sees an order that names their site; a courier, one whose bags it carries."""
+    if actor.site_id in order_site_ids(order):
+        return True
+    if actor.role is not Role.COURIER:
+        return False
+    held = select(Unit.id).where(Unit.order_id == order.id, Unit.custodian_site_id == actor.site_id)
+    carried = (
+        select(Unit.id)
+        .join(ShipmentUnit, ShipmentUnit.unit_id == Unit.id)  # type: ignore[arg-type]
+        .join(Shipment, Shipment.id == ShipmentUnit.shipment_id)  # type: ignore[arg-type]
+        .where(Unit.order_id == order.id, Shipment.carrier_site_id == actor.site_id)
+    )
+    return bool(session.scalar(select(sa.exists(held.union(carried).subquery()))))
+
+
+def may_see_patient_ref(actor: Actor, order: Order) -> bool:
+    """The patient reference is for the sites that meet the patient: collection and treatment."""
+    return actor.role is not Role.COURIER and actor.site_id in (
+        order.collection_site_id,
+        order.treatment_site_id,
+    )
+
+
+def visible_order(session: Session, actor: Actor, order: Order | None, what: str) -> Order:
+    """The order if the actor may see it; otherwise the same 404 as for one that does not exist."""
+    if order is None or not can_view_order(session, actor, order):
+        raise NotFound(f"no {what} you can see")
+    return order
+
+
+def order_by_coi(session: Session, actor: Actor, coi: str) -> Order:
+    order = session.exec(select(Order).where(Order.coi == coi)).first()
+    return visible_order(session, actor, order, f"order {coi}")

@@ -1,0 +1,178 @@
+"""Enrolling orders and registering collections: where a chain of identity begins."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlmodel import Session, select
+
+from services.db.models import CustodyEvent, Order, Site, Unit
+from services.domain.custody import COLLECT, Actor, OrderState, Role, SiteKind, UnitKind, UnitState
+from services.domain.errors import Forbidden, InvalidRequest, WrongSite
+from services.domain.identifiers import COI_SERIAL_MAX, DIN_SEQUENCE_MAX, Coi, Din
+from services.operations.access import order_by_coi
+from services.operations.admin import site_by_code
+from services.operations.sequences import next_number
+
+ENROLLING_ROLES = frozenset({Role.CARE_TEAM, Role.APHERESIS_STAFF, Role.ADMIN})
+
+
+def enroll_order(
+    session: Session,
+    *,
+    actor: Actor,
+    patient_ref: str,
+    product: str,
+    collection_site: str,
+    manufacturing_site: str,
+    treatment_site: str,
+    now: dt.datetime,
+) -> Order:
+    """A new order with a new chain of identity (COI) from the collection site's FIN."""
+    if actor.role not in ENROLLING_ROLES:
+        raise Forbidden(f"a user with role {actor.role.value} may not enroll orders")
+    sites = {
+        SiteKind.COLLECTION: site_by_code(session, collection_site),
+        SiteKind.MANUFACTURING: site_by_code(session, manufacturing_site),
+        SiteKind.TREATMENT: site_by_code(session, treatment_site),
+    }
+    for kind, site in sites.items():
+        if site.kind is not kind:
+            raise WrongSite(
+                f"site {site.code} is a {site.kind.value} site, not a {kind.value} site"
+            )
+    if actor.site_id not in (sites[SiteKind.COLLECTION].id, sites[SiteKind.TREATMENT].id):
+        raise Forbidden(
+            f"you act for site {actor.site.code}; an order is enrolled by its treatment or "
+            "collection site"
+        )
+    collection = sites[SiteKind.COLLECTION]
+    assert collection.fin is not None  # site kinds that assign identifiers always have a FIN
+    number = next_number(
+        session, kind="coi", fin=collection.fin, year=now.year % 100, maximum=COI_SERIAL_MAX
+    )
+    coi = Coi.generate(fin=collection.fin, year=now.year, number=number)
+    order = Order(
+        coi=coi.value,
+        patient_ref=patient_ref,
+        product=product,
+        collection_site_id=_id(collection),
+        manufacturing_site_id=_id(sites[SiteKind.MANUFACTURING]),
+        treatment_site_id=_id(sites[SiteKind.TREATMENT]),
+        state=OrderState.ENROLLED,
+        created_by_id=actor.user_id,
+        created_at=now,
+    )
+    session.add(order)
+    session.flush()
+    return order
+
+
+def register_collection(
+    session: Session,
+    *,
+    actor: Actor,
+    coi: str,
+    collected_at: dt.datetime | None,
+    volume_ml: float | None,
+    now: dt.datetime,
+    max_clock_skew: dt.timedelta,
+) -> tuple[Unit, CustodyEvent]:
+    """A collected apheresis bag: a new DIN on the order's COI and the first event of its record."""
+    order = order_by_coi(session, actor, coi)
+    if actor.role is not Role.APHERESIS_STAFF or actor.site_id != order.collection_site_id:
+        raise Forbidden(
+            "collections are registered by apheresis staff of the order's collection site"
+        )
+    collected_at = collected_at or now
+    if collected_at > now + max_clock_skew:
+        raise InvalidRequest(f"collected_at {collected_at.isoformat()} is in the future")
+    order = lock_order(session, order.id)
+    site = session.get(Site, order.collection_site_id)
+    assert site is not None
+    assert site.fin is not None
+    number = next_number(
+        session, kind="din", fin=site.fin, year=now.year % 100, maximum=DIN_SEQUENCE_MAX
+    )
+    din = Din.generate(fin=site.fin, year=now.year, sequence=number)
+    unit = Unit(
+        din=din.value,
+        kind=UnitKind.APHERESIS,
+        order_id=_id(order),
+        state=UnitState.COLLECTED,
+        custodian_site_id=_id(site),
+        collected_at=collected_at,
+        volume_ml=volume_ml,
+        created_at=now,
+    )
+    session.add(unit)
+    session.flush()
+    event = append_event(
+        session,
+        order=order,
+        unit=unit,
+        action=COLLECT,
+        from_state=None,
+        site_id=_id(site),
+        actor_id=actor.user_id,
+        occurred_at=collected_at,
+        recorded_at=now,
+    )
+    order.state = OrderState.IN_PROGRESS
+    session.add(order)
+    session.flush()
+    return unit, event
+
+
+def lock_order(session: Session, order_id: int | None) -> Order:
+    """Lock the order row: every change to an order's bags is serialised on it."""
+    return session.exec(
+        select(Order)
+        .where(Order.id == order_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+
+
+def append_event(
+    session: Session,
+    *,
+    order: Order,
+    unit: Unit,
+    action: str,
+    from_state: UnitState | None,
+    site_id: int,
+    actor_id: int,
+    occurred_at: dt.datetime,
+    recorded_at: dt.datetime,
+    scan_id: int | None = None,
+    shipment_id: int | None = None,
+    review_reason: str | None = None,
+) -> CustodyEvent:
+    """The next event in the order's gapless sequence. The caller holds the order's lock."""
+    order.last_sequence += 1
+    event = CustodyEvent(
+        order_id=_id(order),
+        sequence=order.last_sequence,
+        unit_id=_id(unit),
+        scan_id=scan_id,
+        action=action,
+        from_state=from_state,
+        to_state=unit.state,
+        site_id=site_id,
+        actor_id=actor_id,
+        custodian_site_id=unit.custodian_site_id,
+        shipment_id=shipment_id,
+        occurred_at=occurred_at,
+        recorded_at=recorded_at,
+        needs_review=review_reason is not None,
+        review_reason=review_reason,
+    )
+    session.add(order)
+    session.add(event)
+    return event
+
+
+def _id(row: Site | Order | Unit) -> int:
+    assert row.id is not None
+    return row.id

@@ -1,0 +1,150 @@
+"""Reads: orders, bags and their custody events, as the actor may see them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, select
+
+from services.db.models import CustodyEvent, Order, Scan, Shipment, ShipmentUnit, Site, Unit, User
+from services.domain.custody import Actor, UnitKind, UnitState
+from services.domain.errors import InvalidRequest
+from services.domain.identifiers import Coi, parse_identifier, parse_scan, shipment_code
+from services.operations.access import visible_order
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    id: int
+    sequence: int
+    event_id: str | None
+    coi: str
+    din: str
+    action: str
+    from_state: UnitState | None
+    to_state: UnitState
+    site: str
+    actor: str
+    custodian: str
+    shipment: str | None
+    occurred_at: dt.datetime
+    recorded_at: dt.datetime
+    needs_review: bool
+    review_reason: str | None
+
+
+@dataclass(frozen=True)
+class UnitRecord:
+    din: str
+    kind: UnitKind
+    coi: str
+    state: UnitState
+    custodian: str
+    custodian_kind: str
+    shipment: str | None
+    collected_at: dt.datetime
+    volume_ml: float | None
+
+
+def unit_by_din(session: Session, actor: Actor, text: str) -> tuple[Unit, Order]:
+    scanned = parse_scan(text)
+    if scanned.din is None:
+        raise InvalidRequest(f"{text!r} is not a bag's DIN")
+    unit = session.exec(select(Unit).where(Unit.din == scanned.din.value)).first()
+    order = session.get(Order, unit.order_id) if unit else None
+    visible_order(session, actor, order, f"bag {scanned.din.value}")
+    assert unit is not None
+    assert order is not None
+    return unit, order
+
+
+def coi_value(text: str) -> str:
+    """The 15-character COI from any of its forms (value, barcode, keyed with check character)."""
+    if len(text) == 15 and text.startswith("CH"):
+        return Coi.from_value(text).value
+    parsed = parse_identifier(text)
+    coi = getattr(parsed, "coi", None)
+    if coi is None:
+        raise InvalidRequest(f"{text!r} is a DIN, not a chain of identity identifier")
+    return str(coi.value)
+
+
+def unit_records(session: Session, units: list[Unit], coi: str) -> list[UnitRecord]:
+    sites = {site.id: site for site in session.exec(select(Site)).all()}
+    return [
+        UnitRecord(
+            din=unit.din,
+            kind=unit.kind,
+            coi=coi,
+            state=unit.state,
+            custodian=sites[unit.custodian_site_id].code,
+            custodian_kind=sites[unit.custodian_site_id].kind.value,
+            shipment=shipment_code(unit.shipment_id) if unit.shipment_id else None,
+            collected_at=unit.collected_at,
+            volume_ml=unit.volume_ml,
+        )
+        for unit in units
+    ]
+
+
+def units_of_order(session: Session, order: Order) -> list[Unit]:
+    return list(
+        session.exec(
+            select(Unit).where(Unit.order_id == order.id).order_by(Unit.id)  # type: ignore[arg-type]
+        ).all()
+    )
+
+
+def event_records(session: Session, *conditions: object) -> list[EventRecord]:
+    """Custody events matching ``conditions``, oldest first, with codes instead of ids."""
+    site = aliased(Site)
+    custodian = aliased(Site)
+    statement = (
+        select(
+            CustodyEvent, Unit.din, Order.coi, site.code, custodian.code, User.email, Scan.event_id
+        )
+        .join(Unit, Unit.id == CustodyEvent.unit_id)  # type: ignore[arg-type]
+        .join(Order, Order.id == CustodyEvent.order_id)  # type: ignore[arg-type]
+        .join(site, site.id == CustodyEvent.site_id)  # type: ignore[arg-type]
+        .join(custodian, custodian.id == CustodyEvent.custodian_site_id)  # type: ignore[arg-type]
+        .join(User, User.id == CustodyEvent.actor_id)  # type: ignore[arg-type]
+        .outerjoin(Scan, Scan.id == CustodyEvent.scan_id)  # type: ignore[arg-type]
+        .where(*conditions)  # type: ignore[arg-type]
+        .order_by(CustodyEvent.order_id, CustodyEvent.sequence)  # type: ignore[arg-type]
+    )
+    return [
+        EventRecord(
+            id=event.id,  # type: ignore[arg-type]
+            sequence=event.sequence,
+            event_id=event_id,
+            coi=coi,
+            din=din,
+            action=event.action,
+            from_state=event.from_state,
+            to_state=event.to_state,
+            site=site_code,
+            actor=email,
+            custodian=custodian_code,
+            shipment=shipment_code(event.shipment_id) if event.shipment_id else None,
+            occurred_at=event.occurred_at,
+            recorded_at=event.recorded_at,
+            needs_review=event.needs_review,
+            review_reason=event.review_reason,
+        )
+        for event, din, coi, site_code, custodian_code, email, event_id in session.exec(
+            statement
+        ).all()
+    ]
+
+
+def shipment_units(session: Session, shipment: Shipment) -> list[Unit]:
+    return list(
+        session.exec(
+            select(Unit)
+            .join(ShipmentUnit, ShipmentUnit.unit_id == Unit.id)  # type: ignore[arg-type]
+            .where(ShipmentUnit.shipment_id == shipment.id)
+            .order_by(Unit.id)  # type: ignore[arg-type]
+        ).all()
+    )

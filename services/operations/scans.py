@@ -1,0 +1,325 @@
+"""Recording a scan: the one way a bag changes hands or state."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from services.db.models import (
+    CustodyEvent,
+    Order,
+    RefusedScan,
+    Scan,
+    Shipment,
+    ShipmentUnit,
+    Site,
+    Unit,
+)
+from services.domain.custody import (
+    SHIPMENT_ACTIONS,
+    Action,
+    Actor,
+    ScanRequest,
+    SiteRef,
+    UnitState,
+    decide_scan,
+    shipment_state_after,
+)
+from services.domain.errors import CoiMismatch, DomainError, EventIdReused, InvalidRequest
+from services.domain.identifiers import parse_scan, shipment_code
+from services.operations.access import visible_order
+from services.operations.admin import site_by_code
+from services.operations.bags import bag_view, lock_bags, site_codes
+from services.operations.orders import append_event
+from services.operations.shipments import add_to_shipment, shipment_by_code
+
+
+@dataclass(frozen=True)
+class ScanInput:
+    """A scan as the scanner sent it."""
+
+    barcode: str
+    action: Action
+    site: str
+    event_id: str
+    occurred_at: dt.datetime | None = None
+    shipment: str | None = None
+    coi: str | None = None
+
+    def digest(self) -> str:
+        """What the scan asked for, so a replay can be told from another scan reusing its id."""
+        body = {
+            "barcode": "".join(self.barcode.split()),
+            "action": self.action.value,
+            "site": self.site,
+            "occurred_at": self.occurred_at.astimezone(dt.UTC).isoformat()
+            if self.occurred_at
+            else None,
+            "shipment": self.shipment,
+            "coi": self.coi,
+        }
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ScanOutcome:
+    scan: Scan
+    events: list[CustodyEvent]
+    replayed: bool
+
+
+def record_scan(
+    session: Session,
+    *,
+    actor: Actor,
+    scan: ScanInput,
+    now: dt.datetime,
+    max_clock_skew: dt.timedelta,
+) -> ScanOutcome:
+    """Apply one scan to the bag (or every bag of the shipment) it names, or refuse it whole."""
+    digest = scan.digest()
+    replay = _replay(session, scan.event_id, digest)
+    if replay:
+        return replay
+
+    site = site_by_code(session, scan.site)
+    occurred_at = scan.occurred_at or now
+    if occurred_at > now + max_clock_skew:
+        raise InvalidRequest(
+            f"occurred_at {occurred_at.isoformat()} is ahead of the server clock "
+            f"({now.isoformat()}): check the scanner's clock"
+        )
+    units, scanned_coi, shipment_scanned = _bags_named(session, actor, scan)
+    named_shipment = shipment_by_code(session, scan.shipment) if scan.shipment else None
+    if shipment_scanned is not None:
+        named_shipment = named_shipment or shipment_scanned
+        if named_shipment.id != shipment_scanned.id:
+            raise InvalidRequest(
+                f"the scanned shipment {shipment_code(shipment_scanned.id or 0)} is not the one "
+                f"named, {shipment_code(named_shipment.id or 0)}"
+            )
+
+    locked = lock_bags(session, units)
+    # a concurrent request with the same event id may have committed while we waited
+    replay = _replay(session, scan.event_id, digest)
+    if replay:
+        return replay
+
+    codes = site_codes(session)
+    request = ScanRequest(
+        action=scan.action,
+        site=SiteRef(code=site.code, kind=site.kind),
+        actor=actor,
+        scanned_coi=scanned_coi,
+        shipment=shipment_code(named_shipment.id)
+        if named_shipment and named_shipment.id and scan.action is not Action.PACK
+        else None,
+    )
+    # decide every bag before writing anything: a shipment scan moves all its bags or none
+    decisions = []
+    for unit, order in locked:
+        current = session.get(Shipment, unit.shipment_id) if unit.shipment_id else None
+        rule = decide_scan(bag_view(unit, order, current, codes), request)
+        decisions.append((unit, order, rule, current))
+
+    row = Scan(
+        event_id=scan.event_id,
+        request_digest=digest,
+        action=scan.action,
+        barcode=scan.barcode.strip()[:128],
+        site_id=site.id,  # type: ignore[arg-type]
+        actor_id=actor.user_id,
+        shipment_id=named_shipment.id if named_shipment else None,
+        occurred_at=occurred_at,
+        recorded_at=now,
+    )
+    session.add(row)
+    session.flush()
+
+    events = []
+    touched_shipments: dict[int, Shipment] = {}
+    for unit, order, rule, current in decisions:
+        from_state = _apply(unit, rule.to_state, scan.action, site, actor)
+        if scan.action is Action.PACK and named_shipment is not None:
+            add_to_shipment(
+                session, unit=unit, order=order, shipment=named_shipment, codes=codes, now=now
+            )
+            current = named_shipment
+        events.append(
+            append_event(
+                session,
+                order=order,
+                unit=unit,
+                action=scan.action.value,
+                from_state=from_state,
+                site_id=site.id,  # type: ignore[arg-type]
+                actor_id=actor.user_id,
+                occurred_at=occurred_at,
+                recorded_at=now,
+                scan_id=row.id,
+                shipment_id=current.id if current else None,
+                review_reason=_out_of_order(session, unit, occurred_at),
+            )
+        )
+        if current is not None and current.id is not None:
+            touched_shipments[current.id] = current
+        session.add(unit)
+    session.flush()
+    for shipment in touched_shipments.values():
+        _update_shipment_state(session, shipment)
+    session.flush()
+    return ScanOutcome(scan=row, events=events, replayed=False)
+
+
+def _apply(unit: Unit, to_state: UnitState, action: Action, site: Site, actor: Actor) -> UnitState:
+    """Move the bag to its new state and custodian; returns the state it left."""
+    from_state = unit.state
+    unit.state = to_state
+    if action is Action.PICKUP:
+        unit.custodian_site_id = actor.site_id  # the courier holds it now
+    elif action in (Action.DELIVER, Action.RECEIVE):
+        unit.custodian_site_id = site.id  # type: ignore[assignment]
+    if action is Action.RECEIVE:
+        unit.shipment_id = None  # the journey is over; the manifest keeps the record
+    return from_state
+
+
+def _bags_named(
+    session: Session, actor: Actor, scan: ScanInput
+) -> tuple[list[Unit], str | None, Shipment | None]:
+    """The bags a barcode names, the COI it carries (if any), and the shipment scanned (if any)."""
+    scanned = parse_scan(scan.barcode)
+    scanned_coi = scanned.coi.value if scanned.coi else None
+    if scan.coi is not None:
+        if scanned_coi is not None and scanned_coi != scan.coi:
+            raise CoiMismatch(
+                f"the label's 2-D code carries chain of identity {scanned_coi}, but you are "
+                f"working on {scan.coi}: do not proceed; set the bag aside and call QA"
+            )
+        scanned_coi = scan.coi
+    if scanned.shipment_number is not None:
+        if scan.action not in SHIPMENT_ACTIONS:
+            raise InvalidRequest(
+                f"a shipment's barcode can be scanned for "
+                f"{' or '.join(sorted(a.value for a in SHIPMENT_ACTIONS))}; for "
+                f"{scan.action.value}, scan each bag"
+            )
+        shipment = shipment_by_code(session, shipment_code(scanned.shipment_number))
+        units = list(
+            session.exec(
+                select(Unit).where(Unit.shipment_id == shipment.id).order_by(Unit.id)  # type: ignore[arg-type]
+            ).all()
+        )
+        if not units:
+            raise InvalidRequest(f"shipment {shipment_code(scanned.shipment_number)} holds no bags")
+        for unit in units:
+            visible_order(session, actor, session.get(Order, unit.order_id), f"bag {unit.din}")
+        return units, scanned_coi, shipment
+    if scanned.din is None:
+        raise InvalidRequest(
+            "that is a chain of identity identifier, not a bag: scan the bag's DIN barcode"
+        )
+    unit = session.exec(select(Unit).where(Unit.din == scanned.din.value)).first()
+    order = session.get(Order, unit.order_id) if unit else None
+    visible_order(session, actor, order, f"bag {scanned.din.value}")
+    assert unit is not None
+    return [unit], scanned_coi, None
+
+
+def _out_of_order(session: Session, unit: Unit, occurred_at: dt.datetime) -> str | None:
+    """A scan that says it happened before the bag's latest recorded event is kept, for review."""
+    latest = session.exec(
+        select(sa.func.max(CustodyEvent.occurred_at)).where(  # type: ignore[call-overload]
+            CustodyEvent.unit_id == unit.id
+        )
+    ).one()
+    if latest is None:
+        return None
+    if latest.tzinfo is None:  # SQLite's max() hands back the stored text without our type
+        latest = dt.datetime.fromisoformat(str(latest)).replace(tzinfo=dt.UTC)
+    if occurred_at < latest:
+        return (
+            f"scanned at {occurred_at.isoformat()} by the scanner's clock, before the bag's "
+            f"previous event at {latest.isoformat()}"
+        )
+    return None
+
+
+def _update_shipment_state(session: Session, shipment: Shipment) -> None:
+    states = list(
+        session.exec(
+            select(Unit.state)
+            .join(ShipmentUnit, ShipmentUnit.unit_id == Unit.id)  # type: ignore[arg-type]
+            .where(ShipmentUnit.shipment_id == shipment.id)
+        ).all()
+    )
+    shipment.state = shipment_state_after(list(states))
+    session.add(shipment)
+
+
+def _replay(session: Session, event_id: str, digest: str) -> ScanOutcome | None:
+    existing = session.exec(select(Scan).where(Scan.event_id == event_id)).first()
+    if existing is None:
+        return None
+    if existing.request_digest != digest:
+        raise EventIdReused(
+            f"event_id {event_id} was already used for a different scan; a scanner must make a "
+            "new event_id for every scan"
+        )
+    events = list(
+        session.exec(
+            select(CustodyEvent)
+            .where(CustodyEvent.scan_id == existing.id)
+            .order_by(CustodyEvent.id)  # type: ignore[arg-type]
+        ).all()
+    )
+    return ScanOutcome(scan=existing, events=events, replayed=True)
+
+
+def record_refusal(
+    session: Session,
+    *,
+    actor: Actor,
+    scan: ScanInput,
+    error: DomainError,
+    now: dt.datetime,
+) -> RefusedScan:
+    """Keep a refused scan for QA: who, where, what was scanned, and why it was refused."""
+    site = session.exec(select(Site).where(Site.code == scan.site)).first()
+    unit: Unit | None = None
+    try:
+        scanned = parse_scan(scan.barcode)
+    except DomainError:
+        scanned = None
+    if scanned is not None and scanned.din is not None:
+        unit = session.exec(select(Unit).where(Unit.din == scanned.din.value)).first()
+    refusal = RefusedScan(
+        event_id=scan.event_id,
+        action=scan.action.value,
+        barcode=scan.barcode[:256],
+        site_code=scan.site[:32],
+        site_id=site.id if site else None,
+        actor_id=actor.user_id,
+        unit_id=unit.id if unit else None,
+        order_id=unit.order_id if unit else None,
+        code=error.code,
+        detail=error.detail[:1000],
+        occurred_at=scan.occurred_at,
+        recorded_at=now,
+    )
+    session.add(refusal)
+    session.flush()
+    return refusal
+
+
+def refusals_for_order(session: Session, order_id: int) -> list[RefusedScan]:
+    return list(
+        session.exec(
+            select(RefusedScan).where(RefusedScan.order_id == order_id).order_by(RefusedScan.id)  # type: ignore[arg-type]
+        ).all()
+    )

@@ -1,0 +1,151 @@
+"""Shipments: a shipper travelling from one site to another with a manifest of bags."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlmodel import Session, select
+
+from services.db.models import Order, Shipment, ShipmentUnit, Site, Unit
+from services.domain.custody import (
+    Actor,
+    Role,
+    ShipmentState,
+    SiteKind,
+    UnitState,
+    check_shipment_route,
+)
+from services.domain.errors import Forbidden, IllegalTransition, InvalidRequest, NotFound, WrongSite
+from services.domain.identifiers import SHIPMENT_RE, parse_scan, shipment_code
+from services.operations.access import visible_order
+from services.operations.admin import site_by_code
+from services.operations.bags import bag_view, lock_bags, site_codes
+
+SHIPPING_ROLES = frozenset({Role.APHERESIS_STAFF, Role.MANUFACTURING_OPERATOR})
+
+
+def create_shipment(
+    session: Session,
+    *,
+    actor: Actor,
+    origin: str,
+    destination: str,
+    shipper_id: str,
+    units: list[str],
+    carrier: str | None,
+    now: dt.datetime,
+) -> Shipment:
+    """Open a shipment at the actor's site, with the packed bags listed on its manifest."""
+    if actor.role not in SHIPPING_ROLES:
+        raise Forbidden(f"a user with role {actor.role.value} may not create shipments")
+    origin_site = site_by_code(session, origin)
+    destination_site = site_by_code(session, destination)
+    if origin_site.id != actor.site_id:
+        raise Forbidden(f"you act for site {actor.site.code}; shipments leave from your own site")
+    if destination_site.id == origin_site.id:
+        raise InvalidRequest("a shipment's destination must differ from its origin")
+    carrier_site: Site | None = None
+    if carrier is not None:
+        carrier_site = site_by_code(session, carrier)
+        if carrier_site.kind is not SiteKind.COURIER:
+            raise WrongSite(f"site {carrier} is a {carrier_site.kind.value} site, not a courier")
+
+    dins = [_din_of(text) for text in units]
+    if len(set(dins)) != len(dins):
+        raise InvalidRequest("a bag is listed twice on the manifest")
+    found = session.exec(select(Unit).where(Unit.din.in_(dins))).all()  # type: ignore[attr-defined]
+    by_din = {unit.din: unit for unit in found}
+    for din in dins:
+        unit = by_din.get(din)
+        order = session.get(Order, unit.order_id) if unit else None
+        visible_order(session, actor, order, f"bag {din}")
+    locked = lock_bags(session, [by_din[din] for din in dins])
+
+    shipment = Shipment(
+        shipper_id=shipper_id,
+        origin_site_id=origin_site.id,  # type: ignore[arg-type]
+        destination_site_id=destination_site.id,  # type: ignore[arg-type]
+        carrier_site_id=carrier_site.id if carrier_site else None,
+        state=ShipmentState.OPEN,
+        created_by_id=actor.user_id,
+        created_at=now,
+    )
+    session.add(shipment)
+    session.flush()
+    codes = site_codes(session)
+    for unit, order in locked:
+        add_to_shipment(session, unit=unit, order=order, shipment=shipment, codes=codes, now=now)
+    session.flush()
+    return shipment
+
+
+def add_to_shipment(
+    session: Session,
+    *,
+    unit: Unit,
+    order: Order,
+    shipment: Shipment,
+    codes: dict[int, str],
+    now: dt.datetime,
+) -> None:
+    """Put a packed bag on a shipment's manifest; the caller holds the bag's lock."""
+    if shipment.state is not ShipmentState.OPEN:
+        raise IllegalTransition(
+            f"shipment {shipment_label(shipment)} is {shipment.state.value}; bags are added only "
+            "while it is open"
+        )
+    if unit.state is not UnitState.PACKED:
+        raise IllegalTransition(
+            f"bag {unit.din} is {unit.state.value.replace('_', ' ')}; only packed bags go on a "
+            "shipment"
+        )
+    if unit.shipment_id is not None:
+        raise IllegalTransition(
+            f"bag {unit.din} is already on shipment {shipment_label(unit.shipment_id)}"
+        )
+    check_shipment_route(
+        bag_view(unit, order, None, codes),
+        origin=codes[shipment.origin_site_id],
+        destination=codes[shipment.destination_site_id],
+    )
+    unit.shipment_id = shipment.id
+    session.add(unit)
+    session.add(ShipmentUnit(shipment_id=shipment.id, unit_id=unit.id, added_at=now))  # type: ignore[arg-type]
+
+
+def can_view_shipment(session: Session, actor: Actor, shipment: Shipment) -> bool:
+    """A shipment is seen by its origin, its destination and the courier named to carry it."""
+    return actor.site_id in (
+        shipment.origin_site_id,
+        shipment.destination_site_id,
+        shipment.carrier_site_id,
+    )
+
+
+def shipment_label(shipment: Shipment | int | None) -> str:
+    number = shipment.id if isinstance(shipment, Shipment) else shipment
+    assert number is not None
+    return shipment_code(number)
+
+
+def shipment_by_code(session: Session, code: str) -> Shipment:
+    """A shipment by its barcode (``SHP-00000012``) or its number (``12``)."""
+    text = code.strip()
+    match = SHIPMENT_RE.fullmatch(text)
+    if match:
+        number = int(match.group(1))
+    elif text.isdigit():
+        number = int(text)
+    else:
+        raise InvalidRequest(f"{code!r} is not a shipment code such as SHP-00000012")
+    shipment = session.get(Shipment, number)
+    if shipment is None:
+        raise NotFound(f"no shipment {shipment_label(number)}")
+    return shipment
+
+
+def _din_of(text: str) -> str:
+    scanned = parse_scan(text)
+    if scanned.din is None:
+        raise InvalidRequest(f"{text!r} is not a bag's DIN")
+    return scanned.din.value

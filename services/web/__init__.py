@@ -1,0 +1,47 @@
+"""The Flask application: JSON API under /api/v1 (with its OpenAPI document) and, later, pages."""
+
+from __future__ import annotations
+
+import logging
+
+from flask_openapi3 import Info, OpenAPI
+
+from services.config import Settings
+from services.db import Database
+from services.web.errors import register_error_handlers, validation_problem
+from services.web.state import AppState
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None) -> OpenAPI:
+    settings = settings or Settings()
+    logging.basicConfig(level=logging.INFO)
+    app = OpenAPI(
+        __name__,
+        info=Info(
+            title="vein2vein",
+            version="1",
+            description="Chain of identity and chain of custody for autologous CAR-T therapy.",
+        ),
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
+        validation_error_status=422,
+        validation_error_callback=validation_problem,
+        doc_prefix=API_PREFIX,
+        doc_url="/openapi.json",
+    )
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        JSON_SORT_KEYS=False,
+        MAX_CONTENT_LENGTH=1024 * 1024,
+    )
+    database = Database.from_url(
+        settings.sqlalchemy_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
+    )
+    app.extensions["vein2vein"] = AppState(settings=settings, db=database)
+
+    from services.web.api import api
+
+    app.register_api(api)
+    register_error_handlers(app)
+    return app

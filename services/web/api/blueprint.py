@@ -1,0 +1,44 @@
+"""The /api/v1 blueprint and its bearer-token authentication."""
+
+from __future__ import annotations
+
+from flask import Response, g, request
+from flask_openapi3 import APIBlueprint, Tag
+
+from services.operations.admin import actor_for_token
+from services.web.api.schemas import Problem
+from services.web.errors import problem
+from services.web.state import unit_of_work, utcnow
+
+api = APIBlueprint(
+    "api",
+    __name__,
+    url_prefix="/api/v1",
+    abp_security=[{"bearer": []}],
+    abp_responses={401: Problem, 403: Problem, 404: Problem, 422: Problem},
+)
+
+identifiers_tag = Tag(name="identifiers", description="ISBT 128 DIN and chain of identity")
+orders_tag = Tag(name="orders", description="Orders, collections and bags")
+scans_tag = Tag(name="scans", description="Custody handoffs, scan by scan")
+shipments_tag = Tag(name="shipments", description="Shippers and their manifests")
+
+
+@api.before_request
+def authenticate() -> Response | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return _unauthorized("send 'Authorization: Bearer <token>' (vein2vein token create EMAIL)")
+    with unit_of_work() as uow:
+        actor = actor_for_token(uow.session, token.strip(), now=utcnow())
+    if actor is None:
+        return _unauthorized("the token is unknown, expired or revoked")
+    g.actor = actor
+    return None
+
+
+def _unauthorized(detail: str) -> Response:
+    response = problem("unauthorized", "Authentication required", detail, 401)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="vein2vein"'
+    return response

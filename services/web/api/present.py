@@ -1,0 +1,142 @@
+"""Rows and records to response models."""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from services.db.models import CustodyEvent, Order, Shipment, Site
+from services.domain.custody import Actor
+from services.domain.identifiers import Coi, Din, shipment_code
+from services.operations.access import may_see_patient_ref
+from services.operations.queries import (
+    EventRecord,
+    UnitRecord,
+    event_records,
+    shipment_units,
+    unit_records,
+    units_of_order,
+)
+from services.operations.scans import ScanOutcome
+from services.web.api.schemas import (
+    EventPublic,
+    OrderPublic,
+    ScanResult,
+    ShipmentPublic,
+    UnitPublic,
+)
+
+
+def unit_public(record: UnitRecord) -> UnitPublic:
+    din = Din.from_value(record.din)
+    if record.state.value == "in_transit":
+        location = f"in transit with {record.custodian}"
+        if record.shipment:
+            location += f" ({record.shipment})"
+    else:
+        location = f"at {record.custodian} ({record.custodian_kind})"
+    return UnitPublic(
+        din=din.value,
+        check_character=din.check_character,
+        barcode=din.barcode,
+        eye_readable=din.eye_readable,
+        kind=record.kind,
+        coi=record.coi,
+        state=record.state,
+        custodian=record.custodian,
+        location=location,
+        shipment=record.shipment,
+        collected_at=record.collected_at,
+        volume_ml=record.volume_ml,
+    )
+
+
+def order_public(session: Session, actor: Actor, order: Order) -> OrderPublic:
+    coi = Coi.from_value(order.coi)
+    sites = {
+        site_id: session.get(Site, site_id)
+        for site_id in (
+            order.collection_site_id,
+            order.manufacturing_site_id,
+            order.treatment_site_id,
+        )
+    }
+    units = unit_records(session, units_of_order(session, order), order.coi)
+    return OrderPublic(
+        coi=coi.value,
+        check_character=coi.check_character,
+        eye_readable=coi.eye_readable,
+        barcode=coi.barcode,
+        state=order.state,
+        product=order.product,
+        patient_ref=order.patient_ref if may_see_patient_ref(actor, order) else None,
+        collection_site=sites[order.collection_site_id].code,  # type: ignore[union-attr]
+        manufacturing_site=sites[order.manufacturing_site_id].code,  # type: ignore[union-attr]
+        treatment_site=sites[order.treatment_site_id].code,  # type: ignore[union-attr]
+        created_at=order.created_at,
+        units=[unit_public(record) for record in units],
+    )
+
+
+def event_public(record: EventRecord) -> EventPublic:
+    return EventPublic(
+        sequence=record.sequence,
+        event_id=record.event_id,
+        coi=record.coi,
+        din=record.din,
+        action=record.action,
+        from_state=record.from_state,
+        to_state=record.to_state,
+        site=record.site,
+        actor=record.actor,
+        custodian=record.custodian,
+        shipment=record.shipment,
+        occurred_at=record.occurred_at,
+        recorded_at=record.recorded_at,
+        needs_review=record.needs_review,
+        review_reason=record.review_reason,
+    )
+
+
+def scan_result(session: Session, actor: Actor, outcome: ScanOutcome) -> ScanResult:
+    ids = [event.id for event in outcome.events]
+    records = event_records(session, CustodyEvent.id.in_(ids))  # type: ignore[union-attr]
+    events = [event_public(record) for record in records]
+    single = events[0] if len(events) == 1 else None
+    site = session.get(Site, outcome.scan.site_id)
+    return ScanResult(
+        event_id=outcome.scan.event_id,
+        action=outcome.scan.action,
+        site=site.code if site else "",
+        actor=records[0].actor if records else actor.email,
+        occurred_at=outcome.scan.occurred_at,
+        recorded_at=outcome.scan.recorded_at,
+        shipment=shipment_code(outcome.scan.shipment_id) if outcome.scan.shipment_id else None,
+        replayed=outcome.replayed,
+        din=single.din if single else None,
+        coi=single.coi if single else None,
+        from_state=single.from_state if single else None,
+        to_state=single.to_state if single else None,
+        sequence=single.sequence if single else None,
+        needs_review=any(event.needs_review for event in events),
+        events=events,
+    )
+
+
+def shipment_public(session: Session, shipment: Shipment) -> ShipmentPublic:
+    assert shipment.id is not None
+
+    def code(site_id: int | None) -> str | None:
+        site = session.get(Site, site_id) if site_id else None
+        return site.code if site else None
+
+    return ShipmentPublic(
+        id=shipment.id,
+        barcode=shipment_code(shipment.id),
+        shipper_id=shipment.shipper_id,
+        origin=code(shipment.origin_site_id) or "",
+        destination=code(shipment.destination_site_id) or "",
+        carrier=code(shipment.carrier_site_id),
+        state=shipment.state,
+        units=[unit.din for unit in shipment_units(session, shipment)],
+        created_at=shipment.created_at,
+    )

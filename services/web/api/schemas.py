@@ -1,0 +1,215 @@
+"""The API's request and response models. The OpenAPI document is generated from these."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, StringConstraints
+from sqlmodel import Field, SQLModel
+
+from services.domain.custody import Action, OrderState, ShipmentState, UnitKind, UnitState
+
+Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+
+class Problem(SQLModel):
+    """An error (RFC 9457 problem details) with a stable machine ``code``."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+
+
+# identifiers
+
+
+class IdentifierQuery(SQLModel):
+    text: str = Field(
+        min_length=1,
+        max_length=256,
+        description="What a scanner read (=A99992612345600, &/CHA999926AB12CD) or keyboard "
+        "entry with the check character (A9999 26 123456 K)",
+    )
+
+
+class FlagsPublic(SQLModel):
+    value: str
+    kind: Literal["none", "checksum", "other"]
+
+
+class IdentifierPublic(SQLModel):
+    kind: Literal["din", "coi"]
+    value: str
+    check_character: str
+    eye_readable: str
+    barcode: str
+    form: Literal["barcode", "keyboard", "value"]
+    flags: FlagsPublic | None = None
+
+
+# orders and bags
+
+
+class OrderCreate(SQLModel):
+    patient_ref: Text = Field(
+        description="The treatment centre's pseudonymous patient reference (never a name)"
+    )
+    product: Text
+    collection_site: Code
+    manufacturing_site: Code
+    treatment_site: Code
+
+
+class OrderPath(SQLModel):
+    coi: str = Field(max_length=64, description="The chain of identity identifier")
+
+
+class UnitPath(SQLModel):
+    din: str = Field(max_length=64, description="The bag's DIN")
+
+
+class CollectionCreate(SQLModel):
+    collected_at: AwareDatetime | None = Field(
+        default=None, description="When collection ended (ISO 8601 with offset); default now"
+    )
+    volume_ml: float | None = Field(default=None, gt=0, le=5000)
+
+
+class UnitPublic(SQLModel):
+    din: str
+    check_character: str
+    barcode: str
+    eye_readable: str
+    kind: UnitKind
+    coi: str
+    state: UnitState
+    custodian: str = Field(description="Code of the site that holds the bag now")
+    location: str = Field(description="Where the bag is, in words")
+    shipment: str | None = Field(description="The shipment the bag is packed in or travels with")
+    collected_at: dt.datetime
+    volume_ml: float | None
+
+
+class OrderPublic(SQLModel):
+    coi: str
+    check_character: str
+    eye_readable: str
+    barcode: str
+    state: OrderState
+    product: str
+    patient_ref: str | None = Field(
+        description="Shown only to the collection and treatment sites; null for everyone else"
+    )
+    collection_site: str
+    manufacturing_site: str
+    treatment_site: str
+    created_at: dt.datetime
+    units: list[UnitPublic]
+
+
+class EventPublic(SQLModel):
+    sequence: int = Field(description="Gapless position of the event in its order's record")
+    event_id: str | None = Field(description="The scanner's event id (null for a registration)")
+    coi: str
+    din: str
+    action: str
+    from_state: UnitState | None
+    to_state: UnitState
+    site: str
+    actor: str
+    custodian: str
+    shipment: str | None
+    occurred_at: dt.datetime = Field(description="The scanner's clock")
+    recorded_at: dt.datetime = Field(description="The server's clock: the audit time")
+    needs_review: bool
+    review_reason: str | None
+
+
+class EventList(SQLModel):
+    din: str
+    coi: str
+    events: list[EventPublic]
+
+
+# scans
+
+
+class ScanCreate(SQLModel):
+    barcode: str = Field(min_length=1, max_length=256)
+    action: Action
+    site: Code = Field(description="Code of the site where the scan happens")
+    event_id: uuid.UUID | None = Field(
+        default=None, description="Made by the scanner; the same event_id twice is one scan"
+    )
+    occurred_at: AwareDatetime | None = Field(
+        default=None, description="The scanner's clock, ISO 8601 with offset; default now"
+    )
+    shipment: str | None = Field(
+        default=None,
+        max_length=32,
+        description="A shipment code (SHP-00000012): pack into it, or check the bag travels in it",
+    )
+    coi: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The chain of identity being worked on; a bag of any other is refused",
+    )
+    patient_ref: str | None = Field(
+        default=None, max_length=64, description="The patient scanned at the bedside (infuse)"
+    )
+
+
+class ScanResult(SQLModel):
+    """An accepted scan and the custody events it made (one per bag it moved)."""
+
+    event_id: str
+    action: Action
+    site: str
+    actor: str
+    occurred_at: dt.datetime
+    recorded_at: dt.datetime
+    shipment: str | None
+    replayed: bool = Field(description="True when this event_id had been recorded before")
+    din: str | None = Field(description="The bag, when the scan named one bag")
+    coi: str | None
+    from_state: UnitState | None
+    to_state: UnitState | None
+    sequence: int | None
+    needs_review: bool
+    events: list[EventPublic]
+
+
+# shipments
+
+
+class ShipmentCreate(SQLModel):
+    origin: Code
+    destination: Code
+    shipper_id: Text = Field(description="Serial of the dry-vapour shipper")
+    units: list[str] = Field(default_factory=list, max_length=200, description="Packed bags' DINs")
+    carrier: Code | None = Field(default=None, description="The courier site that will carry it")
+
+
+class ShipmentPath(SQLModel):
+    shipment: str = Field(max_length=32, description="SHP-00000012 or 12")
+
+
+class ShipmentPublic(SQLModel):
+    id: int
+    barcode: str
+    shipper_id: str
+    origin: str
+    destination: str
+    carrier: str | None
+    state: ShipmentState
+    units: list[str]
+    created_at: dt.datetime
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())

@@ -1,0 +1,43 @@
+"""Shipments: open one with its manifest, read it."""
+
+from __future__ import annotations
+
+from flask import Response, jsonify
+
+from services.operations import shipments as shipment_ops
+from services.operations.access import visible_order
+from services.web.api.blueprint import api, shipments_tag
+from services.web.api.present import shipment_public
+from services.web.api.schemas import ShipmentCreate, ShipmentPath, ShipmentPublic
+from services.web.state import current_actor, unit_of_work, utcnow
+
+
+@api.post("/shipments", tags=[shipments_tag], responses={201: ShipmentPublic})
+def create_shipment(body: ShipmentCreate) -> tuple[Response, int]:
+    """Open a shipment from your site, listing the packed bags it carries."""
+    with unit_of_work() as uow:
+        shipment = shipment_ops.create_shipment(
+            uow.session,
+            actor=current_actor(),
+            origin=body.origin,
+            destination=body.destination,
+            shipper_id=body.shipper_id,
+            units=body.units,
+            carrier=body.carrier,
+            now=utcnow(),
+        )
+        uow.commit()
+        result = shipment_public(uow.session, shipment)
+    return jsonify(result.model_dump(mode="json")), 201
+
+
+@api.get("/shipments/<shipment>", tags=[shipments_tag], responses={200: ShipmentPublic})
+def read_shipment(path: ShipmentPath) -> Response:
+    """A shipment and its manifest."""
+    actor = current_actor()
+    with unit_of_work() as uow:
+        shipment = shipment_ops.shipment_by_code(uow.session, path.shipment)
+        if not shipment_ops.can_view_shipment(uow.session, actor, shipment):
+            visible_order(uow.session, actor, None, f"shipment {path.shipment}")
+        result = shipment_public(uow.session, shipment)
+    return jsonify(result.model_dump(mode="json"))

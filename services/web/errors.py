@@ -1,0 +1,87 @@
+"""Every error leaves as application/problem+json (RFC 9457) with a stable ``code``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, json
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from services.domain.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_TYPE_BASE = "https://vein2vein.example/problems/"
+STATUS_BY_CODE = {
+    "invalid_identifier": 422,
+    "invalid_request": 422,
+    "coi_mismatch": 422,
+    "wrong_site": 422,
+    "not_in_shipment": 422,
+    "event_id_reused": 422,
+    "validation_error": 422,
+    "illegal_transition": 409,
+    "conflict": 409,
+    "sequence_exhausted": 409,
+    "forbidden": 403,
+    "not_found": 404,
+    "unauthorized": 401,
+}
+
+
+def problem(
+    code: str, title: str, detail: str, status: int | None = None, **extra: Any
+) -> Response:
+    status = status or STATUS_BY_CODE.get(code, 400)
+    body = {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+    return Response(json.dumps(body), status=status, mimetype="application/problem+json")
+
+
+def domain_problem(error: DomainError) -> Response:
+    return problem(error.code, error.title, error.detail, **error.extra)
+
+
+def validation_problem(error: ValidationError) -> Response:
+    """flask-openapi3 calls this for a request body, query or path that fails its model."""
+    errors = [
+        {"loc": [str(part) for part in item["loc"]], "msg": item["msg"], "type": item["type"]}
+        for item in error.errors(include_url=False, include_context=False, include_input=False)
+    ]
+    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+    where = ".".join(first["loc"]) or "request"
+    return problem(
+        "validation_error",
+        "Request does not match the API",
+        f"{where}: {first['msg']}",
+        errors=errors,
+    )
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(DomainError, domain_problem)
+
+    @app.errorhandler(HTTPException)
+    def _http(error: HTTPException) -> Response:
+        if error.response is not None:  # an abort() that already built its response
+            return error.response  # type: ignore[return-value]
+        code = (error.name or "error").lower().replace(" ", "_")
+        return problem(code, error.name or "Error", error.description or "", error.code or 500)
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        log.exception("unhandled error")
+        return problem(
+            "internal_error",
+            "Internal error",
+            "something went wrong on our side; the request was not applied and was logged",
+            500,
+        )

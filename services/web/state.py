@@ -1,0 +1,38 @@
+"""Per-app state: settings and database, made once by the factory."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from flask import current_app, g
+
+from services.config import Settings
+from services.db import Database, UnitOfWork
+from services.domain.custody import Actor
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    db: Database
+
+
+def state() -> AppState:
+    return current_app.extensions["vein2vein"]  # type: ignore[no-any-return]
+
+
+def unit_of_work() -> UnitOfWork:
+    return UnitOfWork(state().db.session_factory)
+
+
+def current_actor() -> Actor:
+    return g.actor  # type: ignore[no-any-return]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def max_clock_skew() -> dt.timedelta:
+    return dt.timedelta(seconds=state().settings.max_clock_skew_seconds)
