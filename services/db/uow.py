@@ -25,7 +25,8 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.session.rollback()
+        # close() rolls back whatever was not committed and detaches the rows without
+        # expiring them, so a view can still read what it loaded
         self.session.close()
 
     def commit(self) -> None:

@@ -237,9 +237,13 @@ def parse_identifier(text: str) -> Parsed:
         return ParsedDin(din, "barcode", Flags.parse(din.value, content[DIN_LENGTH:]))
     _check_case(compact)
     if compact.startswith(COI_PREFIX):
-        coi = Coi.from_value(_strip_check_character(compact, COI_LENGTH, "chain of identity"))
+        content = _split_check_character(compact, COI_LENGTH, "chain of identity")
+        coi = Coi.from_value(content)  # the structure first: it says more than the check does
+        _verify_check_character(compact, COI_LENGTH, "chain of identity")
         return ParsedCoi(coi, "keyboard")
-    din = Din.from_value(_strip_check_character(compact, DIN_LENGTH, "DIN"))
+    content = _split_check_character(compact, DIN_LENGTH, "DIN")
+    din = Din.from_value(content)
+    _verify_check_character(compact, DIN_LENGTH, "DIN")
     return ParsedDin(din, "keyboard")
 
 
@@ -272,6 +276,30 @@ def parse_scan(text: str) -> ScannedCode:
     return ScannedCode(coi=parsed.coi)
 
 
+def din_reference(text: str) -> Din:
+    """A DIN named by a system rather than typed: the bare 13 characters (as in API paths and
+    manifests), or any scanned or keyed form. A person typing is held to the check character by
+    :func:`parse_scan`; a machine passing back a DIN we issued is not."""
+    compact = _compact(text)
+    if len(compact) == DIN_LENGTH:
+        return Din.from_value(compact)
+    scanned = parse_scan(compact)
+    if scanned.din is None:
+        raise InvalidIdentifier(f"{text!r} is not a bag's DIN")
+    return scanned.din
+
+
+def coi_reference(text: str) -> Coi:
+    """A COI named by a system: the bare 15 characters, its barcode, or keyed with its check."""
+    compact = _compact(text)
+    if len(compact) == COI_LENGTH:
+        return Coi.from_value(compact)
+    parsed = parse_identifier(compact)
+    if not isinstance(parsed, ParsedCoi):
+        raise InvalidIdentifier(f"{text!r} is a DIN, not a chain of identity identifier")
+    return parsed.coi
+
+
 def label_payload(din: Din, coi: Coi) -> str:
     """The text of a bag label's 2-D code; :func:`parse_scan` reads it back."""
     return f"{din.barcode}{coi.barcode}"
@@ -293,7 +321,7 @@ def _compact(text: str) -> str:
     return compact
 
 
-def _strip_check_character(compact: str, length: int, what: str) -> str:
+def _split_check_character(compact: str, length: int, what: str) -> str:
     if len(compact) == length:
         raise InvalidIdentifier(
             f"a {what} typed by hand needs its check character (the boxed character after it): "
@@ -304,6 +332,10 @@ def _strip_check_character(compact: str, length: int, what: str) -> str:
             f"a {what} typed by hand is {length} characters and its check character "
             f"({length + 1} in all); got {len(compact)}"
         )
+    return compact[:length]
+
+
+def _verify_check_character(compact: str, length: int, what: str) -> None:
     content, given = compact[:length], compact[length]
     if given not in MOD37_ALPHABET:
         raise InvalidIdentifier(f"{given!r} cannot be a check character")
@@ -312,7 +344,6 @@ def _strip_check_character(compact: str, length: int, what: str) -> str:
             f"check character {given!r} does not match {what} {content}: read the label again "
             "or scan its barcode"
         )
-    return content
 
 
 def _check_case(text: str) -> None:

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from services.db.models import Order, Shipment, ShipmentUnit, Unit
-from services.domain.custody import Actor, Role
+from services.domain.custody import Actor, Role, ShipmentState
 from services.domain.errors import NotFound
 
 
@@ -15,7 +15,8 @@ def order_site_ids(order: Order) -> tuple[int, int, int]:
 
 
 def can_view_order(session: Session, actor: Actor, order: Order) -> bool:
-    """A user sees an order that names their site; a courier, one whose bags it carries."""
+    """A user sees an order that names their site; a courier, one whose bags it holds, carries
+    or is named to carry (or may claim, on a shipment that names no courier yet)."""
     if actor.site_id in order_site_ids(order):
         return True
     if actor.role is not Role.COURIER:
@@ -25,7 +26,17 @@ def can_view_order(session: Session, actor: Actor, order: Order) -> bool:
         select(Unit.id)
         .join(ShipmentUnit, ShipmentUnit.unit_id == Unit.id)  # type: ignore[arg-type]
         .join(Shipment, Shipment.id == ShipmentUnit.shipment_id)  # type: ignore[arg-type]
-        .where(Unit.order_id == order.id, Shipment.carrier_site_id == actor.site_id)
+        .where(
+            Unit.order_id == order.id,
+            sa.or_(
+                Shipment.carrier_site_id == actor.site_id,
+                # a shipment that names no courier waits for whichever courier picks it up
+                sa.and_(
+                    Shipment.carrier_site_id.is_(None),  # type: ignore[union-attr]
+                    Shipment.state == ShipmentState.OPEN,
+                ),
+            ),
+        )
     )
     return bool(session.scalar(select(sa.exists(held.union(carried).subquery()))))
 

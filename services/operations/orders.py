@@ -84,7 +84,7 @@ def register_collection(
         raise Forbidden(
             "collections are registered by apheresis staff of the order's collection site"
         )
-    collected_at = collected_at or now
+    collected_at = (collected_at or now).astimezone(dt.UTC)
     if collected_at > now + max_clock_skew:
         raise InvalidRequest(f"collected_at {collected_at.isoformat()} is in the future")
     order = lock_order(session, order.id)

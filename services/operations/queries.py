@@ -10,8 +10,7 @@ from sqlmodel import Session, select
 
 from services.db.models import CustodyEvent, Order, Scan, Shipment, ShipmentUnit, Site, Unit, User
 from services.domain.custody import Actor, UnitKind, UnitState
-from services.domain.errors import InvalidRequest
-from services.domain.identifiers import Coi, parse_identifier, parse_scan, shipment_code
+from services.domain.identifiers import coi_reference, din_reference, shipment_code
 from services.operations.access import visible_order
 
 
@@ -49,26 +48,17 @@ class UnitRecord:
 
 
 def unit_by_din(session: Session, actor: Actor, text: str) -> tuple[Unit, Order]:
-    scanned = parse_scan(text)
-    if scanned.din is None:
-        raise InvalidRequest(f"{text!r} is not a bag's DIN")
-    unit = session.exec(select(Unit).where(Unit.din == scanned.din.value)).first()
+    din = din_reference(text).value
+    unit = session.exec(select(Unit).where(Unit.din == din)).first()
     order = session.get(Order, unit.order_id) if unit else None
-    visible_order(session, actor, order, f"bag {scanned.din.value}")
+    visible_order(session, actor, order, f"bag {din}")
     assert unit is not None
     assert order is not None
     return unit, order
 
 
 def coi_value(text: str) -> str:
-    """The 15-character COI from any of its forms (value, barcode, keyed with check character)."""
-    if len(text) == 15 and text.startswith("CH"):
-        return Coi.from_value(text).value
-    parsed = parse_identifier(text)
-    coi = getattr(parsed, "coi", None)
-    if coi is None:
-        raise InvalidRequest(f"{text!r} is a DIN, not a chain of identity identifier")
-    return str(coi.value)
+    return coi_reference(text).value
 
 
 def unit_records(session: Session, units: list[Unit], coi: str) -> list[UnitRecord]:

@@ -88,7 +88,7 @@ def record_scan(
         return replay
 
     site = site_by_code(session, scan.site)
-    occurred_at = scan.occurred_at or now
+    occurred_at = (scan.occurred_at or now).astimezone(dt.UTC)
     if occurred_at > now + max_clock_skew:
         raise InvalidRequest(
             f"occurred_at {occurred_at.isoformat()} is ahead of the server clock "
@@ -145,6 +145,7 @@ def record_scan(
     touched_shipments: dict[int, Shipment] = {}
     for unit, order, rule, current in decisions:
         from_state = _apply(unit, rule.to_state, scan.action, site, actor)
+        _claim_carrier(current, scan.action, actor)
         if scan.action is Action.PACK and named_shipment is not None:
             add_to_shipment(
                 session, unit=unit, order=order, shipment=named_shipment, codes=codes, now=now
@@ -174,6 +175,12 @@ def record_scan(
         _update_shipment_state(session, shipment)
     session.flush()
     return ScanOutcome(scan=row, events=events, replayed=False)
+
+
+def _claim_carrier(shipment: Shipment | None, action: Action, actor: Actor) -> None:
+    """A shipment that names no courier belongs, from pickup on, to the courier who took it."""
+    if action is Action.PICKUP and shipment is not None and shipment.carrier_site_id is None:
+        shipment.carrier_site_id = actor.site_id
 
 
 def _apply(unit: Unit, to_state: UnitState, action: Action, site: Site, actor: Actor) -> UnitState:

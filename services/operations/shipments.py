@@ -16,7 +16,7 @@ from services.domain.custody import (
     check_shipment_route,
 )
 from services.domain.errors import Forbidden, IllegalTransition, InvalidRequest, NotFound, WrongSite
-from services.domain.identifiers import SHIPMENT_RE, parse_scan, shipment_code
+from services.domain.identifiers import SHIPMENT_RE, din_reference, shipment_code
 from services.operations.access import visible_order
 from services.operations.admin import site_by_code
 from services.operations.bags import bag_view, lock_bags, site_codes
@@ -145,7 +145,4 @@ def shipment_by_code(session: Session, code: str) -> Shipment:
 
 
 def _din_of(text: str) -> str:
-    scanned = parse_scan(text)
-    if scanned.din is None:
-        raise InvalidRequest(f"{text!r} is not a bag's DIN")
-    return scanned.din.value
+    return din_reference(text).value

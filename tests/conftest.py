@@ -1,0 +1,143 @@
+"""Fixtures: real PostgreSQL and SQLite databases built by the migrations, the app, test data.
+
+PostgreSQL comes from TEST_DATABASE_URL (default: the local server). Each run creates its own
+database there, migrates it from empty, and drops it at the end. Without a reachable server the
+PostgreSQL tests are skipped and the summary says so; with CI=true they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+from flask.testing import FlaskClient
+from sqlmodel import SQLModel
+
+from services.config import Settings
+from services.db import migrate
+from services.web import create_app
+from tests.world import World
+
+DEFAULT_TEST_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+_unavailable: dict[str, str] = {}
+
+
+def _libpq_url(url: str) -> str:
+    return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _service_missing(name: str, reason: str) -> None:
+    _unavailable[name] = reason
+    message = f"{name} is not reachable ({reason})"
+    if IN_CI:
+        pytest.fail(f"{message}; CI=true makes a missing service a failure", pytrace=False)
+    pytest.skip(f"{message}; start it with: docker compose up -d db redis")
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> str:
+    url = os.environ.get("TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL)
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    try:
+        psycopg.connect(_libpq_url(url), connect_timeout=3).close()
+    except psycopg.Error as error:
+        _service_missing("PostgreSQL", f"{sa.make_url(url).render_as_string()}: {error}".strip())
+    return url
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_server_url: str) -> Iterator[str]:
+    """A database of this run's own, migrated from empty by Alembic."""
+    name = f"v2v_test_{uuid.uuid4().hex[:10]}"
+    admin_url = _libpq_url(pg_server_url)
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    url = sa.make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
+    migrate.upgrade(url)
+    yield url
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file; each test gets a copy."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    migrate.upgrade(f"sqlite:///{path}")
+    return path
+
+
+def _truncate_all(url: str) -> None:
+    tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+    with psycopg.connect(_libpq_url(url), autocommit=True) as connection:
+        connection.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+
+
+def _settings(url: str, var_dir: Path) -> Settings:
+    return Settings(app_env="test", database_url=url, var_dir=var_dir)
+
+
+@pytest.fixture(params=[pytest.param("postgresql", marks=pytest.mark.postgres), "sqlite"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if backend == "postgresql":
+        url = str(request.getfixturevalue("pg_url"))
+        _truncate_all(url)
+        return url
+    template: Path = request.getfixturevalue("sqlite_template")
+    path = tmp_path / "vein2vein.db"
+    shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def app(database_url: str, tmp_path: Path) -> Iterator[Any]:
+    application = create_app(_settings(database_url, tmp_path / "var"))
+    application.config["TESTING"] = True
+    yield application
+    application.extensions["vein2vein"].db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Any) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def world(app: Any) -> World:
+    return World.build(app)
+
+
+@pytest.fixture
+def pg_app(pg_url: str, tmp_path: Path) -> Iterator[Any]:
+    """The app on PostgreSQL only, for tests about PostgreSQL itself."""
+    _truncate_all(pg_url)
+    application = create_app(_settings(pg_url, tmp_path / "var"))
+    yield application
+    application.extensions["vein2vein"].db.engine.dispose()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _unavailable:
+        return
+    terminalreporter.section("services not reachable", sep="=", yellow=True)
+    for name, reason in _unavailable.items():
+        terminalreporter.write_line(f"{name}: {reason}")
+    terminalreporter.write_line(
+        "Tests that need these were NOT run. Start the servers with "
+        "`docker compose up -d db redis` (or set TEST_DATABASE_URL / TEST_REDIS_URL) and run "
+        "`make test` again."
+    )

@@ -1,0 +1,129 @@
+"""The `vein2vein` command as a newcomer runs it: a real process on a real database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from services.config import Settings
+from services.web import create_app
+
+VEIN2VEIN = str(Path(sys.executable).with_name("vein2vein"))
+
+
+@pytest.fixture
+def cli_env(database_url: str, tmp_path: Path) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "VAR_DIR": str(tmp_path / "var"),
+        "APP_ENV": "test",
+    }
+    env.pop("FLASK_APP", None)
+    return env
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [VEIN2VEIN, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_sites_users_and_a_token_from_the_cli(
+    cli_env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    assert run(cli_env, "db", "upgrade").returncode == 0
+    for args in (
+        ("site", "add", "APH-9", "--kind", "collection", "--name", "Apheresis", "--fin", "A9999"),
+        ("site", "add", "MFG-9", "--kind", "manufacturing", "--name", "Mfg", "--fin", "M9999"),
+        ("site", "add", "TRT-9", "--kind", "treatment", "--name", "Treatment"),
+        ("user", "add", "nurse@example.org", "--role", "care_team", "--site", "TRT-9"),
+    ):
+        result = run(cli_env, *args)
+        assert result.returncode == 0, result.stderr
+    created = run(cli_env, "token", "create", "nurse@example.org")
+    assert created.returncode == 0, created.stderr
+    token = created.stdout
+    assert token.endswith("\n")
+    assert token.count("\n") == 1
+    assert token.startswith("v2v_")
+    token = token.strip()
+
+    app = create_app(Settings(app_env="test", database_url=database_url, var_dir=tmp_path / "var"))
+    response = app.test_client().post(
+        "/api/v1/orders",
+        json={
+            "patient_ref": "P-1",
+            "product": "axi-cel",
+            "collection_site": "APH-9",
+            "manufacturing_site": "MFG-9",
+            "treatment_site": "TRT-9",
+        },
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 201, response.json
+    assert response.json["coi"].startswith("CHA9999")
+    engine = app.extensions["vein2vein"].db.engine
+    with engine.connect() as connection:
+        stored = connection.execute(sa.text("SELECT token_hash FROM api_tokens")).scalars().all()
+    engine.dispose()
+    assert token not in stored
+    assert all(len(h) == 64 for h in stored)
+
+
+def test_cli_refusals_are_one_line_and_non_zero(cli_env: dict[str, str]) -> None:
+    assert run(cli_env, "db", "upgrade").returncode == 0
+    no_fin = run(cli_env, "site", "add", "APH-9", "--kind", "collection", "--name", "A")
+    assert no_fin.returncode != 0
+    assert "needs its FIN" in no_fin.stderr
+    assert "Traceback" not in no_fin.stderr
+    bad_kind = run(cli_env, "site", "add", "X", "--kind", "moon", "--name", "A")
+    assert bad_kind.returncode != 0
+    no_user = run(cli_env, "token", "create", "ghost@example.org")
+    assert no_user.returncode != 0
+    assert "no user" in no_user.stderr
+    assert no_user.stdout == ""
+
+
+def test_demo_is_idempotent_and_prints_the_logins(
+    cli_env: dict[str, str], database_url: str
+) -> None:
+    assert run(cli_env, "db", "upgrade").returncode == 0
+    first = run(cli_env, "demo")
+    assert first.returncode == 0, first.stderr
+    assert "courier@coldchain.demo" in first.stdout
+    engine = sa.create_engine(database_url)
+
+    def counts() -> tuple[int, ...]:
+        with engine.connect() as connection:
+            return tuple(
+                connection.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+                for table in ("sites", "users", "orders", "units", "custody_events", "shipments")
+            )
+
+    before = counts()
+    second = run(cli_env, "demo")
+    assert second.returncode == 0, second.stderr
+    assert counts() == before
+    with engine.connect() as connection:
+        states = set(connection.execute(sa.text("SELECT state FROM units")).scalars())
+        live_tokens = connection.execute(
+            sa.text("SELECT count(*) FROM api_tokens WHERE revoked_at IS NULL")
+        ).scalar_one()
+    engine.dispose()
+    assert states >= {
+        "collected",
+        "label_verified",
+        "cryopreserved",
+        "packed",
+        "in_transit",
+        "delivered",
+        "received",
+        "in_manufacturing",
+    }
+    assert live_tokens == 8  # the first run's tokens were revoked by the second

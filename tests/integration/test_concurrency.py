@@ -1,0 +1,168 @@
+"""Idempotent replays and real races between concurrent requests (threads, real database)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from sqlmodel import select
+
+from services.db import UnitOfWork
+from services.db.models import CustodyEvent, Scan
+from tests.world import World
+
+
+def run_together(*calls: Callable[[], Any]) -> list[Any]:
+    """Start the calls in threads at the same moment; return their results in order."""
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+    errors: list[BaseException] = []
+
+    def worker(index: int, call: Callable[[], Any]) -> None:
+        try:
+            barrier.wait()
+            results[index] = call()
+        except BaseException as error:  # re-raised in the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(i, c)) for i, c in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    if errors:
+        raise errors[0]
+    return results
+
+
+def events(world: World) -> list[CustodyEvent]:
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        return list(uow.session.exec(select(CustodyEvent)).all())
+
+
+def post_scan(world: World, body: dict[str, Any]) -> Callable[[], Any]:
+    client = world.app.test_client()
+    return lambda: client.post("/api/v1/scans", json=body, headers=world.headers("aph"))
+
+
+def test_repeating_an_event_id_returns_the_original_event(world: World) -> None:
+    bag = world.bag_at("collected")
+    body = {
+        "barcode": bag["barcode"],
+        "action": "verify_label",
+        "site": "APH-1",
+        "event_id": str(uuid.uuid4()),
+        "occurred_at": "2026-11-20T09:30:00+01:00",
+    }
+    first = world.post("aph", "/api/v1/scans", body)
+    again = world.post("aph", "/api/v1/scans", body)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.json["replayed"] is False
+    assert again.json["replayed"] is True
+    assert again.json["events"] == first.json["events"]
+    assert again.json["occurred_at"] == first.json["occurred_at"]
+    assert len([e for e in events(world) if e.action == "verify_label"]) == 1
+
+
+def test_a_replay_after_the_bag_moved_on_still_returns_the_original(world: World) -> None:
+    bag = world.bag_at("collected")
+    body = {
+        "barcode": bag["barcode"],
+        "action": "verify_label",
+        "site": "APH-1",
+        "event_id": str(uuid.uuid4()),
+    }
+    first = world.post("aph", "/api/v1/scans", body)
+    assert world.scan("aph", bag["barcode"], "cryopreserve", "APH-1").status_code == 201
+    again = world.post("aph", "/api/v1/scans", body)  # the scanner retries a lost answer
+    assert again.status_code == 200
+    assert again.json["events"] == first.json["events"]
+
+
+def test_racing_scans_for_one_transition_exactly_one_wins(world: World) -> None:
+    for n in range(8):
+        bag = world.bag_at("collected", f"PAT-{n}")
+        bodies = [
+            {
+                "barcode": bag["barcode"],
+                "action": "verify_label",
+                "site": "APH-1",
+                "event_id": str(uuid.uuid4()),
+            }
+            for _ in range(2)
+        ]
+        responses = run_together(*(post_scan(world, body) for body in bodies))
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses == [201, 409], [r.json for r in responses]
+        loser = next(r for r in responses if r.status_code == 409)
+        assert loser.json["code"] == "illegal_transition"
+    verified = [e for e in events(world) if e.action == "verify_label"]
+    assert len(verified) == 8
+
+
+def test_racing_replays_of_one_event_id_make_one_event(world: World) -> None:
+    bag = world.bag_at("collected")
+    body = {
+        "barcode": bag["barcode"],
+        "action": "verify_label",
+        "site": "APH-1",
+        "event_id": str(uuid.uuid4()),
+    }
+    responses = run_together(*(post_scan(world, body) for _ in range(4)))
+    assert sorted(r.status_code for r in responses) == [200, 200, 200, 201]
+    assert len({str(r.json["events"]) for r in responses}) == 1
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        assert len(uow.session.exec(select(Scan)).all()) == 1
+
+
+def test_concurrent_scans_of_one_orders_bags_keep_its_sequence_gapless(world: World) -> None:
+    order = world.enroll()
+    bags = [world.collect(order["coi"]) for _ in range(6)]
+    bodies = [
+        {
+            "barcode": b["barcode"],
+            "action": "verify_label",
+            "site": "APH-1",
+            "event_id": str(uuid.uuid4()),
+        }
+        for b in bags
+    ]
+    responses = run_together(*(post_scan(world, body) for body in bodies))
+    assert [r.status_code for r in responses] == [201] * 6
+    sequences = sorted(e.sequence for e in events(world))
+    assert sequences == list(range(1, 13))  # 6 collections + 6 label checks
+
+
+def test_concurrent_enrolments_and_collections_get_unique_identifiers(world: World) -> None:
+    clients = [world.app.test_client() for _ in range(6)]
+    body = {
+        "patient_ref": "P",
+        "product": "axi-cel",
+        "collection_site": "APH-1",
+        "manufacturing_site": "MFG-1",
+        "treatment_site": "TRT-1",
+    }
+    orders = run_together(
+        *(
+            (lambda c=c: c.post("/api/v1/orders", json=body, headers=world.headers("care")))
+            for c in clients
+        )
+    )
+    assert [r.status_code for r in orders] == [201] * 6
+    cois = {r.json["coi"] for r in orders}
+    assert len(cois) == 6
+    coi = next(iter(cois))
+    units = run_together(
+        *(
+            (
+                lambda c=c: c.post(
+                    f"/api/v1/orders/{coi}/collections", json={}, headers=world.headers("aph")
+                )
+            )
+            for c in clients
+        )
+    )
+    assert [r.status_code for r in units] == [201] * 6
+    assert len({r.json["din"] for r in units}) == 6

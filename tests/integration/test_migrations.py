@@ -1,0 +1,43 @@
+"""Migrations: one head, upgrade from empty, and no drift between the tables and the migrations."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from services.db import migrate
+from tests.conftest import _libpq_url
+
+
+def test_a_single_head() -> None:
+    assert len(migrate.heads("sqlite://")) == 1
+
+
+@pytest.mark.postgres
+def test_upgrade_from_empty_and_no_drift_on_postgresql(pg_server_url: str) -> None:
+    name = f"v2v_migrate_{uuid.uuid4().hex[:8]}"
+    admin = _libpq_url(pg_server_url)
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = sa.make_url(pg_server_url).set(database=name).render_as_string(hide_password=False)
+        migrate.upgrade(url)
+        migrate.check(url)  # raises when the models and the migrations differ
+        engine = sa.create_engine(url)
+        with engine.connect() as connection:
+            version = connection.execute(sa.text("SELECT version_num FROM alembic_version"))
+            assert version.scalar_one() == migrate.heads(url)[0]
+        engine.dispose()
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_upgrade_from_empty_and_no_drift_on_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    migrate.upgrade(url)
+    migrate.check(url)

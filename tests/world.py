@@ -1,0 +1,157 @@
+"""Test data through the real operations and the real API: sites, users, tokens, bags."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from services.db import UnitOfWork
+from services.domain.custody import Role, SiteKind
+from services.operations import admin
+
+SITES = [
+    ("APH-1", SiteKind.COLLECTION, "First Apheresis", "A1001"),
+    ("APH-2", SiteKind.COLLECTION, "Second Apheresis", "B2002"),
+    ("COUR-1", SiteKind.COURIER, "First Courier", None),
+    ("COUR-2", SiteKind.COURIER, "Second Courier", None),
+    ("MFG-1", SiteKind.MANUFACTURING, "First Manufacturing", "M3003"),
+    ("MFG-2", SiteKind.MANUFACTURING, "Second Manufacturing", "N4004"),
+    ("TRT-1", SiteKind.TREATMENT, "First Treatment", None),
+    ("TRT-2", SiteKind.TREATMENT, "Second Treatment", None),
+]
+
+# short name -> (role, site)
+USERS = {
+    "aph": (Role.APHERESIS_STAFF, "APH-1"),
+    "aph2": (Role.APHERESIS_STAFF, "APH-2"),
+    "courier": (Role.COURIER, "COUR-1"),
+    "courier2": (Role.COURIER, "COUR-2"),
+    "op": (Role.MANUFACTURING_OPERATOR, "MFG-1"),
+    "op2": (Role.MANUFACTURING_OPERATOR, "MFG-2"),
+    "qa": (Role.QA, "MFG-1"),
+    "care": (Role.CARE_TEAM, "TRT-1"),
+    "care2": (Role.CARE_TEAM, "TRT-2"),
+    "admin": (Role.ADMIN, "TRT-1"),
+}
+
+# who scans each outbound step, and where
+OUTBOUND = [
+    ("verify_label", "aph", "APH-1"),
+    ("cryopreserve", "aph", "APH-1"),
+    ("pack", "aph", "APH-1"),
+    ("pickup", "courier", "APH-1"),
+    ("deliver", "courier", "MFG-1"),
+    ("receive", "op", "MFG-1"),
+    ("start_manufacturing", "op", "MFG-1"),
+]
+
+
+@dataclass
+class World:
+    app: Any
+    client: FlaskClient
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, app: Any) -> World:
+        world = cls(app=app, client=app.test_client())
+        with UnitOfWork(app.extensions["vein2vein"].db.session_factory) as uow:
+            for code, kind, name, fin in SITES:
+                admin.add_site(uow.session, code=code, kind=kind, name=name, fin=fin)
+            for short, (role, site) in USERS.items():
+                email = f"{short}@example.org"
+                admin.add_user(uow.session, email=email, role=role, site_code=site)
+                _row, token = admin.create_token(uow.session, email=email)
+                world.tokens[short] = token
+            uow.commit()
+        return world
+
+    def headers(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[who]}"}
+
+    def get(self, who: str, path: str) -> TestResponse:
+        return self.client.get(path, headers=self.headers(who))
+
+    def post(self, who: str, path: str, body: dict[str, Any]) -> TestResponse:
+        return self.client.post(path, json=body, headers=self.headers(who))
+
+    def enroll(
+        self,
+        patient_ref: str = "PAT-0001",
+        *,
+        who: str = "care",
+        collection: str = "APH-1",
+        manufacturing: str = "MFG-1",
+        treatment: str = "TRT-1",
+    ) -> dict[str, Any]:
+        response = self.post(
+            who,
+            "/api/v1/orders",
+            {
+                "patient_ref": patient_ref,
+                "product": "axi-cel",
+                "collection_site": collection,
+                "manufacturing_site": manufacturing,
+                "treatment_site": treatment,
+            },
+        )
+        assert response.status_code == 201, response.json
+        return response.json  # type: ignore[return-value]
+
+    def collect(self, coi: str, who: str = "aph", **body: Any) -> dict[str, Any]:
+        response = self.post(who, f"/api/v1/orders/{coi}/collections", body)
+        assert response.status_code == 201, response.json
+        return response.json  # type: ignore[return-value]
+
+    def scan(self, who: str, barcode: str, action: str, site: str, **extra: Any) -> TestResponse:
+        body = {
+            "barcode": barcode,
+            "action": action,
+            "site": site,
+            "event_id": str(uuid.uuid4()),
+            **extra,
+        }
+        return self.post(who, "/api/v1/scans", body)
+
+    def ship(
+        self,
+        dins: list[str],
+        origin: str = "APH-1",
+        destination: str = "MFG-1",
+        who: str = "aph",
+        carrier: str | None = "COUR-1",
+    ) -> dict[str, Any]:
+        response = self.post(
+            who,
+            "/api/v1/shipments",
+            {
+                "origin": origin,
+                "destination": destination,
+                "shipper_id": "LN2-7",
+                "units": dins,
+                "carrier": carrier,
+            },
+        )
+        assert response.status_code == 201, response.json
+        return response.json  # type: ignore[return-value]
+
+    def bag_at(self, step: str, patient_ref: str = "PAT-0001", **enroll: Any) -> dict[str, Any]:
+        """A new order's bag, scanned through the outbound leg up to and including ``step``."""
+        order = self.enroll(patient_ref, **enroll)
+        unit = self.collect(
+            order["coi"], who="aph2" if enroll.get("collection") == "APH-2" else "aph"
+        )
+        if step == "collected":
+            return unit
+        for action, who, site in OUTBOUND:
+            if action == "pickup":
+                self.ship([unit["din"]])
+            response = self.scan(who, unit["barcode"], action, site)
+            assert response.status_code == 201, response.json
+            if action == step:
+                return unit
+        raise AssertionError(f"no outbound step {step}")
