@@ -30,8 +30,8 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{(self.var_dir / 'vein2vein.db').resolve()}"
         if not self.broker_url:
             self.broker_url = "filesystem://"
-        if self.app_env == "production" and self.secret_key == DEVELOPMENT_SECRET:
-            raise ValueError("SECRET_KEY must be set to a real secret when APP_ENV=production")
+        if self.app_env != "development" and self.secret_key == DEVELOPMENT_SECRET:
+            raise ValueError(f"SECRET_KEY must be set to a real secret when APP_ENV={self.app_env}")
         return self
 
     @property

@@ -25,7 +25,12 @@ from services.db import migrate
 from services.web import create_app
 from tests.world import World
 
-DEFAULT_TEST_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# Without TEST_DATABASE_URL: the local server, then the one `docker compose up -d db` starts.
+DEFAULT_TEST_DATABASE_URLS = (
+    "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+    "postgresql+psycopg://vein2vein:vein2vein@127.0.0.1:5432/vein2vein",
+)
+TEST_SECRET = "test-secret-" + uuid.uuid4().hex
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 _unavailable: dict[str, str] = {}
 
@@ -44,14 +49,20 @@ def _service_missing(name: str, reason: str) -> None:
 
 @pytest.fixture(scope="session")
 def pg_server_url() -> str:
-    url = os.environ.get("TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL)
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    try:
-        psycopg.connect(_libpq_url(url), connect_timeout=3).close()
-    except psycopg.Error as error:
-        _service_missing("PostgreSQL", f"{sa.make_url(url).render_as_string()}: {error}".strip())
-    return url
+    given = os.environ.get("TEST_DATABASE_URL")
+    candidates = [given] if given else list(DEFAULT_TEST_DATABASE_URLS)
+    errors = []
+    for url in candidates:
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        try:
+            psycopg.connect(_libpq_url(url), connect_timeout=3).close()
+        except psycopg.Error as error:
+            errors.append(f"{sa.make_url(url).render_as_string()}: {str(error).strip()}")
+            continue
+        return url
+    _service_missing("PostgreSQL", "; ".join(errors))
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +94,7 @@ def _truncate_all(url: str) -> None:
 
 
 def _settings(url: str, var_dir: Path) -> Settings:
-    return Settings(app_env="test", database_url=url, var_dir=var_dir)
+    return Settings(app_env="test", database_url=url, var_dir=var_dir, secret_key=TEST_SECRET)
 
 
 @pytest.fixture(params=[pytest.param("postgresql", marks=pytest.mark.postgres), "sqlite"])
@@ -130,14 +141,45 @@ def pg_app(pg_url: str, tmp_path: Path) -> Iterator[Any]:
     application.extensions["vein2vein"].db.engine.dispose()
 
 
+_not_run: dict[str, int] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and isinstance(report.longrepr, tuple):
+        message = str(report.longrepr[2])
+        for name in _unavailable:
+            if message.startswith(f"Skipped: {name} is not reachable"):
+                _not_run[name] = _not_run.get(name, 0) + 1
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not _unavailable:
         return
-    terminalreporter.section("services not reachable", sep="=", yellow=True)
+    terminalreporter.section("NOT RUN: services not reachable", sep="=", yellow=True)
     for name, reason in _unavailable.items():
-        terminalreporter.write_line(f"{name}: {reason}")
+        terminalreporter.write_line(f"{name}: {_not_run.get(name, 0)} tests not run ({reason})")
     terminalreporter.write_line(
-        "Tests that need these were NOT run. Start the servers with "
-        "`docker compose up -d db redis` (or set TEST_DATABASE_URL / TEST_REDIS_URL) and run "
-        "`make test` again."
+        "Start the servers with `docker compose up -d db redis` (or set TEST_DATABASE_URL / "
+        "TEST_REDIS_URL) and run `make test` again. The embedded (SQLite) tests did run."
     )
+
+
+DEFAULT_TEST_REDIS_URLS = ("redis://127.0.0.1:6379/15", "redis://:vein2vein@127.0.0.1:6379/15")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    import redis
+
+    given = os.environ.get("TEST_REDIS_URL")
+    errors = []
+    for url in [given] if given else DEFAULT_TEST_REDIS_URLS:
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+        except redis.RedisError as error:
+            errors.append(f"{url.split('@')[-1]}: {error}")
+            continue
+        return url
+    _service_missing("Redis", "; ".join(errors))
+    raise AssertionError("unreachable")

@@ -30,7 +30,7 @@ SQLModel.metadata.naming_convention = {
 
 
 def _created_at() -> dt.datetime:
-    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)  # type: ignore[no-any-return]
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
 
 
 class Site(SQLModel, table=True):

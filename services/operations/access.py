@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from services.db.models import Order, Shipment, ShipmentUnit, Unit
 from services.domain.custody import Actor, Role, ShipmentState
@@ -29,11 +29,11 @@ def can_view_order(session: Session, actor: Actor, order: Order) -> bool:
         .where(
             Unit.order_id == order.id,
             sa.or_(
-                Shipment.carrier_site_id == actor.site_id,
+                col(Shipment.carrier_site_id) == actor.site_id,
                 # a shipment that names no courier waits for whichever courier picks it up
                 sa.and_(
-                    Shipment.carrier_site_id.is_(None),  # type: ignore[union-attr]
-                    Shipment.state == ShipmentState.OPEN,
+                    col(Shipment.carrier_site_id).is_(None),
+                    col(Shipment.state) == ShipmentState.OPEN,
                 ),
             ),
         )

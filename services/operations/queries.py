@@ -92,21 +92,21 @@ def event_records(session: Session, *conditions: object) -> list[EventRecord]:
     site = aliased(Site)
     custodian = aliased(Site)
     statement = (
-        select(
+        select(  # type: ignore[call-overload]
             CustodyEvent, Unit.din, Order.coi, site.code, custodian.code, User.email, Scan.event_id
         )
-        .join(Unit, Unit.id == CustodyEvent.unit_id)  # type: ignore[arg-type]
-        .join(Order, Order.id == CustodyEvent.order_id)  # type: ignore[arg-type]
-        .join(site, site.id == CustodyEvent.site_id)  # type: ignore[arg-type]
-        .join(custodian, custodian.id == CustodyEvent.custodian_site_id)  # type: ignore[arg-type]
-        .join(User, User.id == CustodyEvent.actor_id)  # type: ignore[arg-type]
-        .outerjoin(Scan, Scan.id == CustodyEvent.scan_id)  # type: ignore[arg-type]
-        .where(*conditions)  # type: ignore[arg-type]
-        .order_by(CustodyEvent.order_id, CustodyEvent.sequence)  # type: ignore[arg-type]
+        .join(Unit, Unit.id == CustodyEvent.unit_id)
+        .join(Order, Order.id == CustodyEvent.order_id)
+        .join(site, site.id == CustodyEvent.site_id)
+        .join(custodian, custodian.id == CustodyEvent.custodian_site_id)
+        .join(User, User.id == CustodyEvent.actor_id)
+        .outerjoin(Scan, Scan.id == CustodyEvent.scan_id)
+        .where(*conditions)
+        .order_by(CustodyEvent.order_id, CustodyEvent.sequence)
     )
     return [
         EventRecord(
-            id=event.id,  # type: ignore[arg-type]
+            id=event.id,
             sequence=event.sequence,
             event_id=event_id,
             coi=coi,

@@ -7,7 +7,6 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from services.db.models import (
@@ -231,24 +230,24 @@ def _bags_named(
         raise InvalidRequest(
             "that is a chain of identity identifier, not a bag: scan the bag's DIN barcode"
         )
-    unit = session.exec(select(Unit).where(Unit.din == scanned.din.value)).first()
-    order = session.get(Order, unit.order_id) if unit else None
+    bag = session.exec(select(Unit).where(Unit.din == scanned.din.value)).first()
+    order = session.get(Order, bag.order_id) if bag else None
     visible_order(session, actor, order, f"bag {scanned.din.value}")
-    assert unit is not None
-    return [unit], scanned_coi, None
+    assert bag is not None
+    return [bag], scanned_coi, None
 
 
 def _out_of_order(session: Session, unit: Unit, occurred_at: dt.datetime) -> str | None:
     """A scan that says it happened before the bag's latest recorded event is kept, for review."""
-    latest = session.exec(
-        select(sa.func.max(CustodyEvent.occurred_at)).where(  # type: ignore[call-overload]
-            CustodyEvent.unit_id == unit.id
-        )
-    ).one()
-    if latest is None:
+    previous = session.exec(
+        select(CustodyEvent)
+        .where(CustodyEvent.unit_id == unit.id)
+        .order_by(CustodyEvent.occurred_at.desc())  # type: ignore[attr-defined]
+        .limit(1)
+    ).first()
+    if previous is None:
         return None
-    if latest.tzinfo is None:  # SQLite's max() hands back the stored text without our type
-        latest = dt.datetime.fromisoformat(str(latest)).replace(tzinfo=dt.UTC)
+    latest = previous.occurred_at
     if occurred_at < latest:
         return (
             f"scanned at {occurred_at.isoformat()} by the scanner's clock, before the bag's "
@@ -258,14 +257,12 @@ def _out_of_order(session: Session, unit: Unit, occurred_at: dt.datetime) -> str
 
 
 def _update_shipment_state(session: Session, shipment: Shipment) -> None:
-    states = list(
-        session.exec(
-            select(Unit.state)
-            .join(ShipmentUnit, ShipmentUnit.unit_id == Unit.id)  # type: ignore[arg-type]
-            .where(ShipmentUnit.shipment_id == shipment.id)
-        ).all()
-    )
-    shipment.state = shipment_state_after(list(states))
+    bags = session.exec(
+        select(Unit)
+        .join(ShipmentUnit, ShipmentUnit.unit_id == Unit.id)  # type: ignore[arg-type]
+        .where(ShipmentUnit.shipment_id == shipment.id)
+    ).all()
+    shipment.state = shipment_state_after([bag.state for bag in bags])
     session.add(shipment)
 
 

@@ -63,7 +63,7 @@ def create_shipment(
 
     shipment = Shipment(
         shipper_id=shipper_id,
-        origin_site_id=origin_site.id,  # type: ignore[arg-type]
+        origin_site_id=origin_site.id,
         destination_site_id=destination_site.id,  # type: ignore[arg-type]
         carrier_site_id=carrier_site.id if carrier_site else None,
         state=ShipmentState.OPEN,

@@ -19,7 +19,7 @@ class AppState:
 
 
 def state() -> AppState:
-    return current_app.extensions["vein2vein"]  # type: ignore[no-any-return]
+    return current_app.extensions["vein2vein"]
 
 
 def unit_of_work() -> UnitOfWork:
@@ -27,7 +27,7 @@ def unit_of_work() -> UnitOfWork:
 
 
 def current_actor() -> Actor:
-    return g.actor  # type: ignore[no-any-return]
+    return g.actor
 
 
 def utcnow() -> dt.datetime:

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from services.config import Settings
 from services.web import create_app
+from tests.conftest import TEST_SECRET
 
 VEIN2VEIN = str(Path(sys.executable).with_name("vein2vein"))
 
@@ -23,6 +24,7 @@ def cli_env(database_url: str, tmp_path: Path) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "VAR_DIR": str(tmp_path / "var"),
         "APP_ENV": "test",
+        "SECRET_KEY": TEST_SECRET,
     }
     env.pop("FLASK_APP", None)
     return env
@@ -54,7 +56,14 @@ def test_sites_users_and_a_token_from_the_cli(
     assert token.startswith("v2v_")
     token = token.strip()
 
-    app = create_app(Settings(app_env="test", database_url=database_url, var_dir=tmp_path / "var"))
+    app = create_app(
+        Settings(
+            app_env="test",
+            database_url=database_url,
+            var_dir=tmp_path / "var",
+            secret_key=TEST_SECRET,
+        )
+    )
     response = app.test_client().post(
         "/api/v1/orders",
         json={
@@ -102,7 +111,9 @@ def test_demo_is_idempotent_and_prints_the_logins(
     def counts() -> tuple[int, ...]:
         with engine.connect() as connection:
             return tuple(
-                connection.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+                connection.execute(
+                    sa.select(sa.func.count()).select_from(sa.table(table))
+                ).scalar_one()
                 for table in ("sites", "users", "orders", "units", "custody_events", "shipments")
             )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 from services.domain.identifiers import Coi, Din, ParsedDin, check_character, parse_identifier
 from tests.world import OUTBOUND, World
@@ -59,7 +60,7 @@ def test_full_outbound_leg(world: World) -> None:
     assert [e["action"] for e in events] == ["collect"] + [a for a, _, _ in OUTBOUND]
     assert [e["sequence"] for e in events] == list(range(1, 9))
     assert events[0]["from_state"] is None
-    for before, after in zip(events, events[1:], strict=False):
+    for before, after in itertools.pairwise(events):
         assert after["from_state"] == before["to_state"]
         assert after["recorded_at"] >= before["recorded_at"]
     assert events[4]["custodian"] == "COUR-1"

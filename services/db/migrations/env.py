@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
 from sqlmodel import SQLModel
 
 from services.db import models  # noqa: F401 - registers the tables on the metadata
@@ -15,7 +16,7 @@ config = context.config
 target_metadata = SQLModel.metadata
 
 
-def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     if type_ == "type" and isinstance(obj, UTCDateTime):
         autogen_context.imports.add("import services.db.types")
         return "services.db.types.UTCDateTime()"

@@ -1,0 +1,69 @@
+# vein2vein: `make run` to try it, `make test` to prove it. `make help` lists the rest.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 5000
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: help install run migrate demo test test-unit lint fmt check-migrations bench clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "vein2vein needs Python 3.11 or newer (set PYTHON=python3.11)")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create the virtualenv and install vein2vein with its dev tools
+
+migrate: install ## migrate the database (DATABASE_URL, default var/vein2vein.db)
+	$(BIN)/vein2vein db upgrade
+
+demo: migrate ## load the demo data and print the demo logins
+	$(BIN)/vein2vein demo
+
+run: migrate ## run web, worker and beat on the embedded default (SQLite + filesystem broker)
+	@mkdir -p var
+	@$(BIN)/vein2vein demo | tee var/demo-logins.txt
+	@echo
+	@echo "vein2vein API:     http://127.0.0.1:$(PORT)/api/v1/  (OpenAPI: /api/v1/openapi.json)"
+	@echo "Try it:            curl -H 'Authorization: Bearer <token above>' 'http://127.0.0.1:$(PORT)/api/v1/identifiers?text=G123417654321A'"
+	@echo "Demo logins saved: var/demo-logins.txt. Ctrl-C stops web, worker and beat."
+	@echo
+	@trap 'kill 0' EXIT INT TERM; \
+	 $(BIN)/celery -A workers.celery_app worker --concurrency=1 --loglevel=WARNING & \
+	 $(BIN)/celery -A workers.celery_app beat --loglevel=WARNING & \
+	 $(BIN)/vein2vein run --port $(PORT) & \
+	 wait
+
+test: install ## the whole suite: PostgreSQL + Redis (TEST_DATABASE_URL/TEST_REDIS_URL) and embedded
+	$(BIN)/pytest
+
+test-unit: install ## the pure domain only, in a second
+	$(BIN)/pytest tests/unit
+
+lint: install ## ruff, formatting, mypy and the import contract
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+fmt: install ## format and autofix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+check-migrations: install ## fail when the tables and the migrations drift (DATABASE_URL)
+	$(BIN)/vein2vein db upgrade
+	$(BIN)/vein2vein db check
+
+bench: install ## scan throughput under gunicorn on PostgreSQL (see bench/README.md)
+	$(BIN)/python bench/scan_throughput.py
+
+clean: ## remove the virtualenv, runtime data and caches
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

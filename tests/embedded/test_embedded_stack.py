@@ -1,0 +1,107 @@
+"""The embedded default as `make run` starts it: SQLite and Celery's filesystem broker, no servers.
+
+Real processes: `vein2vein db upgrade`, `vein2vein demo`, `vein2vein run`, a Celery worker and
+the beat, each with no DATABASE_URL or BROKER_URL set.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.processes import BIN, clean_env, free_port, running, wait_for_log
+
+pytestmark = pytest.mark.embedded
+
+
+def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "vein2vein"), *args],
+        cwd=cwd,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_web_serves_the_api_on_the_embedded_default(tmp_path: Path) -> None:
+    assert _cli(tmp_path, "db", "upgrade").returncode == 0
+    demo = _cli(tmp_path, "demo")
+    assert demo.returncode == 0, demo.stderr
+    assert (tmp_path / "var" / "vein2vein.db").exists()  # the default database location
+    tokens = {
+        line.split()[0]: line.split()[-1]
+        for line in demo.stdout.splitlines()
+        if line.startswith("  ")
+    }
+    staff = {"Authorization": f"Bearer {tokens['apheresis@northgate.demo']}"}
+
+    port = free_port()
+    with running(
+        [str(BIN / "vein2vein"), "run", "--port", str(port)],
+        cwd=tmp_path,
+        env=clean_env(),
+        log=tmp_path / "web.log",
+    ) as web:
+        wait_for_log(tmp_path / "web.log", "Running on", web)
+        base = f"http://127.0.0.1:{port}/api/v1"
+        with httpx.Client(base_url=base, timeout=10) as http:
+            assert http.get("/openapi.json").status_code == 200
+            order = http.post(
+                "/orders",
+                headers=staff,
+                json={
+                    "patient_ref": "EMB-1",
+                    "product": "axi-cel",
+                    "collection_site": "APH-NORTH",
+                    "manufacturing_site": "MFG-EAST",
+                    "treatment_site": "TRT-NORTH",
+                },
+            )
+            assert order.status_code == 201, order.text
+            unit = http.post(f"/orders/{order.json()['coi']}/collections", headers=staff, json={})
+            assert unit.status_code == 201, unit.text
+            scan = http.post(
+                "/scans",
+                headers=staff,
+                json={
+                    "barcode": unit.json()["barcode"],
+                    "action": "verify_label",
+                    "site": "APH-NORTH",
+                    "event_id": str(uuid.uuid4()),
+                },
+            )
+            assert scan.status_code == 201, scan.text
+            assert scan.json()["to_state"] == "label_verified"
+
+
+def test_worker_and_beat_run_on_the_filesystem_broker(tmp_path: Path) -> None:
+    celery = str(BIN / "celery")
+    with (
+        running(
+            [celery, "-A", "workers.celery_app", "worker", "--concurrency=1", "--loglevel=INFO"],
+            cwd=tmp_path,
+            env=clean_env(),
+            log=tmp_path / "worker.log",
+        ) as worker,
+        running(
+            [celery, "-A", "workers.celery_app", "beat", "--loglevel=INFO"],
+            cwd=tmp_path,
+            env=clean_env(),
+            log=tmp_path / "beat.log",
+        ) as beat,
+    ):
+        log = wait_for_log(tmp_path / "worker.log", "ready.", worker)
+        assert "filesystem://" in log
+        wait_for_log(tmp_path / "beat.log", "beat: Starting", beat)
+        time.sleep(1)
+        assert worker.poll() is None
+        assert beat.poll() is None
+    assert (tmp_path / "var" / "broker" / "queue").is_dir()

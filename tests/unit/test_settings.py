@@ -1,0 +1,28 @@
+"""Settings: defaults for the embedded configuration, and no default secret outside development."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from services.config import Settings
+
+
+def test_embedded_defaults(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, var_dir=tmp_path, database_url="", broker_url="")
+    assert settings.sqlalchemy_url == f"sqlite:///{tmp_path.resolve() / 'vein2vein.db'}"
+    assert settings.broker_url == "filesystem://"
+
+
+def test_postgres_urls_use_psycopg_3() -> None:
+    settings = Settings(_env_file=None, database_url="postgresql://u@h/db")
+    assert settings.sqlalchemy_url == "postgresql+psycopg://u@h/db"
+
+
+@pytest.mark.parametrize("env", ["production", "test"])
+def test_default_secret_is_refused_outside_development(env: str) -> None:
+    with pytest.raises(ValidationError, match="SECRET_KEY"):
+        Settings(_env_file=None, app_env=env)  # type: ignore[arg-type]
+    Settings(_env_file=None, app_env=env, secret_key="a-real-secret")  # type: ignore[arg-type]
