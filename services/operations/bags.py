@@ -19,6 +19,8 @@ def lock_bags(session: Session, units: Sequence[Unit]) -> list[tuple[Unit, Order
     """Lock the bags' orders, then the bags, always in id order so two scans cannot deadlock.
 
     Returns each bag, re-read under its lock, with its order, in the order given.
+    The locks are FOR NO KEY UPDATE (we never change keys): a plain FOR UPDATE would also block
+    the FOR KEY SHARE locks that inserting rows referencing these takes, and deadlock two scans.
     """
     order_ids = sorted({unit.order_id for unit in units})
     unit_ids = sorted({unit.id for unit in units if unit.id is not None})
@@ -28,7 +30,7 @@ def lock_bags(session: Session, units: Sequence[Unit]) -> list[tuple[Unit, Order
             select(Order)
             .where(Order.id.in_(order_ids))  # type: ignore[union-attr]
             .order_by(Order.id)  # type: ignore[arg-type]
-            .with_for_update()
+            .with_for_update(key_share=True)
             .execution_options(populate_existing=True)
         ).all()
     }
@@ -38,7 +40,7 @@ def lock_bags(session: Session, units: Sequence[Unit]) -> list[tuple[Unit, Order
             select(Unit)
             .where(Unit.id.in_(unit_ids))  # type: ignore[union-attr]
             .order_by(Unit.id)  # type: ignore[arg-type]
-            .with_for_update()
+            .with_for_update(key_share=True)
             .execution_options(populate_existing=True)
         ).all()
     }

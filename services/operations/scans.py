@@ -35,7 +35,7 @@ from services.operations.access import visible_order
 from services.operations.admin import site_by_code
 from services.operations.bags import bag_view, lock_bags, site_codes
 from services.operations.orders import append_event
-from services.operations.shipments import add_to_shipment, shipment_by_code
+from services.operations.shipments import add_to_shipment, lock_shipment, shipment_by_code
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,8 @@ def record_scan(
     replay = _replay(session, scan.event_id, digest)
     if replay:
         return replay
+    if named_shipment is not None:
+        named_shipment = lock_shipment(session, named_shipment.id)
 
     codes = site_codes(session)
     request = ScanRequest(
@@ -257,6 +259,9 @@ def _out_of_order(session: Session, unit: Unit, occurred_at: dt.datetime) -> str
 
 
 def _update_shipment_state(session: Session, shipment: Shipment) -> None:
+    """Derive the shipment's state from its bags, under its lock: two scans of different bags
+    of one shipment (each holding only its own bag's lock) must not both read stale states."""
+    shipment = lock_shipment(session, shipment.id)
     bags = session.exec(
         select(Unit)
         .join(ShipmentUnit, ShipmentUnit.unit_id == Unit.id)  # type: ignore[arg-type]

@@ -128,6 +128,16 @@ def shipment_label(shipment: Shipment | int | None) -> str:
     return shipment_code(number)
 
 
+def lock_shipment(session: Session, shipment_id: int | None) -> Shipment:
+    """Lock a shipment row; taken after the orders' and the bags' locks, never before."""
+    return session.exec(
+        select(Shipment)
+        .where(Shipment.id == shipment_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    ).one()
+
+
 def shipment_by_code(session: Session, code: str) -> Shipment:
     """A shipment by its barcode (``SHP-00000012``) or its number (``12``)."""
     text = code.strip()

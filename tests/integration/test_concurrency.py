@@ -166,3 +166,43 @@ def test_concurrent_enrolments_and_collections_get_unique_identifiers(world: Wor
     )
     assert [r.status_code for r in units] == [201] * 6
     assert len({r.json["din"] for r in units}) == 6
+
+
+def test_concurrent_receipts_of_one_shipment_leave_it_received(world: World) -> None:
+    for trial in range(3):
+        bags = [world.bag_at("pack", f"PAT-{trial}-{n}") for n in range(4)]
+        shipment = world.ship([b["din"] for b in bags])
+        for action, site in (("pickup", "APH-1"), ("deliver", "MFG-1")):
+            assert world.scan("courier", shipment["barcode"], action, site).status_code == 201
+        calls = []
+        for bag in bags:
+            client = world.app.test_client()
+            body = {
+                "barcode": bag["barcode"],
+                "action": "receive",
+                "site": "MFG-1",
+                "event_id": str(uuid.uuid4()),
+            }
+            calls.append(
+                lambda c=client, b=body: c.post(
+                    "/api/v1/scans", json=b, headers=world.headers("op")
+                )
+            )
+        assert [r.status_code for r in run_together(*calls)] == [201] * 4
+        final = world.get("op", f"/api/v1/shipments/{shipment['id']}").json
+        assert final["state"] == "received"
+
+
+def test_one_event_id_raced_for_two_bags_is_one_scan_and_one_refusal(world: World) -> None:
+    first = world.bag_at("collected", "PAT-1")
+    second = world.bag_at("collected", "PAT-2")
+    event_id = str(uuid.uuid4())
+    bodies = [
+        {"barcode": bag["barcode"], "action": "verify_label", "site": "APH-1", "event_id": event_id}
+        for bag in (first, second)
+    ]
+    responses = run_together(*(post_scan(world, body) for body in bodies))
+    assert sorted(r.status_code for r in responses) == [201, 422], [r.json for r in responses]
+    refused = next(r for r in responses if r.status_code == 422)
+    assert refused.json["code"] == "event_id_reused"
+    assert len([e for e in events(world) if e.action == "verify_label"]) == 1
