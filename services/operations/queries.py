@@ -8,7 +8,17 @@ from dataclasses import dataclass
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
-from services.db.models import CustodyEvent, Order, Scan, Shipment, ShipmentUnit, Site, Unit, User
+from services.db.models import (
+    CustodyEvent,
+    Order,
+    RefusedScan,
+    Scan,
+    Shipment,
+    ShipmentUnit,
+    Site,
+    Unit,
+    User,
+)
 from services.domain.custody import Actor, UnitKind, UnitState
 from services.domain.identifiers import coi_reference, din_reference, shipment_code
 from services.operations.access import visible_order
@@ -85,6 +95,17 @@ def units_of_order(session: Session, order: Order) -> list[Unit]:
             select(Unit).where(Unit.order_id == order.id).order_by(Unit.id)  # type: ignore[arg-type]
         ).all()
     )
+
+
+def refusals_of_order(session: Session, order: Order) -> list[tuple[RefusedScan, str]]:
+    """The refused scans of an order's bags, oldest first, with who scanned."""
+    rows = session.exec(
+        select(RefusedScan, User.email)
+        .join(User, User.id == RefusedScan.actor_id)  # type: ignore[arg-type]
+        .where(RefusedScan.order_id == order.id)
+        .order_by(RefusedScan.id)  # type: ignore[arg-type]
+    ).all()
+    return [(refusal, email) for refusal, email in rows]
 
 
 def event_records(session: Session, *conditions: object) -> list[EventRecord]:

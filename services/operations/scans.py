@@ -324,11 +324,3 @@ def record_refusal(
     session.add(refusal)
     session.flush()
     return refusal
-
-
-def refusals_for_order(session: Session, order_id: int) -> list[RefusedScan]:
-    return list(
-        session.exec(
-            select(RefusedScan).where(RefusedScan.order_id == order_id).order_by(RefusedScan.id)  # type: ignore[arg-type]
-        ).all()
-    )

@@ -66,6 +66,13 @@ def test_bag_of_another_patient_at_the_wrong_site_is_refused_and_recorded(world:
     assert stored.order_id is not None
     assert stored.barcode == bag_b["barcode"]
     assert "MFG-2" in stored.detail
+    # QA sees it on the order
+    order = world.get("aph", f"/api/v1/orders/{bag_b['coi']}").json
+    (refusal,) = order["refusals"]
+    assert refusal["code"] == "wrong_site"
+    assert refusal["site"] == "MFG-1"
+    assert refusal["actor"] == "courier@example.org"
+    assert refusal["barcode"] == bag_b["barcode"]
 
 
 def test_receiving_a_bag_for_another_manufacturing_site_is_wrong_site(world: World) -> None:

@@ -12,6 +12,7 @@ from services.operations.queries import (
     EventRecord,
     UnitRecord,
     event_records,
+    refusals_of_order,
     shipment_units,
     unit_records,
     units_of_order,
@@ -20,6 +21,7 @@ from services.operations.scans import ScanOutcome
 from services.web.api.schemas import (
     EventPublic,
     OrderPublic,
+    RefusalPublic,
     ScanResult,
     ShipmentPublic,
     UnitPublic,
@@ -74,6 +76,20 @@ def order_public(session: Session, actor: Actor, order: Order) -> OrderPublic:
         treatment_site=sites[order.treatment_site_id].code,  # type: ignore[union-attr]
         created_at=order.created_at,
         units=[unit_public(record) for record in units],
+        refusals=[
+            RefusalPublic(
+                code=refusal.code,
+                detail=refusal.detail,
+                action=refusal.action,
+                barcode=refusal.barcode,
+                site=refusal.site_code,
+                actor=email,
+                event_id=refusal.event_id,
+                occurred_at=refusal.occurred_at,
+                recorded_at=refusal.recorded_at,
+            )
+            for refusal, email in refusals_of_order(session, order)
+        ],
     )
 
 

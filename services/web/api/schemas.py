@@ -95,6 +95,20 @@ class UnitPublic(SQLModel):
     volume_ml: float | None
 
 
+class RefusalPublic(SQLModel):
+    """A refused scan of one of the order's bags, kept for QA review."""
+
+    code: str
+    detail: str
+    action: str
+    barcode: str
+    site: str
+    actor: str
+    event_id: str | None
+    occurred_at: dt.datetime | None
+    recorded_at: dt.datetime
+
+
 class OrderPublic(SQLModel):
     coi: str
     check_character: str
@@ -110,6 +124,9 @@ class OrderPublic(SQLModel):
     treatment_site: str
     created_at: dt.datetime
     units: list[UnitPublic]
+    refusals: list[RefusalPublic] = Field(
+        description="Refused scans of the order's bags, oldest first"
+    )
 
 
 class EventPublic(SQLModel):
