@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -12,10 +13,13 @@ from flask import current_app
 from flask.cli import FlaskGroup
 from sqlalchemy import make_url
 
+import labels
 from services.db import UnitOfWork, migrate
 from services.domain.custody import Role, SiteKind
 from services.domain.errors import DomainError
 from services.operations import admin
+from services.operations.labels import label_spec
+from services.operations.queries import bag_by_din
 
 
 def _create_app() -> Any:
@@ -134,6 +138,25 @@ def token_create(email: str, name: str, days: int | None) -> None:
     with transaction() as uow:
         _row, secret = admin.create_token(uow.session, email=email, name=name, expires_at=expires)
     click.echo(secret)
+
+
+@main.command("label")
+@click.argument("din")
+@click.option("--format", "fmt", type=click.Choice(["png", "svg", "pdf", "zpl"]), default="png")
+@click.option("--size", type=click.Choice(sorted(labels.SIZES)), default="2x4in")
+@click.option("--dpi", type=int, default=203, show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), required=True)
+def label_command(din: str, fmt: str, size: str, dpi: int, output: str) -> None:
+    """Render a bag's label to a file (the same label the API serves)."""
+    with transaction() as uow:
+        unit, order = bag_by_din(uow.session, din)
+        spec = label_spec(uow.session, unit, order)
+    try:
+        content = labels.render(spec, fmt, size=labels.label_size(size), dpi=dpi)  # type: ignore[arg-type]
+    except labels.LabelError as error:
+        raise click.ClickException(str(error)) from error
+    Path(output).write_bytes(content)
+    click.echo(f"label of {unit.din} written to {output} ({len(content)} bytes)")
 
 
 @main.command("demo")

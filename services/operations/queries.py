@@ -20,6 +20,7 @@ from services.db.models import (
     User,
 )
 from services.domain.custody import Actor, UnitKind, UnitState
+from services.domain.errors import NotFound
 from services.domain.identifiers import coi_reference, din_reference, shipment_code
 from services.operations.access import visible_order
 
@@ -58,11 +59,23 @@ class UnitRecord:
 
 
 def unit_by_din(session: Session, actor: Actor, text: str) -> tuple[Unit, Order]:
+    """A bag and its order, if the actor may see them; otherwise not found."""
     din = din_reference(text).value
     unit = session.exec(select(Unit).where(Unit.din == din)).first()
     order = session.get(Order, unit.order_id) if unit else None
     visible_order(session, actor, order, f"bag {din}")
     assert unit is not None
+    assert order is not None
+    return unit, order
+
+
+def bag_by_din(session: Session, text: str) -> tuple[Unit, Order]:
+    """A bag and its order, for the operator's command line (no site scoping)."""
+    din = din_reference(text).value
+    unit = session.exec(select(Unit).where(Unit.din == din)).first()
+    if unit is None:
+        raise NotFound(f"no bag {din}")
+    order = session.get(Order, unit.order_id)
     assert order is not None
     return unit, order
 

@@ -9,6 +9,7 @@ from flask import Flask, Response, json
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from labels import LabelError
 from services.domain.errors import DomainError
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,7 @@ STATUS_BY_CODE = {
     "not_in_shipment": 422,
     "event_id_reused": 422,
     "validation_error": 422,
+    "invalid_label": 422,
     "illegal_transition": 409,
     "conflict": 409,
     "sequence_exhausted": 409,
@@ -68,6 +70,10 @@ def validation_problem(error: ValidationError) -> Response:
 
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(DomainError, domain_problem)
+
+    @app.errorhandler(LabelError)
+    def _label(error: LabelError) -> Response:
+        return problem("invalid_label", "Label cannot be printed", str(error), 422)
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException) -> Response:
