@@ -87,13 +87,20 @@ def coi_with(check: str) -> Coi:
     number=st.integers(1, 36**6 - 1),
     size=st.sampled_from(sorted(labels.SIZES)),
 )
-def test_png_at_203_dpi_reads_back_exactly(
+def test_every_format_reads_back_exactly_for_any_identifier(
     fin: str, year: int, sequence: int, number: int, size: str
 ) -> None:
     din = Din.generate(fin=fin, year=year, sequence=sequence)
     coi = Coi.generate(fin=fin, year=year, number=number)
-    png = labels.render(spec_for(din, coi), "png", size=labels.SIZES[size], dpi=203)
+    spec, stock = spec_for(din, coi), labels.SIZES[size]
+    png = labels.render(spec, "png", size=stock, dpi=203)
     assert_reads_back(Image.open(io.BytesIO(png)), din, coi)
+    assert_reads_back(svg_painted(labels.render(spec, "svg", size=stock)), din, coi)
+    (page,) = pdf_pages(labels.render(spec, "pdf", size=stock), dpi=203)
+    assert_reads_back(page, din, coi)
+    zpl = labels.render(spec, "zpl", size=stock).decode()
+    assert f"^FD{din.barcode}^FS" in zpl
+    assert f"^FDMA,{label_payload(din, coi)}^FS" in zpl
 
 
 @pytest.mark.parametrize("check", ["*", "O", "0", "I", "1"])
