@@ -24,12 +24,30 @@ class Settings(BaseSettings):
     # how far a scanner's clock may run ahead of ours before its occurred_at is refused
     max_clock_skew_seconds: int = 300
 
+    # notifications (see RELIABILITY.md): the row, not Celery, decides retries and giving up
+    mail_from: str = "vein2vein <notifications@vein2vein.invalid>"
+    message_id_domain: str = "vein2vein.invalid"
+    smtp_timeout_seconds: float = 10.0
+    webhook_timeout_seconds: float = 10.0
+    # loopback and private webhook targets: allowed in development only, unless set here
+    webhook_allow_private_targets: bool | None = None
+    notify_max_attempts: int = 10
+    notify_backoff_seconds: float = 30.0  # first retry; doubles each time, with jitter
+    notify_backoff_cap_seconds: float = 3600.0
+    # a claimed row is offered again after this long if its task never reported back; it must
+    # exceed the task time limit, so a task still running is never raced by its own retry
+    notify_claim_seconds: float = 120.0
+    dispatch_interval_seconds: float = 5.0
+    dispatch_batch: int = 200
+
     @model_validator(mode="after")
     def _defaults_and_secrets(self) -> Settings:
         if not self.database_url:
             self.database_url = f"sqlite:///{(self.var_dir / 'vein2vein.db').resolve()}"
         if not self.broker_url:
             self.broker_url = "filesystem://"
+        if self.webhook_allow_private_targets is None:
+            self.webhook_allow_private_targets = self.app_env == "development"
         if self.app_env != "development" and self.secret_key == DEVELOPMENT_SECRET:
             raise ValueError(f"SECRET_KEY must be set to a real secret when APP_ENV={self.app_env}")
         return self

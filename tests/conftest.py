@@ -93,8 +93,19 @@ def _truncate_all(url: str) -> None:
         connection.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
 
 
-def _settings(url: str, var_dir: Path) -> Settings:
-    return Settings(app_env="test", database_url=url, var_dir=var_dir, secret_key=TEST_SECRET)
+def _settings(url: str, var_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "app_env": "test",
+        "database_url": url,
+        "var_dir": var_dir,
+        "secret_key": TEST_SECRET,
+        # the test peers listen on loopback; one test turns this off to see the refusal
+        "webhook_allow_private_targets": True,
+        "notify_backoff_seconds": 0.0,
+        "notify_max_attempts": 4,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture(params=[pytest.param("postgresql", marks=pytest.mark.postgres), "sqlite"])
@@ -115,11 +126,24 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
 
 
 @pytest.fixture
-def app(database_url: str, tmp_path: Path) -> Iterator[Any]:
-    application = create_app(_settings(database_url, tmp_path / "var"))
-    application.config["TESTING"] = True
-    yield application
-    application.extensions["vein2vein"].db.engine.dispose()
+def app_factory(database_url: str, tmp_path: Path) -> Iterator[Any]:
+    """Apps on this test's database, with settings overridden as a test needs."""
+    made: list[Any] = []
+
+    def make(**overrides: Any) -> Any:
+        application = create_app(_settings(database_url, tmp_path / "var", **overrides))
+        application.config["TESTING"] = True
+        made.append(application)
+        return application
+
+    yield make
+    for application in made:
+        application.extensions["vein2vein"].db.engine.dispose()
+
+
+@pytest.fixture
+def app(app_factory: Any) -> Any:
+    return app_factory()
 
 
 @pytest.fixture

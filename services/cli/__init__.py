@@ -18,6 +18,7 @@ from services.db import UnitOfWork, migrate
 from services.domain.custody import Role, SiteKind
 from services.domain.errors import DomainError
 from services.operations import admin
+from services.operations import notifications as outbox
 from services.operations.labels import label_spec
 from services.operations.queries import bag_by_din
 
@@ -157,6 +158,64 @@ def label_command(din: str, fmt: str, size: str, dpi: int, output: str) -> None:
         raise click.ClickException(str(error)) from error
     Path(output).write_bytes(content)
     click.echo(f"label of {unit.din} written to {output} ({len(content)} bytes)")
+
+
+@main.group()
+def notifications() -> None:
+    """The notification outbox: dead letters, replays, delivery by hand."""
+
+
+@notifications.command("dead")
+def notifications_dead() -> None:
+    """List dead letters: notifications that gave up, with their last error."""
+    with transaction() as uow:
+        rows = outbox.dead_letters(uow.session)
+        for row in rows:
+            click.echo(
+                f"{row.id:8}  {row.channel.value:8} {row.target[:40]:40} {row.kind:20} "
+                f"attempts={row.attempts}  {row.last_error or ''}"
+            )
+    click.echo(f"{len(rows)} dead letters")
+
+
+@notifications.command("replay")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--all", "replay_all", is_flag=True, help="Every dead letter")
+@click.option("--reason", required=True, help="Why they are sent again (kept on record)")
+@click.option("--by", "email", required=True, help="Who replays them (a user's e-mail)")
+def notifications_replay(ids: tuple[int, ...], replay_all: bool, reason: str, email: str) -> None:
+    """Send dead letters again. Each replay is recorded: who, when, why, what it was."""
+    if bool(ids) == replay_all:
+        raise click.UsageError("name the notification ids, or --all")
+    with transaction() as uow:
+        replayed = outbox.replay_dead(
+            uow.session, ids=list(ids) or None, email=email, reason=reason, now=utcnow()
+        )
+    click.echo(f"{len(replayed)} notifications queued again; the dispatcher sends them shortly")
+
+
+@notifications.command("deliver")
+def notifications_deliver() -> None:
+    """Deliver every due notification now, in this process (no broker or worker needed)."""
+    from workers.tasks import deliver_now
+
+    state = _state()
+    counts: dict[str, int] = {}
+    while True:
+        with transaction() as uow:
+            claims = outbox.claim_due(
+                uow.session,
+                now=utcnow(),
+                lease=dt.timedelta(seconds=state.settings.notify_claim_seconds),
+                limit=state.settings.dispatch_batch,
+            )
+        if not claims:
+            break
+        for notification_id, token in claims:
+            result = deliver_now(notification_id, token, state.db, state.settings)
+            counts[result] = counts.get(result, 0) + 1
+        click.echo(", ".join(f"{n} {result}" for result, n in sorted(counts.items())))
+    click.echo("nothing more is due")
 
 
 @main.command("demo")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
@@ -18,6 +19,7 @@ from services.domain.custody import (
     UnitKind,
     UnitState,
 )
+from services.domain.notifications import Channel, NotificationState
 
 # Constraint names are fixed before the first migration, so every later migration can name them.
 SQLModel.metadata.naming_convention = {
@@ -216,3 +218,81 @@ class RefusedScan(SQLModel, table=True):
     detail: str = Field(max_length=1000)
     occurred_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     recorded_at: dt.datetime = _created_at()
+
+
+class Subscription(SQLModel, table=True):
+    """Who hears about an order's (or a site's) events, on which channel, for which kinds."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        sa.CheckConstraint("(order_id IS NULL) <> (site_id IS NULL)", name="one_scope"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_by_id: int = Field(foreign_key="users.id", index=True)
+    order_id: int | None = Field(default=None, foreign_key="orders.id", index=True)
+    site_id: int | None = Field(default=None, foreign_key="sites.id", index=True)
+    channel: Channel = Field(sa_type=enum_type(Channel, "channel"))
+    target: str = Field(max_length=2048)  # e-mail address, webhook URL, or the feed's site code
+    events: list[str] | None = Field(default=None, sa_type=sa.JSON)  # None: every kind
+    # the webhook signing secret (Standard Webhooks "whsec_..."); shown once, at creation
+    secret: str | None = Field(default=None, max_length=100)
+    active: bool = Field(default=True)
+    disabled_reason: str | None = Field(default=None, max_length=500)
+    created_at: dt.datetime = _created_at()
+
+
+class Notification(SQLModel, table=True):
+    """The outbox: one row per (event, subscription), written with the event it announces.
+
+    Attempts, the next attempt's time, the last error and the dead-letter state live here, not in
+    Celery. ``claim_token`` is the dispatcher's hand-over to exactly one task run.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        sa.UniqueConstraint("source", "source_id", "subscription_id"),
+        sa.Index("ix_notifications_due", "state", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscription_id: int = Field(foreign_key="subscriptions.id", index=True)
+    order_id: int | None = Field(default=None, foreign_key="orders.id", index=True)
+    source: str = Field(max_length=32)  # custody_event | refused_scan
+    source_id: int
+    kind: str = Field(max_length=32)
+    channel: Channel = Field(sa_type=enum_type(Channel, "notification_channel"))
+    target: str = Field(max_length=2048)
+    payload: dict[str, Any] = Field(sa_type=sa.JSON)
+    state: NotificationState = Field(sa_type=enum_type(NotificationState, "notification_state"))
+    attempts: int = Field(default=0)
+    next_attempt_at: dt.datetime = Field(sa_type=UTCDateTime)
+    claim_token: str | None = Field(default=None, max_length=36)
+    last_error: str | None = Field(default=None, max_length=1000)
+    delivered_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: dt.datetime = _created_at()
+
+
+class NotificationRead(SQLModel, table=True):
+    """A user has read a feed item."""
+
+    __tablename__ = "notification_reads"
+
+    notification_id: int = Field(foreign_key="notifications.id", primary_key=True)
+    user_id: int = Field(foreign_key="users.id", primary_key=True)
+    read_at: dt.datetime = _created_at()
+
+
+class NotificationReplay(SQLModel, table=True):
+    """The audit record of a dead letter sent again: who, when, why, and what it was."""
+
+    __tablename__ = "notification_replays"
+
+    id: int | None = Field(default=None, primary_key=True)
+    notification_id: int = Field(foreign_key="notifications.id", index=True)
+    replayed_by_id: int = Field(foreign_key="users.id")
+    reason: str = Field(max_length=500)
+    previous_state: str = Field(max_length=32)
+    previous_attempts: int
+    previous_error: str | None = Field(default=None, max_length=1000)
+    replayed_at: dt.datetime = _created_at()

@@ -7,6 +7,9 @@ from types import TracebackType
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
+# session.info key: this transaction wrote notifications for the workers (see services.broker)
+PENDING_FLAG = "notifications_pending"
+
 
 class UnitOfWork:
     """``with UnitOfWork(factory) as uow: ...; uow.commit()``. Operations only flush."""

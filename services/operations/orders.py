@@ -12,6 +12,7 @@ from services.domain.errors import Forbidden, InvalidRequest, WrongSite
 from services.domain.identifiers import COI_SERIAL_MAX, DIN_SEQUENCE_MAX, Coi, Din
 from services.operations.access import order_by_coi
 from services.operations.admin import site_by_code
+from services.operations.notifications import default_subscription, enqueue_for_event
 from services.operations.sequences import next_number
 
 ENROLLING_ROLES = frozenset({Role.CARE_TEAM, Role.APHERESIS_STAFF, Role.ADMIN})
@@ -65,6 +66,7 @@ def enroll_order(
     )
     session.add(order)
     session.flush()
+    default_subscription(session, order=order, actor=actor)
     return order
 
 
@@ -170,6 +172,8 @@ def append_event(
     )
     session.add(order)
     session.add(event)
+    session.flush()
+    enqueue_for_event(session, event=event, order=order, unit=unit)
     return event
 
 

@@ -34,6 +34,7 @@ from services.domain.identifiers import parse_scan, shipment_code
 from services.operations.access import visible_order
 from services.operations.admin import site_by_code
 from services.operations.bags import bag_view, lock_bags, site_codes
+from services.operations.notifications import enqueue_for_refusal
 from services.operations.orders import append_event
 from services.operations.shipments import add_to_shipment, lock_shipment, shipment_by_code
 
@@ -323,4 +324,5 @@ def record_refusal(
     )
     session.add(refusal)
     session.flush()
+    enqueue_for_refusal(session, refusal=refusal)
     return refusal

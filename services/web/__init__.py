@@ -6,6 +6,7 @@ import logging
 
 from flask_openapi3 import Info, OpenAPI
 
+from services.broker import Kicker, kick_after_commit
 from services.config import Settings
 from services.db import Database
 from services.web.errors import register_error_handlers, validation_problem
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     database = Database.from_url(
         settings.sqlalchemy_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
     )
+    kick_after_commit(database.session_factory, Kicker(settings))
     app.extensions["vein2vein"] = AppState(settings=settings, db=database)
 
     from services.web.api import api

@@ -1,6 +1,13 @@
 """The JSON API, /api/v1 (CONTRACT.md)."""
 
-from services.web.api import identifiers, labels, orders, scans, shipments  # noqa: F401 - routes
+from services.web.api import (  # noqa: F401 - routes
+    identifiers,
+    labels,
+    notifications,
+    orders,
+    scans,
+    shipments,
+)
 from services.web.api.blueprint import api
 
 __all__ = ["api"]

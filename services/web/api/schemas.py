@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, StringConstraints
 from sqlmodel import Field, SQLModel
@@ -230,3 +230,67 @@ class ShipmentPublic(SQLModel):
 
 def new_event_id() -> str:
     return str(uuid.uuid4())
+
+
+# subscriptions and the feed
+
+
+class SubscriptionCreate(SQLModel):
+    coi: str | None = Field(default=None, max_length=64, description="Subscribe to one order")
+    site: Code | None = Field(default=None, description="Or to every order naming your site")
+    channel: Literal["email", "webhook"]
+    target: str = Field(min_length=3, max_length=2048, description="E-mail address or URL")
+    events: list[str] | None = Field(
+        default=None,
+        description="Event kinds (collect, pickup, ..., refused_scan); all if left out",
+    )
+
+
+class SubscriptionPath(SQLModel):
+    subscription_id: int
+
+
+class SubscriptionPublic(SQLModel):
+    id: int
+    coi: str | None
+    site: str | None
+    channel: str
+    target: str
+    events: list[str] | None
+    active: bool
+    disabled_reason: str | None
+    created_at: dt.datetime
+    secret: str | None = Field(
+        default=None,
+        description="The webhook signing secret (Standard Webhooks), shown only when created",
+    )
+
+
+class SubscriptionList(SQLModel):
+    subscriptions: list[SubscriptionPublic]
+
+
+class FeedQuery(SQLModel):
+    unread: bool = False
+    limit: int = Field(default=50, ge=1, le=500)
+
+
+class NotificationPath(SQLModel):
+    notification_id: int
+
+
+class FeedItem(SQLModel):
+    id: int
+    kind: str
+    summary: str
+    coi: str
+    din: str | None
+    site: str
+    created_at: dt.datetime
+    read_at: dt.datetime | None
+    data: dict[str, Any]
+
+
+class Feed(SQLModel):
+    site: str
+    items: list[FeedItem]

@@ -1,0 +1,137 @@
+"""Notifications, the pure part: what can be subscribed to, retry timing, safe targets, wording."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import re
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+from services.domain.custody import EVENT_ACTIONS
+from services.domain.errors import InvalidRequest
+
+REFUSED_SCAN = "refused_scan"
+EVENT_KINDS: tuple[str, ...] = (*EVENT_ACTIONS, REFUSED_SCAN)
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    WEBHOOK = "webhook"
+    FEED = "feed"  # the in-app feed of a site; delivered when written
+
+
+class NotificationState(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD = "dead"  # gave up after the last attempt, or the endpoint is gone; replayable
+
+
+def check_events(events: list[str] | None) -> list[str] | None:
+    if events is None:
+        return None
+    unknown = sorted(set(events) - set(EVENT_KINDS))
+    if unknown or not events:
+        raise InvalidRequest(
+            f"unknown event kinds {unknown}; choose from {', '.join(EVENT_KINDS)}"
+            if unknown
+            else "events must name at least one kind, or be left out for all"
+        )
+    return sorted(set(events))
+
+
+def wants(events: list[str] | None, kind: str) -> bool:
+    return events is None or kind in events
+
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def check_target(channel: Channel, target: str, *, allow_private: bool) -> str:
+    target = target.strip()
+    if channel is Channel.EMAIL:
+        if not _EMAIL.fullmatch(target):
+            raise InvalidRequest(f"{target!r} is not an e-mail address")
+        return target
+    if channel is Channel.WEBHOOK:
+        parts = urlsplit(target)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise InvalidRequest(f"{target!r} is not an http(s) URL")
+        if parts.scheme == "http" and not allow_private:
+            raise InvalidRequest("webhook targets must use https")
+        if not allow_private:
+            check_public_address(parts.hostname)
+        return target
+    raise InvalidRequest("subscribe to the email or webhook channel; the feed is every site's own")
+
+
+def check_public_address(host: str, addresses: list[str] | None = None) -> None:
+    """Refuse loopback, private, link-local and other non-public targets (SSRF)."""
+    for text in addresses if addresses is not None else [host]:
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            if host.lower() in ("localhost", "localhost.localdomain") or host.endswith(".local"):
+                raise InvalidRequest(f"webhook target {host} is not a public address") from None
+            continue  # a name: its addresses are checked when it is resolved, before sending
+        if not address.is_global:
+            raise InvalidRequest(f"webhook target {host} ({address}) is not a public address")
+
+
+def backoff(attempts: int, *, base: float, cap: float, jitter: float) -> dt.timedelta:
+    """Exponential back-off after ``attempts`` failures; ``jitter`` in [0, 1) spreads retries
+    by -20% to +20% so that receivers coming back are not hit by every sender at once."""
+    delay = min(cap, base * 2 ** max(0, attempts - 1))
+    return dt.timedelta(seconds=delay * (0.8 + 0.4 * jitter))
+
+
+MILESTONES = {
+    "collect": "collected",
+    "verify_label": "label verified",
+    "cryopreserve": "cryopreserved",
+    "pack": "packed",
+    "pickup": "picked up by the courier",
+    "deliver": "delivered",
+    "receive": "received",
+    "start_manufacturing": "in manufacturing",
+    "quarantine": "QUARANTINED",
+    "reject": "REJECTED",
+    "destroy": "DESTROYED",
+    "report_lost": "REPORTED LOST",
+}
+
+
+def summary(payload: dict[str, Any]) -> str:
+    """One line for a subject, a feed item, a push: what happened to which bag, where."""
+    if payload["kind"] == REFUSED_SCAN:
+        return (
+            f"Refused scan ({payload['code']}) of bag {payload.get('din') or '?'} "
+            f"of {payload['coi']} at {payload['site']}"
+        )
+    what = MILESTONES.get(payload["kind"], payload["kind"].replace("_", " "))
+    return f"Bag {payload['din']} of {payload['coi']} {what} at {payload['site']}"
+
+
+def body_text(payload: dict[str, Any]) -> str:
+    lines = [summary(payload), ""]
+    for key in (
+        "coi",
+        "din",
+        "kind",
+        "from_state",
+        "to_state",
+        "site",
+        "custodian",
+        "shipment",
+        "sequence",
+        "occurred_at",
+        "recorded_at",
+        "code",
+        "detail",
+    ):
+        if payload.get(key) is not None:
+            lines.append(f"{key.replace('_', ' '):12} {payload[key]}")
+    if payload.get("needs_review"):
+        lines.append("This scan arrived late and is flagged for review.")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,438 @@
+"""Subscriptions and the notification outbox.
+
+Custody operations call :func:`enqueue` in their own transaction, so an event and the news of it
+commit together or not at all. The dispatcher claims due rows and hands each task an
+``(id, claim_token)``; :func:`begin_attempt` lets exactly one task run use a claim, and
+:func:`finish_attempt` records the outcome, the back-off, or the dead letter.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import random
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from services.db.models import (
+    CustodyEvent,
+    Notification,
+    NotificationRead,
+    NotificationReplay,
+    Order,
+    RefusedScan,
+    Site,
+    Subscription,
+    Unit,
+)
+from services.db.uow import PENDING_FLAG
+from services.domain.custody import Actor
+from services.domain.errors import Forbidden, InvalidRequest, NotFound
+from services.domain.identifiers import shipment_code
+from services.domain.notifications import (
+    REFUSED_SCAN,
+    Channel,
+    NotificationState,
+    backoff,
+    check_events,
+    check_target,
+    wants,
+)
+from services.operations.access import order_by_coi, order_site_ids
+from services.operations.admin import user_by_email
+
+SOURCE_EVENT = "custody_event"
+SOURCE_REFUSAL = "refused_scan"
+
+
+# subscriptions
+
+
+def default_subscription(session: Session, *, order: Order, actor: Actor) -> Subscription:
+    """Every order's treatment site hears about it in its feed, without asking."""
+    site = session.get(Site, order.treatment_site_id)
+    assert site is not None
+    subscription = Subscription(
+        created_by_id=actor.user_id, order_id=order.id, channel=Channel.FEED, target=site.code
+    )
+    session.add(subscription)
+    return subscription
+
+
+def subscribe(
+    session: Session,
+    *,
+    actor: Actor,
+    coi: str | None,
+    site: str | None,
+    channel: Channel,
+    target: str,
+    events: list[str] | None,
+    allow_private: bool,
+) -> tuple[Subscription, str | None]:
+    """A new subscription; returns it and, for a webhook, its signing secret (shown once)."""
+    target = check_target(channel, target, allow_private=allow_private)
+    events = check_events(events)
+    order_id: int | None = None
+    site_id: int | None = None
+    if (coi is None) == (site is None):
+        raise InvalidRequest("subscribe to one order (coi) or to one site (site), not both")
+    if coi is not None:
+        order_id = order_by_coi(session, actor, coi).id
+    else:
+        if site != actor.site.code:
+            raise Forbidden(f"you act for site {actor.site.code}; subscribe to your own site")
+        site_id = actor.site_id
+    secret = None
+    if channel is Channel.WEBHOOK:
+        secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    subscription = Subscription(
+        created_by_id=actor.user_id,
+        order_id=order_id,
+        site_id=site_id,
+        channel=channel,
+        target=target,
+        events=events,
+        secret=secret,
+    )
+    session.add(subscription)
+    session.flush()
+    return subscription, secret
+
+
+def subscriptions_of(session: Session, actor: Actor) -> list[Subscription]:
+    return list(
+        session.exec(
+            select(Subscription)
+            .where(Subscription.created_by_id == actor.user_id, col(Subscription.channel) != "feed")
+            .order_by(col(Subscription.id))
+        ).all()
+    )
+
+
+def unsubscribe(session: Session, *, actor: Actor, subscription_id: int) -> Subscription:
+    subscription = session.get(Subscription, subscription_id)
+    if subscription is None or subscription.created_by_id != actor.user_id:
+        raise NotFound(f"no subscription {subscription_id} of yours")
+    subscription.active = False
+    subscription.disabled_reason = "unsubscribed"
+    session.add(subscription)
+    return subscription
+
+
+# the outbox
+
+
+def enqueue(
+    session: Session,
+    *,
+    order: Order,
+    source: str,
+    source_id: int,
+    kind: str,
+    payload: dict[str, Any],
+    now: dt.datetime,
+) -> list[Notification]:
+    """One notification per active subscription that wants this kind of event on this order."""
+    subscriptions = session.exec(
+        select(Subscription)
+        .where(
+            col(Subscription.active).is_(True),
+            sa.or_(
+                col(Subscription.order_id) == order.id,
+                col(Subscription.site_id).in_(order_site_ids(order)),
+            ),
+        )
+        .order_by(col(Subscription.id))
+    ).all()
+    written = []
+    for subscription in subscriptions:
+        if not wants(subscription.events, kind):
+            continue
+        feed = subscription.channel is Channel.FEED
+        notification = Notification(
+            subscription_id=subscription.id,  # type: ignore[arg-type]
+            order_id=order.id,
+            source=source,
+            source_id=source_id,
+            kind=kind,
+            channel=subscription.channel,
+            target=subscription.target,
+            payload=payload,
+            # the feed is this database: written is delivered
+            state=NotificationState.DELIVERED if feed else NotificationState.PENDING,
+            delivered_at=now if feed else None,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        session.add(notification)
+        written.append(notification)
+        if not feed:
+            session.info[PENDING_FLAG] = True
+    return written
+
+
+def enqueue_for_event(
+    session: Session, *, event: CustodyEvent, order: Order, unit: Unit
+) -> list[Notification]:
+    assert event.id is not None
+    codes = {site.id: site.code for site in session.exec(select(Site)).all()}
+    payload = {
+        "type": f"custody.{event.action}",
+        "kind": event.action,
+        "coi": order.coi,
+        "din": unit.din,
+        "sequence": event.sequence,
+        "from_state": event.from_state.value if event.from_state else None,
+        "to_state": event.to_state.value,
+        "site": codes[event.site_id],
+        "custodian": codes[event.custodian_site_id],
+        "shipment": shipment_code(event.shipment_id) if event.shipment_id else None,
+        "occurred_at": event.occurred_at.isoformat(),
+        "recorded_at": event.recorded_at.isoformat(),
+        "needs_review": event.needs_review,
+    }
+    return enqueue(
+        session,
+        order=order,
+        source=SOURCE_EVENT,
+        source_id=event.id,
+        kind=event.action,
+        payload=payload,
+        now=event.recorded_at,
+    )
+
+
+def enqueue_for_refusal(session: Session, *, refusal: RefusedScan) -> list[Notification]:
+    if refusal.order_id is None or refusal.id is None:
+        return []  # a scan of nothing we know: on record for QA, but no order to tell
+    order = session.get(Order, refusal.order_id)
+    unit = session.get(Unit, refusal.unit_id) if refusal.unit_id else None
+    assert order is not None
+    payload = {
+        "type": f"custody.{REFUSED_SCAN}",
+        "kind": REFUSED_SCAN,
+        "coi": order.coi,
+        "din": unit.din if unit else None,
+        "action": refusal.action,
+        "site": refusal.site_code,
+        "code": refusal.code,
+        "detail": refusal.detail,
+        "occurred_at": refusal.occurred_at.isoformat() if refusal.occurred_at else None,
+        "recorded_at": refusal.recorded_at.isoformat(),
+    }
+    return enqueue(
+        session,
+        order=order,
+        source=SOURCE_REFUSAL,
+        source_id=refusal.id,
+        kind=REFUSED_SCAN,
+        payload=payload,
+        now=refusal.recorded_at,
+    )
+
+
+# dispatch and delivery
+
+
+def claim_due(
+    session: Session, *, now: dt.datetime, lease: dt.timedelta, limit: int
+) -> list[tuple[int, str]]:
+    """Claim up to ``limit`` due notifications: each gets a fresh token and is not due again
+    until ``lease`` has passed. Concurrent dispatchers skip each other's rows."""
+    rows = session.exec(
+        select(Notification)
+        .where(
+            col(Notification.state) == NotificationState.PENDING,
+            col(Notification.next_attempt_at) <= now,
+        )
+        .order_by(col(Notification.next_attempt_at), col(Notification.id))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    claims = []
+    for row in rows:
+        row.claim_token = str(uuid.uuid4())
+        row.next_attempt_at = now + lease
+        session.add(row)
+        claims.append((row.id, row.claim_token))
+    return claims  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one delivery attempt needs, read in a short transaction before any I/O."""
+
+    notification_id: int
+    number: int
+    channel: Channel
+    target: str
+    payload: dict[str, Any]
+    secret: str | None
+    created_at: dt.datetime
+
+
+def begin_attempt(
+    session: Session, *, notification_id: int, token: str, now: dt.datetime, lease: dt.timedelta
+) -> Attempt | None:
+    """Spend the claim: only the first task run holding ``token`` gets to send."""
+    result = session.execute(
+        sa.update(Notification)
+        .where(
+            col(Notification.id) == notification_id,
+            col(Notification.claim_token) == token,
+            col(Notification.state) == NotificationState.PENDING,
+        )
+        .values(claim_token=None, attempts=Notification.attempts + 1, next_attempt_at=now + lease)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None  # already sent, already being sent, or claimed again since
+    row = session.get(Notification, notification_id, populate_existing=True)
+    assert row is not None
+    subscription = session.get(Subscription, row.subscription_id)
+    assert subscription is not None
+    return Attempt(
+        notification_id=notification_id,
+        number=row.attempts,
+        channel=row.channel,
+        target=row.target,
+        payload=row.payload,
+        secret=subscription.secret,
+        created_at=row.created_at,
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    error: str | None = None
+    permanent: bool = False  # no point retrying (refused target, malformed address)
+    gone: bool = False  # the endpoint said 410 Gone: disable the subscription
+
+
+def finish_attempt(
+    session: Session,
+    *,
+    attempt: Attempt,
+    outcome: Outcome,
+    now: dt.datetime,
+    max_attempts: int,
+    backoff_base: float,
+    backoff_cap: float,
+) -> NotificationState:
+    row = session.get(Notification, attempt.notification_id, with_for_update=True)
+    assert row is not None
+    if row.state is not NotificationState.PENDING:
+        return row.state
+    if outcome.error is None:
+        row.state = NotificationState.DELIVERED
+        row.delivered_at = now
+        row.last_error = None
+    else:
+        row.last_error = outcome.error[:1000]
+        if outcome.permanent or outcome.gone or row.attempts >= max_attempts:
+            row.state = NotificationState.DEAD
+        else:
+            row.next_attempt_at = now + backoff(
+                row.attempts,
+                base=backoff_base,
+                cap=backoff_cap,
+                jitter=random.random(),  # noqa: S311 - spreading retries, not a secret
+            )
+        if outcome.gone:
+            subscription = session.get(Subscription, row.subscription_id)
+            assert subscription is not None
+            subscription.active = False
+            subscription.disabled_reason = f"endpoint answered 410 Gone at {now.isoformat()}"
+            session.add(subscription)
+    session.add(row)
+    return row.state
+
+
+def dead_letters(session: Session) -> list[Notification]:
+    return list(
+        session.exec(
+            select(Notification)
+            .where(col(Notification.state) == NotificationState.DEAD)
+            .order_by(col(Notification.id))
+        ).all()
+    )
+
+
+def replay_dead(
+    session: Session, *, ids: list[int] | None, email: str, reason: str, now: dt.datetime
+) -> list[int]:
+    """Send dead letters again, each replay on record (who, when, why, what it was)."""
+    if not reason.strip():
+        raise InvalidRequest("a replay needs a reason")
+    user = user_by_email(session, email)
+    query = select(Notification).where(col(Notification.state) == NotificationState.DEAD)
+    if ids is not None:
+        query = query.where(col(Notification.id).in_(ids))
+    rows = session.exec(query.order_by(col(Notification.id)).with_for_update()).all()
+    if ids is not None and len(rows) != len(set(ids)):
+        missing = sorted(set(ids) - {row.id for row in rows if row.id is not None})
+        raise NotFound(f"no dead notifications {missing}")
+    assert user.id is not None
+    for row in rows:
+        assert row.id is not None
+        session.add(
+            NotificationReplay(
+                notification_id=row.id,
+                replayed_by_id=user.id,
+                reason=reason.strip(),
+                previous_state=row.state.value,
+                previous_attempts=row.attempts,
+                previous_error=row.last_error,
+                replayed_at=now,
+            )
+        )
+        row.state = NotificationState.PENDING
+        row.attempts = 0
+        row.next_attempt_at = now
+        row.claim_token = None
+        session.add(row)
+    if rows:
+        session.info[PENDING_FLAG] = True
+    return [row.id for row in rows if row.id is not None]
+
+
+# the in-app feed
+
+
+def feed(
+    session: Session, *, actor: Actor, unread_only: bool, limit: int
+) -> list[tuple[Notification, dt.datetime | None]]:
+    """The actor's site's feed, newest first, with when the actor read each item."""
+    query = (
+        select(Notification, col(NotificationRead.read_at))
+        .outerjoin(
+            NotificationRead,
+            sa.and_(
+                col(NotificationRead.notification_id) == col(Notification.id),
+                col(NotificationRead.user_id) == actor.user_id,
+            ),
+        )
+        .where(
+            col(Notification.channel) == Channel.FEED, col(Notification.target) == actor.site.code
+        )
+        .order_by(col(Notification.id).desc())
+        .limit(limit)
+    )
+    if unread_only:
+        query = query.where(col(NotificationRead.read_at).is_(None))
+    return [(row, read_at) for row, read_at in session.exec(query).all()]
+
+
+def mark_read(session: Session, *, actor: Actor, notification_id: int, now: dt.datetime) -> None:
+    row = session.get(Notification, notification_id)
+    if row is None or row.channel is not Channel.FEED or row.target != actor.site.code:
+        raise NotFound(f"no notification {notification_id} in your feed")
+    if session.get(NotificationRead, (notification_id, actor.user_id)) is None:
+        session.add(
+            NotificationRead(notification_id=notification_id, user_id=actor.user_id, read_at=now)
+        )
