@@ -28,6 +28,9 @@ TASK_TIME_LIMIT_S = 90
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """At-least-once settings (RELIABILITY.md); the database decides retries, not Celery."""
+    # the beat keeps its schedule here: a beat that cannot write it dies, and with it the
+    # dispatcher that re-offers every claim a killed task left behind
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {
         "broker_url": settings.broker_url,
         "task_serializer": "json",

@@ -1,8 +1,10 @@
-"""Starting our real processes (web, worker, beat) for tests, and waiting for them."""
+"""Starting our real processes (web, worker, beat, a broker) for tests, and waiting for them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -22,39 +24,53 @@ def free_port() -> int:
 
 def clean_env(**overrides: str) -> dict[str, str]:
     """The environment without any vein2vein configuration, plus ``overrides``."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k
-        not in {
-            "DATABASE_URL",
-            "BROKER_URL",
-            "SMTP_URL",
-            "SECRET_KEY",
-            "APP_ENV",
-            "VAR_DIR",
-            "FLASK_APP",
-        }
+    ours = {
+        "DATABASE_URL",
+        "BROKER_URL",
+        "SMTP_URL",
+        "SECRET_KEY",
+        "APP_ENV",
+        "VAR_DIR",
+        "FLASK_APP",
     }
+    env = {k: v for k, v in os.environ.items() if k not in ours}
     env.update(overrides)
     return env
+
+
+def start(args: list[str], *, cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start a process in a session of its own, so it and its children can be stopped whole."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """Signal the process's whole group (a Celery worker and its pool children), and reap it."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    # pool children that outlived their master still belong to the group
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 @contextmanager
 def running(
     args: list[str], *, cwd: Path, env: dict[str, str], log: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        process = subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            yield process
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    process = start(args, cwd=cwd, env=env, log=log)
+    try:
+        yield process
+    finally:
+        stop(process)
 
 
 def wait_for_log(

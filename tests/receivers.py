@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ class WebhookReceiver:
     deliveries: list[Delivery] = field(default_factory=list)
     # statuses to answer, in turn; 200 once they run out
     script: list[int] = field(default_factory=list)
+    delay: float = 0.0  # seconds to take over each answer, so a killed worker dies mid-send
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def answer(self) -> int:
@@ -57,15 +59,20 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            if receiver.delay:
+                time.sleep(receiver.delay)
             status = receiver.answer()
             if status < 300:
                 with receiver.lock:
                     receiver.deliveries.append(
                         Delivery({k.lower(): v for k, v in self.headers.items()}, body)
                     )
-            self.send_response(status)
-            self.end_headers()
-            self.wfile.write(b"ok" if status < 300 else b"not now")
+            try:
+                self.send_response(status)
+                self.end_headers()
+                self.wfile.write(b"ok" if status < 300 else b"not now")
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the sender died mid-request (the SIGKILL test): it will send again
 
         def log_message(self, *args: Any) -> None:
             pass
