@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from celery import Celery
@@ -77,7 +78,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 
 class Kicker:
-    """Sends the dispatch task from a background thread; kicks made meanwhile coalesce."""
+    """Sends the dispatch task from a background thread; kicks made meanwhile coalesce.
+
+    One dispatch claims every due row, so a burst of commits needs one kick, not one each: after
+    a send the thread waits ``MIN_INTERVAL_S`` and then sends once for all that came meanwhile.
+    """
+
+    MIN_INTERVAL_S = 0.2
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -102,6 +109,7 @@ class Kicker:
                 app.send_task(DISPATCH_TASK, retry=False)
             except Exception as error:  # the beat's dispatcher will find the rows anyway
                 log.warning("could not kick the notification dispatcher: %s", error)
+            time.sleep(self.MIN_INTERVAL_S)
 
 
 def kick_after_commit(session_factory: sessionmaker[Any], kicker: Kicker) -> None:

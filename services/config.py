@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     notify_claim_seconds: float = 120.0
     dispatch_interval_seconds: float = 5.0
     dispatch_batch: int = 200
+    deliver_chunk: int = 10  # notifications per delivery task
 
     @model_validator(mode="after")
     def _defaults_and_secrets(self) -> Settings:

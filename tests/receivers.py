@@ -23,6 +23,7 @@ from tests.processes import free_port
 class Delivery:
     headers: dict[str, str]
     body: bytes
+    arrived: float = field(default_factory=time.time)  # the receiver's clock, epoch seconds
 
     @property
     def json(self) -> dict[str, Any]:

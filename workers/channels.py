@@ -23,12 +23,33 @@ from services.domain.notifications import Channel, body_text, check_public_addre
 from services.operations.notifications import Attempt, Outcome
 
 
-def send(attempt: Attempt, settings: Settings) -> Outcome:
-    if attempt.channel is Channel.EMAIL:
-        return send_email(attempt, settings)
-    if attempt.channel is Channel.WEBHOOK:
-        return send_webhook(attempt, settings)
-    return Outcome(error=f"channel {attempt.channel} is not delivered by workers", permanent=True)
+class Senders:
+    """The channels for one chunk of deliveries, sharing one HTTP client (kept-alive
+    connections) across its webhooks."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._http: httpx.Client | None = None
+
+    def __enter__(self) -> Senders:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._http is not None:
+            self._http.close()
+
+    def send(self, attempt: Attempt) -> Outcome:
+        if attempt.channel is Channel.EMAIL:
+            return send_email(attempt, self.settings)
+        if attempt.channel is Channel.WEBHOOK:
+            if self._http is None:
+                self._http = httpx.Client(
+                    timeout=self.settings.webhook_timeout_seconds, follow_redirects=False
+                )
+            return send_webhook(attempt, self.settings, self._http)
+        return Outcome(
+            error=f"channel {attempt.channel} is not delivered by workers", permanent=True
+        )
 
 
 def message_id(attempt: Attempt, settings: Settings) -> str:
@@ -110,7 +131,7 @@ def webhook_body(attempt: Attempt) -> str:
     )
 
 
-def send_webhook(attempt: Attempt, settings: Settings) -> Outcome:
+def send_webhook(attempt: Attempt, settings: Settings, http: httpx.Client) -> Outcome:
     if not attempt.secret:
         return Outcome(error="the subscription has no signing secret", permanent=True)
     host = urlsplit(attempt.target).hostname or ""
@@ -132,13 +153,7 @@ def send_webhook(attempt: Attempt, settings: Settings) -> Outcome:
         "webhook-signature": Webhook(attempt.secret).sign(webhook_id(attempt), sent_at, body),
     }
     try:
-        response = httpx.post(
-            attempt.target,
-            content=body,
-            headers=headers,
-            timeout=settings.webhook_timeout_seconds,
-            follow_redirects=False,
-        )
+        response = http.post(attempt.target, content=body, headers=headers)
     except httpx.HTTPError as error:
         return Outcome(error=f"{type(error).__name__}: {error}")
     if 200 <= response.status_code < 300:

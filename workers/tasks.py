@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from typing import Any
 
 from celery.signals import worker_process_init
@@ -16,6 +17,7 @@ from workers.celery_app import celery_app, settings
 
 log = logging.getLogger(__name__)
 _database: Database | None = None
+CONTINUE_FOR_S = 20.0  # well under the soft time limit
 
 
 def database() -> Database:
@@ -43,57 +45,110 @@ def utcnow() -> dt.datetime:
 
 @celery_app.task(name="notifications.dispatch")
 def dispatch() -> int:
-    """Claim due notifications and hand each to a delivery task; a lost hand-over is claimed
-    again once its lease runs out."""
+    """Claim due notifications and hand them to delivery tasks in chunks; a lost hand-over is
+    claimed again once its lease runs out."""
     current = settings
     with UnitOfWork(database().session_factory) as uow:
-        claims = notifications.claim_due(
+        streams = notifications.claim_streams(
             uow.session,
             now=utcnow(),
             lease=dt.timedelta(seconds=current.notify_claim_seconds),
             limit=current.dispatch_batch,
         )
         uow.commit()
-    for notification_id, token in claims:
+    for chunk in chunks(streams, max(1, current.deliver_chunk)):
         try:
-            deliver.apply_async((notification_id, token), retry=False)
-        except Exception as error:  # the broker went away: the lease brings the row back
-            log.warning("could not queue notification %s: %s", notification_id, error)
-    return len(claims)
+            deliver.apply_async(([list(claim) for claim in chunk],), retry=False)
+        except Exception as error:  # the broker went away: the lease brings the rows back
+            log.warning("could not queue %d notifications: %s", len(chunk), error)
+    return sum(len(stream) for stream in streams)
+
+
+def chunks(streams: list[list[tuple[int, str]]], size: int) -> list[list[tuple[int, str]]]:
+    """Pack whole streams into tasks of about ``size`` claims. A stream is never split: its
+    notifications are delivered one after the other, by one task."""
+    out: list[list[tuple[int, str]]] = []
+    for stream in streams:
+        if not out or len(out[-1]) + len(stream) > size:
+            out.append([])
+        out[-1].extend(stream)
+    return [chunk for chunk in out if chunk]
 
 
 @celery_app.task(name="notifications.deliver")
-def deliver(notification_id: int, token: str) -> str:
-    return deliver_now(notification_id, token, database(), settings)
+def deliver(claims: list[list[Any]]) -> list[str]:
+    """Deliver a chunk, then keep going with whatever became due in the same streams (the next
+    scan of the same bag, typically) for up to CONTINUE_FOR_S, rather than queueing it behind
+    everything else. The streams are this task's meanwhile, so order holds."""
+    db, current = database(), settings
+    lease = dt.timedelta(seconds=current.notify_claim_seconds)
+    results: list[str] = []
+    chunk = [(int(i), str(t)) for i, t in claims]
+    started = time.monotonic()
+    while chunk:
+        results += deliver_claims(chunk, db, current)
+        if time.monotonic() - started > CONTINUE_FOR_S:
+            break
+        with UnitOfWork(db.session_factory) as uow:
+            streams = notifications.streams_of(uow.session, [i for i, _ in chunk])
+            more = notifications.claim_streams(
+                uow.session, now=utcnow(), lease=lease, limit=current.deliver_chunk, only=streams
+            )
+            uow.commit()
+        chunk = [claim for stream in more for claim in stream]
+    return results
 
 
 def deliver_now(notification_id: int, token: str, db: Database, current: Settings) -> str:
-    """One attempt: spend the claim (short transaction), send (no transaction held), record."""
+    (result,) = deliver_claims([(notification_id, token)], db, current)
+    return result
+
+
+def deliver_claims(claims: list[tuple[int, str]], db: Database, current: Settings) -> list[str]:
+    """Spend the claims (one short transaction), then send each (no transaction held) and
+    record its outcome at once, so a worker killed mid-chunk repeats at most the one in flight."""
+    lease = dt.timedelta(seconds=current.notify_claim_seconds)
     with UnitOfWork(db.session_factory) as uow:
-        attempt = notifications.begin_attempt(
-            uow.session,
-            notification_id=notification_id,
-            token=token,
-            now=utcnow(),
-            lease=dt.timedelta(seconds=current.notify_claim_seconds),
-        )
+        attempts = [
+            notifications.begin_attempt(
+                uow.session, notification_id=i, token=token, now=utcnow(), lease=lease
+            )
+            for i, token in claims
+        ]
         uow.commit()
-    if attempt is None:
-        return "skipped"
-    outcome = channels.send(attempt, current)
-    with UnitOfWork(db.session_factory) as uow:
-        state = notifications.finish_attempt(
-            uow.session,
-            attempt=attempt,
-            outcome=outcome,
-            now=utcnow(),
-            max_attempts=current.notify_max_attempts,
-            backoff_base=current.notify_backoff_seconds,
-            backoff_cap=current.notify_backoff_cap_seconds,
-        )
-        uow.commit()
-    if outcome.error:
-        log.warning(
-            "notification %s attempt %s: %s", notification_id, attempt.number, outcome.error
-        )
-    return state.value
+    results = []
+    failed: set[notifications.Stream] = set()
+    with channels.Senders(current) as senders:
+        for attempt in attempts:
+            if attempt is None:
+                results.append("skipped")
+                continue
+            if attempt.stream in failed:  # never overtake an earlier notification
+                with UnitOfWork(db.session_factory) as uow:
+                    notifications.release_attempt(uow.session, attempt=attempt, now=utcnow())
+                    uow.commit()
+                results.append("pending")
+                continue
+            outcome = senders.send(attempt)
+            with UnitOfWork(db.session_factory) as uow:
+                state = notifications.finish_attempt(
+                    uow.session,
+                    attempt=attempt,
+                    outcome=outcome,
+                    now=utcnow(),
+                    max_attempts=current.notify_max_attempts,
+                    backoff_base=current.notify_backoff_seconds,
+                    backoff_cap=current.notify_backoff_cap_seconds,
+                )
+                uow.commit()
+            if state.value == "pending":
+                failed.add(attempt.stream)
+            if outcome.error:
+                log.warning(
+                    "notification %s attempt %s: %s",
+                    attempt.notification_id,
+                    attempt.number,
+                    outcome.error,
+                )
+            results.append(state.value)
+    return results

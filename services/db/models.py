@@ -253,6 +253,8 @@ class Notification(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("source", "source_id", "subscription_id"),
         sa.Index("ix_notifications_due", "state", "next_attempt_at"),
+        # the dispatcher's "is there an older pending one in this stream?"
+        sa.Index("ix_notifications_stream", "subscription_id", "order_id", "state", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

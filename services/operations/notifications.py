@@ -240,28 +240,93 @@ def enqueue_for_refusal(session: Session, *, refusal: RefusedScan) -> list[Notif
 # dispatch and delivery
 
 
+Stream = tuple[int, int | None]  # (subscription, order): what one subscriber hears in order
+
+
 def claim_due(
     session: Session, *, now: dt.datetime, lease: dt.timedelta, limit: int
 ) -> list[tuple[int, str]]:
+    """:func:`claim_streams`, one stream after the other."""
+    return [
+        claim
+        for stream in claim_streams(session, now=now, lease=lease, limit=limit)
+        for claim in stream
+    ]
+
+
+def claim_streams(
+    session: Session,
+    *,
+    now: dt.datetime,
+    lease: dt.timedelta,
+    limit: int,
+    only: set[Stream] | None = None,
+) -> list[list[tuple[int, str]]]:
     """Claim up to ``limit`` due notifications: each gets a fresh token and is not due again
-    until ``lease`` has passed. Concurrent dispatchers skip each other's rows."""
-    rows = session.exec(
-        select(Notification)
-        .where(
-            col(Notification.state) == NotificationState.PENDING,
-            col(Notification.next_attempt_at) <= now,
+    until ``lease`` has passed. Concurrent dispatchers skip each other's rows.
+
+    Each subscriber hears about an order in the order things happened. A (subscription, order)
+    stream is claimed only from its oldest undelivered notification on, and only as far as
+    this dispatcher holds every one of them; the claims come back grouped by stream, oldest
+    first, for one task to deliver one after the other. ``only`` limits the claim to some
+    streams: a delivery task continuing the streams it holds.
+    """
+    conditions = [
+        col(Notification.state) == NotificationState.PENDING,
+        col(Notification.next_attempt_at) <= now,
+    ]
+    if only is not None:
+        if not only:
+            return []
+        conditions.append(
+            sa.tuple_(col(Notification.subscription_id), col(Notification.order_id)).in_(only)
         )
-        .order_by(col(Notification.next_attempt_at), col(Notification.id))
+    locked = session.exec(
+        select(Notification)
+        .where(*conditions)
+        .order_by(col(Notification.id))
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
-    claims = []
-    for row in rows:
-        row.claim_token = str(uuid.uuid4())
+    if not locked:
+        return []
+    held = {row.id: row for row in locked}
+    streams = {(row.subscription_id, row.order_id) for row in locked}
+    # every undelivered notification of those streams, oldest first
+    waiting = session.exec(
+        select(col(Notification.id), col(Notification.subscription_id), col(Notification.order_id))
+        .where(
+            col(Notification.state) == NotificationState.PENDING,
+            col(Notification.subscription_id).in_({s for s, _ in streams}),
+        )
+        .order_by(col(Notification.id))
+    ).all()
+    blocked: set[Stream] = set()
+    claims: dict[Stream, list[tuple[int, str]]] = {}
+    for notification_id, subscription_id, order_id in waiting:
+        stream = (subscription_id, order_id)
+        if stream not in streams or stream in blocked:
+            continue
+        row = held.get(notification_id)
+        if row is None:  # in flight, backing off, or held by another dispatcher: wait for it
+            blocked.add(stream)
+            continue
+        assert notification_id is not None
+        token = str(uuid.uuid4())
+        row.claim_token = token
         row.next_attempt_at = now + lease
         session.add(row)
-        claims.append((row.id, row.claim_token))
-    return claims  # type: ignore[return-value]
+        claims.setdefault(stream, []).append((notification_id, token))
+    return list(claims.values())
+
+
+def streams_of(session: Session, notification_ids: list[int]) -> set[Stream]:
+    rows = session.exec(
+        select(col(Notification.subscription_id), col(Notification.order_id)).where(
+            col(Notification.id).in_(notification_ids)
+        )
+    ).all()
+    return {(subscription_id, order_id) for subscription_id, order_id in rows}
 
 
 @dataclass(frozen=True)
@@ -269,6 +334,7 @@ class Attempt:
     """What one delivery attempt needs, read in a short transaction before any I/O."""
 
     notification_id: int
+    stream: Stream
     number: int
     channel: Channel
     target: str
@@ -298,6 +364,7 @@ def begin_attempt(
     assert subscription is not None
     return Attempt(
         notification_id=notification_id,
+        stream=(row.subscription_id, row.order_id),
         number=row.attempts,
         channel=row.channel,
         target=row.target,
@@ -360,6 +427,19 @@ def dead_letters(session: Session) -> list[Notification]:
             .where(col(Notification.state) == NotificationState.DEAD)
             .order_by(col(Notification.id))
         ).all()
+    )
+
+
+def release_attempt(session: Session, *, attempt: Attempt, now: dt.datetime) -> None:
+    """Give back an attempt that was not made (an earlier notification of its stream failed):
+    it does not count, and it is due again at once, behind that one."""
+    session.execute(
+        sa.update(Notification)
+        .where(
+            col(Notification.id) == attempt.notification_id,
+            col(Notification.state) == NotificationState.PENDING,
+        )
+        .values(attempts=Notification.attempts - 1, next_attempt_at=now)
     )
 
 

@@ -21,7 +21,7 @@ from services.db.models import Notification, NotificationReplay, Subscription
 from services.operations import notifications as outbox
 from tests.receivers import Delivery, smtp_server, webhook_receiver
 from tests.world import OUTBOUND, World
-from workers.tasks import deliver_now
+from workers.tasks import deliver_claims, deliver_now
 
 
 def deliver_due(app: Any) -> list[str]:
@@ -358,3 +358,42 @@ def test_a_private_target_is_refused_at_delivery_outside_development(app_factory
     assert deliver_due(strict) == ["dead"]
     (row,) = rows(strict, Notification.channel == "webhook")
     assert "not a public address" in (row.last_error or "")
+
+
+def test_each_stream_is_delivered_in_order_and_a_failing_head_holds_only_its_own(
+    world: World,
+) -> None:
+    with webhook_receiver() as receiver:
+        receiver.script = [500]  # the first attempt fails
+        first, second = world.enroll("PAT-1"), world.enroll("PAT-2")
+        bags = [world.collect(order["coi"]) for order in (first, second)]
+        for order in (first, second):
+            subscribe(world, coi=order["coi"], channel="webhook", target=receiver.url)
+        for action in ("verify_label", "cryopreserve"):
+            for bag in bags:
+                assert world.scan("aph", bag["barcode"], action, "APH-1").status_code == 201
+        state = world.app.extensions["vein2vein"]
+        now = dt.datetime.now(dt.UTC)
+        with UnitOfWork(state.db.session_factory) as uow:
+            streams = outbox.claim_streams(
+                uow.session, now=now, lease=dt.timedelta(seconds=60), limit=10
+            )
+            uow.commit()
+        assert [len(stream) for stream in streams] == [2, 2]  # both events of each order
+        assert deliver_due(world.app) == []  # all claimed: nothing else may go meanwhile
+        results = [deliver_claims(stream, state.db, state.settings) for stream in streams]
+        # the first stream's head failed, so its second was given back unsent; the other went
+        assert results == [["pending", "pending"], ["delivered", "delivered"]]
+        # by id: PAT-1 label check (failed), PAT-2 label check, PAT-1 freeze (given back, not
+        # counted), PAT-2 freeze
+        attempts = [r.attempts for r in rows(world.app, Notification.channel == "webhook")]
+        assert attempts == [1, 1, 0, 1]
+        assert Counter(deliver_due(world.app)) == {"delivered": 2}
+        kinds: dict[str, list[str]] = {}
+        for delivery in receiver.accepted():
+            data = delivery.json["data"]
+            kinds.setdefault(data["coi"], []).append(data["kind"])
+    assert kinds == {
+        first["coi"]: ["verify_label", "cryopreserve"],
+        second["coi"]: ["verify_label", "cryopreserve"],
+    }

@@ -64,6 +64,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('source', 'source_id', 'subscription_id', name=op.f('uq_notifications_source_source_id_subscription_id'))
     )
     op.create_index('ix_notifications_due', 'notifications', ['state', 'next_attempt_at'], unique=False)
+    op.create_index('ix_notifications_stream', 'notifications', ['subscription_id', 'order_id', 'state', 'id'], unique=False)
     op.create_index(op.f('ix_notifications_order_id'), 'notifications', ['order_id'], unique=False)
     op.create_index(op.f('ix_notifications_subscription_id'), 'notifications', ['subscription_id'], unique=False)
     op.create_table('notification_reads',
@@ -98,6 +99,7 @@ def downgrade() -> None:
     op.drop_table('notification_reads')
     op.drop_index(op.f('ix_notifications_subscription_id'), table_name='notifications')
     op.drop_index(op.f('ix_notifications_order_id'), table_name='notifications')
+    op.drop_index('ix_notifications_stream', table_name='notifications')
     op.drop_index('ix_notifications_due', table_name='notifications')
     op.drop_table('notifications')
     op.drop_index(op.f('ix_subscriptions_site_id'), table_name='subscriptions')
