@@ -62,9 +62,10 @@ check-migrations: install ## fail when the tables and the migrations drift (DATA
 	$(BIN)/vein2vein db upgrade
 	$(BIN)/vein2vein db check
 
-bench: install ## the benchmarks: scan throughput on PostgreSQL, label rates (bench/README.md)
+bench: install ## the benchmarks: scans, labels, notification latency (bench/README.md)
 	$(BIN)/python bench/scan_throughput.py
 	$(BIN)/python bench/label_rate.py
+	$(BIN)/python bench/notification_latency.py
 
 clean: ## remove the virtualenv, runtime data and caches
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

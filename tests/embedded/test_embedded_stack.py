@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.processes import BIN, clean_env, free_port, running, wait_for_log
+from tests.receivers import webhook_receiver
 
 pytestmark = pytest.mark.embedded
 
@@ -105,3 +106,82 @@ def test_worker_and_beat_run_on_the_filesystem_broker(tmp_path: Path) -> None:
         assert worker.poll() is None
         assert beat.poll() is None
     assert (tmp_path / "var" / "broker" / "queue").is_dir()
+
+
+def test_notifications_flow_on_the_embedded_default(tmp_path: Path) -> None:
+    """`make run`'s stack delivers: a webhook to a receiver and an e-mail into var/mail/."""
+    assert _cli(tmp_path, "db", "upgrade").returncode == 0
+    demo = _cli(tmp_path, "demo")
+    tokens = {
+        line.split()[0]: line.split()[-1]
+        for line in demo.stdout.splitlines()
+        if line.startswith("  ")
+    }
+    staff = {"Authorization": f"Bearer {tokens['apheresis@northgate.demo']}"}
+    care = {"Authorization": f"Bearer {tokens['care@northgate.demo']}"}
+    celery = str(BIN / "celery")
+    port = free_port()
+    with (
+        webhook_receiver() as receiver,
+        running(
+            [str(BIN / "vein2vein"), "run", "--port", str(port)],
+            cwd=tmp_path,
+            env=clean_env(),
+            log=tmp_path / "web.log",
+        ) as web,
+        running(
+            [celery, "-A", "workers.celery_app", "worker", "--concurrency=1", "--loglevel=INFO"],
+            cwd=tmp_path,
+            env=clean_env(),
+            log=tmp_path / "worker.log",
+        ) as worker,
+        running(
+            [celery, "-A", "workers.celery_app", "beat", "--loglevel=INFO"],
+            cwd=tmp_path,
+            env=clean_env(),
+            log=tmp_path / "beat.log",
+        ),
+    ):
+        wait_for_log(tmp_path / "web.log", "Running on", web)
+        wait_for_log(tmp_path / "worker.log", "ready.", worker)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=10) as http:
+            order = http.post(
+                "/orders",
+                headers=staff,
+                json={
+                    "patient_ref": "EMB-2",
+                    "product": "axi-cel",
+                    "collection_site": "APH-NORTH",
+                    "manufacturing_site": "MFG-EAST",
+                    "treatment_site": "TRT-NORTH",
+                },
+            ).json()
+            unit = http.post(f"/orders/{order['coi']}/collections", headers=staff, json={}).json()
+            for channel, target in (("webhook", receiver.url), ("email", "nurse@example.org")):
+                response = http.post(
+                    "/subscriptions",
+                    headers=care,
+                    json={"coi": order["coi"], "channel": channel, "target": target},
+                )
+                assert response.status_code == 201, response.text
+            scan = http.post(
+                "/scans",
+                headers=staff,
+                json={
+                    "barcode": unit["barcode"],
+                    "action": "verify_label",
+                    "site": "APH-NORTH",
+                    "event_id": str(uuid.uuid4()),
+                },
+            )
+            assert scan.status_code == 201, scan.text
+            deadline = time.monotonic() + 60
+            mail = tmp_path / "var" / "mail"
+            while time.monotonic() < deadline and not (
+                receiver.accepted() and mail.is_dir() and list(mail.glob("*.eml"))
+            ):
+                time.sleep(0.3)
+    (delivery,) = receiver.accepted()
+    assert delivery.json["data"]["kind"] == "verify_label"
+    (email,) = mail.glob("*.eml")
+    assert "nurse@example.org" in email.read_text()

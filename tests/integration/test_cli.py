@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -138,3 +139,67 @@ def test_demo_is_idempotent_and_prints_the_logins(
         "in_manufacturing",
     }
     assert live_tokens == 8  # the first run's tokens were revoked by the second
+
+
+def test_dead_letters_are_listed_replayed_on_record_and_delivered_by_hand(
+    cli_env: dict[str, str], app_factory: Any
+) -> None:
+    from tests.receivers import webhook_receiver
+    from tests.world import World
+
+    with webhook_receiver() as receiver:
+        receiver.script = [500] * 4
+        world = World.build(app_factory())
+        order = world.enroll()
+        bag = world.collect(order["coi"])
+        assert (
+            world.post(
+                "care",
+                "/api/v1/subscriptions",
+                {"coi": order["coi"], "channel": "webhook", "target": receiver.url},
+            ).status_code
+            == 201
+        )
+        assert world.scan("aph", bag["barcode"], "verify_label", "APH-1").status_code == 201
+        env = {
+            **cli_env,
+            "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
+            "NOTIFY_MAX_ATTEMPTS": "4",
+            "NOTIFY_BACKOFF_SECONDS": "0",
+        }
+        delivered = run(env, "notifications", "deliver")
+        assert delivered.returncode == 0, delivered.stderr
+        assert "1 dead" in delivered.stdout
+        dead = run(env, "notifications", "dead")
+        assert "1 dead letters" in dead.stdout
+        assert "HTTP 500" in dead.stdout
+        no_reason = run(
+            env, "notifications", "replay", "--all", "--reason", " ", "--by", "qa@example.org"
+        )
+        assert no_reason.returncode != 0
+        assert "needs a reason" in no_reason.stderr
+        replayed = run(
+            env,
+            "notifications",
+            "replay",
+            "--all",
+            "--reason",
+            "receiver fixed",
+            "--by",
+            "qa@example.org",
+        )
+        assert replayed.returncode == 0, replayed.stderr
+        assert "1 notifications queued again" in replayed.stdout
+        delivered = run(env, "notifications", "deliver")
+        assert "1 delivered" in delivered.stdout
+        assert len(receiver.accepted()) == 1
+    engine = sa.create_engine(cli_env["DATABASE_URL"])
+    with engine.connect() as connection:
+        audit = connection.execute(
+            sa.text(
+                "SELECT r.reason, u.email, r.previous_state FROM notification_replays r "
+                "JOIN users u ON u.id = r.replayed_by_id"
+            )
+        ).all()
+    engine.dispose()
+    assert [tuple(row) for row in audit] == [("receiver fixed", "qa@example.org", "dead")]
