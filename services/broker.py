@@ -54,6 +54,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": DISPATCH_TASK,
                 "schedule": settings.dispatch_interval_seconds,
             },
+            "sweep-deadlines": {
+                "task": "deadlines.sweep",
+                "schedule": settings.sweep_interval_seconds,
+            },
         },
     }
     if settings.broker_url.startswith("filesystem://"):

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     dispatch_interval_seconds: float = 5.0
     dispatch_batch: int = 200
     deliver_chunk: int = 10  # notifications per delivery task
+    sweep_interval_seconds: float = 60.0  # how often the beat flags late and at-risk legs
 
     @model_validator(mode="after")
     def _defaults_and_secrets(self) -> Settings:

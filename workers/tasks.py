@@ -11,7 +11,7 @@ from celery.signals import worker_process_init
 
 from services.config import Settings
 from services.db import Database, UnitOfWork
-from services.operations import notifications
+from services.operations import deadlines, notifications
 from workers import channels
 from workers.celery_app import celery_app, settings
 
@@ -41,6 +41,18 @@ def _after_fork(**_: Any) -> None:
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+@celery_app.task(name="deadlines.sweep")
+def sweep() -> str:
+    """Flag legs that became at risk, late or overdue for escalation; their news goes out
+    through the outbox at once."""
+    with UnitOfWork(database().session_factory) as uow:
+        result = deadlines.sweep(uow.session, now=utcnow())
+        uow.commit()
+    if result.at_risk or result.late or result.escalated:
+        dispatch.apply_async(retry=False)
+    return str(result)
 
 
 @celery_app.task(name="notifications.dispatch")

@@ -17,7 +17,7 @@ import labels
 from services.db import UnitOfWork, migrate
 from services.domain.custody import Role, SiteKind
 from services.domain.errors import DomainError
-from services.operations import admin
+from services.operations import admin, deadlines
 from services.operations import notifications as outbox
 from services.operations.labels import label_spec
 from services.operations.queries import bag_by_din
@@ -158,6 +158,68 @@ def label_command(din: str, fmt: str, size: str, dpi: int, output: str) -> None:
         raise click.ClickException(str(error)) from error
     Path(output).write_bytes(content)
     click.echo(f"label of {unit.din} written to {output} ({len(content)} bytes)")
+
+
+@main.command("sweep")
+def sweep_command() -> None:
+    """One deadline sweep now: flag legs at risk, late, or due for escalation."""
+    with transaction() as uow:
+        result = deadlines.sweep(uow.session, now=utcnow())
+    click.echo(f"sweep: {result}")
+
+
+@main.group()
+def sla() -> None:
+    """Turnaround policies per product (versioned: open legs keep their limits)."""
+
+
+@sla.command("show")
+@click.argument("product")
+def sla_show(product: str) -> None:
+    """The product's current policy."""
+    with transaction() as uow:
+        policy = deadlines.current_policy(uow.session, product)
+    click.echo(
+        f"{policy.product} version {policy.version}: at risk at {policy.at_risk:.0%}, "
+        f"escalate {policy.escalate_after / 3600:g} h after due, "
+        f"vein-to-vein target {policy.target_days:g} days"
+    )
+    for leg, seconds in policy.limits.items():
+        click.echo(f"  {leg.value:28} {seconds / 3600:8.2f} h")
+
+
+@sla.command("set")
+@click.argument("product")
+@click.option("--leg", "legs", multiple=True, metavar="LEG=HOURS", help="A leg's limit")
+@click.option("--at-risk", type=float, default=None, help="Fraction of the limit, e.g. 0.75")
+@click.option("--escalate-after-hours", type=float, default=None)
+@click.option("--target-days", type=float, default=None)
+def sla_set(
+    product: str,
+    legs: tuple[str, ...],
+    at_risk: float | None,
+    escalate_after_hours: float | None,
+    target_days: float | None,
+) -> None:
+    """Add a new version of the product's policy."""
+    limits = {}
+    for item in legs:
+        name, _, hours = item.partition("=")
+        try:
+            limits[name.strip()] = float(hours) * 3600
+        except ValueError as error:
+            raise click.BadParameter(f"{item!r}: write LEG=HOURS") from error
+    with transaction() as uow:
+        policy = deadlines.set_policy(
+            uow.session,
+            actor=None,
+            product=product,
+            limits=limits,
+            at_risk=at_risk,
+            escalate_after=escalate_after_hours * 3600 if escalate_after_hours else None,
+            target_days=target_days,
+        )
+    click.echo(f"{product}: policy version {policy.version} in force for legs opened from now")
 
 
 @main.group()

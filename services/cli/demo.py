@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 from services.db import UnitOfWork
 from services.db.models import Order, Site, User
 from services.domain.custody import Action, Actor, Role, SiteKind
-from services.operations import admin, orders, scans, shipments
+from services.operations import admin, deadlines, orders, scans, shipments
 
 Transaction = Callable[[], AbstractContextManager[UnitOfWork]]
 
@@ -43,7 +43,7 @@ USERS = [
 ]
 
 # Each demo order is scanned up to one of these steps. The bag of DEMO-0006 has been with the
-# courier for three days: on a cryopreserved leg that should take one or two, it is late.
+# courier for four days: on a leg that should take two at most, it is late (and escalated).
 OUTBOUND = [
     Action.VERIFY_LABEL,
     Action.CRYOPRESERVE,
@@ -55,6 +55,7 @@ OUTBOUND = [
 ]
 ORDERS = [(f"DEMO-{n:04d}", n - 2) for n in range(1, 10)]  # (patient_ref, steps; -1: enrolled)
 LATE_ORDER = "DEMO-0006"
+STEP_DAYS = 0.01  # about a quarter of an hour between a bag's scans
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,12 @@ def load_demo(transaction: Transaction, *, echo: Callable[[str], None]) -> None:
         with transaction() as uow:
             if uow.session.exec(select(Order).where(Order.patient_ref == patient_ref)).first():
                 continue
-            days = 4.0 if patient_ref == LATE_ORDER else 2.0 + steps * 0.5
+            # the late one has been with the courier four days; the others move along today
+            days = 4.0 if patient_ref == LATE_ORDER else 0.02 * (steps + 2)
             _build_order(uow.session, patient_ref, steps, DemoClock(now), days)
+    with transaction() as uow:
+        result = deadlines.sweep(uow.session, now=now)
+    echo(f"Deadline sweep: {result}.")
     echo("Demo data is loaded. Demo users and fresh API tokens (shown once):")
     with transaction() as uow:
         for email, _name, role, site_code in USERS:
@@ -147,7 +152,7 @@ def _build_order(
                 shipper_id=f"LN2-{patient_ref[-4:]}",
                 units=[],
                 carrier="COLDCHAIN",
-                now=clock.at(days_ago - index * 0.1),
+                now=clock.at(days_ago - index * STEP_DAYS),
             )
             shipment_code = f"SHP-{shipment.id:08d}"
         scans.record_scan(
@@ -158,7 +163,7 @@ def _build_order(
                 action=action,
                 site=where.get(action, "APH-NORTH"),
                 event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"demo:{patient_ref}:{action}")),
-                occurred_at=clock.at(days_ago - (index + 1) * 0.1),
+                occurred_at=clock.at(days_ago - (index + 1) * STEP_DAYS),
                 shipment=shipment_code if action is Action.PACK else None,
             ),
             now=clock.now,

@@ -20,6 +20,7 @@ from services.domain.custody import (
     UnitState,
 )
 from services.domain.notifications import Channel, NotificationState
+from services.domain.sla import Leg
 
 # Constraint names are fixed before the first migration, so every later migration can name them.
 SQLModel.metadata.naming_convention = {
@@ -298,3 +299,87 @@ class NotificationReplay(SQLModel, table=True):
     previous_attempts: int
     previous_error: str | None = Field(default=None, max_length=1000)
     replayed_at: dt.datetime = _created_at()
+
+
+class SlaPolicy(SQLModel, table=True):
+    """A product's turnaround policy. Versions are added, never changed: deadlines keep the
+    limits they were opened with."""
+
+    __tablename__ = "sla_policies"
+    __table_args__ = (sa.UniqueConstraint("product", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    product: str = Field(max_length=64)
+    version: int
+    limits: dict[str, float] = Field(sa_type=sa.JSON)  # leg -> seconds, the most allowed
+    typical: dict[str, float] = Field(sa_type=sa.JSON)  # leg -> seconds, for projections
+    at_risk: float
+    escalate_after_seconds: float
+    target_days: float
+    created_by_id: int | None = Field(default=None, foreign_key="users.id")
+    created_at: dt.datetime = _created_at()
+
+
+_OPEN = "closed_at IS NULL"
+
+
+class Deadline(SQLModel, table=True):
+    """One leg of one bag: when it started, when it is at risk, due and escalated, whether it
+    has closed, and when each flag was raised (each once)."""
+
+    __tablename__ = "deadlines"
+    __table_args__ = (
+        sa.UniqueConstraint("unit_id", "leg"),
+        # the sweep reads only open, unflagged rows that are due: its cost follows what is due
+        sa.Index(
+            "ix_deadlines_at_risk_due",
+            "at_risk_at",
+            postgresql_where=sa.text(f"{_OPEN} AND at_risk_flagged_at IS NULL"),
+            sqlite_where=sa.text(f"{_OPEN} AND at_risk_flagged_at IS NULL"),
+        ),
+        sa.Index(
+            "ix_deadlines_late_due",
+            "due_at",
+            postgresql_where=sa.text(f"{_OPEN} AND late_flagged_at IS NULL"),
+            sqlite_where=sa.text(f"{_OPEN} AND late_flagged_at IS NULL"),
+        ),
+        sa.Index(
+            "ix_deadlines_escalation_due",
+            "escalate_at",
+            postgresql_where=sa.text(f"{_OPEN} AND escalated_at IS NULL"),
+            sqlite_where=sa.text(f"{_OPEN} AND escalated_at IS NULL"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: int = Field(foreign_key="orders.id", index=True)
+    unit_id: int = Field(foreign_key="units.id", index=True)
+    leg: Leg = Field(sa_type=enum_type(Leg, "leg"))
+    site_id: int = Field(foreign_key="sites.id", index=True)  # who holds the bag on this leg
+    policy_version: int
+    limit_seconds: float
+    at_risk_fraction: float
+    escalate_after_seconds: float
+    started_at: dt.datetime = Field(sa_type=UTCDateTime)
+    at_risk_at: dt.datetime = Field(sa_type=UTCDateTime)
+    due_at: dt.datetime = Field(sa_type=UTCDateTime)
+    escalate_at: dt.datetime = Field(sa_type=UTCDateTime)
+    closed_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    at_risk_flagged_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    late_flagged_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    escalated_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: dt.datetime = _created_at()
+
+
+class OrderEvent(SQLModel, table=True):
+    """Something that happened to an order rather than to one bag: a leg at risk, late,
+    escalated."""
+
+    __tablename__ = "order_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: int = Field(foreign_key="orders.id", index=True)
+    kind: str = Field(max_length=32)
+    deadline_id: int | None = Field(default=None, foreign_key="deadlines.id", index=True)
+    detail: dict[str, Any] = Field(sa_type=sa.JSON)
+    recorded_at: dt.datetime = _created_at()

@@ -13,7 +13,8 @@ from services.domain.custody import EVENT_ACTIONS
 from services.domain.errors import InvalidRequest
 
 REFUSED_SCAN = "refused_scan"
-EVENT_KINDS: tuple[str, ...] = (*EVENT_ACTIONS, REFUSED_SCAN)
+DEADLINE_KINDS = ("deadline_at_risk", "deadline_late", "deadline_escalated")
+EVENT_KINDS: tuple[str, ...] = (*EVENT_ACTIONS, REFUSED_SCAN, *DEADLINE_KINDS)
 
 
 class Channel(StrEnum):
@@ -104,6 +105,16 @@ MILESTONES = {
 
 def summary(payload: dict[str, Any]) -> str:
     """One line for a subject, a feed item, a push: what happened to which bag, where."""
+    if payload["kind"] in DEADLINE_KINDS:
+        state = {
+            "deadline_at_risk": "AT RISK",
+            "deadline_late": "LATE",
+            "deadline_escalated": "LATE, ESCALATED",
+        }[payload["kind"]]
+        return (
+            f"{state}: {payload['leg'].replace('_', ' ')} of bag {payload['din']} of "
+            f"{payload['coi']} (at {payload['site']}, due {payload['due_at'][:16]} UTC)"
+        )
     if payload["kind"] == REFUSED_SCAN:
         return (
             f"Refused scan ({payload['code']}) of bag {payload.get('din') or '?'} "

@@ -137,15 +137,17 @@ def enqueue(
     kind: str,
     payload: dict[str, Any],
     now: dt.datetime,
+    also_sites: tuple[int, ...] = (),
 ) -> list[Notification]:
-    """One notification per active subscription that wants this kind of event on this order."""
+    """One notification per active subscription that wants this kind of event on this order
+    (or on its sites, and ``also_sites``: the courier holding a bag, for its escalations)."""
     subscriptions = session.exec(
         select(Subscription)
         .where(
             col(Subscription.active).is_(True),
             sa.or_(
                 col(Subscription.order_id) == order.id,
-                col(Subscription.site_id).in_(order_site_ids(order)),
+                col(Subscription.site_id).in_((*order_site_ids(order), *also_sites)),
             ),
         )
         .order_by(col(Subscription.id))

@@ -12,6 +12,7 @@ from services.domain.errors import Forbidden, InvalidRequest, WrongSite
 from services.domain.identifiers import COI_SERIAL_MAX, DIN_SEQUENCE_MAX, Coi, Din
 from services.operations.access import order_by_coi
 from services.operations.admin import site_by_code
+from services.operations.deadlines import refresh_deadlines
 from services.operations.notifications import default_subscription, enqueue_for_event
 from services.operations.sequences import next_number
 
@@ -174,6 +175,7 @@ def append_event(
     session.add(event)
     session.flush()
     enqueue_for_event(session, event=event, order=order, unit=unit)
+    refresh_deadlines(session, unit=unit, order=order)
     return event
 
 

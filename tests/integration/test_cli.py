@@ -203,3 +203,38 @@ def test_dead_letters_are_listed_replayed_on_record_and_delivered_by_hand(
         ).all()
     engine.dispose()
     assert [tuple(row) for row in audit] == [("receiver fixed", "qa@example.org", "dead")]
+
+
+def test_the_demos_late_shipment_is_in_delays_alerted_and_cleared_by_delivery(
+    cli_env: dict[str, str], app_factory: Any
+) -> None:
+    assert run(cli_env, "db", "upgrade").returncode == 0
+    demo = run(cli_env, "demo")
+    assert "1 late, 1 escalated" in demo.stdout
+    tokens = {
+        line.split()[0]: line.split()[-1]
+        for line in demo.stdout.splitlines()
+        if line.startswith("  ")
+    }
+    client = app_factory().test_client()
+
+    def get(who: str, path: str) -> Any:
+        return client.get(path, headers={"Authorization": f"Bearer {tokens[who]}"}).json
+
+    (late,) = get("care@northgate.demo", "/api/v1/delays")["items"]
+    assert (late["leg"], late["status"], late["site"]) == (
+        "pickup_to_delivery",
+        "late",
+        "COLDCHAIN",
+    )
+    feed = get("care@northgate.demo", "/api/v1/notifications")["items"]
+    assert {"deadline_late", "deadline_escalated"} <= {item["kind"] for item in feed}
+    courier_feed = get("courier@coldchain.demo", "/api/v1/notifications")["items"]
+    assert [item["kind"] for item in courier_feed] == ["deadline_escalated"]
+    delivered = client.post(
+        "/api/v1/scans",
+        json={"barcode": f"={late['din']}00", "action": "deliver", "site": "MFG-EAST"},
+        headers={"Authorization": f"Bearer {tokens['courier@coldchain.demo']}"},
+    )
+    assert delivered.status_code == 201, delivered.json
+    assert get("care@northgate.demo", "/api/v1/delays")["items"] == []

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlmodel import Session
 
-from services.db.models import CustodyEvent, Order, Shipment, Site
+from services.db.models import CustodyEvent, Deadline, Order, Shipment, Site, Unit
 from services.domain.custody import Actor
 from services.domain.identifiers import Coi, Din, shipment_code
 from services.operations.access import may_see_patient_ref
+from services.operations.deadlines import deadlines_of, projection
 from services.operations.queries import (
     EventRecord,
     UnitRecord,
@@ -19,11 +22,13 @@ from services.operations.queries import (
 )
 from services.operations.scans import ScanOutcome
 from services.web.api.schemas import (
+    DeadlinePublic,
     EventPublic,
     OrderPublic,
     RefusalPublic,
     ScanResult,
     ShipmentPublic,
+    TurnaroundPublic,
     UnitPublic,
 )
 
@@ -52,6 +57,40 @@ def unit_public(record: UnitRecord) -> UnitPublic:
     )
 
 
+def deadline_public(session: Session, row: Deadline, now: dt.datetime) -> DeadlinePublic:
+    order = session.get(Order, row.order_id)
+    unit = session.get(Unit, row.unit_id)
+    site = session.get(Site, row.site_id)
+    assert order is not None
+    assert unit is not None
+    assert site is not None
+    if row.closed_at is not None:
+        status = "closed_late" if row.closed_at > row.due_at else "closed_on_time"
+    elif now >= row.due_at:
+        status = "late"
+    elif now >= row.at_risk_at:
+        status = "at_risk"
+    else:
+        status = "on_time"
+    overdue = ((row.closed_at or now) - row.due_at).total_seconds() / 3600
+    return DeadlinePublic(
+        coi=order.coi,
+        din=unit.din,
+        leg=row.leg.value,
+        site=site.code,
+        status=status,  # type: ignore[arg-type]
+        started_at=row.started_at,
+        at_risk_at=row.at_risk_at,
+        due_at=row.due_at,
+        closed_at=row.closed_at,
+        overdue_hours=round(max(0.0, overdue), 2),
+        at_risk_flagged_at=row.at_risk_flagged_at,
+        late_flagged_at=row.late_flagged_at,
+        escalated_at=row.escalated_at,
+        policy_version=row.policy_version,
+    )
+
+
 def order_public(session: Session, actor: Actor, order: Order) -> OrderPublic:
     coi = Coi.from_value(order.coi)
     sites = {
@@ -63,6 +102,7 @@ def order_public(session: Session, actor: Actor, order: Order) -> OrderPublic:
         )
     }
     units = unit_records(session, units_of_order(session, order), order.coi)
+    now = dt.datetime.now(dt.UTC)
     return OrderPublic(
         coi=coi.value,
         check_character=coi.check_character,
@@ -90,6 +130,8 @@ def order_public(session: Session, actor: Actor, order: Order) -> OrderPublic:
             )
             for refusal, email in refusals_of_order(session, order)
         ],
+        deadlines=[deadline_public(session, row, now) for row in deadlines_of(session, order)],
+        turnaround=TurnaroundPublic(**vars(projection(session, order=order, now=now))),
     )
 
 

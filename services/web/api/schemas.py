@@ -109,6 +109,32 @@ class RefusalPublic(SQLModel):
     recorded_at: dt.datetime
 
 
+class DeadlinePublic(SQLModel):
+    coi: str
+    din: str
+    leg: str
+    site: str = Field(description="Who holds the bag on this leg")
+    status: Literal["on_time", "at_risk", "late", "closed_on_time", "closed_late"]
+    started_at: dt.datetime
+    at_risk_at: dt.datetime
+    due_at: dt.datetime
+    closed_at: dt.datetime | None
+    overdue_hours: float = Field(description="How long past due (0 when not)")
+    at_risk_flagged_at: dt.datetime | None
+    late_flagged_at: dt.datetime | None
+    escalated_at: dt.datetime | None
+    policy_version: int
+
+
+class TurnaroundPublic(SQLModel):
+    started_at: dt.datetime | None = Field(description="The first collection")
+    elapsed_days: float
+    projected_infusion_at: dt.datetime | None
+    projected_days: float | None
+    target_days: float
+    over_target: bool
+
+
 class OrderPublic(SQLModel):
     coi: str
     check_character: str
@@ -127,6 +153,8 @@ class OrderPublic(SQLModel):
     refusals: list[RefusalPublic] = Field(
         description="Refused scans of the order's bags, oldest first"
     )
+    deadlines: list[DeadlinePublic] = Field(description="Every leg of every bag, open or closed")
+    turnaround: TurnaroundPublic
 
 
 class EventPublic(SQLModel):
@@ -294,3 +322,55 @@ class FeedItem(SQLModel):
 class Feed(SQLModel):
     site: str
     items: list[FeedItem]
+
+
+# turnaround
+
+
+class DelayList(SQLModel):
+    items: list[DeadlinePublic]
+
+
+class TurnaroundQuery(SQLModel):
+    since: AwareDatetime
+    until: AwareDatetime
+    site: Code | None = None
+
+
+class LegSummaryPublic(SQLModel):
+    site: str
+    leg: str
+    count: int
+    median_hours: float
+    p90_hours: float
+    late: int
+
+
+class TurnaroundSummary(SQLModel):
+    since: dt.datetime
+    until: dt.datetime
+    items: list[LegSummaryPublic]
+
+
+class ProductPath(SQLModel):
+    product: str = Field(max_length=64)
+
+
+class SlaPolicyUpdate(SQLModel):
+    limits_hours: dict[str, float] = Field(default_factory=dict, description="leg -> hours")
+    typical_hours: dict[str, float] = Field(
+        default_factory=dict, description="leg -> hours it usually takes (for projections)"
+    )
+    at_risk: float | None = Field(default=None, gt=0, lt=1)
+    escalate_after_hours: float | None = Field(default=None, gt=0)
+    target_days: float | None = Field(default=None, gt=0)
+
+
+class SlaPolicyPublic(SQLModel):
+    product: str
+    version: int
+    limits_hours: dict[str, float]
+    typical_hours: dict[str, float]
+    at_risk: float
+    escalate_after_hours: float
+    target_days: float

@@ -1,0 +1,428 @@
+"""Deadlines as rows: written when a bag enters a leg, closed when it leaves, swept when due."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from services.db.models import (
+    CustodyEvent,
+    Deadline,
+    Order,
+    OrderEvent,
+    Site,
+    SlaPolicy,
+    Subscription,
+    Unit,
+)
+from services.domain.custody import Actor, Role
+from services.domain.errors import Forbidden
+from services.domain.notifications import Channel
+from services.domain.sla import (
+    LEGS,
+    Leg,
+    Policy,
+    Span,
+    check_legs,
+    check_policy,
+    default_policy,
+    percentile,
+    projected_infusion,
+    spans,
+)
+from services.operations.notifications import enqueue
+
+AT_RISK, LATE, ESCALATED = "deadline_at_risk", "deadline_late", "deadline_escalated"
+MIN_HISTORY = 20  # closed legs needed before our own median replaces the policy's limit
+
+
+# policies
+
+
+def current_policy(session: Session, product: str) -> Policy:
+    row = session.exec(
+        select(SlaPolicy)
+        .where(SlaPolicy.product == product)
+        .order_by(col(SlaPolicy.version).desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return default_policy(product)
+    return Policy(
+        product=row.product,
+        version=row.version,
+        limits={Leg(leg): seconds for leg, seconds in row.limits.items()},
+        typical={Leg(leg): seconds for leg, seconds in row.typical.items()},
+        at_risk=row.at_risk,
+        escalate_after=row.escalate_after_seconds,
+        target_days=row.target_days,
+    )
+
+
+def set_policy(
+    session: Session,
+    *,
+    actor: Actor | None,
+    product: str,
+    limits: dict[str, float],
+    at_risk: float | None,
+    escalate_after: float | None,
+    target_days: float | None,
+    typical: dict[str, float] | None = None,
+) -> Policy:
+    """A new version of a product's policy; legs already open keep the limits they had."""
+    if actor is not None and actor.role not in (Role.ADMIN, Role.QA):
+        raise Forbidden("only an admin or QA may change turnaround policies")
+    current = current_policy(session, product)
+    merged = check_policy(
+        {**{leg.value: s for leg, s in current.limits.items()}, **limits},
+        at_risk if at_risk is not None else current.at_risk,
+        escalate_after if escalate_after is not None else current.escalate_after,
+        target_days if target_days is not None else current.target_days,
+    )
+    typical_merged = {**current.typical, **check_legs(typical or {}, "typical duration")}
+    row = SlaPolicy(
+        product=product,
+        version=current.version + 1,
+        limits={leg.value: seconds for leg, seconds in merged.items()},
+        typical={leg.value: seconds for leg, seconds in typical_merged.items()},
+        at_risk=at_risk if at_risk is not None else current.at_risk,
+        escalate_after_seconds=escalate_after
+        if escalate_after is not None
+        else current.escalate_after,
+        target_days=target_days if target_days is not None else current.target_days,
+        created_by_id=actor.user_id if actor else None,
+    )
+    session.add(row)
+    session.flush()
+    return current_policy(session, product)
+
+
+# deadlines follow the events
+
+
+def refresh_deadlines(session: Session, *, unit: Unit, order: Order) -> None:
+    """Recompute the bag's legs from all its known events (by the scanners' clocks), so that a
+    scan uploaded late, or out of order, moves the legs it belongs to."""
+    events = session.exec(select(CustodyEvent).where(CustodyEvent.unit_id == unit.id)).all()
+    opened_by = {(e.action, e.occurred_at): e for e in events}
+    existing = {
+        row.leg: row
+        for row in session.exec(select(Deadline).where(Deadline.unit_id == unit.id)).all()
+    }
+    policy: Policy | None = None
+    for span in spans(unit.kind, [(e.action, e.occurred_at) for e in events]):
+        row = existing.get(span.leg)
+        if row is None:
+            policy = policy or current_policy(session, order.product)
+            opener = opened_by[(_opening_action(unit, span), span.started_at)]
+            row = Deadline(
+                order_id=order.id,  # type: ignore[arg-type]
+                unit_id=unit.id,  # type: ignore[arg-type]
+                leg=span.leg,
+                site_id=opener.custodian_site_id,
+                policy_version=policy.version,
+                limit_seconds=policy.limits[span.leg],
+                at_risk_fraction=policy.at_risk,
+                escalate_after_seconds=policy.escalate_after,
+                started_at=span.started_at,
+                at_risk_at=span.started_at,
+                due_at=span.started_at,
+                escalate_at=span.started_at,
+            )
+        _schedule(row, span)
+        session.add(row)
+
+
+def _opening_action(unit: Unit, span: Span) -> str:
+    return LEGS[(unit.kind, span.leg)].opens
+
+
+def _schedule(row: Deadline, span: Span) -> None:
+    limit = dt.timedelta(seconds=row.limit_seconds)
+    row.started_at = span.started_at
+    row.at_risk_at = span.started_at + limit * row.at_risk_fraction
+    row.due_at = span.started_at + limit
+    row.escalate_at = row.due_at + dt.timedelta(seconds=row.escalate_after_seconds)
+    row.closed_at = span.ended_at
+
+
+# the sweep
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    at_risk: int = 0
+    late: int = 0
+    escalated: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.at_risk} at risk, {self.late} late, {self.escalated} escalated"
+
+
+def sweep(session: Session, *, now: dt.datetime, limit: int = 5000) -> SweepResult:
+    """Flag legs that became at risk, late, or overdue for escalation: each flag once, each
+    with an event on the order and notifications through the outbox. Reads only open,
+    unflagged, due rows (partial indexes); concurrent sweeps skip each other's rows."""
+
+    def due(column: Any, flag: Any, *extra: Any) -> list[Deadline]:
+        return list(
+            session.exec(
+                select(Deadline)
+                .where(
+                    col(Deadline.closed_at).is_(None),
+                    col(flag).is_(None),
+                    col(column) <= now,
+                    *extra,
+                )
+                .order_by(col(column))
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            ).all()
+        )
+
+    at_risk = late = escalated = 0
+    for row in due(Deadline.at_risk_at, Deadline.at_risk_flagged_at):
+        row.at_risk_flagged_at = now
+        session.add(row)
+        if row.due_at > now:  # past due already: the late flag says it all
+            _flag(session, row, AT_RISK, now)
+            at_risk += 1
+    for row in due(Deadline.due_at, Deadline.late_flagged_at):
+        row.late_flagged_at = now
+        session.add(row)
+        _flag(session, row, LATE, now)
+        late += 1
+    for row in due(
+        Deadline.escalate_at, Deadline.escalated_at, col(Deadline.late_flagged_at).is_not(None)
+    ):
+        row.escalated_at = now
+        session.add(row)
+        _escalate_to(session, row)
+        _flag(session, row, ESCALATED, now)
+        escalated += 1
+    return SweepResult(at_risk, late, escalated)
+
+
+def _flag(session: Session, row: Deadline, kind: str, now: dt.datetime) -> None:
+    """An event on the order, and its news for the order's subscribers (an escalation also
+    for the site holding the bag)."""
+    order = session.get(Order, row.order_id)
+    unit = session.get(Unit, row.unit_id)
+    site = session.get(Site, row.site_id)
+    assert order is not None
+    assert unit is not None
+    assert site is not None
+    detail = {
+        "type": f"turnaround.{kind}",
+        "kind": kind,
+        "coi": order.coi,
+        "din": unit.din,
+        "leg": row.leg.value,
+        "site": site.code,
+        "started_at": row.started_at.isoformat(),
+        "due_at": row.due_at.isoformat(),
+        "recorded_at": now.isoformat(),
+    }
+    assert order.id is not None
+    event = OrderEvent(
+        order_id=order.id, kind=kind, deadline_id=row.id, detail=detail, recorded_at=now
+    )
+    session.add(event)
+    session.flush()
+    enqueue(
+        session,
+        order=order,
+        source=kind,
+        source_id=row.id,  # type: ignore[arg-type]
+        kind=kind,
+        payload=detail,
+        now=now,
+        also_sites=(row.site_id,) if kind == ESCALATED else (),
+    )
+
+
+def _escalate_to(session: Session, row: Deadline) -> None:
+    """Escalations reach the feed of the site holding the bag (its admin and QA read it)."""
+    site = session.get(Site, row.site_id)
+    assert site is not None
+    exists = session.exec(
+        select(Subscription).where(
+            Subscription.site_id == row.site_id,
+            col(Subscription.channel) == Channel.FEED,
+            col(Subscription.active).is_(True),
+        )
+    ).first()
+    if exists is None:
+        session.add(
+            Subscription(
+                created_by_id=_system_user(session, row),
+                site_id=row.site_id,
+                channel=Channel.FEED,
+                target=site.code,
+                events=[ESCALATED],
+            )
+        )
+        session.flush()
+
+
+def _system_user(session: Session, row: Deadline) -> int:
+    """Subscriptions record who made them; an automatic one is made by the order's enroller."""
+    order = session.get(Order, row.order_id)
+    assert order is not None
+    return order.created_by_id
+
+
+# reading
+
+
+def delays(session: Session, *, actor: Actor, now: dt.datetime) -> list[Deadline]:
+    """Open legs at risk or late, for orders naming the actor's site, most overdue first."""
+    rows = session.exec(
+        select(Deadline)
+        .join(Order, col(Order.id) == col(Deadline.order_id))
+        .where(
+            col(Deadline.closed_at).is_(None),
+            col(Deadline.at_risk_at) <= now,
+            sa.or_(
+                col(Order.collection_site_id) == actor.site_id,
+                col(Order.manufacturing_site_id) == actor.site_id,
+                col(Order.treatment_site_id) == actor.site_id,
+                col(Deadline.site_id) == actor.site_id,
+            ),
+        )
+        .order_by(col(Deadline.due_at))
+    ).all()
+    return list(rows)
+
+
+def deadlines_of(session: Session, order: Order) -> list[Deadline]:
+    return list(
+        session.exec(
+            select(Deadline).where(Deadline.order_id == order.id).order_by(col(Deadline.started_at))
+        ).all()
+    )
+
+
+@dataclass(frozen=True)
+class Projection:
+    started_at: dt.datetime | None
+    elapsed_days: float
+    projected_infusion_at: dt.datetime | None
+    target_days: float
+    projected_days: float | None
+    over_target: bool
+
+
+def projection(session: Session, *, order: Order, now: dt.datetime) -> Projection:
+    """Elapsed vein-to-vein time, and when infusion is likely from the remaining legs' typical
+    durations: our own medians where we have enough history, the policy's limits otherwise."""
+    policy = current_policy(session, order.product)
+    rows = deadlines_of(session, order)
+    if not rows:
+        return Projection(None, 0.0, None, policy.target_days, None, False)
+    started = min(row.started_at for row in rows)
+    done = {row.leg for row in rows if row.closed_at is not None}
+    open_rows = sorted((r for r in rows if r.closed_at is None), key=lambda r: r.started_at)
+    current = Span(open_rows[-1].leg, open_rows[-1].started_at, None) if open_rows else None
+    typical = {**policy.typical, **typical_durations(session, order.product)}
+    infusion = projected_infusion(now=now, current=current, done=done, typical=typical)
+    projected_days = (infusion - started).total_seconds() / 86400
+    return Projection(
+        started_at=started,
+        elapsed_days=(now - started).total_seconds() / 86400,
+        projected_infusion_at=infusion,
+        target_days=policy.target_days,
+        projected_days=projected_days,
+        over_target=projected_days > policy.target_days,
+    )
+
+
+def typical_durations(session: Session, product: str) -> dict[Leg, float]:
+    """Median durations of closed legs of this product, where there are enough of them."""
+    rows = session.exec(
+        select(col(Deadline.leg), col(Deadline.started_at), col(Deadline.closed_at))
+        .join(Order, col(Order.id) == col(Deadline.order_id))
+        .where(col(Order.product) == product, col(Deadline.closed_at).is_not(None))
+        .order_by(col(Deadline.closed_at).desc())
+        .limit(5000)
+    ).all()
+    durations: dict[Leg, list[float]] = defaultdict(list)
+    for leg, started, closed in rows:
+        if closed is not None:
+            durations[Leg(leg)].append((closed - started).total_seconds())
+    return {
+        leg: percentile(values, 0.5)
+        for leg, values in durations.items()
+        if len(values) >= MIN_HISTORY
+    }
+
+
+@dataclass(frozen=True)
+class LegSummary:
+    site: str
+    leg: Leg
+    count: int
+    median_hours: float
+    p90_hours: float
+    late: int
+
+
+def turnaround(
+    session: Session,
+    *,
+    actor: Actor,
+    since: dt.datetime,
+    until: dt.datetime,
+    site: str | None = None,
+) -> list[LegSummary]:
+    """Per site and leg: legs closed in [since, until) on orders the actor may see."""
+    query = (
+        select(Deadline, Site.code)
+        .join(Order, col(Order.id) == col(Deadline.order_id))
+        .join(Site, col(Site.id) == col(Deadline.site_id))
+        .where(
+            col(Deadline.closed_at).is_not(None),
+            col(Deadline.closed_at) >= since,
+            col(Deadline.closed_at) < until,
+            sa.or_(
+                *(
+                    col(column) == actor.site_id
+                    for column in (
+                        Order.collection_site_id,
+                        Order.manufacturing_site_id,
+                        Order.treatment_site_id,
+                        Deadline.site_id,
+                    )
+                )
+            ),
+        )
+    )
+    if site is not None:
+        query = query.where(col(Site.code) == site)
+    groups: dict[tuple[str, Leg], list[Deadline]] = defaultdict(list)
+    for row, code in session.exec(query).all():
+        groups[(code, row.leg)].append(row)
+    summary = []
+    for (code, leg), legs in sorted(groups.items()):
+        hours = [
+            (r.closed_at - r.started_at).total_seconds() / 3600
+            for r in legs
+            if r.closed_at is not None
+        ]
+        summary.append(
+            LegSummary(
+                site=code,
+                leg=leg,
+                count=len(legs),
+                median_hours=percentile(hours, 0.5),
+                p90_hours=percentile(hours, 0.9),
+                late=sum(1 for r in legs if r.closed_at is not None and r.closed_at > r.due_at),
+            )
+        )
+    return summary
