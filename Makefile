@@ -66,6 +66,7 @@ bench: install ## the benchmarks: scans, labels, notification latency (bench/REA
 	$(BIN)/python bench/scan_throughput.py
 	$(BIN)/python bench/label_rate.py
 	$(BIN)/python bench/notification_latency.py
+	$(BIN)/python bench/sweep_scale.py
 
 clean: ## remove the virtualenv, runtime data and caches
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -35,7 +35,7 @@ from services.domain.sla import (
     projected_infusion,
     spans,
 )
-from services.operations.notifications import enqueue
+from services.operations.notifications import enqueue, forget_subscriptions
 
 AT_RISK, LATE, ESCALATED = "deadline_at_risk", "deadline_late", "deadline_escalated"
 MIN_HISTORY = 20  # closed legs needed before our own median replaces the policy's limit
@@ -186,38 +186,65 @@ def sweep(session: Session, *, now: dt.datetime, limit: int = 5000) -> SweepResu
             ).all()
         )
 
-    at_risk = late = escalated = 0
-    for row in due(Deadline.at_risk_at, Deadline.at_risk_flagged_at):
+    at_risk_rows = due(Deadline.at_risk_at, Deadline.at_risk_flagged_at)
+    context = _Context.load(session, at_risk_rows)
+    at_risk = 0
+    for row in at_risk_rows:
         row.at_risk_flagged_at = now
-        session.add(row)
         if row.due_at > now:  # past due already: the late flag says it all
-            _flag(session, row, AT_RISK, now)
+            _flag(session, context, row, AT_RISK, now)
             at_risk += 1
-    for row in due(Deadline.due_at, Deadline.late_flagged_at):
+    late_rows = due(Deadline.due_at, Deadline.late_flagged_at)
+    context = _Context.load(session, late_rows)
+    for row in late_rows:
         row.late_flagged_at = now
-        session.add(row)
-        _flag(session, row, LATE, now)
-        late += 1
-    for row in due(
+        _flag(session, context, row, LATE, now)
+    session.add_all([*at_risk_rows, *late_rows])
+    session.flush()  # a leg found late may be overdue for escalation in this same sweep
+    escalation_rows = due(
         Deadline.escalate_at, Deadline.escalated_at, col(Deadline.late_flagged_at).is_not(None)
-    ):
+    )
+    context = _Context.load(session, escalation_rows)
+    for row in escalation_rows:
         row.escalated_at = now
-        session.add(row)
         _escalate_to(session, row)
-        _flag(session, row, ESCALATED, now)
-        escalated += 1
-    return SweepResult(at_risk, late, escalated)
+        _flag(session, context, row, ESCALATED, now)
+    session.add_all(escalation_rows)
+    session.flush()
+    return SweepResult(at_risk, len(late_rows), len(escalation_rows))
 
 
-def _flag(session: Session, row: Deadline, kind: str, now: dt.datetime) -> None:
+@dataclass
+class _Context:
+    """What the flags need, loaded once per sweep rather than once per row."""
+
+    orders: dict[int, Order]
+    units: dict[int, Unit]
+    sites: dict[int, Site]
+
+    @classmethod
+    def load(cls, session: Session, rows: list[Deadline]) -> _Context:
+        def by_id(model: Any, ids: set[int]) -> dict[int, Any]:
+            if not ids:
+                return {}
+            found = session.exec(select(model).where(col(model.id).in_(ids))).all()
+            return {item.id: item for item in found}
+
+        return cls(
+            orders=by_id(Order, {r.order_id for r in rows}),
+            units=by_id(Unit, {r.unit_id for r in rows}),
+            sites=by_id(Site, {r.site_id for r in rows}),
+        )
+
+
+def _flag(session: Session, context: _Context, row: Deadline, kind: str, now: dt.datetime) -> None:
     """An event on the order, and its news for the order's subscribers (an escalation also
     for the site holding the bag)."""
-    order = session.get(Order, row.order_id)
-    unit = session.get(Unit, row.unit_id)
-    site = session.get(Site, row.site_id)
-    assert order is not None
-    assert unit is not None
-    assert site is not None
+    order = context.orders[row.order_id]
+    unit = context.units[row.unit_id]
+    site = context.sites[row.site_id]
+    assert order.id is not None
+    assert row.id is not None
     detail = {
         "type": f"turnaround.{kind}",
         "kind": kind,
@@ -229,17 +256,14 @@ def _flag(session: Session, row: Deadline, kind: str, now: dt.datetime) -> None:
         "due_at": row.due_at.isoformat(),
         "recorded_at": now.isoformat(),
     }
-    assert order.id is not None
-    event = OrderEvent(
-        order_id=order.id, kind=kind, deadline_id=row.id, detail=detail, recorded_at=now
+    session.add(
+        OrderEvent(order_id=order.id, kind=kind, deadline_id=row.id, detail=detail, recorded_at=now)
     )
-    session.add(event)
-    session.flush()
     enqueue(
         session,
         order=order,
         source=kind,
-        source_id=row.id,  # type: ignore[arg-type]
+        source_id=row.id,
         kind=kind,
         payload=detail,
         now=now,
@@ -269,6 +293,7 @@ def _escalate_to(session: Session, row: Deadline) -> None:
             )
         )
         session.flush()
+        forget_subscriptions(session)
 
 
 def _system_user(session: Session, row: Deadline) -> int:

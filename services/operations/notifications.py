@@ -46,6 +46,7 @@ from services.domain.notifications import (
 from services.operations.access import order_by_coi, order_site_ids
 from services.operations.admin import user_by_email
 
+SUBSCRIPTIONS_CACHE = "subscriptions_by_order"  # session.info, cleared with the transaction
 SOURCE_EVENT = "custody_event"
 SOURCE_REFUSAL = "refused_scan"
 
@@ -61,6 +62,7 @@ def default_subscription(session: Session, *, order: Order, actor: Actor) -> Sub
         created_by_id=actor.user_id, order_id=order.id, channel=Channel.FEED, target=site.code
     )
     session.add(subscription)
+    forget_subscriptions(session)
     return subscription
 
 
@@ -102,6 +104,7 @@ def subscribe(
     )
     session.add(subscription)
     session.flush()
+    forget_subscriptions(session)
     return subscription, secret
 
 
@@ -122,6 +125,7 @@ def unsubscribe(session: Session, *, actor: Actor, subscription_id: int) -> Subs
     subscription.active = False
     subscription.disabled_reason = "unsubscribed"
     session.add(subscription)
+    forget_subscriptions(session)
     return subscription
 
 
@@ -141,17 +145,7 @@ def enqueue(
 ) -> list[Notification]:
     """One notification per active subscription that wants this kind of event on this order
     (or on its sites, and ``also_sites``: the courier holding a bag, for its escalations)."""
-    subscriptions = session.exec(
-        select(Subscription)
-        .where(
-            col(Subscription.active).is_(True),
-            sa.or_(
-                col(Subscription.order_id) == order.id,
-                col(Subscription.site_id).in_((*order_site_ids(order), *also_sites)),
-            ),
-        )
-        .order_by(col(Subscription.id))
-    ).all()
+    subscriptions = _subscriptions(session, order, also_sites)
     written = []
     for subscription in subscriptions:
         if not wants(subscription.events, kind):
@@ -177,6 +171,35 @@ def enqueue(
         if not feed:
             session.info[PENDING_FLAG] = True
     return written
+
+
+def forget_subscriptions(session: Session) -> None:
+    """Subscriptions changed in this session: read them afresh next time."""
+    session.info.pop(SUBSCRIPTIONS_CACHE, None)
+
+
+def _subscriptions(
+    session: Session, order: Order, also_sites: tuple[int, ...]
+) -> list[Subscription]:
+    """The active subscriptions an order's news goes to, cached for the session's transaction
+    (a sweep flags many legs of few orders)."""
+    cache: dict[Any, list[Subscription]] = session.info.setdefault(SUBSCRIPTIONS_CACHE, {})
+    key = (order.id, also_sites)
+    if key not in cache:
+        cache[key] = list(
+            session.exec(
+                select(Subscription)
+                .where(
+                    col(Subscription.active).is_(True),
+                    sa.or_(
+                        col(Subscription.order_id) == order.id,
+                        col(Subscription.site_id).in_((*order_site_ids(order), *also_sites)),
+                    ),
+                )
+                .order_by(col(Subscription.id))
+            ).all()
+        )
+    return cache[key]
 
 
 def enqueue_for_event(
