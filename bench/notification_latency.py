@@ -33,8 +33,7 @@ from scan_throughput import DEFAULT_SERVER, drop_database, fresh_database, seed,
 
 from services.db import Database, UnitOfWork, migrate
 from services.domain.notifications import Channel
-from services.operations import admin
-from services.operations import notifications as outbox
+from services.operations import admin, subscriptions
 from tests.processes import clean_env, free_port, start, stop, wait_for_log
 from tests.receivers import webhook_receiver
 
@@ -47,7 +46,7 @@ def subscribe_site(url: str, target: str) -> None:
     with UnitOfWork(database.session_factory) as uow:
         user = admin.user_by_email(uow.session, "s@b.test")
         actor = admin.actor_for(user, admin.site_by_code(uow.session, "APH"))
-        outbox.subscribe(
+        subscriptions.subscribe(
             uow.session,
             actor=actor,
             coi=None,

@@ -8,10 +8,8 @@ commit together or not at all. The dispatcher claims due rows and hands each tas
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import random
-import secrets
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +20,6 @@ from sqlmodel import Session, col, select
 from services.db.models import (
     CustodyEvent,
     Notification,
-    NotificationRead,
     NotificationReplay,
     Order,
     RefusedScan,
@@ -31,102 +28,21 @@ from services.db.models import (
     Unit,
 )
 from services.db.uow import PENDING_FLAG
-from services.domain.custody import Actor
-from services.domain.errors import Forbidden, InvalidRequest, NotFound
+from services.domain.errors import InvalidRequest, NotFound
 from services.domain.identifiers import shipment_code
 from services.domain.notifications import (
     REFUSED_SCAN,
     Channel,
     NotificationState,
     backoff,
-    check_events,
-    check_target,
     wants,
 )
-from services.operations.access import order_by_coi, order_site_ids
+from services.operations.access import order_site_ids
 from services.operations.admin import user_by_email
 
 SUBSCRIPTIONS_CACHE = "subscriptions_by_order"  # session.info, cleared with the transaction
 SOURCE_EVENT = "custody_event"
 SOURCE_REFUSAL = "refused_scan"
-
-
-# subscriptions
-
-
-def default_subscription(session: Session, *, order: Order, actor: Actor) -> Subscription:
-    """Every order's treatment site hears about it in its feed, without asking."""
-    site = session.get(Site, order.treatment_site_id)
-    assert site is not None
-    subscription = Subscription(
-        created_by_id=actor.user_id, order_id=order.id, channel=Channel.FEED, target=site.code
-    )
-    session.add(subscription)
-    forget_subscriptions(session)
-    return subscription
-
-
-def subscribe(
-    session: Session,
-    *,
-    actor: Actor,
-    coi: str | None,
-    site: str | None,
-    channel: Channel,
-    target: str,
-    events: list[str] | None,
-    allow_private: bool,
-) -> tuple[Subscription, str | None]:
-    """A new subscription; returns it and, for a webhook, its signing secret (shown once)."""
-    target = check_target(channel, target, allow_private=allow_private)
-    events = check_events(events)
-    order_id: int | None = None
-    site_id: int | None = None
-    if (coi is None) == (site is None):
-        raise InvalidRequest("subscribe to one order (coi) or to one site (site), not both")
-    if coi is not None:
-        order_id = order_by_coi(session, actor, coi).id
-    else:
-        if site != actor.site.code:
-            raise Forbidden(f"you act for site {actor.site.code}; subscribe to your own site")
-        site_id = actor.site_id
-    secret = None
-    if channel is Channel.WEBHOOK:
-        secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-    subscription = Subscription(
-        created_by_id=actor.user_id,
-        order_id=order_id,
-        site_id=site_id,
-        channel=channel,
-        target=target,
-        events=events,
-        secret=secret,
-    )
-    session.add(subscription)
-    session.flush()
-    forget_subscriptions(session)
-    return subscription, secret
-
-
-def subscriptions_of(session: Session, actor: Actor) -> list[Subscription]:
-    return list(
-        session.exec(
-            select(Subscription)
-            .where(Subscription.created_by_id == actor.user_id, col(Subscription.channel) != "feed")
-            .order_by(col(Subscription.id))
-        ).all()
-    )
-
-
-def unsubscribe(session: Session, *, actor: Actor, subscription_id: int) -> Subscription:
-    subscription = session.get(Subscription, subscription_id)
-    if subscription is None or subscription.created_by_id != actor.user_id:
-        raise NotFound(f"no subscription {subscription_id} of yours")
-    subscription.active = False
-    subscription.disabled_reason = "unsubscribed"
-    session.add(subscription)
-    forget_subscriptions(session)
-    return subscription
 
 
 # the outbox
@@ -504,40 +420,3 @@ def replay_dead(
     if rows:
         session.info[PENDING_FLAG] = True
     return [row.id for row in rows if row.id is not None]
-
-
-# the in-app feed
-
-
-def feed(
-    session: Session, *, actor: Actor, unread_only: bool, limit: int
-) -> list[tuple[Notification, dt.datetime | None]]:
-    """The actor's site's feed, newest first, with when the actor read each item."""
-    query = (
-        select(Notification, col(NotificationRead.read_at))
-        .outerjoin(
-            NotificationRead,
-            sa.and_(
-                col(NotificationRead.notification_id) == col(Notification.id),
-                col(NotificationRead.user_id) == actor.user_id,
-            ),
-        )
-        .where(
-            col(Notification.channel) == Channel.FEED, col(Notification.target) == actor.site.code
-        )
-        .order_by(col(Notification.id).desc())
-        .limit(limit)
-    )
-    if unread_only:
-        query = query.where(col(NotificationRead.read_at).is_(None))
-    return [(row, read_at) for row, read_at in session.exec(query).all()]
-
-
-def mark_read(session: Session, *, actor: Actor, notification_id: int, now: dt.datetime) -> None:
-    row = session.get(Notification, notification_id)
-    if row is None or row.channel is not Channel.FEED or row.target != actor.site.code:
-        raise NotFound(f"no notification {notification_id} in your feed")
-    if session.get(NotificationRead, (notification_id, actor.user_id)) is None:
-        session.add(
-            NotificationRead(notification_id=notification_id, user_id=actor.user_id, read_at=now)
-        )

@@ -13,8 +13,9 @@ from services.domain.identifiers import COI_SERIAL_MAX, DIN_SEQUENCE_MAX, Coi, D
 from services.operations.access import order_by_coi
 from services.operations.admin import site_by_code
 from services.operations.deadlines import refresh_deadlines
-from services.operations.notifications import default_subscription, enqueue_for_event
+from services.operations.notifications import enqueue_for_event
 from services.operations.sequences import next_number
+from services.operations.subscriptions import default_subscription
 
 ENROLLING_ROLES = frozenset({Role.CARE_TEAM, Role.APHERESIS_STAFF, Role.ADMIN})
 

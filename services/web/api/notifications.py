@@ -8,7 +8,7 @@ from sqlmodel import Session
 
 from services.db.models import Order, Site, Subscription
 from services.domain.notifications import Channel, summary
-from services.operations import notifications as ops
+from services.operations import subscriptions as ops
 from services.operations.queries import coi_value
 from services.web.api.blueprint import api
 from services.web.api.schemas import (

@@ -10,7 +10,6 @@ from services.db.models import CustodyEvent, Deadline, Order, Shipment, Site, Un
 from services.domain.custody import Actor
 from services.domain.identifiers import Coi, Din, shipment_code
 from services.operations.access import may_see_patient_ref
-from services.operations.deadlines import deadlines_of, projection
 from services.operations.queries import (
     EventRecord,
     UnitRecord,
@@ -21,6 +20,7 @@ from services.operations.queries import (
     units_of_order,
 )
 from services.operations.scans import ScanOutcome
+from services.operations.turnaround import deadlines_of, projection
 from services.web.api.schemas import (
     DeadlinePublic,
     EventPublic,

@@ -6,7 +6,7 @@ from flask import Response, jsonify
 from flask_openapi3 import Tag
 
 from services.domain.sla import Policy
-from services.operations import deadlines
+from services.operations import deadlines, turnaround
 from services.web.api.blueprint import api
 from services.web.api.present import deadline_public
 from services.web.api.schemas import (
@@ -28,7 +28,7 @@ def read_delays() -> Response:
     """Open legs at risk or late that you may see, most overdue first."""
     now = utcnow()
     with unit_of_work() as uow:
-        rows = deadlines.delays(uow.session, actor=current_actor(), now=now)
+        rows = turnaround.delays(uow.session, actor=current_actor(), now=now)
         items = [deadline_public(uow.session, row, now) for row in rows]
     return jsonify(DelayList(items=items).model_dump(mode="json"))
 
@@ -37,7 +37,7 @@ def read_delays() -> Response:
 def read_turnaround(query: TurnaroundQuery) -> Response:
     """Per site and leg: count, median and p90 duration, and how many closed late."""
     with unit_of_work() as uow:
-        rows = deadlines.turnaround(
+        rows = turnaround.turnaround(
             uow.session,
             actor=current_actor(),
             since=query.since,

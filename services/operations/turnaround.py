@@ -1,0 +1,164 @@
+"""Turnaround, read: delays, deadlines and projections of orders, the summary per site and leg."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from services.db.models import Deadline, Order, Site
+from services.domain.custody import Actor
+from services.domain.sla import Leg, Span, percentile, projected_infusion
+from services.operations.deadlines import current_policy
+
+MIN_HISTORY = 20  # closed legs needed before our own median replaces the policy's typical time
+
+
+def delays(session: Session, *, actor: Actor, now: dt.datetime) -> list[Deadline]:
+    """Open legs at risk or late, for orders naming the actor's site, most overdue first."""
+    rows = session.exec(
+        select(Deadline)
+        .join(Order, col(Order.id) == col(Deadline.order_id))
+        .where(
+            col(Deadline.closed_at).is_(None),
+            col(Deadline.at_risk_at) <= now,
+            sa.or_(
+                col(Order.collection_site_id) == actor.site_id,
+                col(Order.manufacturing_site_id) == actor.site_id,
+                col(Order.treatment_site_id) == actor.site_id,
+                col(Deadline.site_id) == actor.site_id,
+            ),
+        )
+        .order_by(col(Deadline.due_at))
+    ).all()
+    return list(rows)
+
+
+def deadlines_of(session: Session, order: Order) -> list[Deadline]:
+    return list(
+        session.exec(
+            select(Deadline).where(Deadline.order_id == order.id).order_by(col(Deadline.started_at))
+        ).all()
+    )
+
+
+@dataclass(frozen=True)
+class Projection:
+    started_at: dt.datetime | None
+    elapsed_days: float
+    projected_infusion_at: dt.datetime | None
+    target_days: float
+    projected_days: float | None
+    over_target: bool
+
+
+def projection(session: Session, *, order: Order, now: dt.datetime) -> Projection:
+    """Elapsed vein-to-vein time, and when infusion is likely from the remaining legs' typical
+    durations: our own medians where we have enough history, the policy's limits otherwise."""
+    policy = current_policy(session, order.product)
+    rows = deadlines_of(session, order)
+    if not rows:
+        return Projection(None, 0.0, None, policy.target_days, None, False)
+    started = min(row.started_at for row in rows)
+    done = {row.leg for row in rows if row.closed_at is not None}
+    open_rows = sorted((r for r in rows if r.closed_at is None), key=lambda r: r.started_at)
+    current = Span(open_rows[-1].leg, open_rows[-1].started_at, None) if open_rows else None
+    typical = {**policy.typical, **typical_durations(session, order.product)}
+    infusion = projected_infusion(now=now, current=current, done=done, typical=typical)
+    projected_days = (infusion - started).total_seconds() / 86400
+    return Projection(
+        started_at=started,
+        elapsed_days=(now - started).total_seconds() / 86400,
+        projected_infusion_at=infusion,
+        target_days=policy.target_days,
+        projected_days=projected_days,
+        over_target=projected_days > policy.target_days,
+    )
+
+
+def typical_durations(session: Session, product: str) -> dict[Leg, float]:
+    """Median durations of closed legs of this product, where there are enough of them."""
+    rows = session.exec(
+        select(col(Deadline.leg), col(Deadline.started_at), col(Deadline.closed_at))
+        .join(Order, col(Order.id) == col(Deadline.order_id))
+        .where(col(Order.product) == product, col(Deadline.closed_at).is_not(None))
+        .order_by(col(Deadline.closed_at).desc())
+        .limit(5000)
+    ).all()
+    durations: dict[Leg, list[float]] = defaultdict(list)
+    for leg, started, closed in rows:
+        if closed is not None:
+            durations[Leg(leg)].append((closed - started).total_seconds())
+    return {
+        leg: percentile(values, 0.5)
+        for leg, values in durations.items()
+        if len(values) >= MIN_HISTORY
+    }
+
+
+@dataclass(frozen=True)
+class LegSummary:
+    site: str
+    leg: Leg
+    count: int
+    median_hours: float
+    p90_hours: float
+    late: int
+
+
+def turnaround(
+    session: Session,
+    *,
+    actor: Actor,
+    since: dt.datetime,
+    until: dt.datetime,
+    site: str | None = None,
+) -> list[LegSummary]:
+    """Per site and leg: legs closed in [since, until) on orders the actor may see."""
+    query = (
+        select(Deadline, Site.code)
+        .join(Order, col(Order.id) == col(Deadline.order_id))
+        .join(Site, col(Site.id) == col(Deadline.site_id))
+        .where(
+            col(Deadline.closed_at).is_not(None),
+            col(Deadline.closed_at) >= since,
+            col(Deadline.closed_at) < until,
+            sa.or_(
+                *(
+                    col(column) == actor.site_id
+                    for column in (
+                        Order.collection_site_id,
+                        Order.manufacturing_site_id,
+                        Order.treatment_site_id,
+                        Deadline.site_id,
+                    )
+                )
+            ),
+        )
+    )
+    if site is not None:
+        query = query.where(col(Site.code) == site)
+    groups: dict[tuple[str, Leg], list[Deadline]] = defaultdict(list)
+    for row, code in session.exec(query).all():
+        groups[(code, row.leg)].append(row)
+    summary = []
+    for (code, leg), legs in sorted(groups.items()):
+        hours = [
+            (r.closed_at - r.started_at).total_seconds() / 3600
+            for r in legs
+            if r.closed_at is not None
+        ]
+        summary.append(
+            LegSummary(
+                site=code,
+                leg=leg,
+                count=len(legs),
+                median_hours=percentile(hours, 0.5),
+                p90_hours=percentile(hours, 0.9),
+                late=sum(1 for r in legs if r.closed_at is not None and r.closed_at > r.due_at),
+            )
+        )
+    return summary
