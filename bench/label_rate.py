@@ -23,7 +23,8 @@ from barcode.writer import ImageWriter, SVGWriter
 
 import labels
 from labels.layout import code128_pattern, qr_rows
-from services.domain.identifiers import Coi, Din, label_payload
+from services.domain.identifiers import Coi, Din
+from services.operations.labels import spec_for
 
 COLLECTED = dt.datetime(2026, 11, 24, 14, 5, tzinfo=dt.UTC)
 _numbers = itertools.count(1)
@@ -32,15 +33,9 @@ _numbers = itertools.count(1)
 def fresh_spec() -> labels.LabelSpec:
     """A label for identifiers never rendered before, so no cache flatters the figures."""
     n = next(_numbers)
-    din = Din.generate(fin="A9999", year=26, sequence=n)
-    coi = Coi.generate(fin="A9999", year=26, number=n)
-    return labels.LabelSpec(
-        din_barcode=din.barcode,
-        din_eye_readable=din.eye_readable,
-        din_check_character=din.check_character,
-        coi=coi.value,
-        coi_check_character=coi.check_character,
-        qr_payload=label_payload(din, coi),
+    return spec_for(
+        Din.generate(fin="A9999", year=26, sequence=n),
+        Coi.generate(fin="A9999", year=26, number=n),
         product="axi-cel",
         collected_at=COLLECTED,
         site="Northgate Hospital Apheresis Unit",

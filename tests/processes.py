@@ -38,6 +38,12 @@ def clean_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+def demo_tokens(stdout: str) -> dict[str, str]:
+    """The e-mail -> API token table `vein2vein demo` prints."""
+    rows = [line.split() for line in stdout.splitlines() if line.startswith("  ")]
+    return {row[0]: row[-1] for row in rows}
+
+
 def start(args: list[str], *, cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """Start a process in a session of its own, so it and its children can be stopped whole."""
     with log.open("ab") as out:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlmodel import Session
 
 from labels import LabelSpec
@@ -9,11 +11,10 @@ from services.db.models import Order, Site, Unit
 from services.domain.identifiers import Coi, Din, label_payload
 
 
-def label_spec(session: Session, unit: Unit, order: Order) -> LabelSpec:
-    din = Din.from_value(unit.din)
-    coi = Coi.from_value(order.coi)
-    site = session.get(Site, order.collection_site_id)
-    assert site is not None
+def spec_for(
+    din: Din, coi: Coi, *, product: str, collected_at: dt.datetime, site: str
+) -> LabelSpec:
+    """A bag label from verified identifiers: their barcode, eye-readable and 2-D code forms."""
     return LabelSpec(
         din_barcode=din.barcode,
         din_eye_readable=din.eye_readable,
@@ -21,6 +22,18 @@ def label_spec(session: Session, unit: Unit, order: Order) -> LabelSpec:
         coi=coi.value,
         coi_check_character=coi.check_character,
         qr_payload=label_payload(din, coi),
+        product=product,
+        collected_at=collected_at,
+        site=site,
+    )
+
+
+def label_spec(session: Session, unit: Unit, order: Order) -> LabelSpec:
+    site = session.get(Site, order.collection_site_id)
+    assert site is not None
+    return spec_for(
+        Din.from_value(unit.din),
+        Coi.from_value(order.coi),
         product=order.product,
         collected_at=unit.collected_at,
         site=site.name,

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import BIN, clean_env, free_port, running, wait_for_log
+from tests.processes import BIN, clean_env, demo_tokens, free_port, running, wait_for_log
 from tests.receivers import webhook_receiver
 
 pytestmark = pytest.mark.embedded
@@ -37,11 +37,7 @@ def test_web_serves_the_api_on_the_embedded_default(tmp_path: Path) -> None:
     demo = _cli(tmp_path, "demo")
     assert demo.returncode == 0, demo.stderr
     assert (tmp_path / "var" / "vein2vein.db").exists()  # the default database location
-    tokens = {
-        line.split()[0]: line.split()[-1]
-        for line in demo.stdout.splitlines()
-        if line.startswith("  ")
-    }
+    tokens = demo_tokens(demo.stdout)
     staff = {"Authorization": f"Bearer {tokens['apheresis@northgate.demo']}"}
 
     port = free_port()
@@ -112,11 +108,7 @@ def test_notifications_flow_on_the_embedded_default(tmp_path: Path) -> None:
     """`make run`'s stack delivers: a webhook to a receiver and an e-mail into var/mail/."""
     assert _cli(tmp_path, "db", "upgrade").returncode == 0
     demo = _cli(tmp_path, "demo")
-    tokens = {
-        line.split()[0]: line.split()[-1]
-        for line in demo.stdout.splitlines()
-        if line.startswith("  ")
-    }
+    tokens = demo_tokens(demo.stdout)
     staff = {"Authorization": f"Bearer {tokens['apheresis@northgate.demo']}"}
     care = {"Authorization": f"Bearer {tokens['care@northgate.demo']}"}
     celery = str(BIN / "celery")

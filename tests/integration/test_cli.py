@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from services.config import Settings
 from services.web import create_app
 from tests.conftest import TEST_SECRET
+from tests.processes import demo_tokens
 
 VEIN2VEIN = str(Path(sys.executable).with_name("vein2vein"))
 
@@ -211,11 +212,7 @@ def test_the_demos_late_shipment_is_in_delays_alerted_and_cleared_by_delivery(
     assert run(cli_env, "db", "upgrade").returncode == 0
     demo = run(cli_env, "demo")
     assert "1 late, 1 escalated" in demo.stdout
-    tokens = {
-        line.split()[0]: line.split()[-1]
-        for line in demo.stdout.splitlines()
-        if line.startswith("  ")
-    }
+    tokens = demo_tokens(demo.stdout)
     client = app_factory().test_client()
 
     def get(who: str, path: str) -> Any:

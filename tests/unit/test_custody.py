@@ -45,6 +45,21 @@ SHIPMENT = ShipmentView(code="SHP-00000001", origin="C", destination="M", carrie
 COI = "CHA999926000001"
 
 
+def held(state: UnitState, custodian: str, shipment: ShipmentView | None) -> BagView:
+    """An apheresis bag of order COI (collected at C, for M, treated at T), held by custodian."""
+    return BagView(
+        din="D",
+        coi=COI,
+        kind=UnitKind.APHERESIS,
+        state=state,
+        custodian=custodian,
+        collection_site="C",
+        manufacturing_site="M",
+        treatment_site="T",
+        shipment=shipment,
+    )
+
+
 def actor(role: Role, site: SiteRef) -> Actor:
     return Actor(user_id=1, email="x@example.org", role=role, site=site, site_id=1)
 
@@ -186,17 +201,7 @@ def test_a_bag_of_another_chain_of_identity_is_refused_first(
 
 
 def test_wrong_kind_of_site_is_wrong_site() -> None:
-    bag = BagView(
-        din="D",
-        coi=COI,
-        kind=UnitKind.APHERESIS,
-        state=UnitState.COLLECTED,
-        custodian="M",
-        collection_site="C",
-        manufacturing_site="M",
-        treatment_site="T",
-        shipment=None,
-    )
+    bag = held(UnitState.COLLECTED, "M", None)
     site = SITE_BY_KIND[SiteKind.MANUFACTURING]
     with pytest.raises(WrongSite):
         decide_scan(
@@ -208,17 +213,7 @@ def test_wrong_kind_of_site_is_wrong_site() -> None:
 
 
 def test_pickup_needs_a_shipment() -> None:
-    bag = BagView(
-        din="D",
-        coi=COI,
-        kind=UnitKind.APHERESIS,
-        state=UnitState.PACKED,
-        custodian="C",
-        collection_site="C",
-        manufacturing_site="M",
-        treatment_site="T",
-        shipment=None,
-    )
+    bag = held(UnitState.PACKED, "C", None)
     with pytest.raises(NotInShipment):
         decide_scan(
             bag,
@@ -231,17 +226,7 @@ def test_pickup_needs_a_shipment() -> None:
 
 
 def test_pickup_by_a_courier_other_than_the_one_named_is_forbidden() -> None:
-    bag = BagView(
-        din="D",
-        coi=COI,
-        kind=UnitKind.APHERESIS,
-        state=UnitState.PACKED,
-        custodian="C",
-        collection_site="C",
-        manufacturing_site="M",
-        treatment_site="T",
-        shipment=SHIPMENT,
-    )
+    bag = held(UnitState.PACKED, "C", SHIPMENT)
     with pytest.raises(Forbidden):
         decide_scan(
             bag,
@@ -254,17 +239,7 @@ def test_pickup_by_a_courier_other_than_the_one_named_is_forbidden() -> None:
 
 
 def test_deliver_by_a_courier_not_holding_the_bag_is_forbidden() -> None:
-    bag = BagView(
-        din="D",
-        coi=COI,
-        kind=UnitKind.APHERESIS,
-        state=UnitState.IN_TRANSIT,
-        custodian="K",
-        collection_site="C",
-        manufacturing_site="M",
-        treatment_site="T",
-        shipment=SHIPMENT,
-    )
+    bag = held(UnitState.IN_TRANSIT, "K", SHIPMENT)
     with pytest.raises(Forbidden):
         decide_scan(
             bag,
@@ -278,17 +253,7 @@ def test_deliver_by_a_courier_not_holding_the_bag_is_forbidden() -> None:
 
 def test_receive_at_a_site_the_order_does_not_name_is_wrong_site() -> None:
     # delivered to M2 by mistake: M2's operator must not accept it
-    bag = BagView(
-        din="D",
-        coi=COI,
-        kind=UnitKind.APHERESIS,
-        state=UnitState.DELIVERED,
-        custodian="M2",
-        collection_site="C",
-        manufacturing_site="M",
-        treatment_site="T",
-        shipment=None,
-    )
+    bag = held(UnitState.DELIVERED, "M2", None)
     m2 = OTHER_SITE_BY_KIND[SiteKind.MANUFACTURING]
     with pytest.raises(WrongSite, match="its order does not name M2"):
         decide_scan(
@@ -300,17 +265,7 @@ def test_receive_at_a_site_the_order_does_not_name_is_wrong_site() -> None:
 
 
 def test_receive_against_another_shipment_is_refused() -> None:
-    bag = BagView(
-        din="D",
-        coi=COI,
-        kind=UnitKind.APHERESIS,
-        state=UnitState.DELIVERED,
-        custodian="M",
-        collection_site="C",
-        manufacturing_site="M",
-        treatment_site="T",
-        shipment=SHIPMENT,
-    )
+    bag = held(UnitState.DELIVERED, "M", SHIPMENT)
     m = SITE_BY_KIND[SiteKind.MANUFACTURING]
     with pytest.raises(NotInShipment):
         decide_scan(
@@ -325,17 +280,7 @@ def test_receive_against_another_shipment_is_refused() -> None:
 
 
 def test_shipment_route_follows_the_order() -> None:
-    bag = BagView(
-        din="D",
-        coi=COI,
-        kind=UnitKind.APHERESIS,
-        state=UnitState.PACKED,
-        custodian="C",
-        collection_site="C",
-        manufacturing_site="M",
-        treatment_site="T",
-        shipment=None,
-    )
+    bag = held(UnitState.PACKED, "C", None)
     check_shipment_route(bag, origin="C", destination="M")
     with pytest.raises(WrongSite):
         check_shipment_route(bag, origin="C", destination="M2")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import re
@@ -19,6 +20,7 @@ from PIL import Image, ImageDraw
 import labels
 from labels.layout import ADVANCE, FONT_PATH, MARGIN, Text, layout
 from services.domain.identifiers import Coi, Din, label_payload
+from services.operations.labels import spec_for as service_spec
 
 fins = st.from_regex(r"[A-NP-Z1-9][0-9]{4}", fullmatch=True)
 years = st.integers(min_value=0, max_value=99)
@@ -26,19 +28,15 @@ COLLECTED = dt.datetime(2026, 11, 24, 14, 5, tzinfo=dt.UTC)
 
 
 def spec_for(din: Din, coi_: Coi, /, **overrides: Any) -> labels.LabelSpec:
-    fields: dict[str, Any] = {
-        "din_barcode": din.barcode,
-        "din_eye_readable": din.eye_readable,
-        "din_check_character": din.check_character,
-        "coi": coi_.value,
-        "coi_check_character": coi_.check_character,
-        "qr_payload": label_payload(din, coi_),
-        "product": "axi-cel",
-        "collected_at": COLLECTED,
-        "site": "Northgate Hospital Apheresis Unit",
-    }
-    fields.update(overrides)
-    return labels.LabelSpec(**fields)
+    """The service's label for these identifiers, with fields replaced (and re-checked)."""
+    spec = service_spec(
+        din,
+        coi_,
+        product="axi-cel",
+        collected_at=COLLECTED,
+        site="Northgate Hospital Apheresis Unit",
+    )
+    return dataclasses.replace(spec, **overrides)
 
 
 def decoded(image: Image.Image) -> dict[str, str]:
