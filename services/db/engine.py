@@ -78,7 +78,3 @@ class Database:
         check_sqlite_settings(engine)
         factory = sessionmaker(engine, class_=Session, expire_on_commit=False)
         return cls(engine=engine, session_factory=factory)
-
-    @property
-    def is_postgresql(self) -> bool:
-        return self.engine.dialect.name == "postgresql"

@@ -9,7 +9,10 @@ from __future__ import annotations
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from subprocess import Popen
 
 import httpx
 import pytest
@@ -79,22 +82,29 @@ def test_web_serves_the_api_on_the_embedded_default(tmp_path: Path) -> None:
             assert scan.json()["to_state"] == "label_verified"
 
 
-def test_worker_and_beat_run_on_the_filesystem_broker(tmp_path: Path) -> None:
+@contextmanager
+def worker_and_beat(cwd: Path) -> Iterator[tuple[Popen[bytes], Popen[bytes]]]:
+    """`make run`'s worker and beat, with no broker or database configured."""
     celery = str(BIN / "celery")
     with (
         running(
             [celery, "-A", "workers.celery_app", "worker", "--concurrency=1", "--loglevel=INFO"],
-            cwd=tmp_path,
+            cwd=cwd,
             env=clean_env(),
-            log=tmp_path / "worker.log",
+            log=cwd / "worker.log",
         ) as worker,
         running(
             [celery, "-A", "workers.celery_app", "beat", "--loglevel=INFO"],
-            cwd=tmp_path,
+            cwd=cwd,
             env=clean_env(),
-            log=tmp_path / "beat.log",
+            log=cwd / "beat.log",
         ) as beat,
     ):
+        yield worker, beat
+
+
+def test_worker_and_beat_run_on_the_filesystem_broker(tmp_path: Path) -> None:
+    with worker_and_beat(tmp_path) as (worker, beat):
         log = wait_for_log(tmp_path / "worker.log", "ready.", worker)
         assert "filesystem://" in log
         wait_for_log(tmp_path / "beat.log", "beat: Starting", beat)
@@ -111,7 +121,6 @@ def test_notifications_flow_on_the_embedded_default(tmp_path: Path) -> None:
     tokens = demo_tokens(demo.stdout)
     staff = {"Authorization": f"Bearer {tokens['apheresis@northgate.demo']}"}
     care = {"Authorization": f"Bearer {tokens['care@northgate.demo']}"}
-    celery = str(BIN / "celery")
     port = free_port()
     with (
         webhook_receiver() as receiver,
@@ -121,18 +130,7 @@ def test_notifications_flow_on_the_embedded_default(tmp_path: Path) -> None:
             env=clean_env(),
             log=tmp_path / "web.log",
         ) as web,
-        running(
-            [celery, "-A", "workers.celery_app", "worker", "--concurrency=1", "--loglevel=INFO"],
-            cwd=tmp_path,
-            env=clean_env(),
-            log=tmp_path / "worker.log",
-        ) as worker,
-        running(
-            [celery, "-A", "workers.celery_app", "beat", "--loglevel=INFO"],
-            cwd=tmp_path,
-            env=clean_env(),
-            log=tmp_path / "beat.log",
-        ),
+        worker_and_beat(tmp_path) as (worker, _beat),
     ):
         wait_for_log(tmp_path / "web.log", "Running on", web)
         wait_for_log(tmp_path / "worker.log", "ready.", worker)

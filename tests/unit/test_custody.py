@@ -7,6 +7,7 @@ import itertools
 import pytest
 
 from services.domain.custody import (
+    TERMINAL_STATES,
     TRANSITIONS,
     Action,
     Actor,
@@ -306,4 +307,5 @@ def test_shipment_state_follows_its_least_advanced_bag(
 
 
 def test_no_transition_leaves_a_terminal_state() -> None:
-    assert not [key for key in TRANSITIONS if key[0] in (UnitState.DESTROYED, UnitState.LOST)]
+    assert {UnitState.DESTROYED, UnitState.LOST} == TERMINAL_STATES
+    assert not [key for key in TRANSITIONS if key[0] in TERMINAL_STATES]
