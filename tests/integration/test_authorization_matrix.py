@@ -1,0 +1,215 @@
+"""No cross-site reads or writes: every API route x every role of another network.
+
+The routes come from the app's URL map, so a new endpoint without a case here fails the test.
+Network A (APH-1, COUR-1, MFG-1, TRT-1) owns an order with a bag on a shipment, a subscription
+and a feed item. Every user of network B (APH-2, COUR-2, MFG-2, TRT-2) calls every route against
+A's objects: nothing of A's may be read (no COI, DIN or patient reference in any answer) and
+nothing may change (A's record is the same before and after).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from sqlmodel import func, select
+
+from services.db import UnitOfWork
+from services.db.models import CustodyEvent, Notification, Order, Shipment, Subscription, Unit
+from services.domain.custody import Role
+from services.operations import admin
+from tests.world import World
+
+Request = Callable[[dict[str, Any]], tuple[str, str, dict[str, Any] | None]]
+
+# (method, rule) -> what a network-B user sends, given network A's objects
+CASES: dict[tuple[str, str], Request] = {
+    ("GET", "/api/v1/identifiers"): lambda a: (
+        "GET",
+        f"/api/v1/identifiers?text={a['din']}A",
+        None,
+    ),
+    ("POST", "/api/v1/orders"): lambda a: (
+        "POST",
+        "/api/v1/orders",
+        {
+            "patient_ref": "X",
+            "product": "axi-cel",
+            "collection_site": "APH-1",
+            "manufacturing_site": "MFG-1",
+            "treatment_site": "TRT-1",
+        },
+    ),
+    ("GET", "/api/v1/orders/<coi>"): lambda a: ("GET", f"/api/v1/orders/{a['coi']}", None),
+    ("POST", "/api/v1/orders/<coi>/collections"): lambda a: (
+        "POST",
+        f"/api/v1/orders/{a['coi']}/collections",
+        {},
+    ),
+    ("GET", "/api/v1/orders/<coi>/labels"): lambda a: (
+        "GET",
+        f"/api/v1/orders/{a['coi']}/labels",
+        None,
+    ),
+    ("GET", "/api/v1/units/<din>"): lambda a: ("GET", f"/api/v1/units/{a['din']}", None),
+    ("GET", "/api/v1/units/<din>/events"): lambda a: (
+        "GET",
+        f"/api/v1/units/{a['din']}/events",
+        None,
+    ),
+    ("GET", "/api/v1/units/<din>/label"): lambda a: (
+        "GET",
+        f"/api/v1/units/{a['din']}/label",
+        None,
+    ),
+    ("POST", "/api/v1/scans"): lambda a: (
+        "POST",
+        "/api/v1/scans",
+        {"barcode": a["barcode"], "action": a["next_action"], "site": a["next_site"]},
+    ),
+    ("POST", "/api/v1/shipments"): lambda a: (
+        "POST",
+        "/api/v1/shipments",
+        {"origin": "APH-1", "destination": "MFG-1", "shipper_id": "X", "units": [a["din"]]},
+    ),
+    ("GET", "/api/v1/shipments/<shipment>"): lambda a: (
+        "GET",
+        f"/api/v1/shipments/{a['shipment']}",
+        None,
+    ),
+    ("POST", "/api/v1/subscriptions"): lambda a: (
+        "POST",
+        "/api/v1/subscriptions",
+        {"coi": a["coi"], "channel": "email", "target": "spy@example.org"},
+    ),
+    ("GET", "/api/v1/subscriptions"): lambda a: ("GET", "/api/v1/subscriptions", None),
+    ("DELETE", "/api/v1/subscriptions/<int:subscription_id>"): lambda a: (
+        "DELETE",
+        f"/api/v1/subscriptions/{a['subscription']}",
+        None,
+    ),
+    ("GET", "/api/v1/notifications"): lambda a: ("GET", "/api/v1/notifications", None),
+    ("POST", "/api/v1/notifications/<int:notification_id>/read"): lambda a: (
+        "POST",
+        f"/api/v1/notifications/{a['feed_item']}/read",
+        None,
+    ),
+    ("GET", "/api/v1/delays"): lambda a: ("GET", "/api/v1/delays", None),
+    ("GET", "/api/v1/turnaround"): lambda a: (
+        "GET",
+        "/api/v1/turnaround?since=2000-01-01T00:00:00Z&until=2100-01-01T00:00:00Z",
+        None,
+    ),
+    ("GET", "/api/v1/sla-policies/<product>"): lambda a: (
+        "GET",
+        "/api/v1/sla-policies/axi-cel",
+        None,
+    ),
+    ("POST", "/api/v1/sla-policies/<product>"): lambda a: (
+        "POST",
+        "/api/v1/sla-policies/axi-cel",
+        {"target_days": 29},
+    ),
+}
+# product policies are not any site's data: readable by all, changed by admin or QA anywhere
+GLOBAL_WRITES = {("POST", "/api/v1/sla-policies/<product>")}
+
+NETWORK_B = {
+    "aph2": (Role.APHERESIS_STAFF, "APH-2"),
+    "courier2": (Role.COURIER, "COUR-2"),
+    "op2": (Role.MANUFACTURING_OPERATOR, "MFG-2"),
+    "care2": (Role.CARE_TEAM, "TRT-2"),
+    "qa2": (Role.QA, "MFG-2"),
+    "admin2": (Role.ADMIN, "TRT-2"),
+}
+
+
+def api_routes(app: Any) -> set[tuple[str, str]]:
+    return {
+        (method, rule.rule)
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/api/v1/") and rule.endpoint.startswith("api.")
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+
+
+def a_record(world: World, coi: str) -> tuple[Any, ...]:
+    """Everything of A's that a write could change."""
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        session = uow.session
+        order = session.exec(select(Order).where(Order.coi == coi)).one()
+        return (
+            session.exec(
+                select(func.count())
+                .select_from(CustodyEvent)
+                .where(CustodyEvent.order_id == order.id)
+            ).one(),
+            session.exec(
+                select(func.count()).select_from(Unit).where(Unit.order_id == order.id)
+            ).one(),
+            tuple(u.state for u in session.exec(select(Unit).where(Unit.order_id == order.id))),
+            session.exec(select(func.count()).select_from(Shipment)).one(),
+            tuple((s.id, s.active) for s in session.exec(select(Subscription))),
+            session.exec(select(func.count()).select_from(Order)).one(),
+        )
+
+
+def test_every_route_has_a_case(app: Any) -> None:
+    assert api_routes(app) == set(CASES), "add the new route to CASES"
+
+
+def test_no_user_of_another_network_reads_or_changes_anything(world: World) -> None:
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        for short, (role, site) in NETWORK_B.items():
+            if short not in world.tokens:
+                admin.add_user(uow.session, email=f"{short}@example.org", role=role, site_code=site)
+                world.tokens[short] = admin.create_token(uow.session, email=f"{short}@example.org")[
+                    1
+                ]
+        uow.commit()
+    bag = world.bag_at("pack", "PAT-SECRET-A")
+    shipment = world.ship([bag["din"]])
+    subscription = world.post(
+        "care",
+        "/api/v1/subscriptions",
+        {"coi": bag["coi"], "channel": "email", "target": "nurse@example.org"},
+    ).json
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        feed_item = uow.session.exec(
+            select(Notification.id).where(Notification.channel == "feed")
+        ).first()
+    a = {
+        "coi": bag["coi"],
+        "din": bag["din"],
+        "barcode": bag["barcode"],
+        "shipment": shipment["barcode"],
+        "subscription": subscription["id"],
+        "feed_item": feed_item,
+        "next_action": "pickup",
+        "next_site": "APH-1",
+    }
+    secrets_of_a = (bag["coi"], bag["din"], "PAT-SECRET-A", shipment["barcode"])
+
+    before = a_record(world, bag["coi"])
+    failures = []
+    for route, build in sorted(CASES.items()):
+        for who in NETWORK_B:
+            method, path, body = build(a)
+            response = world.client.open(path, method=method, json=body, headers=world.headers(who))
+            text = response.get_data(as_text=True)
+            if route == ("GET", "/api/v1/identifiers"):
+                continue  # parses a text the caller already has: nothing of A's is looked up
+            sent = path + json.dumps(body)
+            # what the caller sent may be echoed in an error; anything else of A's is a leak
+            leaked = [s for s in secrets_of_a if s in text and s not in sent]
+            if (
+                200 <= response.status_code < 300
+                and route not in GLOBAL_WRITES
+                and (method != "GET" or leaked)
+            ):
+                failures.append(f"{who} {method} {path}: {response.status_code} {text[:120]}")
+            elif leaked:
+                failures.append(f"{who} {method} {path}: leaks {leaked}")
+    assert failures == []
+    assert a_record(world, bag["coi"]) == before
