@@ -141,6 +141,33 @@ def token_create(email: str, name: str, days: int | None) -> None:
     click.echo(secret)
 
 
+@token.command("list")
+@click.argument("email")
+def token_list(email: str) -> None:
+    """A user's tokens: name, prefix, created, expiry, revocation (never the token itself)."""
+    with transaction() as uow:
+        rows = admin.tokens_of(uow.session, email=email)
+    for row in rows:
+        state = (
+            f"revoked {row.revoked_at:%Y-%m-%d %H:%M}"
+            if row.revoked_at
+            else f"expires {row.expires_at:%Y-%m-%d}"
+            if row.expires_at
+            else "active"
+        )
+        click.echo(f"{row.id:6}  {row.name:20} {row.prefix}...  {row.created_at:%Y-%m-%d}  {state}")
+
+
+@token.command("revoke")
+@click.argument("email")
+@click.option("--name", required=True, help="Revoke the user's tokens with this name")
+def token_revoke(email: str, name: str) -> None:
+    """Revoke a user's tokens by name; they stop working at once."""
+    with transaction() as uow:
+        count = admin.revoke_tokens(uow.session, email=email, name=name, now=utcnow())
+    click.echo(f"{count} tokens revoked")
+
+
 @main.command("label")
 @click.argument("din")
 @click.option("--format", "fmt", type=click.Choice(["png", "svg", "pdf", "zpl"]), default="png")

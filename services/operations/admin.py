@@ -113,6 +113,26 @@ def revoke_tokens(session: Session, *, email: str, name: str, now: dt.datetime) 
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+def tokens_of(session: Session, *, email: str) -> list[ApiToken]:
+    user = user_by_email(session, email)
+    return list(
+        session.exec(
+            select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id)  # type: ignore[arg-type]
+        ).all()
+    )
+
+
+def revoke_token(session: Session, *, actor: Actor, token_id: int, now: dt.datetime) -> ApiToken:
+    """Revoke one of the actor's own tokens; it stops working with the next request."""
+    row = session.get(ApiToken, token_id)
+    if row is None or row.user_id != actor.user_id:
+        raise NotFound(f"no token {token_id} of yours")
+    if row.revoked_at is None:
+        row.revoked_at = now
+        session.add(row)
+    return row
+
+
 def actor_for_token(session: Session, token: str, *, now: dt.datetime) -> Actor | None:
     """The acting user for a bearer token, or None when it is unknown, expired or revoked."""
     row = session.exec(

@@ -16,7 +16,15 @@ from typing import Any
 from sqlmodel import func, select
 
 from services.db import UnitOfWork
-from services.db.models import CustodyEvent, Notification, Order, Shipment, Subscription, Unit
+from services.db.models import (
+    ApiToken,
+    CustodyEvent,
+    Notification,
+    Order,
+    Shipment,
+    Subscription,
+    Unit,
+)
 from services.domain.custody import Role
 from services.operations import admin
 from tests.world import World
@@ -89,6 +97,12 @@ CASES: dict[tuple[str, str], Request] = {
         f"/api/v1/subscriptions/{a['subscription']}",
         None,
     ),
+    ("GET", "/api/v1/tokens"): lambda a: ("GET", "/api/v1/tokens", None),
+    ("DELETE", "/api/v1/tokens/<int:token_id>"): lambda a: (
+        "DELETE",
+        f"/api/v1/tokens/{a['token']}",
+        None,
+    ),
     ("GET", "/api/v1/notifications"): lambda a: ("GET", "/api/v1/notifications", None),
     ("POST", "/api/v1/notifications/<int:notification_id>/read"): lambda a: (
         "POST",
@@ -152,6 +166,7 @@ def a_record(world: World, coi: str) -> tuple[Any, ...]:
             session.exec(select(func.count()).select_from(Shipment)).one(),
             tuple((s.id, s.active) for s in session.exec(select(Subscription))),
             session.exec(select(func.count()).select_from(Order)).one(),
+            tuple((t.id, t.revoked_at) for t in session.exec(select(ApiToken))),
         )
 
 
@@ -179,7 +194,10 @@ def test_no_user_of_another_network_reads_or_changes_anything(world: World) -> N
         feed_item = uow.session.exec(
             select(Notification.id).where(Notification.channel == "feed")
         ).first()
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        (token_row, *_) = admin.tokens_of(uow.session, email="care@example.org")
     a = {
+        "token": token_row.id,
         "coi": bag["coi"],
         "din": bag["din"],
         "barcode": bag["barcode"],

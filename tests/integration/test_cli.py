@@ -235,3 +235,23 @@ def test_the_demos_late_shipment_is_in_delays_alerted_and_cleared_by_delivery(
     )
     assert delivered.status_code == 201, delivered.json
     assert get("care@northgate.demo", "/api/v1/delays")["items"] == []
+
+
+def test_tokens_are_listed_and_revoked_from_the_cli(cli_env: dict[str, str]) -> None:
+    assert run(cli_env, "db", "upgrade").returncode == 0
+    for args in (
+        ("site", "add", "TRT-9", "--kind", "treatment", "--name", "T"),
+        ("user", "add", "nurse@example.org", "--role", "care_team", "--site", "TRT-9"),
+    ):
+        assert run(cli_env, *args).returncode == 0
+    token = run(
+        cli_env, "token", "create", "nurse@example.org", "--name", "scanner-3", "--days", "30"
+    ).stdout.strip()
+    listed = run(cli_env, "token", "list", "nurse@example.org").stdout
+    assert "scanner-3" in listed
+    assert token[:12] in listed
+    assert token not in listed
+    assert "expires" in listed
+    revoked = run(cli_env, "token", "revoke", "nurse@example.org", "--name", "scanner-3")
+    assert "1 tokens revoked" in revoked.stdout
+    assert "revoked" in run(cli_env, "token", "list", "nurse@example.org").stdout

@@ -7,6 +7,7 @@ from services.web.api import (  # noqa: F401 - routes
     orders,
     scans,
     shipments,
+    tokens,
     turnaround,
 )
 from services.web.api.blueprint import api

@@ -260,6 +260,26 @@ def new_event_id() -> str:
     return str(uuid.uuid4())
 
 
+# API tokens
+
+
+class TokenPath(SQLModel):
+    token_id: int
+
+
+class TokenPublic(SQLModel):
+    id: int
+    name: str
+    prefix: str = Field(description="The first characters, to recognise it; never the token")
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+
+
+class TokenList(SQLModel):
+    tokens: list[TokenPublic]
+
+
 # subscriptions and the feed
 
 
