@@ -23,9 +23,8 @@ CONTINUE_FOR_S = 20.0  # well under the soft time limit
 def database() -> Database:
     global _database
     if _database is None:
-        current = settings
         _database = Database.from_url(
-            current.sqlalchemy_url, sqlite_busy_timeout_ms=current.sqlite_busy_timeout_ms
+            settings.sqlalchemy_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
         )
     return _database
 
@@ -51,24 +50,31 @@ def sweep() -> str:
         result = deadlines.sweep(uow.session, now=utcnow())
         uow.commit()
     if result.at_risk or result.late or result.escalated:
-        dispatch.apply_async(retry=False)
+        _wake_dispatcher()
     return str(result)
+
+
+def _wake_dispatcher() -> None:
+    """Queue a dispatch now rather than at the beat's next tick; best effort, like the kick."""
+    try:
+        dispatch.apply_async(retry=False)
+    except Exception as error:
+        log.warning("could not queue the dispatcher: %s", error)
 
 
 @celery_app.task(name="notifications.dispatch")
 def dispatch() -> int:
     """Claim due notifications and hand them to delivery tasks in chunks; a lost hand-over is
     claimed again once its lease runs out."""
-    current = settings
     with UnitOfWork(database().session_factory) as uow:
         streams = notifications.claim_streams(
             uow.session,
             now=utcnow(),
-            lease=dt.timedelta(seconds=current.notify_claim_seconds),
-            limit=current.dispatch_batch,
+            lease=dt.timedelta(seconds=settings.notify_claim_seconds),
+            limit=settings.dispatch_batch,
         )
         uow.commit()
-    for chunk in chunks(streams, max(1, current.deliver_chunk)):
+    for chunk in chunks(streams, max(1, settings.deliver_chunk)):
         try:
             deliver.apply_async(([list(claim) for claim in chunk],), retry=False)
         except Exception as error:  # the broker went away: the lease brings the rows back
