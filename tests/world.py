@@ -35,7 +35,9 @@ USERS = {
     "qa": (Role.QA, "MFG-1"),
     "care": (Role.CARE_TEAM, "TRT-1"),
     "care2": (Role.CARE_TEAM, "TRT-2"),
+    "qa2": (Role.QA, "MFG-2"),
     "admin": (Role.ADMIN, "TRT-1"),
+    "admin2": (Role.ADMIN, "TRT-2"),
 }
 
 # who scans each outbound step, and where

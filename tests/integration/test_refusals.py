@@ -303,42 +303,20 @@ def test_identifiers_endpoint(world: World) -> None:
 
 
 def test_enrolling_with_sites_of_the_wrong_kind_is_refused(world: World) -> None:
-    response = world.post(
-        "care",
-        "/api/v1/orders",
-        {
+    def order(**sites: str) -> dict[str, str]:
+        return {
             "patient_ref": "P",
             "product": "axi-cel",
-            "collection_site": "MFG-1",
+            "collection_site": "APH-1",
             "manufacturing_site": "MFG-1",
             "treatment_site": "TRT-1",
-        },
-    )
+            **sites,
+        }
+
+    response = world.post("care", "/api/v1/orders", order(collection_site="MFG-1"))
     assert_problem(response, 422, "wrong_site")
-    response = world.post(
-        "courier",
-        "/api/v1/orders",
-        {
-            "patient_ref": "P",
-            "product": "axi-cel",
-            "collection_site": "APH-1",
-            "manufacturing_site": "MFG-1",
-            "treatment_site": "TRT-1",
-        },
-    )
-    assert_problem(response, 403, "forbidden")
-    response = world.post(
-        "care2",
-        "/api/v1/orders",
-        {
-            "patient_ref": "P",
-            "product": "axi-cel",
-            "collection_site": "APH-1",
-            "manufacturing_site": "MFG-1",
-            "treatment_site": "TRT-1",
-        },
-    )
-    assert_problem(response, 403, "forbidden")
+    assert_problem(world.post("courier", "/api/v1/orders", order()), 403, "forbidden")
+    assert_problem(world.post("care2", "/api/v1/orders", order()), 403, "forbidden")
 
 
 def test_only_the_collection_site_registers_collections(world: World) -> None:
