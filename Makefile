@@ -32,6 +32,7 @@ run: migrate ## run web, worker and beat on the embedded default (SQLite + files
 	@mkdir -p var
 	@$(BIN)/vein2vein demo | tee var/demo-logins.txt
 	@echo
+	@echo "vein2vein pages:   http://127.0.0.1:$(PORT)/  (sign in with a demo e-mail and the password above)"
 	@echo "vein2vein API:     http://127.0.0.1:$(PORT)/api/v1/  (OpenAPI: /api/v1/openapi.json)"
 	@echo "Try it:            curl -H 'Authorization: Bearer <token above>' 'http://127.0.0.1:$(PORT)/api/v1/identifiers?text=G123417654321A'"
 	@echo "Demo logins saved: var/demo-logins.txt. Ctrl-C stops web, worker and beat."

@@ -118,6 +118,7 @@ def main() -> None:
             VAR_DIR=str(work / "var"),
             WEBHOOK_ALLOW_PRIVATE_TARGETS="true",
             DISPATCH_INTERVAL_SECONDS="1",
+            API_RATE_LIMIT="100000 per second",  # one token stands for every scanner here
         )
         with webhook_receiver() as receiver:
             subscribe_site(url, receiver.url)

@@ -42,6 +42,16 @@ class Settings(BaseSettings):
     deliver_chunk: int = 10  # notifications per delivery task
     sweep_interval_seconds: float = 60.0  # how often the beat flags late and at-risk legs
 
+    # web login and rate limits
+    login_max_failures: int = 5  # wrong passwords in a row before the account locks ...
+    login_lockout_seconds: int = 900  # ... for this long
+    session_hours: float = 12.0  # a login lasts one shift
+    login_rate_limit: str = "10 per minute"  # login attempts per client address
+    api_rate_limit: str = "100 per second"  # API calls per token (or per address without one)
+    # where the counters live: memory:// is per process, so production needs Redis (all
+    # gunicorn workers count together); empty means BROKER_URL when that is Redis
+    ratelimit_storage_url: str = ""
+
     @model_validator(mode="after")
     def _defaults_and_secrets(self) -> Settings:
         if not self.database_url:
@@ -52,6 +62,14 @@ class Settings(BaseSettings):
             self.webhook_allow_private_targets = self.app_env == "development"
         if self.app_env != "development" and self.secret_key == DEVELOPMENT_SECRET:
             raise ValueError(f"SECRET_KEY must be set to a real secret when APP_ENV={self.app_env}")
+        if not self.ratelimit_storage_url:
+            redis_broker = self.broker_url.startswith(("redis://", "rediss://"))
+            self.ratelimit_storage_url = self.broker_url if redis_broker else "memory://"
+        if self.app_env == "production" and self.ratelimit_storage_url.startswith("memory"):
+            raise ValueError(
+                "RATELIMIT_STORAGE_URL must be redis://... in production: in-memory counters "
+                "are per process, so each gunicorn worker would allow the full rate"
+            )
         return self
 
     @property

@@ -103,6 +103,8 @@ def _settings(url: str, var_dir: Path, **overrides: Any) -> Settings:
         "webhook_allow_private_targets": True,
         "notify_backoff_seconds": 0.0,
         "notify_max_attempts": 4,
+        # every test client signs in from 127.0.0.1; the rate-limit tests set their own limits
+        "login_rate_limit": "1000 per minute",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,7 +12,7 @@ from werkzeug.test import TestResponse
 
 from services.db import UnitOfWork
 from services.domain.custody import Role, SiteKind
-from services.operations import admin
+from services.operations import admin, passwords
 
 SITES = [
     ("APH-1", SiteKind.COLLECTION, "First Apheresis", "A1001"),
@@ -39,6 +40,26 @@ USERS = {
     "admin": (Role.ADMIN, "TRT-1"),
     "admin2": (Role.ADMIN, "TRT-2"),
 }
+
+PASSWORD = "correct horse battery"
+
+
+def csrf_token(client: FlaskClient, path: str = "/login") -> str:
+    """The CSRF token of the form on ``path``, read from the page as a browser would."""
+    page = client.get(path).get_data(as_text=True)
+    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page)
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+def sign_in(client: FlaskClient, email: str, password: str, **query: str) -> TestResponse:
+    token = csrf_token(client)
+    return client.post(
+        "/login",
+        data={"email": email, "password": password, "csrf_token": token},
+        query_string=query,
+    )
+
 
 # who scans each outbound step, and where
 OUTBOUND = [
@@ -71,6 +92,16 @@ class World:
                 world.tokens[short] = token
             uow.commit()
         return world
+
+    def browser(self, who: str, password: str = PASSWORD) -> FlaskClient:
+        """A client of its own (its own cookie jar) signed in as ``who`` through the login page."""
+        with UnitOfWork(self.app.extensions["vein2vein"].db.session_factory) as uow:
+            passwords.set_password(uow.session, email=f"{who}@example.org", password=password)
+            uow.commit()
+        client = self.app.test_client()
+        response = sign_in(client, f"{who}@example.org", password)
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return client
 
     def headers(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[who]}"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +18,7 @@ import labels
 from services.db import UnitOfWork, migrate
 from services.domain.custody import Role, SiteKind
 from services.domain.errors import DomainError
-from services.operations import admin, deadlines
+from services.operations import admin, deadlines, passwords
 from services.operations import notifications as outbox
 from services.operations.labels import label_spec
 from services.operations.queries import bag_by_din
@@ -115,13 +116,42 @@ def user() -> None:
 @click.option("--role", required=True, type=_choice(Role))
 @click.option("--site", "site_code", required=True)
 @click.option("--name", default=None, help="Printed name (defaults to the e-mail's local part)")
-def user_add(email: str, role: str, site_code: str, name: str | None) -> None:
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read a web login password from stdin (without it the user has API tokens only)",
+)
+def user_add(email: str, role: str, site_code: str, name: str | None, password_stdin: bool) -> None:
     """Add a user."""
+    secret = _read_password_stdin() if password_stdin else None
     with transaction() as uow:
         row = admin.add_user(
             uow.session, email=email, role=Role(role), site_code=site_code, name=name
         )
+        if secret is not None:
+            passwords.set_password(uow.session, email=row.email, password=secret)
         click.echo(f"user {row.email} ({row.role.value} at {site_code}) added")
+
+
+@user.command("password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin")
+def user_password(email: str, password_stdin: bool) -> None:
+    """Set a user's web login password; their open sessions end, a lock-out is lifted."""
+    if password_stdin:
+        secret = _read_password_stdin()
+    else:
+        secret = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    with transaction() as uow:
+        row = passwords.set_password(uow.session, email=email, password=secret)
+        click.echo(f"password of {row.email} set")
+
+
+def _read_password_stdin() -> str:
+    secret = sys.stdin.readline().rstrip("\r\n")
+    if not secret:
+        raise click.UsageError("--password-stdin: no password on stdin")
+    return secret
 
 
 @main.group()
@@ -312,4 +342,6 @@ def demo_command() -> None:
     """Idempotent demo data: sites, users, orders in every stage; prints the logins."""
     from services.cli.demo import load_demo
 
+    if _state().settings.app_env == "production":
+        raise click.UsageError("the demo sets known passwords; it is not for APP_ENV=production")
     load_demo(transaction, echo=click.echo)

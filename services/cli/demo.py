@@ -1,7 +1,8 @@
 """Demo data: two networks of sites, their users, and orders standing at every stage.
 
 Idempotent: sites, users and orders that exist already are left as they are. Tokens are shown
-only once, so every run issues each demo user a fresh token named ``demo`` and revokes the last.
+only once, so every run issues each demo user a fresh token named ``demo`` and revokes the last;
+every run also sets each demo user's web password to ``DEMO_PASSWORD`` again.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlmodel import Session, select
 from services.db import UnitOfWork
 from services.db.models import Order, Site, User
 from services.domain.custody import Action, Actor, Role, SiteKind
-from services.operations import admin, deadlines, orders, scans, shipments
+from services.operations import admin, deadlines, orders, passwords, scans, shipments
 
 Transaction = Callable[[], AbstractContextManager[UnitOfWork]]
 
@@ -55,6 +56,7 @@ OUTBOUND = [
 ]
 ORDERS = [(f"DEMO-{n:04d}", n - 2) for n in range(1, 10)]  # (patient_ref, steps; -1: enrolled)
 LATE_ORDER = "DEMO-0006"
+DEMO_PASSWORD = "vein2vein-demo"  # noqa: S105 - printed by the demo; refused in production
 STEP_DAYS = 0.01  # about a quarter of an hour between a bag's scans
 
 
@@ -87,9 +89,11 @@ def load_demo(transaction: Transaction, *, echo: Callable[[str], None]) -> None:
     with transaction() as uow:
         result = deadlines.sweep(uow.session, now=now)
     echo(f"Deadline sweep: {result}.")
-    echo("Demo data is loaded. Demo users and fresh API tokens (shown once):")
+    echo(f"Demo data is loaded. Sign in with any demo e-mail and the password {DEMO_PASSWORD}")
+    echo("Demo users and fresh API tokens (shown once):")
     with transaction() as uow:
         for email, _name, role, site_code in USERS:
+            passwords.set_password(uow.session, email=email, password=DEMO_PASSWORD)
             admin.revoke_tokens(uow.session, email=email, name="demo", now=now)
             _row, secret = admin.create_token(uow.session, email=email, name="demo")
             echo(f"  {email:28} {role.value:23} {site_code:10} {secret}")

@@ -57,7 +57,11 @@ class User(SQLModel, table=True):
     role: Role = Field(sa_type=enum_type(Role, "user_role"))
     site_id: int = Field(foreign_key="sites.id", index=True)
     active: bool = Field(default=True)
-    password_hash: str | None = Field(default=None, max_length=255)
+    password_hash: str | None = Field(default=None, max_length=255)  # argon2id; None: no login
+    # failed logins since the last success; reaching the limit locks the account for a while
+    failed_logins: int = Field(default=0)
+    locked_until: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_login_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: dt.datetime = _created_at()
 
 

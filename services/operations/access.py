@@ -59,3 +59,31 @@ def visible_order(session: Session, actor: Actor, order: Order | None, what: str
 def order_by_coi(session: Session, actor: Actor, coi: str) -> Order:
     order = session.exec(select(Order).where(Order.coi == coi)).first()
     return visible_order(session, actor, order, f"order {coi}")
+
+
+def visible_orders(session: Session, actor: Actor, *, limit: int = 200) -> list[Order]:
+    """The orders the actor may see, newest first: the same rule as ``can_view_order``."""
+    condition = sa.or_(
+        col(Order.collection_site_id) == actor.site_id,
+        col(Order.manufacturing_site_id) == actor.site_id,
+        col(Order.treatment_site_id) == actor.site_id,
+    )
+    if actor.role is Role.COURIER:
+        held = select(Unit.order_id).where(Unit.custodian_site_id == actor.site_id)
+        carried = (
+            select(Unit.order_id)
+            .join(ShipmentUnit, ShipmentUnit.unit_id == Unit.id)  # type: ignore[arg-type]
+            .join(Shipment, Shipment.id == ShipmentUnit.shipment_id)  # type: ignore[arg-type]
+            .where(
+                sa.or_(
+                    col(Shipment.carrier_site_id) == actor.site_id,
+                    sa.and_(
+                        col(Shipment.carrier_site_id).is_(None),
+                        col(Shipment.state) == ShipmentState.OPEN,
+                    ),
+                )
+            )
+        )
+        condition = sa.or_(condition, col(Order.id).in_(held), col(Order.id).in_(carried))
+    query = select(Order).where(condition).order_by(col(Order.id).desc()).limit(limit)
+    return list(session.exec(query))

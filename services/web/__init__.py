@@ -1,4 +1,4 @@
-"""The Flask application: JSON API under /api/v1 (with its OpenAPI document) and, later, pages."""
+"""The Flask application: JSON API under /api/v1 (with its OpenAPI document) and the pages."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from flask_openapi3 import Info, OpenAPI
 from services.broker import Kicker, kick_after_commit
 from services.config import Settings
 from services.db import Database
+from services.web import security
 from services.web.errors import register_error_handlers, validation_problem
 from services.web.state import AppState
 
@@ -43,7 +44,10 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     app.extensions["vein2vein"] = AppState(settings=settings, db=database)
 
     from services.web.api import api
+    from services.web.pages import pages
 
     app.register_api(api)
+    app.register_blueprint(pages)
+    security.install(app, settings)
     register_error_handlers(app)
     return app

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, json
+from flask import Flask, Response, json, render_template, request
+from flask_wtf.csrf import CSRFError
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -30,7 +31,19 @@ STATUS_BY_CODE = {
     "forbidden": 403,
     "not_found": 404,
     "unauthorized": 401,
+    "rate_limited": 429,
+    "csrf_failed": 400,
 }
+
+
+def wants_page() -> bool:
+    """Pages answer errors with a page; the API (and anything asking for JSON) with problem+json."""
+    return not request.path.startswith("/api/")
+
+
+def error_page(code: str, title: str, detail: str, status: int) -> Response:
+    body = render_template("error.html", code=code, title=title, detail=detail)
+    return Response(body, status=status, mimetype="text/html")
 
 
 def problem(
@@ -75,19 +88,30 @@ def register_error_handlers(app: Flask) -> None:
     def _label(error: LabelError) -> Response:
         return problem("invalid_label", "Label cannot be printed", str(error), 422)
 
+    @app.errorhandler(CSRFError)
+    def _csrf(error: CSRFError) -> Response:
+        detail = (
+            "The form had expired or did not come from this site, so nothing was done. "
+            "Reload the page and try again."
+        )
+        if wants_page():
+            return error_page("csrf_failed", "Form expired", detail, 400)
+        return problem("csrf_failed", "Form expired", detail, 400)
+
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException) -> Response:
         if error.response is not None:  # an abort() that already built its response
             return error.response  # type: ignore[return-value]
         code = (error.name or "error").lower().replace(" ", "_")
-        return problem(code, error.name or "Error", error.description or "", error.code or 500)
+        status = error.code or 500
+        if wants_page():
+            return error_page(code, error.name or "Error", error.description or "", status)
+        return problem(code, error.name or "Error", error.description or "", status)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
         log.exception("unhandled error")
-        return problem(
-            "internal_error",
-            "Internal error",
-            "something went wrong on our side; the request was not applied and was logged",
-            500,
-        )
+        detail = "something went wrong on our side; the request was not applied and was logged"
+        if wants_page():
+            return error_page("internal_error", "Internal error", detail, 500)
+        return problem("internal_error", "Internal error", detail, 500)

@@ -27,7 +27,7 @@ from services.db.models import (
 )
 from services.domain.custody import Role
 from services.operations import admin
-from tests.world import USERS, World
+from tests.world import USERS, World, csrf_token
 
 Request = Callable[[dict[str, Any]], tuple[str, str, dict[str, Any] | None]]
 
@@ -164,8 +164,28 @@ def a_record(world: World, coi: str) -> tuple[Any, ...]:
         )
 
 
+# the pages, as a signed-in user of network B opens them (forms are posted with their token)
+PAGE_CASES: dict[tuple[str, str], Request] = {
+    ("GET", "/"): lambda a: ("GET", "/", None),
+    ("GET", "/login"): lambda a: ("GET", "/login", None),
+    ("POST", "/login"): lambda a: ("POST", "/login", {"email": "care@example.org"}),
+    ("POST", "/logout"): lambda a: ("POST", "/logout", {}),
+}
+PUBLIC_RULES = {"/static/<path:filename>"}
+
+
+def page_routes(app: Any) -> set[tuple[str, str]]:
+    return {
+        (method, rule.rule)
+        for rule in app.url_map.iter_rules()
+        if not rule.rule.startswith("/api/v1/") and rule.rule not in PUBLIC_RULES
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+
+
 def test_every_route_has_a_case(app: Any) -> None:
     assert api_routes(app) == set(CASES), "add the new route to CASES"
+    assert page_routes(app) == set(PAGE_CASES), "add the new page to PAGE_CASES"
 
 
 def test_no_user_of_another_network_reads_or_changes_anything(world: World) -> None:
@@ -216,5 +236,18 @@ def test_no_user_of_another_network_reads_or_changes_anything(world: World) -> N
                 failures.append(f"{who} {method} {path}: {response.status_code} {text[:120]}")
             elif leaked:
                 failures.append(f"{who} {method} {path}: leaks {leaked}")
+    assert failures == []
+    assert a_record(world, bag["coi"]) == before
+
+    # the same through the pages, signed in as each user of network B
+    for who in NETWORK_B:
+        browser = world.browser(who)
+        for (method, _rule), build in sorted(PAGE_CASES.items()):
+            _method, path, form = build(a)
+            data = None if form is None else {**form, "csrf_token": csrf_token(browser, "/")}
+            response = browser.open(path, method=method, data=data)
+            leaked = [s for s in secrets_of_a if s in response.get_data(as_text=True)]
+            if leaked:
+                failures.append(f"{who} page {method} {path}: leaks {leaked}")
     assert failures == []
     assert a_record(world, bag["coi"]) == before

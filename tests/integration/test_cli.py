@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from services.config import Settings
 from services.web import create_app
 from tests.conftest import TEST_SECRET
 from tests.processes import demo_tokens
+from tests.world import sign_in
 
 VEIN2VEIN = str(Path(sys.executable).with_name("vein2vein"))
 
@@ -140,6 +142,80 @@ def test_demo_is_idempotent_and_prints_the_logins(
         "in_manufacturing",
     }
     assert live_tokens == 8  # the first run's tokens were revoked by the second
+
+    # the printed password signs a demo user in on the pages
+    password = re.search(r"the password (\S+)", second.stdout)
+    assert password, second.stdout
+    app = create_app(_settings(database_url, cli_env))
+    response = sign_in(app.test_client(), "operator@eastfield.demo", password.group(1))
+    assert response.status_code == 302
+
+
+def _settings(database_url: str, env: dict[str, str]) -> Settings:
+    return Settings(
+        _env_file=None,
+        app_env="test",
+        database_url=database_url,
+        var_dir=Path(env["VAR_DIR"]),
+        secret_key=TEST_SECRET,
+    )
+
+
+def test_passwords_from_the_cli_never_on_the_command_line(
+    cli_env: dict[str, str], database_url: str
+) -> None:
+    assert run(cli_env, "db", "upgrade").returncode == 0
+    assert (
+        run(cli_env, "site", "add", "TRT-9", "--kind", "treatment", "--name", "T").returncode == 0
+    )
+    added = _run_input(
+        cli_env,
+        "first long password\n",
+        "user",
+        "add",
+        "nurse@example.org",
+        "--role",
+        "care_team",
+        "--site",
+        "TRT-9",
+        "--password-stdin",
+    )
+    assert added.returncode == 0, added.stderr
+    app = create_app(_settings(database_url, cli_env))
+    assert sign_in(app.test_client(), "nurse@example.org", "first long password").status_code == 302
+
+    weak = _run_input(
+        cli_env, "short\n", "user", "password", "nurse@example.org", "--password-stdin"
+    )
+    assert weak.returncode != 0
+    assert "at least 12 characters" in weak.stderr
+
+    changed = _run_input(
+        cli_env,
+        "second long password\n",
+        "user",
+        "password",
+        "nurse@example.org",
+        "--password-stdin",
+    )
+    assert changed.returncode == 0, changed.stderr
+    assert sign_in(app.test_client(), "nurse@example.org", "first long password").status_code == 401
+    assert (
+        sign_in(app.test_client(), "nurse@example.org", "second long password").status_code == 302
+    )
+    app.extensions["vein2vein"].db.engine.dispose()
+
+
+def _run_input(env: dict[str, str], stdin: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [VEIN2VEIN, *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_dead_letters_are_listed_replayed_on_record_and_delivered_by_hand(

@@ -23,6 +23,20 @@ def test_postgres_urls_use_psycopg_3() -> None:
 
 @pytest.mark.parametrize("env", ["production", "test"])
 def test_default_secret_is_refused_outside_development(env: str) -> None:
+    redis = {"broker_url": "redis://redis:6379/0"}
     with pytest.raises(ValidationError, match="SECRET_KEY"):
-        Settings(_env_file=None, app_env=env)  # type: ignore[arg-type]
-    Settings(_env_file=None, app_env=env, secret_key="a-real-secret")  # type: ignore[arg-type]
+        Settings(_env_file=None, app_env=env, **redis)  # type: ignore[arg-type]
+    Settings(_env_file=None, app_env=env, secret_key="a-real-secret", **redis)  # type: ignore[arg-type]
+
+
+def test_rate_limits_count_in_redis_in_production() -> None:
+    settings = Settings(
+        _env_file=None,
+        app_env="production",
+        secret_key="a-real-secret",
+        broker_url="redis://redis:6379/0",
+    )
+    assert settings.ratelimit_storage_url == "redis://redis:6379/0"
+    with pytest.raises(ValidationError, match="RATELIMIT_STORAGE_URL"):
+        Settings(_env_file=None, app_env="production", secret_key="a-real-secret")
+    assert Settings(_env_file=None, broker_url="").ratelimit_storage_url == "memory://"

@@ -1,0 +1,137 @@
+"""Sessions, CSRF, rate limits and security headers: the web app's gates, set up in one place.
+
+- API calls authenticate with bearer tokens (``api/blueprint.py``); they carry no cookies, so
+  they need no CSRF token. Pages authenticate with a login session (Flask-Login) and every form
+  they post carries a CSRF token (Flask-WTF).
+- Rate limits (Flask-Limiter) count login attempts per client address and API calls per token,
+  in Redis in production so that every gunicorn worker counts together.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+from flask import Flask, Response, g, request
+from flask_limiter import Limiter, RequestLimit
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager, UserMixin, current_user
+from flask_wtf.csrf import CSRFProtect
+
+from services.config import Settings
+from services.domain.custody import Actor
+from services.operations.passwords import actor_for_session
+from services.web.errors import error_page, problem, wants_page
+from services.web.state import unit_of_work
+
+API_PREFIX = "/api/"
+
+csrf = CSRFProtect()
+
+
+class SessionUser(UserMixin):
+    """The logged-in user of a page request; ``actor`` is what operations are called with."""
+
+    def __init__(self, actor: Actor, key: str) -> None:
+        self.actor = actor
+        self._key = key
+
+    def get_id(self) -> str:
+        return self._key
+
+
+def session_actor() -> Actor:
+    user = current_user._get_current_object()
+    assert isinstance(user, SessionUser), "only for @login_required views"
+    return user.actor
+
+
+def _credential_key() -> str:
+    """API calls count per token (hashed: the counter store never sees one), else per address."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return "token:" + hashlib.sha256(token.strip().encode()).hexdigest()[:32]
+    return "addr:" + get_remote_address()
+
+
+def _too_many(limit: RequestLimit) -> Response:
+    retry = max(1, int(limit.reset_at - dt.datetime.now(dt.UTC).timestamp()))
+    detail = f"more than {limit.limit} from this client; try again in {retry} s"
+    if wants_page():
+        response = error_page("rate_limited", "Too many attempts", detail, 429)
+    else:
+        response = problem("rate_limited", "Too many requests", detail, 429)
+    response.headers["Retry-After"] = str(retry)
+    return response
+
+
+def install(app: Flask, settings: Settings) -> None:
+    production = settings.app_env == "production"
+    app.config.update(
+        SESSION_COOKIE_NAME="vein2vein_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=production,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SECURE=production,
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=settings.session_hours),
+        # CSRF is checked for page requests only (below): the API takes no cookies
+        WTF_CSRF_CHECK_DEFAULT=False,
+        WTF_CSRF_TIME_LIMIT=int(settings.session_hours * 3600),
+        WTF_CSRF_SSL_STRICT=production,
+    )
+    csrf.init_app(app)
+
+    login_manager = LoginManager()
+    login_manager.login_view = "pages.login"
+    login_manager.login_message = "Sign in to continue."
+    login_manager.session_protection = "strong"
+    login_manager.init_app(app)
+
+    @login_manager.user_loader
+    def _load(key: str) -> SessionUser | None:
+        with unit_of_work() as uow:
+            actor = actor_for_session(uow.session, key)
+        return SessionUser(actor, key) if actor else None
+
+    @app.before_request
+    def _page_csrf() -> None:
+        if not request.path.startswith(API_PREFIX):
+            csrf.protect()
+
+    limiter = Limiter(
+        _credential_key,
+        app=app,
+        storage_uri=settings.ratelimit_storage_url,
+        strategy="moving-window",
+        on_breach=_too_many,
+        headers_enabled=True,
+        # a counter store that is down must not stop scans: fall back to per-process counting
+        in_memory_fallback_enabled=True,
+        key_prefix="vein2vein",
+    )
+    app.extensions["vein2vein_limiter"] = limiter
+    from services.web.api.blueprint import api
+
+    limiter.limit(settings.api_rate_limit)(api)
+    # the limiter is per app (tests make several), so the login view is wrapped here
+    login_limit = limiter.limit(
+        settings.login_rate_limit, key_func=get_remote_address, methods=["POST"]
+    )
+    app.view_functions["pages.login"] = login_limit(app.view_functions["pages.login"])  # type: ignore[assignment]
+
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if not request.path.startswith(API_PREFIX):
+            response.headers.setdefault("X-Frame-Options", "DENY")
+            response.headers.setdefault(
+                "Content-Security-Policy",
+                "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                "script-src 'self'; frame-ancestors 'none'; form-action 'self'",
+            )
+            if g.get("no_store", True):
+                response.headers.setdefault("Cache-Control", "no-store")
+        return response

@@ -1,0 +1,222 @@
+"""Web login: argon2 passwords, sessions, CSRF, lock-out, rate limits, cookie flags."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+import redis
+import sqlalchemy as sa
+import time_machine
+from sqlmodel import SQLModel, select
+
+from services.db import UnitOfWork
+from services.db.models import User
+from services.domain.errors import InvalidRequest
+from services.operations import passwords
+from tests.world import PASSWORD, World, csrf_token, sign_in
+
+
+def _set_password(world: World, who: str, password: str = PASSWORD) -> None:
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        passwords.set_password(uow.session, email=f"{who}@example.org", password=password)
+        uow.commit()
+
+
+def _user(world: World, who: str) -> User:
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        return uow.session.exec(select(User).where(User.email == f"{who}@example.org")).one()
+
+
+def test_sign_in_shows_the_sites_orders_and_sign_out_ends_the_session(world: World) -> None:
+    mine = world.enroll("PAT-MINE")
+    theirs = world.enroll(
+        "PAT-THEIRS", who="care2", collection="APH-2", manufacturing="MFG-2", treatment="TRT-2"
+    )
+    browser = world.browser("care")
+
+    home = browser.get("/")
+    page = home.get_data(as_text=True)
+    assert home.status_code == 200
+    assert "care@example.org" in page
+    assert "TRT-1" in page
+    assert mine["coi"] in page
+    assert "PAT-MINE" in page
+    assert theirs["coi"] not in page
+    assert "PAT-THEIRS" not in page
+
+    signed_out = browser.post("/logout", data={"csrf_token": csrf_token(browser, "/")})
+    assert signed_out.status_code == 302
+    assert browser.get("/").headers["Location"].startswith("/login?next=")
+
+
+def test_the_manufacturing_site_sees_the_order_but_not_the_patient(world: World) -> None:
+    order = world.enroll("PAT-PRIVATE")
+    page = world.browser("op").get("/").get_data(as_text=True)
+    assert order["coi"] in page
+    assert "PAT-PRIVATE" not in page
+
+
+def test_pages_need_a_session_and_the_api_ignores_one(world: World) -> None:
+    assert world.client.get("/").status_code == 302
+    browser = world.browser("care")
+    # the API authenticates by bearer token only: a session cookie opens nothing there, which
+    # is also why API calls need no CSRF token
+    response = browser.get("/api/v1/delays")
+    assert response.status_code == 401
+    assert response.json["code"] == "unauthorized"
+
+
+def test_wrong_password_and_unknown_email_get_the_same_answer(world: World) -> None:
+    _set_password(world, "care")
+    wrong = sign_in(world.app.test_client(), "care@example.org", "not the password at all")
+    unknown = sign_in(world.app.test_client(), "nobody@example.org", "not the password at all")
+    assert wrong.status_code == unknown.status_code == 401
+    assert _refusal(wrong) == _refusal(unknown)
+    assert "wrong" in _refusal(wrong)
+
+
+def _refusal(response: Any) -> str:
+    page = response.get_data(as_text=True)
+    start = page.index('class="refused"')
+    return page[start : page.index("</p>", start)]
+
+
+def test_repeated_failures_lock_the_account_for_a_while(app_factory: Any) -> None:
+    world = World.build(app_factory(login_max_failures=3, login_lockout_seconds=600))
+    _set_password(world, "aph")
+    with time_machine.travel(dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC), tick=False) as clock:
+        for _ in range(3):
+            assert (
+                sign_in(world.app.test_client(), "aph@example.org", "guess guess guess").status_code
+                == 401
+            )
+        assert _user(world, "aph").locked_until == dt.datetime(2026, 3, 1, 9, 10, tzinfo=dt.UTC)
+        # locked: even the right password is refused, with the same answer as a wrong one
+        locked = sign_in(world.app.test_client(), "aph@example.org", PASSWORD)
+        assert locked.status_code == 401
+        clock.shift(dt.timedelta(minutes=11))
+        assert sign_in(world.app.test_client(), "aph@example.org", PASSWORD).status_code == 302
+    user = _user(world, "aph")
+    assert user.failed_logins == 0
+    assert user.locked_until is None
+
+
+def test_a_new_password_ends_open_sessions(world: World) -> None:
+    browser = world.browser("op")
+    assert browser.get("/").status_code == 200
+    _set_password(world, "op", "another long password")
+    assert browser.get("/").status_code == 302
+
+
+def test_a_deactivated_user_cannot_sign_in_and_is_signed_out(world: World) -> None:
+    browser = world.browser("op")
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        user = uow.session.exec(select(User).where(User.email == "op@example.org")).one()
+        user.active = False
+        uow.session.add(user)
+        uow.commit()
+    assert browser.get("/").status_code == 302
+    assert sign_in(world.app.test_client(), "op@example.org", PASSWORD).status_code == 401
+
+
+def test_forms_without_a_csrf_token_are_refused(world: World) -> None:
+    _set_password(world, "care")
+    client = world.app.test_client()
+    response = client.post("/login", data={"email": "care@example.org", "password": PASSWORD})
+    assert response.status_code == 400
+    assert "csrf_failed" in response.get_data(as_text=True)
+    assert client.get("/").status_code == 302  # not signed in
+
+    browser = world.browser("care")
+    refused = browser.post("/logout", data={"csrf_token": "forged"})
+    assert refused.status_code == 400
+    assert browser.get("/").status_code == 200  # still signed in
+
+
+def test_next_only_leads_to_this_site(world: World) -> None:
+    _set_password(world, "care")
+    for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+        response = sign_in(world.app.test_client(), "care@example.org", PASSWORD, next=target)
+        assert response.headers["Location"] == "/"
+    inside = sign_in(world.app.test_client(), "care@example.org", PASSWORD, next="/?page=2")
+    assert inside.headers["Location"] == "/?page=2"
+
+
+def test_weak_passwords_are_refused(world: World) -> None:
+    for weak in ("short", "aaaaaaaaaaaaaaaa"):
+        with (
+            UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow,
+            pytest.raises(InvalidRequest),
+        ):
+            passwords.set_password(uow.session, email="op@example.org", password=weak)
+
+
+def test_no_password_or_token_is_stored_in_clear(world: World) -> None:
+    _set_password(world, "care")
+    world.browser("care", PASSWORD)
+    secrets = [PASSWORD, *world.tokens.values()]
+    engine = world.app.extensions["vein2vein"].db.engine
+    dump = []
+    with engine.connect() as connection:
+        for table in SQLModel.metadata.sorted_tables:
+            for row in connection.execute(sa.select(table)):
+                dump.append(repr(tuple(row)))
+    text = "\n".join(dump)
+    assert "$argon2id$" in text  # the hash is there ...
+    assert [s for s in secrets if s in text] == []  # ... and nothing it could be read from
+
+
+def test_login_attempts_are_rate_limited_per_address(app_factory: Any) -> None:
+    world = World.build(app_factory(login_rate_limit="3 per minute"))
+    for _ in range(3):
+        assert (
+            sign_in(world.app.test_client(), "x@example.org", "wrong password!").status_code == 401
+        )
+    # the fourth is refused before the password is even looked at, with a page that says why
+    response = sign_in(world.app.test_client(), "x@example.org", "wrong password!")
+    assert response.status_code == 429
+    assert "rate_limited" in response.get_data(as_text=True)
+    assert int(response.headers["Retry-After"]) > 0
+
+
+def test_api_calls_are_rate_limited_per_token(app_factory: Any) -> None:
+    world = World.build(app_factory(api_rate_limit="2 per minute"))
+    assert world.get("care", "/api/v1/delays").status_code == 200
+    assert world.get("care", "/api/v1/delays").status_code == 200
+    third = world.get("care", "/api/v1/delays")
+    assert third.status_code == 429
+    assert third.mimetype == "application/problem+json"
+    assert third.json["code"] == "rate_limited"
+    assert int(third.headers["Retry-After"]) > 0
+    assert world.get("op", "/api/v1/delays").status_code == 200  # another token, its own count
+
+
+@pytest.mark.redis
+def test_with_redis_every_process_counts_together(app_factory: Any, redis_url: str) -> None:
+    """Two apps stand for two gunicorn workers: with Redis storage their counts add up."""
+    redis.Redis.from_url(redis_url).flushdb()
+    settings = {"api_rate_limit": "3 per minute", "ratelimit_storage_url": redis_url}
+    first = World.build(app_factory(**settings))
+    second_app = app_factory(**settings)
+    headers = first.headers("care")
+    assert first.client.get("/api/v1/delays", headers=headers).status_code == 200
+    assert second_app.test_client().get("/api/v1/delays", headers=headers).status_code == 200
+    assert first.client.get("/api/v1/delays", headers=headers).status_code == 200
+    assert second_app.test_client().get("/api/v1/delays", headers=headers).status_code == 429
+
+
+@pytest.mark.redis
+def test_production_cookies_are_secure(app_factory: Any, redis_url: str) -> None:
+    world = World.build(app_factory(app_env="production", ratelimit_storage_url=redis_url))
+    redis.Redis.from_url(redis_url).flushdb()
+    _set_password(world, "care")
+    client = world.app.test_client()
+    response = sign_in(client, "care@example.org", PASSWORD)
+    assert response.status_code == 302
+    cookie = response.headers["Set-Cookie"]
+    assert "vein2vein_session=" in cookie
+    for flag in ("Secure", "HttpOnly", "SameSite=Lax"):
+        assert flag in cookie
+    assert response.headers["X-Frame-Options"] == "DENY"
