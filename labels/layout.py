@@ -158,7 +158,7 @@ def layout(spec: LabelSpec, size: LabelSize) -> Layout:
     text_width = width - 2 * MARGIN - indent
     for caption, value in (
         ("Product  ", spec.product),
-        ("Collected", spec.collected_text),
+        (f"{spec.time_caption:9}", spec.collected_text),
         ("Site     ", spec.site),
     ):
         items.append(

@@ -59,7 +59,9 @@ class LabelSpec:
     qr_payload: str  # the 2-D code's text: the DIN and COI data structures together
     product: str
     collected_at: dt.datetime
-    site: str  # the collection site's name
+    site: str  # the collection site's name (a product's: its manufacturing site's)
+    # a product bag's label says when it was filled, not collected
+    time_caption: str = "Collected"
 
     def __post_init__(self) -> None:
         if not _DIN_BARCODE.fullmatch(self.din_barcode):

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from services.db.types import UTCDateTime, enum_type, utcnow
+from services.domain.batches import BatchState
 from services.domain.custody import (
     EVENT_ACTIONS,
     Action,
@@ -112,6 +113,33 @@ class Order(SQLModel, table=True):
     last_sequence: int = Field(default=0)
     created_by_id: int = Field(foreign_key="users.id")
     created_at: dt.datetime = _created_at()
+    # the loop closed: the last product bag infused (by the bedside clock)
+    infused_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Batch(SQLModel, table=True):
+    """One manufacturing run of an order's cells at its manufacturing site."""
+
+    __tablename__ = "batches"
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: int = Field(foreign_key="orders.id", index=True)
+    site_id: int = Field(foreign_key="sites.id", index=True)
+    state: BatchState = Field(sa_type=enum_type(BatchState, "batch_state"), index=True)
+    opened_by_id: int = Field(foreign_key="users.id")
+    opened_at: dt.datetime = Field(sa_type=UTCDateTime)
+    updated_at: dt.datetime = Field(sa_type=UTCDateTime)
+    failure_reason: str | None = Field(default=None, max_length=1000)
+    created_at: dt.datetime = _created_at()
+
+
+class BatchInput(SQLModel, table=True):
+    """An apheresis bag a batch was made from (a product bag names its batch in units)."""
+
+    __tablename__ = "batch_inputs"
+
+    batch_id: int = Field(foreign_key="batches.id", primary_key=True)
+    unit_id: int = Field(foreign_key="units.id", primary_key=True, unique=True)
 
 
 class Shipment(SQLModel, table=True):
@@ -125,6 +153,10 @@ class Shipment(SQLModel, table=True):
     state: ShipmentState = Field(sa_type=enum_type(ShipmentState, "shipment_state"))
     created_by_id: int = Field(foreign_key="users.id")
     created_at: dt.datetime = _created_at()
+    # the receiving site's bag-by-bag check of what arrived against the manifest
+    reconciled_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    reconciled_by_id: int | None = Field(default=None, foreign_key="users.id")
+    missing: list[str] | None = Field(default=None, sa_type=sa.JSON)  # DINs not received
 
 
 class Unit(SQLModel, table=True):
@@ -142,6 +174,8 @@ class Unit(SQLModel, table=True):
     shipment_id: int | None = Field(default=None, foreign_key="shipments.id", index=True)
     collected_at: dt.datetime = Field(sa_type=UTCDateTime)
     volume_ml: float | None = Field(default=None)
+    # a product bag: the batch it was filled from (its apheresis bags are the batch's inputs)
+    batch_id: int | None = Field(default=None, foreign_key="batches.id", index=True)
     created_at: dt.datetime = _created_at()
 
 
@@ -182,18 +216,28 @@ class CustodyEvent(SQLModel, table=True):
         sa.CheckConstraint(
             "action IN (" + ", ".join(f"'{a}'" for a in EVENT_ACTIONS) + ")", name="action"
         ),
+        # a bag's event names its bag; a batch's status change names its batch
+        sa.CheckConstraint(
+            "(unit_id IS NOT NULL AND to_state IS NOT NULL) OR batch_id IS NOT NULL",
+            name="subject",
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     order_id: int = Field(foreign_key="orders.id")
     sequence: int
-    unit_id: int = Field(foreign_key="units.id", index=True)
+    unit_id: int | None = Field(default=None, foreign_key="units.id", index=True)
+    batch_id: int | None = Field(default=None, foreign_key="batches.id", index=True)
+    batch_state: BatchState | None = Field(
+        default=None, sa_type=enum_type(BatchState, "event_batch_state")
+    )
+    reason: str | None = Field(default=None, max_length=1000)  # a batch failure's reason
     scan_id: int | None = Field(default=None, foreign_key="scans.id", index=True)
     action: str = Field(max_length=32)
     from_state: UnitState | None = Field(
         default=None, sa_type=enum_type(UnitState, "event_from_state")
     )
-    to_state: UnitState = Field(sa_type=enum_type(UnitState, "event_to_state"))
+    to_state: UnitState | None = Field(default=None, sa_type=enum_type(UnitState, "event_to_state"))
     site_id: int = Field(foreign_key="sites.id")
     actor_id: int = Field(foreign_key="users.id")
     custodian_site_id: int = Field(foreign_key="sites.id")

@@ -1,12 +1,14 @@
 """The custody state machine of a bag (a *unit*), as data.
 
-``TRANSITIONS`` maps ``(state, action)`` to the state the bag enters, who may perform the action
-(site kind and role of the scan) and where the scan must happen. :func:`decide_scan` is the one
-function that reads it, together with the identity checks every handoff needs.
+``TRANSITIONS`` maps ``(kind, state, action)`` to the state the bag enters, who may perform the
+action (site kind and role of the scan) and where the scan must happen. :func:`decide_scan` is
+the one function that reads it, together with the identity checks every handoff needs and, for
+an infusion, the bedside check.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -15,7 +17,9 @@ from services.domain.errors import (
     CoiMismatch,
     Forbidden,
     IllegalTransition,
+    InvalidRequest,
     NotInShipment,
+    ThawExpired,
     WrongSite,
 )
 
@@ -54,6 +58,12 @@ class UnitState(StrEnum):
     REJECTED = "rejected"
     DESTROYED = "destroyed"
     LOST = "lost"
+    # the product's own states (its packing, shipping and receipt reuse the ones above)
+    PRODUCED = "produced"  # filled and labelled at manufacturing, awaiting its batch's QA release
+    RELEASED = "released"
+    STORED = "stored"  # in the treatment site's liquid-nitrogen storage
+    THAWED = "thawed"
+    INFUSED = "infused"
 
 
 class Action(StrEnum):
@@ -79,7 +89,7 @@ class Action(StrEnum):
 SHIPMENT_ACTIONS = frozenset({Action.PICKUP, Action.DELIVER})
 """Actions that also accept a shipment's own barcode and then move every bag in it."""
 
-TERMINAL_STATES = frozenset({UnitState.DESTROYED, UnitState.LOST})
+TERMINAL_STATES = frozenset({UnitState.DESTROYED, UnitState.LOST, UnitState.INFUSED})
 
 
 class Place(StrEnum):
@@ -106,6 +116,9 @@ class Rule:
     performers: frozenset[Performer]
     place: Place = Place.CUSTODIAN
     party: Party = Party.SCAN_SITE
+    # False: done through the batch (a QA release of its products), never by a bag's own scan
+    by_scan: bool = True
+    bedside: bool = False  # the patient check and the thaw limit (infusion)
 
 
 def _at(*performers: Performer) -> frozenset[Performer]:
@@ -116,7 +129,11 @@ _COLLECTION_STAFF = (SiteKind.COLLECTION, Role.APHERESIS_STAFF)
 _COLLECTION_QA = (SiteKind.COLLECTION, Role.QA)
 _MANUFACTURING_OPERATOR = (SiteKind.MANUFACTURING, Role.MANUFACTURING_OPERATOR)
 _MANUFACTURING_QA = (SiteKind.MANUFACTURING, Role.QA)
+_TREATMENT_CARE = (SiteKind.TREATMENT, Role.CARE_TEAM)
+_TREATMENT_QA = (SiteKind.TREATMENT, Role.QA)
 _COURIER = (SiteKind.COURIER, Role.COURIER)
+_A = UnitKind.APHERESIS
+_P = UnitKind.PRODUCT
 
 _HELD_AT_COLLECTION = (
     UnitState.COLLECTED,
@@ -125,77 +142,152 @@ _HELD_AT_COLLECTION = (
     UnitState.PACKED,
 )
 _HELD_AT_MANUFACTURING = (UnitState.DELIVERED, UnitState.RECEIVED)
+_PRODUCT_AT_MANUFACTURING = (UnitState.PRODUCED, UnitState.RELEASED)
+_PRODUCT_AT_TREATMENT = (
+    UnitState.DELIVERED,
+    UnitState.RECEIVED,
+    UnitState.STORED,
+    UnitState.THAWED,
+)
 
-_table: dict[tuple[UnitState, Action], Rule] = {
+_table: dict[tuple[UnitKind, UnitState, Action], Rule] = {
     # the outbound leg: apheresis centre -> courier -> manufacturing site
-    (UnitState.COLLECTED, Action.VERIFY_LABEL): Rule(
+    (_A, UnitState.COLLECTED, Action.VERIFY_LABEL): Rule(
         UnitState.LABEL_VERIFIED, _at(_COLLECTION_STAFF)
     ),
-    (UnitState.LABEL_VERIFIED, Action.CRYOPRESERVE): Rule(
+    (_A, UnitState.LABEL_VERIFIED, Action.CRYOPRESERVE): Rule(
         UnitState.CRYOPRESERVED, _at(_COLLECTION_STAFF)
     ),
-    (UnitState.CRYOPRESERVED, Action.PACK): Rule(UnitState.PACKED, _at(_COLLECTION_STAFF)),
-    (UnitState.PACKED, Action.PICKUP): Rule(
+    (_A, UnitState.CRYOPRESERVED, Action.PACK): Rule(UnitState.PACKED, _at(_COLLECTION_STAFF)),
+    (_A, UnitState.PACKED, Action.PICKUP): Rule(
         UnitState.IN_TRANSIT,
         _at((SiteKind.COLLECTION, Role.COURIER)),
         place=Place.SHIPMENT_ORIGIN,
         party=Party.CARRIER,
     ),
-    (UnitState.IN_TRANSIT, Action.DELIVER): Rule(
+    (_A, UnitState.IN_TRANSIT, Action.DELIVER): Rule(
         UnitState.DELIVERED,
         _at((SiteKind.MANUFACTURING, Role.COURIER)),
         place=Place.SHIPMENT_DESTINATION,
         party=Party.CARRIER,
     ),
-    (UnitState.DELIVERED, Action.RECEIVE): Rule(UnitState.RECEIVED, _at(_MANUFACTURING_OPERATOR)),
-    (UnitState.RECEIVED, Action.START_MANUFACTURING): Rule(
+    (_A, UnitState.DELIVERED, Action.RECEIVE): Rule(
+        UnitState.RECEIVED, _at(_MANUFACTURING_OPERATOR)
+    ),
+    (_A, UnitState.RECEIVED, Action.START_MANUFACTURING): Rule(
         UnitState.IN_MANUFACTURING, _at(_MANUFACTURING_OPERATOR)
+    ),
+    # the product: QA release with its batch, then manufacturing -> courier -> treatment site,
+    # then storage, thaw and infusion at the bedside
+    (_P, UnitState.PRODUCED, Action.RELEASE): Rule(
+        UnitState.RELEASED, _at(_MANUFACTURING_QA), by_scan=False
+    ),
+    (_P, UnitState.RELEASED, Action.PACK): Rule(UnitState.PACKED, _at(_MANUFACTURING_OPERATOR)),
+    (_P, UnitState.PACKED, Action.PICKUP): Rule(
+        UnitState.IN_TRANSIT,
+        _at((SiteKind.MANUFACTURING, Role.COURIER)),
+        place=Place.SHIPMENT_ORIGIN,
+        party=Party.CARRIER,
+    ),
+    (_P, UnitState.IN_TRANSIT, Action.DELIVER): Rule(
+        UnitState.DELIVERED,
+        _at((SiteKind.TREATMENT, Role.COURIER)),
+        place=Place.SHIPMENT_DESTINATION,
+        party=Party.CARRIER,
+    ),
+    (_P, UnitState.DELIVERED, Action.RECEIVE): Rule(UnitState.RECEIVED, _at(_TREATMENT_CARE)),
+    (_P, UnitState.RECEIVED, Action.STORE): Rule(UnitState.STORED, _at(_TREATMENT_CARE)),
+    (_P, UnitState.STORED, Action.THAW): Rule(UnitState.THAWED, _at(_TREATMENT_CARE)),
+    (_P, UnitState.THAWED, Action.INFUSE): Rule(
+        UnitState.INFUSED, _at(_TREATMENT_CARE), bedside=True
     ),
     # exceptions: a bag in doubt is quarantined where it is; QA rejects or destroys it
     **{
-        (state, Action.QUARANTINE): Rule(
+        (_A, state, Action.QUARANTINE): Rule(
             UnitState.QUARANTINED, _at(_COLLECTION_STAFF, _COLLECTION_QA)
         )
         for state in _HELD_AT_COLLECTION
     },
     **{
-        (state, Action.QUARANTINE): Rule(
+        (_A, state, Action.QUARANTINE): Rule(
             UnitState.QUARANTINED, _at(_MANUFACTURING_OPERATOR, _MANUFACTURING_QA)
         )
         for state in _HELD_AT_MANUFACTURING
     },
     **{
-        (state, Action.REJECT): Rule(
+        (_A, state, Action.REJECT): Rule(
             UnitState.REJECTED, _at(_MANUFACTURING_OPERATOR, _MANUFACTURING_QA)
         )
         for state in _HELD_AT_MANUFACTURING
     },
-    (UnitState.QUARANTINED, Action.REJECT): Rule(
+    (_A, UnitState.QUARANTINED, Action.REJECT): Rule(
         UnitState.REJECTED, _at(_COLLECTION_QA, _MANUFACTURING_QA)
     ),
-    (UnitState.QUARANTINED, Action.DESTROY): Rule(
+    (_A, UnitState.QUARANTINED, Action.DESTROY): Rule(
         UnitState.DESTROYED, _at(_COLLECTION_QA, _MANUFACTURING_QA)
     ),
-    (UnitState.REJECTED, Action.DESTROY): Rule(
+    (_A, UnitState.REJECTED, Action.DESTROY): Rule(
         UnitState.DESTROYED, _at(_COLLECTION_QA, _MANUFACTURING_QA)
     ),
+    **{
+        (_P, state, Action.QUARANTINE): Rule(
+            UnitState.QUARANTINED, _at(_MANUFACTURING_OPERATOR, _MANUFACTURING_QA)
+        )
+        for state in _PRODUCT_AT_MANUFACTURING
+    },
+    **{
+        (_P, state, Action.REJECT): Rule(UnitState.REJECTED, _at(_MANUFACTURING_QA))
+        for state in _PRODUCT_AT_MANUFACTURING
+    },
+    **{
+        (_P, state, Action.QUARANTINE): Rule(
+            UnitState.QUARANTINED, _at(_TREATMENT_CARE, _TREATMENT_QA)
+        )
+        for state in _PRODUCT_AT_TREATMENT
+    },
+    (_P, UnitState.QUARANTINED, Action.REJECT): Rule(
+        UnitState.REJECTED, _at(_MANUFACTURING_QA, _TREATMENT_QA)
+    ),
+    # a treatment site often has no QA of its own: its care team disposes of a product in doubt
+    **{
+        (_P, state, Action.DESTROY): Rule(
+            UnitState.DESTROYED, _at(_MANUFACTURING_QA, _TREATMENT_QA, _TREATMENT_CARE)
+        )
+        for state in (UnitState.QUARANTINED, UnitState.REJECTED)
+    },
     # a courier that cannot find a bag it carries says so; the bag is then lost, not in transit
-    (UnitState.IN_TRANSIT, Action.REPORT_LOST): Rule(UnitState.LOST, _at(_COURIER)),
+    **{
+        (kind, UnitState.IN_TRANSIT, Action.REPORT_LOST): Rule(UnitState.LOST, _at(_COURIER))
+        for kind in UnitKind
+    },
 }
 
-TRANSITIONS: Mapping[tuple[UnitState, Action], Rule] = _table
+TRANSITIONS: Mapping[tuple[UnitKind, UnitState, Action], Rule] = _table
 
 
-def rule_for(state: UnitState, action: Action) -> Rule:
+def rule_for(kind: UnitKind, state: UnitState, action: Action) -> Rule:
     try:
-        return TRANSITIONS[(state, action)]
+        return TRANSITIONS[(kind, state, action)]
     except KeyError:
         raise IllegalTransition(
-            f"a bag that is {state.value.replace('_', ' ')} cannot be scanned for "
-            f"{action.value.replace('_', ' ')}",
-            state=state.value,
-            action=action.value,
+            _why_not(kind, state, action), state=state.value, action=action.value
         ) from None
+
+
+def _why_not(kind: UnitKind, state: UnitState, action: Action) -> str:
+    bag = "an apheresis bag" if kind is UnitKind.APHERESIS else "a product bag"
+    if action in (Action.STORE, Action.THAW, Action.INFUSE) and kind is UnitKind.APHERESIS:
+        return f"this is {bag}, not a product: it is never {action.value}d"
+    if action is Action.INFUSE and state in (UnitState.PRODUCED, UnitState.QUARANTINED):
+        return "this product has not been released by QA: do not infuse it"
+    if action is Action.INFUSE and state is UnitState.STORED:
+        return "this product is still frozen: scan it for thaw first"
+    if action is Action.INFUSE and state is UnitState.INFUSED:
+        return "this product has been infused already"
+    return (
+        f"{bag} that is {state.value.replace('_', ' ')} cannot be scanned for "
+        f"{action.value.replace('_', ' ')}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +328,10 @@ class BagView:
     manufacturing_site: str
     treatment_site: str
     shipment: ShipmentView | None
+    # for the bedside check: the order's patient, when the bag was thawed, how long it keeps
+    patient_ref: str | None = None
+    thawed_at: dt.datetime | None = None
+    thaw_limit: dt.timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,13 +341,17 @@ class ScanRequest:
     actor: Actor
     scanned_coi: str | None = None  # a COI read from the bag's own 2-D code, or asked for
     shipment: str | None = None  # the shipment the scan names (its code), if any
+    patient_ref: str | None = None  # scanned from the patient's wristband or typed, at infusion
+    occurred_at: dt.datetime | None = None
+    via_batch: bool = False  # the batch's QA release, not a scan of the bag
 
 
 def decide_scan(bag: BagView, scan: ScanRequest) -> Rule:
     """Decide one scan of one bag: the rule it follows, or the refusal it deserves.
 
-    Checks, in order: identity (the COI the scanner read is the bag's), the transition table,
-    who may perform it, and where it must happen.
+    Checks, in order: identity (the COI the scanner read is the bag's, and at an infusion the
+    patient is the order's), the transition table, who may perform it, where it must happen,
+    and at an infusion the time since thaw.
     """
     if scan.scanned_coi is not None and scan.scanned_coi != bag.coi:
         raise CoiMismatch(
@@ -259,11 +359,62 @@ def decide_scan(bag: BagView, scan: ScanRequest) -> Rule:
             "do not proceed; set the bag aside and call QA",
             din=bag.din,
         )
-    rule = rule_for(bag.state, scan.action)
+    if scan.action is Action.INFUSE:
+        check_patient(bag, scan)
+    rule = rule_for(bag.kind, bag.state, scan.action)
+    if not rule.by_scan and not scan.via_batch:
+        raise IllegalTransition(
+            f"bag {bag.din} is {scan.action.value}d with its batch, by QA "
+            "(POST /api/v1/batches/{id}/status), not by a scan",
+            state=bag.state.value,
+            action=scan.action.value,
+        )
     _check_performer(rule, scan)
     _check_place(rule, bag, scan)
     _check_route(bag, scan)
+    if rule.bedside:
+        _check_thaw(bag, scan)
     return rule
+
+
+def same_patient(a: str, b: str) -> bool:
+    """Patient references compare without case or spacing: a typed one may differ in those."""
+    return "".join(a.split()).upper() == "".join(b.split()).upper()
+
+
+def check_patient(bag: BagView, scan: ScanRequest) -> None:
+    """The bedside check: the product is for the patient in the bed, whatever else is scanned."""
+    if not scan.patient_ref or not scan.patient_ref.strip():
+        raise InvalidRequest(
+            "an infusion needs the patient's reference, scanned from the wristband or typed "
+            "(patient_ref)"
+        )
+    if bag.kind is not UnitKind.PRODUCT:
+        raise IllegalTransition(
+            f"bag {bag.din} is an apheresis bag, not a product: it is never infused",
+            state=bag.state.value,
+            action=Action.INFUSE.value,
+        )
+    if bag.patient_ref is None or not same_patient(bag.patient_ref, scan.patient_ref):
+        # the message names the product and its COI, never the other patient's reference
+        raise CoiMismatch(
+            f"product {bag.din} of chain of identity {bag.coi} is NOT for this patient: "
+            "DO NOT INFUSE. Set the bag aside and call QA",
+            din=bag.din,
+        )
+
+
+def _check_thaw(bag: BagView, scan: ScanRequest) -> None:
+    if bag.thawed_at is None or bag.thaw_limit is None or scan.occurred_at is None:
+        return
+    if scan.occurred_at - bag.thawed_at > bag.thaw_limit:
+        minutes = int((scan.occurred_at - bag.thawed_at).total_seconds() // 60)
+        limit = int(bag.thaw_limit.total_seconds() // 60)
+        raise ThawExpired(
+            f"product {bag.din} was thawed {minutes} min ago; it must be infused within "
+            f"{limit} min of thaw. Do not infuse it; quarantine it and call QA",
+            din=bag.din,
+        )
 
 
 def _check_performer(rule: Rule, scan: ScanRequest) -> None:
@@ -370,13 +521,29 @@ def check_shipment_route(bag: BagView, *, origin: str, destination: str) -> None
 
 COLLECT = "collect"
 """The event that opens a bag's record: its collection was registered (EPCIS commissioning)."""
+PRODUCE = "produce"
+"""The event that opens a product bag's record: filled and labelled from its batch."""
+BATCH_STATUS = "batch_status"
+"""A manufacturing batch moved to a new status (no bag changes state)."""
 
-EVENT_ACTIONS: tuple[str, ...] = (COLLECT, *(action.value for action in Action))
+EVENT_ACTIONS: tuple[str, ...] = (
+    COLLECT,
+    *(action.value for action in Action),
+    PRODUCE,
+    BATCH_STATUS,
+)
 
 
 class OrderState(StrEnum):
     ENROLLED = "enrolled"  # ordered, nothing collected yet
     IN_PROGRESS = "in_progress"  # at least one bag collected
+    COMPLETED = "completed"  # the product is infused: the vein-to-vein loop is closed
+
+
+def order_completed(product_states: list[UnitState]) -> bool:
+    """The loop closes when some product was infused and none is still on its way."""
+    settled = TERMINAL_STATES | {UnitState.REJECTED}
+    return UnitState.INFUSED in product_states and all(s in settled for s in product_states)
 
 
 class ShipmentState(StrEnum):
@@ -390,7 +557,10 @@ def shipment_state_after(bag_states: list[UnitState]) -> ShipmentState:
     """A shipment's state follows its bags: the least advanced bag decides."""
     if not bag_states:
         return ShipmentState.OPEN
-    if any(state in (UnitState.PACKED, UnitState.CRYOPRESERVED) for state in bag_states):
+    if any(
+        state in (UnitState.PACKED, UnitState.CRYOPRESERVED, UnitState.RELEASED)
+        for state in bag_states
+    ):
         return ShipmentState.OPEN
     if any(state is UnitState.IN_TRANSIT for state in bag_states):
         return ShipmentState.IN_TRANSIT

@@ -70,3 +70,8 @@ class EventIdReused(DomainError):
 class SequenceExhausted(DomainError):
     code = "sequence_exhausted"
     title = "Identifier sequence exhausted"
+
+
+class ThawExpired(DomainError):
+    code = "thaw_expired"
+    title = "Thawed too long ago to infuse"

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from services.domain.errors import InvalidIdentifier
+from services.domain.errors import InvalidIdentifier, InvalidRequest
 
 MOD37_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ*"
 _VALUES = {c: i for i, c in enumerate(MOD37_ALPHABET)}
@@ -307,6 +307,24 @@ def label_payload(din: Din, coi: Coi) -> str:
 
 def shipment_code(number: int) -> str:
     return f"SHP-{number:08d}"
+
+
+BATCH_RE = re.compile(r"BAT-([0-9]{1,8})")
+
+
+def batch_code(number: int) -> str:
+    return f"BAT-{number:06d}"
+
+
+def batch_number(text: str) -> int:
+    """A batch by its code (``BAT-000012``) or its number (``12``)."""
+    compact = text.strip().upper()
+    match = BATCH_RE.fullmatch(compact)
+    if match:
+        return int(match.group(1))
+    if compact.isdigit() and len(compact) <= 8:
+        return int(compact)
+    raise InvalidRequest(f"{text!r} is not a batch code such as BAT-000012")
 
 
 def validate_fin(fin: str) -> str:

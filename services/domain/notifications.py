@@ -13,8 +13,14 @@ from services.domain.custody import EVENT_ACTIONS
 from services.domain.errors import InvalidRequest
 
 REFUSED_SCAN = "refused_scan"
+SHIPMENT_DISCREPANCY = "shipment_discrepancy"  # manifest bags that did not arrive
 DEADLINE_KINDS = ("deadline_at_risk", "deadline_late", "deadline_escalated")
-EVENT_KINDS: tuple[str, ...] = (*EVENT_ACTIONS, REFUSED_SCAN, *DEADLINE_KINDS)
+EVENT_KINDS: tuple[str, ...] = (
+    *EVENT_ACTIONS,
+    REFUSED_SCAN,
+    *DEADLINE_KINDS,
+    SHIPMENT_DISCREPANCY,
+)
 
 
 class Channel(StrEnum):
@@ -100,6 +106,11 @@ MILESTONES = {
     "reject": "REJECTED",
     "destroy": "DESTROYED",
     "report_lost": "REPORTED LOST",
+    "produce": "filled from its batch",
+    "release": "released by QA",
+    "store": "stored",
+    "thaw": "thawed",
+    "infuse": "INFUSED",
 }
 
 
@@ -120,6 +131,18 @@ def summary(payload: dict[str, Any]) -> str:
             f"Refused scan ({payload['code']}) of bag {payload.get('din') or '?'} "
             f"of {payload['coi']} at {payload['site']}"
         )
+    if payload["kind"] == SHIPMENT_DISCREPANCY:
+        return (
+            f"MISSING from shipment {payload['shipment']} at {payload['site']}: "
+            f"{', '.join(payload['missing'])} of {payload['coi']}"
+        )
+    if payload["kind"] == "batch_status":
+        status = payload["batch_status"]
+        what = {"released": "RELEASED by QA", "failed": "FAILED"}.get(
+            status, f"at {status.replace('_', ' ')}"
+        )
+        why = f": {payload['reason']}" if payload.get("reason") else ""
+        return f"Batch {payload['batch']} of {payload['coi']} {what} at {payload['site']}{why}"
     what = MILESTONES.get(payload["kind"], payload["kind"].replace("_", " "))
     return f"Bag {payload['din']} of {payload['coi']} {what} at {payload['site']}"
 
@@ -129,6 +152,9 @@ def body_text(payload: dict[str, Any]) -> str:
     for key in (
         "coi",
         "din",
+        "batch",
+        "batch_status",
+        "reason",
         "kind",
         "from_state",
         "to_state",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 from sqlmodel import Session, select
@@ -47,7 +48,15 @@ def lock_bags(session: Session, units: Sequence[Unit]) -> list[tuple[Unit, Order
     return [(locked[unit.id], orders[unit.order_id]) for unit in units]
 
 
-def bag_view(unit: Unit, order: Order, shipment: Shipment | None, codes: dict[int, str]) -> BagView:
+def bag_view(
+    unit: Unit,
+    order: Order,
+    shipment: Shipment | None,
+    codes: dict[int, str],
+    *,
+    thawed_at: dt.datetime | None = None,
+    thaw_limit: dt.timedelta | None = None,
+) -> BagView:
     return BagView(
         din=unit.din,
         coi=order.coi,
@@ -58,6 +67,9 @@ def bag_view(unit: Unit, order: Order, shipment: Shipment | None, codes: dict[in
         manufacturing_site=codes[order.manufacturing_site_id],
         treatment_site=codes[order.treatment_site_id],
         shipment=shipment_view(shipment, codes) if shipment else None,
+        patient_ref=order.patient_ref,
+        thawed_at=thawed_at,
+        thaw_limit=thaw_limit,
     )
 
 

@@ -22,16 +22,19 @@ from services.db.models import (
     Notification,
     NotificationReplay,
     Order,
+    OrderEvent,
     RefusedScan,
+    Shipment,
     Site,
     Subscription,
     Unit,
 )
 from services.db.uow import PENDING_FLAG
 from services.domain.errors import InvalidRequest, NotFound
-from services.domain.identifiers import shipment_code
+from services.domain.identifiers import batch_code, shipment_code
 from services.domain.notifications import (
     REFUSED_SCAN,
+    SHIPMENT_DISCREPANCY,
     Channel,
     NotificationState,
     backoff,
@@ -119,7 +122,7 @@ def _subscriptions(
 
 
 def enqueue_for_event(
-    session: Session, *, event: CustodyEvent, order: Order, unit: Unit
+    session: Session, *, event: CustodyEvent, order: Order, unit: Unit | None
 ) -> list[Notification]:
     assert event.id is not None
     codes = {site.id: site.code for site in session.exec(select(Site)).all()}
@@ -127,10 +130,13 @@ def enqueue_for_event(
         "type": f"custody.{event.action}",
         "kind": event.action,
         "coi": order.coi,
-        "din": unit.din,
+        "din": unit.din if unit else None,
+        "batch": batch_code(event.batch_id) if event.batch_id else None,
+        "batch_status": event.batch_state.value if event.batch_state else None,
+        "reason": event.reason,
         "sequence": event.sequence,
         "from_state": event.from_state.value if event.from_state else None,
-        "to_state": event.to_state.value,
+        "to_state": event.to_state.value if event.to_state else None,
         "site": codes[event.site_id],
         "custodian": codes[event.custodian_site_id],
         "shipment": shipment_code(event.shipment_id) if event.shipment_id else None,
@@ -146,6 +152,36 @@ def enqueue_for_event(
         kind=event.action,
         payload=payload,
         now=event.recorded_at,
+    )
+
+
+def report_discrepancy(
+    session: Session, *, order: Order, shipment: Shipment, missing: list[str], now: dt.datetime
+) -> list[Notification]:
+    """Bags of a shipment's manifest that did not arrive: on the order's record, and notified."""
+    assert shipment.id is not None
+    codes = {site.id: site.code for site in session.exec(select(Site)).all()}
+    detail = {
+        "type": f"custody.{SHIPMENT_DISCREPANCY}",
+        "kind": SHIPMENT_DISCREPANCY,
+        "coi": order.coi,
+        "shipment": shipment_code(shipment.id),
+        "missing": missing,
+        "site": codes[shipment.destination_site_id],
+        "recorded_at": now.isoformat(),
+    }
+    row = OrderEvent(order_id=order.id, kind=SHIPMENT_DISCREPANCY, detail=detail, recorded_at=now)  # type: ignore[arg-type]
+    session.add(row)
+    session.flush()
+    assert row.id is not None
+    return enqueue(
+        session,
+        order=order,
+        source=SHIPMENT_DISCREPANCY,
+        source_id=row.id,
+        kind=SHIPMENT_DISCREPANCY,
+        payload=detail,
+        now=now,
     )
 
 

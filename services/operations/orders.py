@@ -6,9 +6,9 @@ import datetime as dt
 
 from sqlmodel import Session, select
 
-from services.db.models import CustodyEvent, Order, Site, Unit
+from services.db.models import Batch, CustodyEvent, Order, Site, Unit
 from services.domain.custody import COLLECT, Actor, OrderState, Role, SiteKind, UnitKind, UnitState
-from services.domain.errors import Forbidden, InvalidRequest, WrongSite
+from services.domain.errors import Forbidden, IllegalTransition, InvalidRequest, WrongSite
 from services.domain.identifiers import COI_SERIAL_MAX, DIN_SEQUENCE_MAX, Coi, Din
 from services.operations.access import order_by_coi
 from services.operations.admin import site_by_code
@@ -88,6 +88,13 @@ def register_collection(
         raise Forbidden(
             "collections are registered by apheresis staff of the order's collection site"
         )
+    if order.state is OrderState.COMPLETED:
+        raise IllegalTransition(
+            f"order {order.coi} is completed (the product was infused); a new therapy is a new "
+            "order",
+            state=order.state.value,
+            action=COLLECT,
+        )
     collected_at = (collected_at or now).astimezone(dt.UTC)
     if collected_at > now + max_clock_skew:
         raise InvalidRequest(f"collected_at {collected_at.isoformat()} is in the future")
@@ -142,7 +149,7 @@ def append_event(
     session: Session,
     *,
     order: Order,
-    unit: Unit,
+    unit: Unit | None,
     action: str,
     from_state: UnitState | None,
     site_id: int,
@@ -152,20 +159,26 @@ def append_event(
     scan_id: int | None = None,
     shipment_id: int | None = None,
     review_reason: str | None = None,
+    batch: Batch | None = None,
+    reason: str | None = None,
 ) -> CustodyEvent:
-    """The next event in the order's gapless sequence. The caller holds the order's lock."""
+    """The next event in the order's gapless sequence: a bag's step, or (without a bag) a
+    batch's status change. The caller holds the order's lock."""
     order.last_sequence += 1
     event = CustodyEvent(
         order_id=_id(order),
         sequence=order.last_sequence,
-        unit_id=_id(unit),
+        unit_id=_id(unit) if unit else None,
+        batch_id=_id(batch) if batch else None,
+        batch_state=batch.state if batch and unit is None else None,
+        reason=reason,
         scan_id=scan_id,
         action=action,
         from_state=from_state,
-        to_state=unit.state,
+        to_state=unit.state if unit else None,
         site_id=site_id,
         actor_id=actor_id,
-        custodian_site_id=unit.custodian_site_id,
+        custodian_site_id=unit.custodian_site_id if unit else site_id,
         shipment_id=shipment_id,
         occurred_at=occurred_at,
         recorded_at=recorded_at,
@@ -176,10 +189,11 @@ def append_event(
     session.add(event)
     session.flush()
     enqueue_for_event(session, event=event, order=order, unit=unit)
-    refresh_deadlines(session, unit=unit, order=order)
+    if unit is not None:
+        refresh_deadlines(session, unit=unit, order=order)
     return event
 
 
-def _id(row: Site | Order | Unit) -> int:
+def _id(row: Site | Order | Unit | Batch) -> int:
     assert row.id is not None
     return row.id

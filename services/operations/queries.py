@@ -6,9 +6,10 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy.orm import aliased
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from services.db.models import (
+    BatchInput,
     CustodyEvent,
     Order,
     RefusedScan,
@@ -21,7 +22,7 @@ from services.db.models import (
 )
 from services.domain.custody import Actor, UnitKind, UnitState
 from services.domain.errors import NotFound
-from services.domain.identifiers import coi_reference, din_reference, shipment_code
+from services.domain.identifiers import batch_code, coi_reference, din_reference, shipment_code
 from services.operations.access import visible_order
 
 
@@ -31,10 +32,10 @@ class EventRecord:
     sequence: int
     event_id: str | None
     coi: str
-    din: str
+    din: str | None  # None: a batch's status change
     action: str
     from_state: UnitState | None
-    to_state: UnitState
+    to_state: UnitState | None
     site: str
     actor: str
     custodian: str
@@ -43,6 +44,9 @@ class EventRecord:
     recorded_at: dt.datetime
     needs_review: bool
     review_reason: str | None
+    batch: str | None = None
+    batch_status: str | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,9 @@ class UnitRecord:
     shipment: str | None
     collected_at: dt.datetime
     volume_ml: float | None
+    batch: str | None = None
+    made_from: tuple[str, ...] = ()  # a product's apheresis bags
+    products: tuple[str, ...] = ()  # an apheresis bag's products
 
 
 def unit_by_din(session: Session, actor: Actor, text: str) -> tuple[Unit, Order]:
@@ -85,21 +92,54 @@ def coi_value(text: str) -> str:
 
 
 def unit_records(session: Session, units: list[Unit], coi: str) -> list[UnitRecord]:
+    """Bags as read models, with their batch links both ways (product <-> apheresis bags)."""
     sites = {site.id: site for site in session.exec(select(Site)).all()}
-    return [
-        UnitRecord(
-            din=unit.din,
-            kind=unit.kind,
-            coi=coi,
-            state=unit.state,
-            custodian=sites[unit.custodian_site_id].code,
-            custodian_kind=sites[unit.custodian_site_id].kind.value,
-            shipment=shipment_code(unit.shipment_id) if unit.shipment_id else None,
-            collected_at=unit.collected_at,
-            volume_ml=unit.volume_ml,
+    order_ids = {unit.order_id for unit in units}
+    inputs: dict[int, list[tuple[int, str]]] = {}  # batch id -> its apheresis bags
+    products: dict[int, list[str]] = {}  # batch id -> its product bags
+    for batch_id, unit_id, din in session.exec(
+        select(BatchInput.batch_id, Unit.id, Unit.din)
+        .join(Unit, Unit.id == BatchInput.unit_id)  # type: ignore[arg-type]
+        .where(col(Unit.order_id).in_(order_ids))
+        .order_by(col(Unit.id))
+    ).all():
+        inputs.setdefault(batch_id, []).append((unit_id, din))  # type: ignore[arg-type]
+    for made_by, din in session.exec(
+        select(Unit.batch_id, Unit.din)
+        .where(col(Unit.order_id).in_(order_ids), col(Unit.batch_id).is_not(None))
+        .order_by(col(Unit.id))
+    ).all():
+        if made_by is not None:
+            products.setdefault(made_by, []).append(din)
+    consumed_by = {unit_id: batch_id for batch_id, rows in inputs.items() for unit_id, _ in rows}
+
+    def links(unit: Unit) -> tuple[int | None, tuple[str, ...], tuple[str, ...]]:
+        if unit.kind is UnitKind.PRODUCT and unit.batch_id is not None:
+            made_from = tuple(din for _, din in inputs.get(unit.batch_id, []))
+            return unit.batch_id, made_from, ()
+        consumer = consumed_by.get(unit.id) if unit.id is not None else None
+        return consumer, (), tuple(products.get(consumer, [])) if consumer else ()
+
+    records = []
+    for unit in units:
+        link, made_from, made = links(unit)
+        records.append(
+            UnitRecord(
+                din=unit.din,
+                kind=unit.kind,
+                coi=coi,
+                state=unit.state,
+                custodian=sites[unit.custodian_site_id].code,
+                custodian_kind=sites[unit.custodian_site_id].kind.value,
+                shipment=shipment_code(unit.shipment_id) if unit.shipment_id else None,
+                collected_at=unit.collected_at,
+                volume_ml=unit.volume_ml,
+                batch=batch_code(link) if link else None,
+                made_from=made_from,
+                products=made,
+            )
         )
-        for unit in units
-    ]
+    return records
 
 
 def units_of_order(session: Session, order: Order) -> list[Unit]:
@@ -129,7 +169,7 @@ def event_records(session: Session, *conditions: object) -> list[EventRecord]:
         select(  # type: ignore[call-overload]
             CustodyEvent, Unit.din, Order.coi, site.code, custodian.code, User.email, Scan.event_id
         )
-        .join(Unit, Unit.id == CustodyEvent.unit_id)
+        .outerjoin(Unit, Unit.id == CustodyEvent.unit_id)
         .join(Order, Order.id == CustodyEvent.order_id)
         .join(site, site.id == CustodyEvent.site_id)
         .join(custodian, custodian.id == CustodyEvent.custodian_site_id)
@@ -156,6 +196,9 @@ def event_records(session: Session, *conditions: object) -> list[EventRecord]:
             recorded_at=event.recorded_at,
             needs_review=event.needs_review,
             review_reason=event.review_reason,
+            batch=batch_code(event.batch_id) if event.batch_id else None,
+            batch_status=event.batch_state.value if event.batch_state else None,
+            reason=event.reason,
         )
         for event, din, coi, site_code, custodian_code, email, event_id in session.exec(
             statement

@@ -7,7 +7,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
 from services.db.models import (
     CustodyEvent,
@@ -23,17 +23,22 @@ from services.domain.custody import (
     SHIPMENT_ACTIONS,
     Action,
     Actor,
+    OrderState,
     ScanRequest,
     SiteRef,
+    UnitKind,
     UnitState,
     decide_scan,
+    order_completed,
     shipment_state_after,
 )
 from services.domain.errors import CoiMismatch, DomainError, EventIdReused, InvalidRequest
 from services.domain.identifiers import parse_scan, shipment_code
+from services.domain.sla import Leg
 from services.operations.access import visible_order
 from services.operations.admin import site_by_code
 from services.operations.bags import bag_view, lock_bags, site_codes
+from services.operations.deadlines import current_policy
 from services.operations.notifications import enqueue_for_refusal
 from services.operations.orders import append_event
 from services.operations.shipments import add_to_shipment, lock_shipment, shipment_by_code
@@ -50,6 +55,7 @@ class ScanInput:
     occurred_at: dt.datetime | None = None
     shipment: str | None = None
     coi: str | None = None
+    patient_ref: str | None = None  # at the bedside: the patient's wristband, for infuse
 
     def digest(self) -> str:
         """What the scan asked for, so a replay can be told from another scan reusing its id."""
@@ -62,6 +68,7 @@ class ScanInput:
             else None,
             "shipment": self.shipment,
             "coi": self.coi,
+            "patient_ref": self.patient_ref,
         }
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
@@ -121,12 +128,16 @@ def record_scan(
         shipment=shipment_code(named_shipment.id)
         if named_shipment and named_shipment.id and scan.action is not Action.PACK
         else None,
+        patient_ref=scan.patient_ref,
+        occurred_at=occurred_at,
     )
     # decide every bag before writing anything: a shipment scan moves all its bags or none
     decisions = []
     for unit, order in locked:
         current = session.get(Shipment, unit.shipment_id) if unit.shipment_id else None
-        rule = decide_scan(bag_view(unit, order, current, codes), request)
+        thawed_at, thaw_limit = _thaw(session, unit, order, scan.action)
+        view = bag_view(unit, order, current, codes, thawed_at=thawed_at, thaw_limit=thaw_limit)
+        rule = decide_scan(view, request)
         decisions.append((unit, order, rule, current))
 
     row = Scan(
@@ -175,8 +186,42 @@ def record_scan(
     session.flush()
     for shipment in touched_shipments.values():
         _update_shipment_state(session, shipment)
+    if scan.action is Action.INFUSE:
+        for order in {id(order): order for _unit, order, _rule, _shipment in decisions}.values():
+            close_if_infused(session, order)
     session.flush()
     return ScanOutcome(scan=row, events=events, replayed=False)
+
+
+def _thaw(
+    session: Session, unit: Unit, order: Order, action: Action
+) -> tuple[dt.datetime | None, dt.timedelta | None]:
+    """For an infusion: when the bag was thawed and how long the product keeps after thaw."""
+    if action is not Action.INFUSE:
+        return None, None
+    thawed_at = session.exec(
+        select(func.max(CustodyEvent.occurred_at)).where(
+            CustodyEvent.unit_id == unit.id, CustodyEvent.action == Action.THAW.value
+        )
+    ).one()
+    return thawed_at, current_policy(session, order.product).limit(Leg.THAW_TO_INFUSION)
+
+
+def close_if_infused(session: Session, order: Order) -> None:
+    """Infusion closes the order once no product bag is left on its way; the last infusion's
+    time (by the bedside clock) ends its vein-to-vein time."""
+    products = session.exec(
+        select(Unit).where(Unit.order_id == order.id, Unit.kind == UnitKind.PRODUCT)
+    ).all()
+    if not order_completed([unit.state for unit in products]):
+        return
+    order.state = OrderState.COMPLETED
+    order.infused_at = session.exec(
+        select(func.max(CustodyEvent.occurred_at)).where(
+            CustodyEvent.order_id == order.id, CustodyEvent.action == Action.INFUSE.value
+        )
+    ).one()
+    session.add(order)
 
 
 def _claim_carrier(shipment: Shipment | None, action: Action, actor: Actor) -> None:

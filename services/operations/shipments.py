@@ -6,8 +6,9 @@ import datetime as dt
 
 from sqlmodel import Session, select
 
-from services.db.models import Order, Shipment, ShipmentUnit, Site, Unit
+from services.db.models import CustodyEvent, Order, Shipment, ShipmentUnit, Site, Unit
 from services.domain.custody import (
+    Action,
     Actor,
     Role,
     ShipmentState,
@@ -15,13 +16,22 @@ from services.domain.custody import (
     UnitState,
     check_shipment_route,
 )
-from services.domain.errors import Forbidden, IllegalTransition, InvalidRequest, NotFound, WrongSite
+from services.domain.errors import (
+    Conflict,
+    Forbidden,
+    IllegalTransition,
+    InvalidRequest,
+    NotFound,
+    WrongSite,
+)
 from services.domain.identifiers import SHIPMENT_RE, din_reference, shipment_code
 from services.operations.access import visible_order
 from services.operations.admin import site_by_code
 from services.operations.bags import bag_view, lock_bags, site_codes
+from services.operations.notifications import report_discrepancy
 
 SHIPPING_ROLES = frozenset({Role.APHERESIS_STAFF, Role.MANUFACTURING_OPERATOR})
+RECEIVING_ROLES = frozenset({Role.MANUFACTURING_OPERATOR, Role.CARE_TEAM, Role.QA})
 
 
 def create_shipment(
@@ -156,3 +166,67 @@ def shipment_by_code(session: Session, code: str) -> Shipment:
 
 def _din_of(text: str) -> str:
     return din_reference(text).value
+
+
+def received_from(session: Session, shipment: Shipment) -> set[str]:
+    """The DINs of the manifest that were received at the destination out of this shipment."""
+    rows = session.exec(
+        select(Unit.din)
+        .join(CustodyEvent, CustodyEvent.unit_id == Unit.id)  # type: ignore[arg-type]
+        .where(
+            CustodyEvent.shipment_id == shipment.id,
+            CustodyEvent.action == Action.RECEIVE.value,
+        )
+    ).all()
+    return set(rows)
+
+
+def reconcile(session: Session, *, actor: Actor, code: str, now: dt.datetime) -> Shipment:
+    """The receiving site closes its bag-by-bag check of a shipment against its manifest.
+
+    Every bag was scanned for ``receive`` with the shipment named (a bag not on the manifest is
+    refused there, ``not_in_shipment``, and kept on record). Bags of the manifest that were not
+    received are reported missing: recorded on the shipment and notified to each order's
+    subscribers. Nothing is silently accepted."""
+    shipment = shipment_by_code(session, code)
+    if not can_view_shipment(session, actor, shipment):
+        raise NotFound(f"no shipment {shipment_label(shipment)} you can see")
+    if actor.site_id != shipment.destination_site_id or actor.role not in RECEIVING_ROLES:
+        raise Forbidden(
+            f"shipment {shipment_label(shipment)} is reconciled by the receiving staff of its "
+            "destination"
+        )
+    shipment = lock_shipment(session, shipment.id)
+    if shipment.state in (ShipmentState.OPEN, ShipmentState.IN_TRANSIT):
+        raise IllegalTransition(
+            f"shipment {shipment_label(shipment)} is {shipment.state.value.replace('_', ' ')}; "
+            "it is reconciled once the courier has delivered it",
+            state=shipment.state.value,
+            action="reconcile",
+        )
+    if shipment.reconciled_at is not None:
+        raise Conflict(
+            f"shipment {shipment_label(shipment)} was reconciled at "
+            f"{shipment.reconciled_at.isoformat()}"
+        )
+    manifest = session.exec(
+        select(Unit)
+        .join(ShipmentUnit, ShipmentUnit.unit_id == Unit.id)  # type: ignore[arg-type]
+        .where(ShipmentUnit.shipment_id == shipment.id)
+        .order_by(Unit.id)  # type: ignore[arg-type]
+    ).all()
+    arrived = received_from(session, shipment)
+    missing = [unit for unit in manifest if unit.din not in arrived]
+    shipment.reconciled_at = now
+    shipment.reconciled_by_id = actor.user_id
+    shipment.missing = [unit.din for unit in missing]
+    session.add(shipment)
+    session.flush()
+    by_order: dict[int, list[str]] = {}
+    for unit in missing:
+        by_order.setdefault(unit.order_id, []).append(unit.din)
+    for order_id, dins in sorted(by_order.items()):
+        order = session.get(Order, order_id)
+        assert order is not None
+        report_discrepancy(session, order=order, shipment=shipment, missing=dins, now=now)
+    return shipment

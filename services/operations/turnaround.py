@@ -53,6 +53,8 @@ class Projection:
     target_days: float
     projected_days: float | None
     over_target: bool
+    infused_at: dt.datetime | None = None
+    vein_to_vein_days: float | None = None  # first collection to infusion, once infused
 
 
 def projection(session: Session, *, order: Order, now: dt.datetime) -> Projection:
@@ -63,6 +65,18 @@ def projection(session: Session, *, order: Order, now: dt.datetime) -> Projectio
     if not rows:
         return Projection(None, 0.0, None, policy.target_days, None, False)
     started = min(row.started_at for row in rows)
+    if order.infused_at is not None:
+        days = (order.infused_at - started).total_seconds() / 86400
+        return Projection(
+            started_at=started,
+            elapsed_days=days,
+            projected_infusion_at=order.infused_at,
+            target_days=policy.target_days,
+            projected_days=days,
+            over_target=days > policy.target_days,
+            infused_at=order.infused_at,
+            vein_to_vein_days=days,
+        )
     done = {row.leg for row in rows if row.closed_at is not None}
     open_rows = sorted((r for r in rows if r.closed_at is None), key=lambda r: r.started_at)
     current = Span(open_rows[-1].leg, open_rows[-1].started_at, None) if open_rows else None

@@ -23,6 +23,7 @@ STATUS_BY_CODE = {
     "wrong_site": 422,
     "not_in_shipment": 422,
     "event_id_reused": 422,
+    "thaw_expired": 422,
     "validation_error": 422,
     "invalid_label": 422,
     "illegal_transition": 409,

@@ -18,6 +18,7 @@ from sqlmodel import func, select
 from services.db import UnitOfWork
 from services.db.models import (
     ApiToken,
+    Batch,
     CustodyEvent,
     Notification,
     Order,
@@ -50,6 +51,29 @@ CASES: dict[tuple[str, str], Request] = {
         },
     ),
     ("GET", "/api/v1/orders/<coi>"): lambda a: ("GET", f"/api/v1/orders/{a['coi']}", None),
+    ("GET", "/api/v1/orders/<coi>/events"): lambda a: (
+        "GET",
+        f"/api/v1/orders/{a['coi']}/events",
+        None,
+    ),
+    ("POST", "/api/v1/batches"): lambda a: ("POST", "/api/v1/batches", {"coi": a["coi2"]}),
+    ("GET", "/api/v1/batches"): lambda a: ("GET", "/api/v1/batches", None),
+    ("GET", "/api/v1/batches/<batch>"): lambda a: ("GET", f"/api/v1/batches/{a['batch']}", None),
+    ("POST", "/api/v1/batches/<batch>/status"): lambda a: (
+        "POST",
+        f"/api/v1/batches/{a['batch']}/status",
+        {"status": "failed", "reason": "sabotage"},
+    ),
+    ("POST", "/api/v1/batches/<batch>/products"): lambda a: (
+        "POST",
+        f"/api/v1/batches/{a['batch']}/products",
+        {"count": 1},
+    ),
+    ("POST", "/api/v1/shipments/<shipment>/reconcile"): lambda a: (
+        "POST",
+        f"/api/v1/shipments/{a['shipment']}/reconcile",
+        {},
+    ),
     ("POST", "/api/v1/orders/<coi>/collections"): lambda a: (
         "POST",
         f"/api/v1/orders/{a['coi']}/collections",
@@ -161,6 +185,8 @@ def a_record(world: World, coi: str) -> tuple[Any, ...]:
             tuple((s.id, s.active) for s in session.exec(select(Subscription))),
             session.exec(select(func.count()).select_from(Order)).one(),
             tuple((t.id, t.revoked_at) for t in session.exec(select(ApiToken))),
+            tuple((b.id, b.state) for b in session.exec(select(Batch))),
+            tuple((s.id, s.reconciled_at) for s in session.exec(select(Shipment))),
         )
 
 
@@ -192,6 +218,15 @@ def test_no_user_of_another_network_reads_or_changes_anything(world: World) -> N
     assert {USERS[short][0] for short in NETWORK_B} == set(Role)
     bag = world.bag_at("pack", "PAT-SECRET-A")
     shipment = world.ship([bag["din"]])
+    # a second order of A's in manufacturing, its batch filling product bags
+    received = world.bag_at("receive", "PAT-SECRET-B")
+    batch = world.post("op", "/api/v1/batches", {"coi": received["coi"]}).json["code"]
+    for step in ("transduction", "expansion", "harvest", "formulation"):
+        world.post("op", f"/api/v1/batches/{batch}/status", {"status": step})
+    filled = world.post("op", f"/api/v1/batches/{batch}/products", {"count": 1}).json
+    product = filled["products"][0]["din"]
+    # a third, received and waiting for its batch
+    waiting = world.bag_at("receive", "PAT-SECRET-C")
     subscription = world.post(
         "care",
         "/api/v1/subscriptions",
@@ -213,8 +248,20 @@ def test_no_user_of_another_network_reads_or_changes_anything(world: World) -> N
         "feed_item": feed_item,
         "next_action": "pickup",
         "next_site": "APH-1",
+        "batch": batch,
+        "coi2": waiting["coi"],
     }
-    secrets_of_a = (bag["coi"], bag["din"], "PAT-SECRET-A", shipment["barcode"])
+    secrets_of_a = (
+        bag["coi"],
+        bag["din"],
+        "PAT-SECRET-A",
+        shipment["barcode"],
+        received["coi"],
+        product,
+        "PAT-SECRET-B",
+        waiting["coi"],
+        batch,
+    )
 
     before = a_record(world, bag["coi"])
     failures = []

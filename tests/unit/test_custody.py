@@ -1,8 +1,10 @@
-"""The custody state machine, enumerated: every (state, action) pair, every role, every place."""
+"""The custody state machine, enumerated: every (kind, state, action), every role, every place."""
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
+from dataclasses import replace
 
 import pytest
 
@@ -31,7 +33,9 @@ from services.domain.errors import (
     CoiMismatch,
     Forbidden,
     IllegalTransition,
+    InvalidRequest,
     NotInShipment,
+    ThawExpired,
     WrongSite,
 )
 
@@ -43,7 +47,9 @@ SITE_BY_KIND = {
 }
 OTHER_SITE_BY_KIND = {kind: SiteRef(site.code + "2", kind) for kind, site in SITE_BY_KIND.items()}
 SHIPMENT = ShipmentView(code="SHP-00000001", origin="C", destination="M", carrier="K")
+RETURN_SHIPMENT = ShipmentView(code="SHP-00000002", origin="M", destination="T", carrier="K")
 COI = "CHA999926000001"
+PATIENT = "PAT-1"
 
 
 def held(state: UnitState, custodian: str, shipment: ShipmentView | None) -> BagView:
@@ -69,44 +75,55 @@ def legal_case(
     state: UnitState, action: Action, rule: Rule, kind: SiteKind, role: Role
 ) -> tuple[BagView, ScanRequest]:
     """A bag and a scan that satisfy the rule for this performer."""
+    (unit_kind,) = {k for k, s, a in TRANSITIONS if TRANSITIONS[(k, s, a)] is rule}
+    shipment = SHIPMENT if unit_kind is UnitKind.APHERESIS else RETURN_SHIPMENT
     scan_site = SITE_BY_KIND[kind]
     if rule.place is Place.CUSTODIAN:
         custodian = scan_site.code
     elif rule.place is Place.SHIPMENT_ORIGIN:
-        custodian = SHIPMENT.origin
+        custodian = shipment.origin
     else:
-        custodian = SHIPMENT.carrier or "K"
+        custodian = shipment.carrier or "K"
     acting_site = SITE_BY_KIND[SiteKind.COURIER] if rule.party is Party.CARRIER else scan_site
     bag = BagView(
         din="A99992600000",
         coi=COI,
-        kind=UnitKind.APHERESIS,
+        kind=unit_kind,
         state=state,
         custodian=custodian,
         collection_site="C",
         manufacturing_site="M",
         treatment_site="T",
-        shipment=SHIPMENT
+        shipment=shipment
         if rule.place is not Place.CUSTODIAN or state is UnitState.IN_TRANSIT
         else None,
+        patient_ref=PATIENT,
     )
-    return bag, ScanRequest(action=action, site=scan_site, actor=actor(role, acting_site))
+    return bag, ScanRequest(
+        action=action,
+        site=scan_site,
+        actor=actor(role, acting_site),
+        patient_ref=PATIENT,
+        via_batch=not rule.by_scan,
+    )
 
 
-ALL_PAIRS = list(itertools.product(UnitState, Action))
+ALL_TRIPLES = list(itertools.product(UnitKind, UnitState, Action))
 LEGAL = [
-    (s, a, TRANSITIONS[(s, a)], k, r)
-    for s, a in ALL_PAIRS
-    if (s, a) in TRANSITIONS
-    for k, r in sorted(TRANSITIONS[(s, a)].performers)
+    (s, a, TRANSITIONS[(u, s, a)], k, r)
+    for u, s, a in ALL_TRIPLES
+    if (u, s, a) in TRANSITIONS
+    for k, r in sorted(TRANSITIONS[(u, s, a)].performers)
+]
+IDS = [
+    f"{u}-{s}-{a}-{k}-{r}"
+    for u, s, a in ALL_TRIPLES
+    if (u, s, a) in TRANSITIONS
+    for k, r in sorted(TRANSITIONS[(u, s, a)].performers)
 ]
 
 
-@pytest.mark.parametrize(
-    ("state", "action", "rule", "kind", "role"),
-    LEGAL,
-    ids=[f"{s}-{a}-{k}-{r}" for s, a, _, k, r in LEGAL],
-)
+@pytest.mark.parametrize(("state", "action", "rule", "kind", "role"), LEGAL, ids=IDS)
 def test_every_legal_transition_is_accepted(
     state: UnitState, action: Action, rule: Rule, kind: SiteKind, role: Role
 ) -> None:
@@ -115,33 +132,33 @@ def test_every_legal_transition_is_accepted(
 
 
 @pytest.mark.parametrize(
-    ("state", "action"),
-    [p for p in ALL_PAIRS if p not in TRANSITIONS],
-    ids=[f"{s}-{a}" for s, a in ALL_PAIRS if (s, a) not in TRANSITIONS],
+    ("unit_kind", "state", "action"),
+    [t for t in ALL_TRIPLES if t not in TRANSITIONS],
+    ids=[f"{u}-{s}-{a}" for u, s, a in ALL_TRIPLES if (u, s, a) not in TRANSITIONS],
 )
-def test_every_other_pair_is_an_illegal_transition(state: UnitState, action: Action) -> None:
+def test_every_other_triple_is_an_illegal_transition(
+    unit_kind: UnitKind, state: UnitState, action: Action
+) -> None:
     for kind, role in itertools.product(SiteKind, Role):
         site = SITE_BY_KIND[kind]
         bag = BagView(
             din="A99992600000",
             coi=COI,
-            kind=UnitKind.APHERESIS,
+            kind=unit_kind,
             state=state,
             custodian=site.code,
             collection_site="C",
             manufacturing_site="M",
             treatment_site="T",
             shipment=SHIPMENT,
+            patient_ref=PATIENT,
         )
+        scan = ScanRequest(action=action, site=site, actor=actor(role, site), patient_ref=PATIENT)
         with pytest.raises(IllegalTransition):
-            decide_scan(bag, ScanRequest(action=action, site=site, actor=actor(role, site)))
+            decide_scan(bag, scan)
 
 
-@pytest.mark.parametrize(
-    ("state", "action", "rule", "kind", "role"),
-    LEGAL,
-    ids=[f"{s}-{a}-{k}-{r}" for s, a, _, k, r in LEGAL],
-)
+@pytest.mark.parametrize(("state", "action", "rule", "kind", "role"), LEGAL, ids=IDS)
 def test_roles_outside_the_rule_are_forbidden(
     state: UnitState, action: Action, rule: Rule, kind: SiteKind, role: Role
 ) -> None:
@@ -149,16 +166,10 @@ def test_roles_outside_the_rule_are_forbidden(
     bag, scan = legal_case(state, action, rule, kind, role)
     for other in set(Role) - allowed_roles:
         with pytest.raises(Forbidden):
-            decide_scan(
-                bag, ScanRequest(action=action, site=scan.site, actor=actor(other, scan.actor.site))
-            )
+            decide_scan(bag, replace(scan, actor=actor(other, scan.actor.site)))
 
 
-@pytest.mark.parametrize(
-    ("state", "action", "rule", "kind", "role"),
-    LEGAL,
-    ids=[f"{s}-{a}-{k}-{r}" for s, a, _, k, r in LEGAL],
-)
+@pytest.mark.parametrize(("state", "action", "rule", "kind", "role"), LEGAL, ids=IDS)
 def test_the_right_role_at_another_site_of_the_same_kind_is_refused(
     state: UnitState, action: Action, rule: Rule, kind: SiteKind, role: Role
 ) -> None:
@@ -166,39 +177,26 @@ def test_the_right_role_at_another_site_of_the_same_kind_is_refused(
     elsewhere = OTHER_SITE_BY_KIND[kind]
     acting = scan.actor.site if rule.party is Party.CARRIER else elsewhere
     with pytest.raises(WrongSite):
-        decide_scan(bag, ScanRequest(action=action, site=elsewhere, actor=actor(role, acting)))
+        decide_scan(bag, replace(scan, site=elsewhere, actor=actor(role, acting)))
 
 
-@pytest.mark.parametrize(
-    ("state", "action", "rule", "kind", "role"),
-    LEGAL,
-    ids=[f"{s}-{a}-{k}-{r}" for s, a, _, k, r in LEGAL],
-)
+@pytest.mark.parametrize(("state", "action", "rule", "kind", "role"), LEGAL, ids=IDS)
 def test_a_user_cannot_scan_for_another_site(
     state: UnitState, action: Action, rule: Rule, kind: SiteKind, role: Role
 ) -> None:
     bag, scan = legal_case(state, action, rule, kind, role)
     other_site = OTHER_SITE_BY_KIND[scan.actor.site.kind]
     with pytest.raises((Forbidden, WrongSite)):
-        decide_scan(bag, ScanRequest(action=action, site=scan.site, actor=actor(role, other_site)))
+        decide_scan(bag, replace(scan, actor=actor(role, other_site)))
 
 
-@pytest.mark.parametrize(
-    ("state", "action", "rule", "kind", "role"),
-    LEGAL,
-    ids=[f"{s}-{a}-{k}-{r}" for s, a, _, k, r in LEGAL],
-)
+@pytest.mark.parametrize(("state", "action", "rule", "kind", "role"), LEGAL, ids=IDS)
 def test_a_bag_of_another_chain_of_identity_is_refused_first(
     state: UnitState, action: Action, rule: Rule, kind: SiteKind, role: Role
 ) -> None:
     bag, scan = legal_case(state, action, rule, kind, role)
     with pytest.raises(CoiMismatch):
-        decide_scan(
-            bag,
-            ScanRequest(
-                action=action, site=scan.site, actor=scan.actor, scanned_coi="CHA999926000002"
-            ),
-        )
+        decide_scan(bag, replace(scan, scanned_coi="CHA999926000002"))
 
 
 def test_wrong_kind_of_site_is_wrong_site() -> None:
@@ -307,5 +305,76 @@ def test_shipment_state_follows_its_least_advanced_bag(
 
 
 def test_no_transition_leaves_a_terminal_state() -> None:
-    assert {UnitState.DESTROYED, UnitState.LOST} == TERMINAL_STATES
-    assert not [key for key in TRANSITIONS if key[0] in TERMINAL_STATES]
+    assert {UnitState.DESTROYED, UnitState.LOST, UnitState.INFUSED} == TERMINAL_STATES
+    assert not [key for key in TRANSITIONS if key[1] in TERMINAL_STATES]
+
+
+def product(state: UnitState, **extra: object) -> BagView:
+    return BagView(
+        din="M99992600000",
+        coi=COI,
+        kind=UnitKind.PRODUCT,
+        state=state,
+        custodian="T",
+        collection_site="C",
+        manufacturing_site="M",
+        treatment_site="T",
+        shipment=None,
+        patient_ref=PATIENT,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def bedside(patient_ref: str | None, **extra: object) -> ScanRequest:
+    t = SITE_BY_KIND[SiteKind.TREATMENT]
+    return ScanRequest(
+        action=Action.INFUSE,
+        site=t,
+        actor=actor(Role.CARE_TEAM, t),
+        patient_ref=patient_ref,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize("state", list(UnitState))
+def test_another_patient_is_refused_whatever_the_bags_state(state: UnitState) -> None:
+    with pytest.raises(CoiMismatch, match="NOT for this patient") as refused:
+        decide_scan(product(state), bedside("PAT-2"))
+    assert "PAT-1" not in refused.value.detail  # the other patient is never named
+
+
+def test_the_patient_reference_is_required_and_compared_without_case_or_spaces() -> None:
+    with pytest.raises(InvalidRequest):
+        decide_scan(product(UnitState.THAWED), bedside(None))
+    with pytest.raises(InvalidRequest):
+        decide_scan(product(UnitState.THAWED), bedside("  "))
+    assert decide_scan(product(UnitState.THAWED), bedside(" pat-1 ")).to_state is UnitState.INFUSED
+
+
+def test_an_apheresis_bag_is_never_infused() -> None:
+    bag = replace(held(UnitState.RECEIVED, "T", None), patient_ref=PATIENT)
+    with pytest.raises(IllegalTransition, match="not a product"):
+        decide_scan(bag, bedside(PATIENT))
+
+
+def test_a_product_not_released_is_refused_at_the_bedside() -> None:
+    with pytest.raises(IllegalTransition, match="not been released"):
+        decide_scan(product(UnitState.PRODUCED), bedside(PATIENT))
+
+
+def test_a_thaw_older_than_the_limit_is_refused() -> None:
+    thawed = dt.datetime(2026, 5, 1, 10, 0, tzinfo=dt.UTC)
+    bag = product(UnitState.THAWED, thawed_at=thawed, thaw_limit=dt.timedelta(minutes=30))
+    in_time = bedside(PATIENT, occurred_at=thawed + dt.timedelta(minutes=30))
+    assert decide_scan(bag, in_time).to_state is UnitState.INFUSED
+    with pytest.raises(ThawExpired, match="31 min ago"):
+        decide_scan(bag, bedside(PATIENT, occurred_at=thawed + dt.timedelta(minutes=31)))
+
+
+def test_a_product_is_released_with_its_batch_never_by_a_scan() -> None:
+    m = SITE_BY_KIND[SiteKind.MANUFACTURING]
+    bag = replace(product(UnitState.PRODUCED), custodian="M")
+    scan = ScanRequest(action=Action.RELEASE, site=m, actor=actor(Role.QA, m))
+    with pytest.raises(IllegalTransition, match="with its batch"):
+        decide_scan(bag, scan)
+    assert decide_scan(bag, replace(scan, via_batch=True)).to_state is UnitState.RELEASED

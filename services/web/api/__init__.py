@@ -1,6 +1,7 @@
 """The JSON API, /api/v1 (CONTRACT.md)."""
 
 from services.web.api import (  # noqa: F401 - routes
+    batches,
     identifiers,
     labels,
     notifications,

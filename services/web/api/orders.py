@@ -16,6 +16,7 @@ from services.web.api.schemas import (
     OrderCreate,
     OrderPath,
     OrderPublic,
+    OrderTimeline,
     UnitPath,
     UnitPublic,
 )
@@ -88,4 +89,14 @@ def read_unit_events(path: UnitPath) -> Response:
         unit, order = unit_by_din(uow.session, current_actor(), path.din)
         records = event_records(uow.session, CustodyEvent.unit_id == unit.id)
     result = EventList(din=unit.din, coi=order.coi, events=[event_public(r) for r in records])
+    return jsonify(result.model_dump(mode="json"))
+
+
+@api.get("/orders/<coi>/events", tags=[orders_tag], responses={200: OrderTimeline})
+def read_order_events(path: OrderPath) -> Response:
+    """The order's whole record: its bags' custody events and its batches' status changes."""
+    with unit_of_work() as uow:
+        order = order_by_coi(uow.session, current_actor(), coi_value(path.coi))
+        records = event_records(uow.session, CustodyEvent.order_id == order.id)
+    result = OrderTimeline(coi=order.coi, events=[event_public(r) for r in records])
     return jsonify(result.model_dump(mode="json"))

@@ -6,10 +6,12 @@ import datetime as dt
 
 from sqlmodel import Session
 
-from services.db.models import CustodyEvent, Deadline, Order, Shipment, Site, Unit
+from services.db.models import CustodyEvent, Deadline, Order, Shipment, Site, Unit, User
+from services.domain.batches import BatchState
 from services.domain.custody import Actor
-from services.domain.identifiers import Coi, Din, shipment_code
+from services.domain.identifiers import Coi, Din, batch_code, shipment_code
 from services.operations.access import may_see_patient_ref
+from services.operations.batches import BatchRecord, batches_of_order
 from services.operations.queries import (
     EventRecord,
     UnitRecord,
@@ -20,8 +22,11 @@ from services.operations.queries import (
     units_of_order,
 )
 from services.operations.scans import ScanOutcome
+from services.operations.shipments import received_from
 from services.operations.turnaround import deadlines_of, projection
 from services.web.api.schemas import (
+    BatchPublic,
+    BatchStepPublic,
     DeadlinePublic,
     EventPublic,
     OrderPublic,
@@ -54,6 +59,9 @@ def unit_public(record: UnitRecord) -> UnitPublic:
         shipment=record.shipment,
         collected_at=record.collected_at,
         volume_ml=record.volume_ml,
+        batch=record.batch,
+        made_from=list(record.made_from),
+        products=list(record.products),
     )
 
 
@@ -131,6 +139,7 @@ def order_public(session: Session, actor: Actor, order: Order) -> OrderPublic:
             for refusal, email in refusals_of_order(session, order)
         ],
         deadlines=[deadline_public(session, row, now) for row in deadlines_of(session, order)],
+        batches=[batch_public(session, r) for r in batches_of_order(session, order)],
         turnaround=TurnaroundPublic(**vars(projection(session, order=order, now=now))),
     )
 
@@ -152,6 +161,42 @@ def event_public(record: EventRecord) -> EventPublic:
         recorded_at=record.recorded_at,
         needs_review=record.needs_review,
         review_reason=record.review_reason,
+        batch=record.batch,
+        batch_status=BatchState(record.batch_status) if record.batch_status else None,
+        reason=record.reason,
+    )
+
+
+def batch_public(session: Session, record: BatchRecord) -> BatchPublic:
+    batch = record.batch
+    assert batch.id is not None
+    site = session.get(Site, batch.site_id)
+    emails = {
+        user_id: user.email if (user := session.get(User, user_id)) else ""
+        for user_id in {event.actor_id for event in record.history}
+    }
+    return BatchPublic(
+        id=batch.id,
+        code=batch_code(batch.id),
+        coi=record.order.coi,
+        site=site.code if site else "",
+        state=batch.state,
+        opened_at=batch.opened_at,
+        updated_at=batch.updated_at,
+        failure_reason=batch.failure_reason,
+        inputs=[unit.din for unit in record.inputs],
+        products=[unit_public(r) for r in unit_records(session, record.products, record.order.coi)],
+        history=[
+            BatchStepPublic(
+                sequence=event.sequence,
+                status=event.batch_state,  # type: ignore[arg-type]
+                reason=event.reason,
+                actor=emails[event.actor_id],
+                occurred_at=event.occurred_at,
+                recorded_at=event.recorded_at,
+            )
+            for event in record.history
+        ],
     )
 
 
@@ -187,6 +232,9 @@ def shipment_public(session: Session, shipment: Shipment) -> ShipmentPublic:
         site = session.get(Site, site_id) if site_id else None
         return site.code if site else None
 
+    manifest = shipment_units(session, shipment)
+    arrived = received_from(session, shipment)
+
     return ShipmentPublic(
         id=shipment.id,
         barcode=shipment_code(shipment.id),
@@ -195,6 +243,10 @@ def shipment_public(session: Session, shipment: Shipment) -> ShipmentPublic:
         destination=code(shipment.destination_site_id) or "",
         carrier=code(shipment.carrier_site_id),
         state=shipment.state,
-        units=[unit.din for unit in shipment_units(session, shipment)],
+        units=[unit.din for unit in manifest],
         created_at=shipment.created_at,
+        received=[unit.din for unit in manifest if unit.din in arrived],
+        outstanding=[unit.din for unit in manifest if unit.din not in arrived],
+        reconciled_at=shipment.reconciled_at,
+        missing=shipment.missing,
     )

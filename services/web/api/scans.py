@@ -31,6 +31,7 @@ def scan(body: ScanCreate) -> Response | tuple[Response, int]:
         occurred_at=body.occurred_at,
         shipment=body.shipment,
         coi=body.coi,
+        patient_ref=body.patient_ref,
     )
     try:
         outcome, result = _record(actor, scan_input)

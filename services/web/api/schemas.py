@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, StringConstraints
 from sqlmodel import Field, SQLModel
 
+from services.domain.batches import BatchState
 from services.domain.custody import Action, OrderState, ShipmentState, UnitKind, UnitState
 
 Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
@@ -91,8 +92,17 @@ class UnitPublic(SQLModel):
     custodian: str = Field(description="Code of the site that holds the bag now")
     location: str = Field(description="Where the bag is, in words")
     shipment: str | None = Field(description="The shipment the bag is packed in or travels with")
-    collected_at: dt.datetime
+    collected_at: dt.datetime = Field(description="Collected (apheresis) or filled (product)")
     volume_ml: float | None
+    batch: str | None = Field(
+        default=None, description="The batch that made this product, or consumed this bag"
+    )
+    made_from: list[str] = Field(
+        default_factory=list, description="A product's apheresis bags (their DINs)"
+    )
+    products: list[str] = Field(
+        default_factory=list, description="An apheresis bag's product bags (their DINs)"
+    )
 
 
 class RefusalPublic(SQLModel):
@@ -133,6 +143,10 @@ class TurnaroundPublic(SQLModel):
     projected_days: float | None
     target_days: float
     over_target: bool
+    infused_at: dt.datetime | None = Field(default=None, description="The last infusion")
+    vein_to_vein_days: float | None = Field(
+        default=None, description="First collection to infusion, once the order is completed"
+    )
 
 
 class OrderPublic(SQLModel):
@@ -154,6 +168,7 @@ class OrderPublic(SQLModel):
         description="Refused scans of the order's bags, oldest first"
     )
     deadlines: list[DeadlinePublic] = Field(description="Every leg of every bag, open or closed")
+    batches: list[BatchPublic] = Field(default_factory=list)
     turnaround: TurnaroundPublic
 
 
@@ -161,10 +176,10 @@ class EventPublic(SQLModel):
     sequence: int = Field(description="Gapless position of the event in its order's record")
     event_id: str | None = Field(description="The scanner's event id (null for a registration)")
     coi: str
-    din: str
+    din: str | None = Field(description="The bag; null for a batch's status change")
     action: str
     from_state: UnitState | None
-    to_state: UnitState
+    to_state: UnitState | None
     site: str
     actor: str
     custodian: str
@@ -173,12 +188,23 @@ class EventPublic(SQLModel):
     recorded_at: dt.datetime = Field(description="The server's clock: the audit time")
     needs_review: bool
     review_reason: str | None
+    batch: str | None = Field(default=None, description="The batch the event belongs to")
+    batch_status: BatchState | None = Field(default=None, description="A batch's new status")
+    reason: str | None = Field(default=None, description="Why (a batch failure)")
 
 
 class EventList(SQLModel):
     din: str
     coi: str
     events: list[EventPublic]
+
+
+class OrderTimeline(SQLModel):
+    coi: str
+    events: list[EventPublic] = Field(
+        description="Every event of the order in its gapless sequence: each bag's steps and "
+        "each batch status"
+    )
 
 
 # scans
@@ -254,6 +280,75 @@ class ShipmentPublic(SQLModel):
     state: ShipmentState
     units: list[str]
     created_at: dt.datetime
+    received: list[str] = Field(
+        default_factory=list, description="Bags of the manifest received at the destination"
+    )
+    outstanding: list[str] = Field(
+        default_factory=list, description="Bags of the manifest not received (yet)"
+    )
+    reconciled_at: dt.datetime | None = None
+    missing: list[str] | None = Field(
+        default=None, description="Bags the destination reported missing when it reconciled"
+    )
+
+
+class BatchCreate(SQLModel):
+    coi: str = Field(max_length=64, description="The order's chain of identity")
+    units: list[str] | None = Field(
+        default=None,
+        max_length=20,
+        description="Its received apheresis bags to use (DINs); all of them when left out",
+    )
+    occurred_at: AwareDatetime | None = None
+
+
+class BatchPath(SQLModel):
+    batch: str = Field(max_length=32, description="BAT-000012 or 12")
+
+
+class BatchQuery(SQLModel):
+    state: BatchState | None = None
+
+
+class BatchStatusUpdate(SQLModel):
+    status: BatchState
+    reason: str | None = Field(
+        default=None, max_length=1000, description="Required when the batch fails"
+    )
+    occurred_at: AwareDatetime | None = None
+
+
+class ProductsCreate(SQLModel):
+    count: int = Field(ge=1, le=10, description="How many product bags were filled")
+    volume_ml: float | None = Field(default=None, gt=0, le=2000)
+    filled_at: AwareDatetime | None = None
+
+
+class BatchStepPublic(SQLModel):
+    sequence: int
+    status: BatchState
+    reason: str | None
+    actor: str
+    occurred_at: dt.datetime
+    recorded_at: dt.datetime
+
+
+class BatchPublic(SQLModel):
+    id: int
+    code: str
+    coi: str
+    site: str = Field(description="The manufacturing site")
+    state: BatchState
+    opened_at: dt.datetime
+    updated_at: dt.datetime
+    failure_reason: str | None
+    inputs: list[str] = Field(description="The apheresis bags it was made from (DINs)")
+    products: list[UnitPublic]
+    history: list[BatchStepPublic]
+
+
+class BatchList(SQLModel):
+    batches: list[BatchPublic]
 
 
 def new_event_id() -> str:
@@ -394,3 +489,6 @@ class SlaPolicyPublic(SQLModel):
     at_risk: float
     escalate_after_hours: float
     target_days: float
+
+
+OrderPublic.model_rebuild()  # it names BatchPublic, defined further down

@@ -41,3 +41,16 @@ def read_shipment(path: ShipmentPath) -> Response:
             visible_order(uow.session, actor, None, f"shipment {path.shipment}")
         result = shipment_public(uow.session, shipment)
     return jsonify(result.model_dump(mode="json"))
+
+
+@api.post("/shipments/<shipment>/reconcile", tags=[shipments_tag], responses={200: ShipmentPublic})
+def reconcile_shipment(path: ShipmentPath) -> Response:
+    """Close the receiving site's bag-by-bag check: manifest bags not received are reported
+    missing (on the shipment, and to each order's subscribers)."""
+    with unit_of_work() as uow:
+        shipment = shipment_ops.reconcile(
+            uow.session, actor=current_actor(), code=path.shipment, now=utcnow()
+        )
+        uow.commit()
+        result = shipment_public(uow.session, shipment)
+    return jsonify(result.model_dump(mode="json"))
