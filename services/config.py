@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     dispatch_batch: int = 200
     deliver_chunk: int = 10  # notifications per delivery task
     sweep_interval_seconds: float = 60.0  # how often the beat flags late and at-risk legs
+    checkpoint_interval_seconds: float = 300.0  # how often the beat records every chain's head
 
     # web login and rate limits
     login_max_failures: int = 5  # wrong passwords in a row before the account locks ...

@@ -17,8 +17,17 @@ from sqlmodel import Session, select
 
 from services.db import UnitOfWork
 from services.db.models import Order, Site, User
+from services.domain.batches import BatchState
 from services.domain.custody import Action, Actor, Role, SiteKind
-from services.operations import admin, deadlines, orders, passwords, scans, shipments
+from services.operations import (
+    admin,
+    batches,
+    deadlines,
+    orders,
+    passwords,
+    scans,
+    shipments,
+)
 
 Transaction = Callable[[], AbstractContextManager[UnitOfWork]]
 
@@ -55,6 +64,12 @@ OUTBOUND = [
     Action.START_MANUFACTURING,
 ]
 ORDERS = [(f"DEMO-{n:04d}", n - 2) for n in range(1, 10)]  # (patient_ref, steps; -1: enrolled)
+# beyond the outbound leg: (patient_ref, how far, days since collection)
+LATER = [
+    ("DEMO-0010", "expansion", 6.0),  # a batch in manufacturing
+    ("DEMO-0011", "in_transit", 16.8),  # the released product on its way back (since today)
+    ("DEMO-0012", "infused", 23.0),  # the loop closed
+]
 LATE_ORDER = "DEMO-0006"
 DEMO_PASSWORD = "vein2vein-demo"  # noqa: S105 - printed by the demo; refused in production
 STEP_DAYS = 0.01  # about a quarter of an hour between a bag's scans
@@ -86,6 +101,13 @@ def load_demo(transaction: Transaction, *, echo: Callable[[str], None]) -> None:
             # the late one has been with the courier four days; the others move along today
             days = 4.0 if patient_ref == LATE_ORDER else 0.02 * (steps + 2)
             _build_order(uow.session, patient_ref, steps, DemoClock(now), days)
+    for patient_ref, stage, days in LATER:
+        with transaction() as uow:
+            if uow.session.exec(select(Order).where(Order.patient_ref == patient_ref)).first():
+                continue
+            clock = DemoClock(now)
+            _build_order(uow.session, patient_ref, OUTBOUND.index(Action.RECEIVE) + 1, clock, days)
+            _manufacture_and_return(uow.session, patient_ref, stage, clock, days)
     with transaction() as uow:
         result = deadlines.sweep(uow.session, now=now)
     echo(f"Deadline sweep: {result}.")
@@ -104,6 +126,100 @@ def _actor(session: Session, email: str) -> Actor:
     site = session.get(Site, user.site_id)
     assert site is not None
     return admin.actor_for(user, site)
+
+
+def _manufacture_and_return(
+    session: Session, patient_ref: str, stage: str, clock: DemoClock, days_ago: float
+) -> None:
+    """A received order through its batch and, as far as ``stage``, back to the bedside."""
+    operator = _actor(session, "operator@eastfield.demo")
+    qa = _actor(session, "qa@eastfield.demo")
+    order = session.exec(select(Order).where(Order.patient_ref == patient_ref)).one()
+    day = days_ago - 1.0  # the batch starts the day after collection
+
+    def at(offset: float) -> dt.datetime:
+        return clock.at(day - offset)
+
+    batch = batches.open_batch(
+        session, actor=operator, coi=order.coi, units=None, now=clock.now, occurred_at=at(0)
+    )
+    assert batch.id is not None
+    steps = [BatchState.TRANSDUCTION, BatchState.EXPANSION]
+    if stage != "expansion":
+        steps += [BatchState.HARVEST, BatchState.FORMULATION]
+    for index, step in enumerate(steps, start=1):
+        batches.change_status(
+            session,
+            actor=operator,
+            number=batch.id,
+            status=step,
+            reason=None,
+            now=clock.now,
+            occurred_at=at(index * 2.0),
+        )
+    if stage == "expansion":
+        return
+    (product,) = batches.add_products(
+        session,
+        actor=operator,
+        number=batch.id,
+        count=1,
+        volume_ml=68.0,
+        now=clock.now,
+        filled_at=at(8.5),
+    )
+    for offset, step, actor in (
+        (9.0, BatchState.CRYOPRESERVATION, operator),
+        (10.0, BatchState.QC_TESTING, operator),
+        (15.0, BatchState.RELEASED, qa),
+    ):
+        batches.change_status(
+            session,
+            actor=actor,
+            number=batch.id,
+            status=step,
+            reason=None,
+            now=clock.now,
+            occurred_at=at(offset),
+        )
+    shipment = shipments.create_shipment(
+        session,
+        actor=operator,
+        origin="MFG-EAST",
+        destination="TRT-NORTH",
+        shipper_id=f"LN2-R{patient_ref[-4:]}",
+        units=[],
+        carrier="COLDCHAIN",
+        now=at(15.2),
+    )
+    legs: list[tuple[Action, str, str, float]] = [
+        (Action.PACK, "operator@eastfield.demo", "MFG-EAST", 15.3),
+        (Action.PICKUP, "courier@coldchain.demo", "MFG-EAST", 15.5),
+    ]
+    if stage == "infused":
+        legs += [
+            (Action.DELIVER, "courier@coldchain.demo", "TRT-NORTH", 16.5),
+            (Action.RECEIVE, "care@northgate.demo", "TRT-NORTH", 16.6),
+            (Action.STORE, "care@northgate.demo", "TRT-NORTH", 16.7),
+            (Action.THAW, "care@northgate.demo", "TRT-NORTH", 20.99),
+            (Action.INFUSE, "care@northgate.demo", "TRT-NORTH", 21.0),
+        ]
+    for action, email, site, offset in legs:
+        scans.record_scan(
+            session,
+            actor=_actor(session, email),
+            scan=scans.ScanInput(
+                barcode=f"={product.din}00",
+                action=action,
+                site=site,
+                event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"demo:{patient_ref}:r:{action}")),
+                occurred_at=at(offset),
+                shipment=f"SHP-{shipment.id:08d}" if action is Action.PACK else None,
+                patient_ref=patient_ref if action is Action.INFUSE else None,
+            ),
+            now=clock.now,
+            max_clock_skew=dt.timedelta(minutes=5),
+        )
 
 
 def _build_order(

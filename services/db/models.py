@@ -221,6 +221,7 @@ class CustodyEvent(SQLModel, table=True):
             "(unit_id IS NOT NULL AND to_state IS NOT NULL) OR batch_id IS NOT NULL",
             name="subject",
         ),
+        sa.UniqueConstraint("order_id", "chain_position"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -231,7 +232,9 @@ class CustodyEvent(SQLModel, table=True):
     batch_state: BatchState | None = Field(
         default=None, sa_type=enum_type(BatchState, "event_batch_state")
     )
-    reason: str | None = Field(default=None, max_length=1000)  # a batch failure's reason
+    reason: str | None = Field(default=None, max_length=1000)  # a failure's or correction's
+    # a correction points at the event it corrects; the corrected event is never edited
+    corrects_id: int | None = Field(default=None, foreign_key="custody_events.id", index=True)
     scan_id: int | None = Field(default=None, foreign_key="scans.id", index=True)
     action: str = Field(max_length=32)
     from_state: UnitState | None = Field(
@@ -247,6 +250,11 @@ class CustodyEvent(SQLModel, table=True):
     # a scan whose occurred_at is earlier than what was already recorded for the bag
     needs_review: bool = Field(default=False)
     review_reason: str | None = Field(default=None, max_length=500)
+    # the order's hash chain (services.domain.audit), shared with its refused scans; set by
+    # operations.audit.seal before the row is inserted (rows are never updated)
+    chain_position: int = Field(default=0)
+    prev_hash: str = Field(default="", max_length=64)
+    hash: str = Field(default="", max_length=64, unique=True)
 
 
 class RefusedScan(SQLModel, table=True):
@@ -267,6 +275,62 @@ class RefusedScan(SQLModel, table=True):
     detail: str = Field(max_length=1000)
     occurred_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     recorded_at: dt.datetime = _created_at()
+    # the order's hash chain (or the chain of refusals that name no known bag)
+    chain_position: int = Field(default=0)
+    prev_hash: str = Field(default="", max_length=64)
+    hash: str = Field(default="", max_length=64, unique=True)
+
+
+class ChainHead(SQLModel, table=True):
+    """The newest link of each chain: locked to append, compared with checkpoints to verify."""
+
+    __tablename__ = "chain_heads"
+
+    key: str = Field(primary_key=True, max_length=40)  # order:<id> or unattributed
+    length: int = Field(default=0)
+    head: str = Field(max_length=64)
+
+
+class AuditCheckpoint(SQLModel, table=True):
+    """Every chain's length and head at one moment, chained to the checkpoint before."""
+
+    __tablename__ = "audit_checkpoints"
+
+    id: int | None = Field(default=None, primary_key=True)
+    taken_at: dt.datetime = Field(sa_type=UTCDateTime)
+    heads: dict[str, Any] = Field(sa_type=sa.JSON)
+    records: int
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64, unique=True)
+
+
+class Signature(SQLModel, table=True):
+    """An electronic signature on one custody event, bound to that event's hash."""
+
+    __tablename__ = "signatures"
+    __table_args__ = (
+        sa.CheckConstraint("meaning IN ('performed', 'verified', 'approved')", name="meaning"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: int = Field(foreign_key="custody_events.id", index=True)
+    signer_id: int = Field(foreign_key="users.id")
+    printed_name: str = Field(max_length=200)
+    meaning: str = Field(max_length=16)
+    witness: bool = Field(default=False)  # a second person's signature on the same step
+    signed_at: dt.datetime = Field(sa_type=UTCDateTime)
+    record_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64, unique=True)
+
+
+class SignatureRule(SQLModel, table=True):
+    """A site's critical steps: which need a signature, and which a witness too."""
+
+    __tablename__ = "signature_rules"
+
+    site_id: int = Field(foreign_key="sites.id", primary_key=True)
+    step: str = Field(max_length=32, primary_key=True)  # receive | release | infuse | ...
+    witness_required: bool = Field(default=False)
 
 
 class Subscription(SQLModel, table=True):

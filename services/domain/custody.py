@@ -525,12 +525,15 @@ PRODUCE = "produce"
 """The event that opens a product bag's record: filled and labelled from its batch."""
 BATCH_STATUS = "batch_status"
 """A manufacturing batch moved to a new status (no bag changes state)."""
+CORRECT = "correct"
+"""A correction of an earlier event: a new event pointing at it, with a reason."""
 
 EVENT_ACTIONS: tuple[str, ...] = (
     COLLECT,
     *(action.value for action in Action),
     PRODUCE,
     BATCH_STATUS,
+    CORRECT,
 )
 
 

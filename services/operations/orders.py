@@ -12,6 +12,7 @@ from services.domain.errors import Forbidden, IllegalTransition, InvalidRequest,
 from services.domain.identifiers import COI_SERIAL_MAX, DIN_SEQUENCE_MAX, Coi, Din
 from services.operations.access import order_by_coi
 from services.operations.admin import site_by_code
+from services.operations.audit import seal
 from services.operations.deadlines import refresh_deadlines
 from services.operations.notifications import enqueue_for_event
 from services.operations.sequences import next_number
@@ -161,6 +162,7 @@ def append_event(
     review_reason: str | None = None,
     batch: Batch | None = None,
     reason: str | None = None,
+    corrects_id: int | None = None,
 ) -> CustodyEvent:
     """The next event in the order's gapless sequence: a bag's step, or (without a bag) a
     batch's status change. The caller holds the order's lock."""
@@ -184,7 +186,9 @@ def append_event(
         recorded_at=recorded_at,
         needs_review=review_reason is not None,
         review_reason=review_reason,
+        corrects_id=corrects_id,
     )
+    seal(session, event)
     session.add(order)
     session.add(event)
     session.flush()

@@ -37,6 +37,7 @@ from services.domain.identifiers import parse_scan, shipment_code
 from services.domain.sla import Leg
 from services.operations.access import visible_order
 from services.operations.admin import site_by_code
+from services.operations.audit import seal
 from services.operations.bags import bag_view, lock_bags, site_codes
 from services.operations.deadlines import current_policy
 from services.operations.notifications import enqueue_for_refusal
@@ -367,6 +368,7 @@ def record_refusal(
         occurred_at=scan.occurred_at,
         recorded_at=now,
     )
+    seal(session, refusal)
     session.add(refusal)
     session.flush()
     enqueue_for_refusal(session, refusal=refusal)

@@ -9,8 +9,9 @@ from services.operations import orders as order_ops
 from services.operations.access import order_by_coi
 from services.operations.queries import coi_value, event_records, unit_by_din, unit_records
 from services.web.api.blueprint import api, orders_tag
-from services.web.api.present import event_public, order_public, unit_public
+from services.web.api.present import audit_public, event_public, order_public, unit_public
 from services.web.api.schemas import (
+    AuditPublic,
     CollectionCreate,
     EventList,
     OrderCreate,
@@ -99,4 +100,14 @@ def read_order_events(path: OrderPath) -> Response:
         order = order_by_coi(uow.session, current_actor(), coi_value(path.coi))
         records = event_records(uow.session, CustodyEvent.order_id == order.id)
     result = OrderTimeline(coi=order.coi, events=[event_public(r) for r in records])
+    return jsonify(result.model_dump(mode="json"))
+
+
+@api.get("/orders/<coi>/audit", tags=[orders_tag], responses={200: AuditPublic})
+def read_order_audit(path: OrderPath) -> Response:
+    """The order's hash chain (custody events and refused scans), its signatures, and the
+    verification of the chain as it is now."""
+    with unit_of_work() as uow:
+        order = order_by_coi(uow.session, current_actor(), coi_value(path.coi))
+        result = audit_public(uow.session, order)
     return jsonify(result.model_dump(mode="json"))

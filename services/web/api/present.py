@@ -6,10 +6,20 @@ import datetime as dt
 
 from sqlmodel import Session
 
-from services.db.models import CustodyEvent, Deadline, Order, Shipment, Site, Unit, User
+from services.db.models import (
+    CustodyEvent,
+    Deadline,
+    Order,
+    Shipment,
+    Signature,
+    Site,
+    Unit,
+    User,
+)
 from services.domain.batches import BatchState
 from services.domain.custody import Actor
 from services.domain.identifiers import Coi, Din, batch_code, shipment_code
+from services.operations import audit
 from services.operations.access import may_see_patient_ref
 from services.operations.batches import BatchRecord, batches_of_order
 from services.operations.queries import (
@@ -25,6 +35,8 @@ from services.operations.scans import ScanOutcome
 from services.operations.shipments import received_from
 from services.operations.turnaround import deadlines_of, projection
 from services.web.api.schemas import (
+    AuditLink,
+    AuditPublic,
     BatchPublic,
     BatchStepPublic,
     DeadlinePublic,
@@ -33,6 +45,7 @@ from services.web.api.schemas import (
     RefusalPublic,
     ScanResult,
     ShipmentPublic,
+    SignaturePublic,
     TurnaroundPublic,
     UnitPublic,
 )
@@ -249,4 +262,48 @@ def shipment_public(session: Session, shipment: Shipment) -> ShipmentPublic:
         outstanding=[unit.din for unit in manifest if unit.din not in arrived],
         reconciled_at=shipment.reconciled_at,
         missing=shipment.missing,
+    )
+
+
+def audit_public(session: Session, order: Order) -> AuditPublic:
+    report = audit.verify(session, order_id=order.id)
+    chain = audit.order_chain(session, order)
+    dins = {unit.id: unit.din for unit in units_of_order(session, order)}
+    signed = audit.signatures_of(
+        session, [item.id for item in chain if item.table == "custody_events"]
+    )
+    return AuditPublic(
+        coi=order.coi,
+        verified=report.ok,
+        finding=str(report.finding) if report.finding else None,
+        records=[
+            AuditLink(
+                position=item.position,
+                record="custody_event" if item.table == "custody_events" else "refused_scan",
+                sequence=item.content.get("sequence"),
+                action=item.content["action"],
+                din=dins.get(item.content["unit_id"]) if item.content["unit_id"] else None,
+                code=item.content.get("code"),
+                recorded_at=item.content["recorded_at"],
+                prev_hash=item.prev_hash,
+                hash=item.hash,
+                signatures=[
+                    signature_public(row, email)
+                    for row, email in signed.get(item.id, [])
+                    if item.table == "custody_events"
+                ],
+            )
+            for item in chain
+        ],
+    )
+
+
+def signature_public(row: Signature, email: str) -> SignaturePublic:
+    return SignaturePublic(
+        printed_name=row.printed_name,
+        signer=email,
+        meaning=row.meaning,  # type: ignore[arg-type]
+        witness=row.witness,
+        signed_at=row.signed_at,
+        record_hash=row.record_hash,
     )

@@ -492,3 +492,35 @@ class SlaPolicyPublic(SQLModel):
 
 
 OrderPublic.model_rebuild()  # it names BatchPublic, defined further down
+
+
+# the audit chain
+
+
+class SignaturePublic(SQLModel):
+    printed_name: str
+    signer: str = Field(description="The signer's e-mail")
+    meaning: Literal["performed", "verified", "approved"]
+    witness: bool
+    signed_at: dt.datetime
+    record_hash: str = Field(description="The hash of the record signed: the binding")
+
+
+class AuditLink(SQLModel):
+    position: int
+    record: Literal["custody_event", "refused_scan"]
+    sequence: int | None = Field(description="The custody event's sequence (null: a refusal)")
+    action: str
+    din: str | None
+    code: str | None = Field(description="A refusal's code")
+    recorded_at: dt.datetime
+    prev_hash: str
+    hash: str
+    signatures: list[SignaturePublic] = Field(default_factory=list)
+
+
+class AuditPublic(SQLModel):
+    coi: str
+    verified: bool
+    finding: str | None = Field(description="The first broken record and what is wrong")
+    records: list[AuditLink]

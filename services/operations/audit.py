@@ -1,0 +1,288 @@
+"""Sealing records into their chains, checkpoints, verification, corrections and signatures."""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from services.db.models import (
+    AuditCheckpoint,
+    ChainHead,
+    CustodyEvent,
+    Order,
+    RefusedScan,
+    Signature,
+    User,
+)
+from services.domain.audit import (
+    GENESIS,
+    Finding,
+    Link,
+    chain_key,
+    checkpoint_content,
+    content,
+    link,
+    signature_content,
+    signature_hash,
+    verify_chain,
+)
+
+
+def seal(session: Session, record: CustodyEvent | RefusedScan) -> None:
+    """Give a record, not yet inserted, its place in its order's chain and its hash.
+
+    The chain's head row is locked until commit, so two transactions appending to one chain
+    (two scans of different bags of one order, or a scan and a refusal) take turns."""
+    key = chain_key(record.order_id)
+    head = session.exec(
+        select(ChainHead)
+        .where(ChainHead.key == key)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+    if head is None:
+        # an order's first record: its order row is locked by the caller, so no race here;
+        # the unattributed chain's head is created by the migration
+        head = ChainHead(key=key, length=0, head=GENESIS)
+    record.chain_position = head.length + 1
+    record.prev_hash = head.head
+    table = "custody_events" if isinstance(record, CustodyEvent) else "refused_scans"
+    record.hash = link(record.prev_hash, content(table, record))
+    head.length, head.head = record.chain_position, record.hash
+    session.add(head)
+
+
+# verification
+
+
+@dataclass(frozen=True)
+class Report:
+    records: int
+    chains: int
+    checkpoints: int
+    signatures: int
+    finding: Finding | None
+
+    @property
+    def ok(self) -> bool:
+        return self.finding is None
+
+
+def _links(session: Session, order_id: int | None = None) -> Iterator[Link]:
+    """Every record, in (chain, position) order, streamed from both tables."""
+    events = select(CustodyEvent).order_by(
+        col(CustodyEvent.order_id), col(CustodyEvent.chain_position), col(CustodyEvent.id)
+    )
+    refusals = select(RefusedScan).order_by(
+        sa.case((col(RefusedScan.order_id).is_(None), 1), else_=0),
+        col(RefusedScan.order_id),
+        col(RefusedScan.chain_position),
+        col(RefusedScan.id),
+    )
+    if order_id is not None:
+        events = events.where(CustodyEvent.order_id == order_id)
+        refusals = refusals.where(RefusedScan.order_id == order_id)
+
+    def stream(query: Any, table: str) -> Iterator[Link]:
+        for row in session.exec(query.execution_options(yield_per=2000)):
+            assert row.id is not None
+            yield Link(
+                table=table,
+                id=row.id,
+                chain=chain_key(row.order_id),
+                position=row.chain_position,
+                prev_hash=row.prev_hash,
+                hash=row.hash,
+                content=content(table, row),
+            )
+            session.expunge(row)
+
+    def sort_key(item: Link) -> tuple[int, int, int]:
+        number = int(item.chain.split(":")[1]) if item.chain.startswith("order:") else 2**62
+        return (number, item.position, 0 if item.table == "custody_events" else 1)
+
+    yield from _merge(stream(events, "custody_events"), stream(refusals, "refused_scans"), sort_key)
+
+
+def _merge(
+    a: Iterator[Link], b: Iterator[Link], key: Callable[[Link], tuple[int, int, int]]
+) -> Iterator[Link]:
+    yield from heapq.merge(a, b, key=key)
+
+
+def verify(
+    session: Session, *, progress: Callable[[int], None] | None = None, order_id: int | None = None
+) -> Report:
+    """Check every chain, every head, every checkpoint and every signature; stop at the first
+    thing wrong and name it. ``progress`` is called with the records checked so far."""
+    heads = {row.key: (row.length, row.head) for row in session.exec(select(ChainHead))}
+    records = chains = 0
+    finding: Finding | None = None
+    current: str | None = None
+    batch: list[Link] = []
+    seen: dict[str, tuple[int, str]] = {}
+
+    def finish(chain: str, items: list[Link]) -> Finding | None:
+        problem = next(verify_chain(chain, items), None)
+        if problem is not None:
+            return problem
+        seen[chain] = (len(items), items[-1].hash)
+        return None
+
+    for item in _links(session, order_id):
+        records += 1
+        if progress is not None and records % 1000 == 0:
+            progress(records)
+        if item.chain != current:
+            if current is not None:
+                finding = finish(current, batch)
+                if finding:
+                    break
+            current, batch, chains = item.chain, [], chains + 1
+        batch.append(item)
+    else:
+        if current is not None:
+            finding = finish(current, batch)
+    if progress is not None:
+        progress(records)
+    if finding is None:
+        finding = _check_heads(seen, heads, order_id)
+    checkpoints = 0
+    if finding is None and order_id is None:
+        checkpoints, finding = _check_checkpoints(session, seen)
+    signatures = 0
+    if finding is None:
+        signatures, finding = _check_signatures(session, order_id)
+    return Report(records, chains, checkpoints, signatures, finding)
+
+
+def _check_heads(
+    seen: dict[str, tuple[int, str]], heads: dict[str, tuple[int, str]], order_id: int | None
+) -> Finding | None:
+    for key, (length, head) in sorted(heads.items()):
+        if order_id is not None and key != chain_key(order_id):
+            continue
+        if length == 0:
+            continue
+        found = seen.get(key)
+        if found is None:
+            return Finding(key, None, None, None, f"all {length} records of the chain are gone")
+        if found != (length, head):
+            return Finding(
+                key,
+                found[0] + 1 if found[0] < length else length,
+                None,
+                None,
+                f"the chain ends at position {found[0]}, but its head says {length}: records "
+                "were deleted from its end",
+            )
+    return None
+
+
+def _check_checkpoints(
+    session: Session, seen: dict[str, tuple[int, str]]
+) -> tuple[int, Finding | None]:
+    prev = GENESIS
+    count = 0
+    for row in session.exec(select(AuditCheckpoint).order_by(col(AuditCheckpoint.id))):
+        count += 1
+        where = f"checkpoint {row.id}"
+        body = checkpoint_content(row.heads, row.records, row.taken_at)
+        if row.prev_hash != prev or link(row.prev_hash, body) != row.hash:
+            return count, Finding(
+                where, None, "audit_checkpoints", row.id, "the checkpoint chain is broken"
+            )
+        for key, (length, _head) in row.heads.items():
+            found = seen.get(key)
+            if found is None or found[0] < length:
+                have = found[0] if found else 0
+                return count, Finding(
+                    key,
+                    have + 1,
+                    None,
+                    None,
+                    f"{where} ({row.taken_at.isoformat()}) saw {length} records; only {have} "
+                    "remain: records were deleted",
+                )
+        prev = row.hash
+    return count, None
+
+
+def _check_signatures(session: Session, order_id: int | None) -> tuple[int, Finding | None]:
+    query = select(Signature, CustodyEvent).join(
+        CustodyEvent,
+        CustodyEvent.id == Signature.event_id,  # type: ignore[arg-type]
+    )
+    if order_id is not None:
+        query = query.where(CustodyEvent.order_id == order_id)
+    count = 0
+    for signature, event in session.exec(query.order_by(col(Signature.id))):
+        count += 1
+        bound = signature.record_hash == event.hash
+        sealed = signature.hash == signature_hash(
+            signature.record_hash, signature_content(signature)
+        )
+        if not (bound and sealed):
+            return count, Finding(
+                chain_key(event.order_id),
+                event.chain_position,
+                "signatures",
+                signature.id,
+                "the signature is not bound to this record (it was moved or altered)"
+                if not bound
+                else "the signature's content does not match its hash: it was altered",
+            )
+    return count, None
+
+
+def checkpoint(session: Session, *, now: dt.datetime) -> AuditCheckpoint:
+    """Record every chain's head, chained to the previous checkpoint."""
+    last = session.exec(
+        select(AuditCheckpoint).order_by(col(AuditCheckpoint.id).desc()).limit(1).with_for_update()
+    ).first()
+    rows = [row for row in session.exec(select(ChainHead)) if row.length]
+    heads: dict[str, Any] = {row.key: [row.length, row.head] for row in rows}
+    records = sum(row.length for row in rows)
+    prev = last.hash if last else GENESIS
+    row = AuditCheckpoint(
+        taken_at=now,
+        heads=heads,
+        records=records,
+        prev_hash=prev,
+        hash=link(prev, checkpoint_content(heads, records, now)),
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def signatures_of(session: Session, event_ids: list[int]) -> dict[int, list[tuple[Signature, str]]]:
+    """Each event's signatures, oldest first, with the signer's e-mail."""
+    found: dict[int, list[tuple[Signature, str]]] = {}
+    if not event_ids:
+        return found
+    rows = session.exec(
+        select(Signature, User.email)
+        .join(User, User.id == Signature.signer_id)  # type: ignore[arg-type]
+        .where(col(Signature.event_id).in_(event_ids))
+        .order_by(col(Signature.id))
+    ).all()
+    for row, email in rows:
+        found.setdefault(row.event_id, []).append((row, email))
+    return found
+
+
+def record_count(session: Session) -> int:
+    events = session.exec(select(sa.func.count()).select_from(CustodyEvent)).one()
+    refusals = session.exec(select(sa.func.count()).select_from(RefusedScan)).one()
+    return int(events) + int(refusals)
+
+
+def order_chain(session: Session, order: Order) -> list[Link]:
+    return list(_links(session, order.id))

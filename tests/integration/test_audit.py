@@ -1,0 +1,275 @@
+"""The tamper-evident record: every kind of tampering is refused by the database or found by
+`verify` at the exact record."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import threading
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
+
+from services.db import UnitOfWork
+from services.operations import audit
+from tests.integration.test_cli import VEIN2VEIN, cli_env  # noqa: F401 - fixture
+from tests.world import World
+
+APPEND_ONLY = ("custody_events", "refused_scans", "audit_checkpoints", "signatures")
+
+
+def _engine(world: World) -> sa.Engine:
+    return world.app.extensions["vein2vein"].db.engine
+
+
+def _verify(world: World) -> audit.Report:
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        return audit.verify(uow.session)
+
+
+def _checkpoint(world: World) -> None:
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        audit.checkpoint(uow.session, now=dt.datetime.now(dt.UTC))
+        uow.commit()
+
+
+def tamper(world: World, *statements: str) -> None:
+    """What a superuser could do behind the application's back: the triggers off, then SQL."""
+    engine = _engine(world)
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        else:
+            for table in APPEND_ONLY:
+                for verb in ("update", "delete"):
+                    connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_no_{verb}")
+        for statement in statements:
+            connection.exec_driver_sql(statement)
+
+
+def _rows(world: World, sql: str) -> list[Any]:
+    with _engine(world).connect() as connection:
+        return list(connection.exec_driver_sql(sql))
+
+
+def a_record(world: World) -> dict[str, Any]:
+    """Two orders: one bag through the leg with a refused scan in its chain, one collected."""
+    bag = world.bag_at("receive", "PAT-AUDIT")
+    refused = world.scan("courier", bag["barcode"], "pickup", "MFG-2")
+    assert refused.status_code in (403, 404, 409, 422)
+    wrong = world.scan("op", bag["barcode"], "verify_label", "MFG-1")
+    assert wrong.status_code == 409
+    other = world.bag_at("collected", "PAT-OTHER")
+    (order_id,) = _rows(world, f"SELECT id FROM orders WHERE coi = '{bag['coi']}'")[0]
+    return {"bag": bag, "other": other, "order_id": order_id}
+
+
+def test_the_record_verifies_and_refusals_are_in_the_chain(world: World) -> None:
+    made = a_record(world)
+    report = _verify(world)
+    assert report.ok, report.finding
+    assert report.chains >= 2
+    audited = world.get("care", f"/api/v1/orders/{made['bag']['coi']}/audit").json
+    assert audited["verified"] is True
+    kinds = [r["record"] for r in audited["records"]]
+    assert "refused_scan" in kinds
+    assert kinds[0] == "custody_event"
+    assert [r["position"] for r in audited["records"]] == list(range(1, len(kinds) + 1))
+    for before, after in zip(audited["records"], audited["records"][1:], strict=False):
+        assert after["prev_hash"] == before["hash"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("table", APPEND_ONLY)
+def test_postgresql_refuses_update_delete_and_truncate(pg_app: Any, table: str) -> None:
+    world = World.build(pg_app)
+    a_record(world)
+    _checkpoint(world)
+    has_rows = bool(_rows(world, f"SELECT 1 FROM {table} LIMIT 1"))
+    row_statements = [f"UPDATE {table} SET id = id", f"DELETE FROM {table}"] if has_rows else []
+    for statement in [*row_statements, f"TRUNCATE {table} CASCADE"]:
+        with pytest.raises(DBAPIError, match="append-only"), _engine(world).begin() as connection:
+            connection.exec_driver_sql(statement)
+
+
+def test_sqlite_refuses_update_and_delete(world: World) -> None:
+    if _engine(world).dialect.name != "sqlite":
+        return  # the PostgreSQL case above
+    a_record(world)
+    for statement in ("UPDATE custody_events SET site_id = site_id", "DELETE FROM refused_scans"):
+        with pytest.raises(DBAPIError, match="append-only"), _engine(world).begin() as connection:
+            connection.exec_driver_sql(statement)
+
+
+def _event(world: World, order_id: int, position: int) -> int:
+    return _rows(
+        world,
+        f"SELECT id FROM custody_events WHERE order_id = {order_id} "
+        f"AND chain_position = {position}",
+    )[0][0]
+
+
+def test_an_edited_field_is_found_at_its_record(world: World) -> None:
+    made = a_record(world)
+    target = _event(world, made["order_id"], 3)
+    tamper(world, f"UPDATE custody_events SET review_reason = 'looks fine' WHERE id = {target}")
+    finding = _verify(world).finding
+    assert finding is not None
+    assert (finding.table, finding.id, finding.position) == ("custody_events", target, 3)
+    assert "edited" in finding.problem
+
+
+def test_an_edited_refusal_is_found(world: World) -> None:
+    made = a_record(world)
+    (refusal,) = _rows(
+        world, f"SELECT id FROM refused_scans WHERE order_id = {made['order_id']} LIMIT 1"
+    )[0:1]
+    tamper(world, f"UPDATE refused_scans SET detail = 'nothing happened' WHERE id = {refusal[0]}")
+    finding = _verify(world).finding
+    assert finding is not None
+    assert (finding.table, finding.id) == ("refused_scans", refusal[0])
+
+
+def test_a_deleted_row_is_found_where_it_was(world: World) -> None:
+    made = a_record(world)
+    target = _event(world, made["order_id"], 2)
+    tamper(world, f"DELETE FROM custody_events WHERE id = {target}")
+    finding = _verify(world).finding
+    assert finding is not None
+    assert finding.chain == f"order:{made['order_id']}"
+    assert finding.position == 2
+    assert "missing" in finding.problem
+
+
+def test_a_deleted_tail_is_found_by_the_head(world: World) -> None:
+    made = a_record(world)
+    (last,) = _rows(
+        world, f"SELECT max(chain_position) FROM custody_events WHERE order_id = {made['order_id']}"
+    )[0]
+    tamper(
+        world,
+        f"DELETE FROM refused_scans WHERE order_id = {made['order_id']} AND chain_position > {last - 1}",
+        f"DELETE FROM custody_events WHERE order_id = {made['order_id']} AND chain_position > {last - 1}",
+    )
+    finding = _verify(world).finding
+    assert finding is not None
+    assert finding.chain == f"order:{made['order_id']}"
+    assert "deleted" in finding.problem
+
+
+def test_a_tail_deleted_with_its_head_rewritten_is_found_by_the_checkpoint(world: World) -> None:
+    made = a_record(world)
+    _checkpoint(world)
+    key = f"order:{made['order_id']}"
+    prev_hash, position = _rows(
+        world,
+        "SELECT prev_hash, chain_position FROM custody_events WHERE order_id = "
+        f"{made['order_id']} ORDER BY chain_position DESC LIMIT 1",
+    )[0]
+    tamper(
+        world,
+        f"DELETE FROM refused_scans WHERE order_id = {made['order_id']} AND chain_position >= {position}",
+        f"DELETE FROM custody_events WHERE order_id = {made['order_id']} AND chain_position >= {position}",
+        f"UPDATE chain_heads SET length = {position - 1}, head = '{prev_hash}' WHERE key = '{key}'",
+    )
+    finding = _verify(world).finding
+    assert finding is not None
+    assert finding.chain == key
+    assert "checkpoint" in finding.problem
+
+
+def test_a_whole_order_deleted_is_found_by_the_checkpoint(world: World) -> None:
+    made = a_record(world)
+    _checkpoint(world)
+    order = made["order_id"]
+    tamper(
+        world,
+        f"DELETE FROM notifications WHERE order_id = {order}",
+        f"DELETE FROM deadlines WHERE order_id = {order}",
+        f"DELETE FROM refused_scans WHERE order_id = {order}",
+        f"DELETE FROM custody_events WHERE order_id = {order}",
+        f"DELETE FROM chain_heads WHERE key = 'order:{order}'",
+    )
+    finding = _verify(world).finding
+    assert finding is not None
+    assert finding.chain == f"order:{order}"
+
+
+def test_reordered_records_are_found(world: World) -> None:
+    made = a_record(world)
+    first, second = _event(world, made["order_id"], 2), _event(world, made["order_id"], 3)
+    tamper(
+        world,
+        f"UPDATE custody_events SET chain_position = -1 WHERE id = {first}",
+        f"UPDATE custody_events SET chain_position = 2 WHERE id = {second}",
+        f"UPDATE custody_events SET chain_position = 3 WHERE id = {first}",
+    )
+    finding = _verify(world).finding
+    assert finding is not None
+    assert finding.position == 2
+
+
+@pytest.mark.postgres
+def test_concurrent_scans_of_one_orders_bags_keep_one_chain(pg_app: Any) -> None:
+    world = World.build(pg_app)
+    order = world.enroll("PAT-RACE")
+    bags = [world.collect(order["coi"]) for _ in range(6)]
+    errors: list[Any] = []
+
+    def scan(bag: dict[str, Any]) -> None:
+        client = World(app=world.app, client=world.app.test_client(), tokens=world.tokens)
+        for action in ("verify_label", "cryopreserve"):
+            response = client.scan("aph", bag["barcode"], action, "APH-1")
+            if response.status_code != 201:
+                errors.append(response.json)
+
+    threads = [threading.Thread(target=scan, args=(bag,)) for bag in bags]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    report = _verify(world)
+    assert report.ok, report.finding
+    assert report.records == 6 + 12
+
+
+def test_the_cli_verifies_the_demo_and_names_the_break(
+    cli_env: dict[str, str],  # noqa: F811 - the fixture
+    database_url: str,
+) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [VEIN2VEIN, *args],
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    assert run("db", "upgrade").returncode == 0
+    assert run("demo").returncode == 0
+    assert run("audit", "checkpoint").returncode == 0
+    good = run("audit", "verify")
+    assert good.returncode == 0, good.stderr
+    assert "verified:" in good.stdout
+    engine = sa.create_engine(database_url)
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        else:
+            connection.exec_driver_sql("DROP TRIGGER custody_events_no_update")
+        (target,) = connection.exec_driver_sql(
+            "SELECT id FROM custody_events WHERE chain_position = 2 ORDER BY id LIMIT 1"
+        ).one()
+        connection.exec_driver_sql(
+            f"UPDATE custody_events SET site_id = site_id + 1 WHERE id = {target}"
+        )
+    engine.dispose()
+    bad = run("audit", "verify")
+    assert bad.returncode == 1
+    assert f"custody_events id {target}" in bad.stderr
+    assert "edited" in bad.stderr
