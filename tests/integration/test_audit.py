@@ -150,8 +150,10 @@ def test_a_deleted_tail_is_found_by_the_head(world: World) -> None:
     )[0]
     tamper(
         world,
-        f"DELETE FROM refused_scans WHERE order_id = {made['order_id']} AND chain_position > {last - 1}",
-        f"DELETE FROM custody_events WHERE order_id = {made['order_id']} AND chain_position > {last - 1}",
+        *(
+            f"DELETE FROM {table} WHERE order_id = {made['order_id']} AND chain_position >= {last}"
+            for table in ("refused_scans", "custody_events")
+        ),
     )
     finding = _verify(world).finding
     assert finding is not None
@@ -170,8 +172,11 @@ def test_a_tail_deleted_with_its_head_rewritten_is_found_by_the_checkpoint(world
     )[0]
     tamper(
         world,
-        f"DELETE FROM refused_scans WHERE order_id = {made['order_id']} AND chain_position >= {position}",
-        f"DELETE FROM custody_events WHERE order_id = {made['order_id']} AND chain_position >= {position}",
+        *(
+            f"DELETE FROM {table} WHERE order_id = {made['order_id']} "
+            f"AND chain_position >= {position}"
+            for table in ("refused_scans", "custody_events")
+        ),
         f"UPDATE chain_heads SET length = {position - 1}, head = '{prev_hash}' WHERE key = '{key}'",
     )
     finding = _verify(world).finding
