@@ -18,7 +18,7 @@ import labels
 from services.db import UnitOfWork, migrate
 from services.domain.custody import Role, SiteKind
 from services.domain.errors import DomainError
-from services.operations import admin, deadlines, passwords
+from services.operations import admin, deadlines, passwords, signing
 from services.operations import audit as audit_ops
 from services.operations import notifications as outbox
 from services.operations.labels import label_spec
@@ -105,6 +105,24 @@ def site_add(code: str, kind: str, name: str, fin: str | None) -> None:
     with transaction() as uow:
         row = admin.add_site(uow.session, code=code, kind=SiteKind(kind), name=name, fin=fin)
         click.echo(f"site {row.code} ({row.kind.value}) added")
+
+
+@site.command("signing")
+@click.argument("code")
+@click.option("--step", required=True, help="receive, release, infuse, or any scan action")
+@click.option("--witness/--no-witness", default=False, help="Require a second person too")
+@click.option("--off", is_flag=True, help="The step needs no signature at this site")
+def site_signing(code: str, step: str, witness: bool, off: bool) -> None:
+    """Which steps a site signs (defaults: manufacturing receive and release, treatment
+    infuse), and which need a witness."""
+    with transaction() as uow:
+        row = admin.site_by_code(uow.session, code)
+        signing.set_critical_step(
+            uow.session, site=row, step=step, witness=witness, required=not off
+        )
+        steps = signing.critical_steps(uow.session, row)
+    shown = ", ".join(f"{name}{' (+ witness)' if w else ''}" for name, w in sorted(steps.items()))
+    click.echo(f"{code} signs: {shown or 'nothing'}")
 
 
 @main.group()

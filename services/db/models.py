@@ -320,7 +320,7 @@ class Signature(SQLModel, table=True):
     witness: bool = Field(default=False)  # a second person's signature on the same step
     signed_at: dt.datetime = Field(sa_type=UTCDateTime)
     record_hash: str = Field(max_length=64)
-    hash: str = Field(max_length=64, unique=True)
+    hash: str = Field(default="", max_length=64, unique=True)
 
 
 class SignatureRule(SQLModel, table=True):

@@ -75,3 +75,8 @@ class SequenceExhausted(DomainError):
 class ThawExpired(DomainError):
     code = "thaw_expired"
     title = "Thawed too long ago to infuse"
+
+
+class SignatureRefused(DomainError):
+    code = "signature_refused"
+    title = "Signature refused"

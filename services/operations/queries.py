@@ -47,6 +47,7 @@ class EventRecord:
     batch: str | None = None
     batch_status: str | None = None
     reason: str | None = None
+    corrects: int | None = None  # the sequence of the event a correction corrects
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,19 @@ def event_records(session: Session, *conditions: object) -> list[EventRecord]:
         .where(*conditions)
         .order_by(CustodyEvent.order_id, CustodyEvent.sequence)
     )
+    rows = session.exec(statement).all()
+    wanted = [event.corrects_id for event, *_ in rows if event.corrects_id]
+    corrected = (
+        dict(
+            session.exec(
+                select(CustodyEvent.id, CustodyEvent.sequence).where(
+                    col(CustodyEvent.id).in_(wanted)
+                )
+            ).all()
+        )
+        if wanted
+        else {}
+    )
     return [
         EventRecord(
             id=event.id,
@@ -199,10 +213,9 @@ def event_records(session: Session, *conditions: object) -> list[EventRecord]:
             batch=batch_code(event.batch_id) if event.batch_id else None,
             batch_status=event.batch_state.value if event.batch_state else None,
             reason=event.reason,
+            corrects=corrected.get(event.corrects_id) if event.corrects_id else None,
         )
-        for event, din, coi, site_code, custodian_code, email, event_id in session.exec(
-            statement
-        ).all()
+        for event, din, coi, site_code, custodian_code, email, event_id in rows
     ]
 
 

@@ -30,6 +30,7 @@ STATUS_BY_CODE = {
     "conflict": 409,
     "sequence_exhausted": 409,
     "forbidden": 403,
+    "signature_refused": 403,
     "not_found": 404,
     "unauthorized": 401,
     "rate_limited": 429,

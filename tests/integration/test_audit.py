@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
 from services.db import UnitOfWork
-from services.operations import audit
+from services.operations import admin, audit, signing
 from tests.integration.test_cli import VEIN2VEIN, cli_env  # noqa: F401 - fixture
-from tests.world import World
+from tests.world import PASSWORD, World
 
 APPEND_ONLY = ("custody_events", "refused_scans", "audit_checkpoints", "signatures")
 
@@ -278,3 +278,104 @@ def test_the_cli_verifies_the_demo_and_names_the_break(
     assert bad.returncode == 1
     assert f"custody_events id {target}" in bad.stderr
     assert "edited" in bad.stderr
+
+
+def _received(world: World) -> dict[str, Any]:
+    """A bag received at MFG-1 (a critical step there), with passwords to sign with."""
+    bag = world.bag_at("receive", "PAT-SIGN")
+    timeline = world.get("op", f"/api/v1/orders/{bag['coi']}/events").json["events"]
+    (receipt,) = [e for e in timeline if e["action"] == "receive"]
+    assert receipt["signature"] == "awaiting"
+    for who in ("op", "qa"):
+        world.browser(who)  # sets the test password
+    return {"bag": bag, "receipt": receipt}
+
+
+def _sign(world: World, who: str, coi: str, sequence: int, **body: Any) -> Any:
+    payload = {"email": f"{who}@example.org", "password": PASSWORD, "meaning": "performed"}
+    return world.post(who, f"/api/v1/orders/{coi}/events/{sequence}/signatures", payload | body)
+
+
+def test_a_critical_step_is_signed_with_the_password_and_shown(world: World) -> None:
+    made = _received(world)
+    coi, sequence = made["bag"]["coi"], made["receipt"]["sequence"]
+    wrong = _sign(world, "op", coi, sequence, password="not my password")
+    assert wrong.status_code == 403
+    assert wrong.json["code"] == "signature_refused"
+    other = _sign(world, "op", coi, sequence, email="qa@example.org")
+    assert other.status_code == 403
+    signed = _sign(world, "op", coi, sequence, meaning="verified")
+    assert signed.status_code == 201, signed.json
+    assert signed.json["meaning"] == "verified"
+    assert signed.json["printed_name"] == "op"
+    timeline = world.get("care", f"/api/v1/orders/{coi}/events").json["events"]
+    (receipt,) = [e for e in timeline if e["sequence"] == sequence]
+    assert receipt["signature"] == "signed"
+    assert receipt["signatures"][0]["signed_at"]
+    assert _sign(world, "op", coi, sequence).status_code == 409  # once
+    audited = world.get("care", f"/api/v1/orders/{coi}/audit").json
+    (link,) = [r for r in audited["records"] if r["sequence"] == sequence]
+    assert link["signatures"][0]["record_hash"] == link["hash"]
+    assert audited["verified"] is True
+    # a step that is not critical at the site has nothing to sign
+    pack = next(e for e in timeline if e["action"] == "pack")
+    assert _sign(world, "aph", coi, pack["sequence"]).status_code == 422
+
+
+def test_a_witness_is_a_second_person_when_the_site_requires_one(world: World) -> None:
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        site = admin.site_by_code(uow.session, "MFG-1")
+        signing.set_critical_step(
+            uow.session, site=site, step="receive", witness=True, required=True
+        )
+        uow.commit()
+    made = _received(world)
+    coi, sequence = made["bag"]["coi"], made["receipt"]["sequence"]
+    assert _sign(world, "op", coi, sequence).status_code == 201
+    timeline = world.get("op", f"/api/v1/orders/{coi}/events").json["events"]
+    assert [e["signature"] for e in timeline if e["sequence"] == sequence] == ["awaiting_witness"]
+    witnessed = _sign(world, "qa", coi, sequence, meaning="verified")
+    assert witnessed.status_code == 201
+    assert witnessed.json["witness"] is True
+    timeline = world.get("op", f"/api/v1/orders/{coi}/events").json["events"]
+    assert [e["signature"] for e in timeline if e["sequence"] == sequence] == ["signed"]
+
+
+def test_a_signature_moved_to_another_record_fails_verification(world: World) -> None:
+    made = _received(world)
+    coi, sequence = made["bag"]["coi"], made["receipt"]["sequence"]
+    signature = _sign(world, "op", coi, sequence).json
+    (other,) = _rows(
+        world,
+        f"SELECT e.id FROM custody_events e JOIN orders o ON o.id = e.order_id "
+        f"WHERE o.coi = '{coi}' AND e.sequence = {sequence - 1}",
+    )[0:1]
+    assert signature["record_hash"]
+    tamper(world, f"UPDATE signatures SET event_id = {other[0]}")
+    finding = _verify(world).finding
+    assert finding is not None
+    assert finding.table == "signatures"
+    assert "moved" in finding.problem
+
+
+def test_a_correction_points_at_the_event_and_both_stay(world: World) -> None:
+    bag = world.bag_at("cryopreserve", "PAT-CORR")
+    coi = bag["coi"]
+    for who, status in (("aph", 403), ("courier", 404), ("qa2", 404), ("admin2", 404)):
+        refused = world.post(
+            who, f"/api/v1/orders/{coi}/corrections", {"sequence": 2, "reason": "x"}
+        )
+        assert refused.status_code == status
+    correction = world.post(
+        "admin",
+        f"/api/v1/orders/{coi}/corrections",
+        {"sequence": 2, "reason": "label verified on the wrong workstation; re-checked by hand"},
+    )
+    assert correction.status_code == 201, correction.json
+    assert correction.json["action"] == "correct"
+    assert correction.json["corrects"] == 2
+    events = world.get("care", f"/api/v1/orders/{coi}/events").json["events"]
+    assert [e["action"] for e in events][-1] == "correct"
+    assert events[1]["action"] == "verify_label"  # the corrected event, unchanged
+    assert world.get("care", f"/api/v1/units/{bag['din']}").json["state"] == "cryopreserved"
+    assert _verify(world).ok

@@ -23,6 +23,7 @@ from services.db.models import (
     Notification,
     Order,
     Shipment,
+    Signature,
     Subscription,
     Unit,
 )
@@ -55,6 +56,21 @@ CASES: dict[tuple[str, str], Request] = {
         "GET",
         f"/api/v1/orders/{a['coi']}/events",
         None,
+    ),
+    ("GET", "/api/v1/orders/<coi>/audit"): lambda a: (
+        "GET",
+        f"/api/v1/orders/{a['coi']}/audit",
+        None,
+    ),
+    ("POST", "/api/v1/orders/<coi>/corrections"): lambda a: (
+        "POST",
+        f"/api/v1/orders/{a['coi']}/corrections",
+        {"sequence": 1, "reason": "rewrite history"},
+    ),
+    ("POST", "/api/v1/orders/<coi>/events/<int:sequence>/signatures"): lambda a: (
+        "POST",
+        f"/api/v1/orders/{a['coi2']}/events/6/signatures",
+        {"email": "x@example.org", "password": "whatever it is", "meaning": "approved"},
     ),
     ("POST", "/api/v1/batches"): lambda a: ("POST", "/api/v1/batches", {"coi": a["coi2"]}),
     ("GET", "/api/v1/batches"): lambda a: ("GET", "/api/v1/batches", None),
@@ -187,6 +203,8 @@ def a_record(world: World, coi: str) -> tuple[Any, ...]:
             tuple((t.id, t.revoked_at) for t in session.exec(select(ApiToken))),
             tuple((b.id, b.state) for b in session.exec(select(Batch))),
             tuple((s.id, s.reconciled_at) for s in session.exec(select(Shipment))),
+            session.exec(select(func.count()).select_from(CustodyEvent)).one(),
+            session.exec(select(func.count()).select_from(Signature)).one(),
         )
 
 

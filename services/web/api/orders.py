@@ -2,26 +2,44 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from flask import Response, jsonify
+from sqlmodel import select
 
 from services.db.models import CustodyEvent
+from services.domain.errors import SignatureRefused
+from services.operations import audit, signing
 from services.operations import orders as order_ops
 from services.operations.access import order_by_coi
+from services.operations.passwords import LoginPolicy
 from services.operations.queries import coi_value, event_records, unit_by_din, unit_records
 from services.web.api.blueprint import api, orders_tag
-from services.web.api.present import audit_public, event_public, order_public, unit_public
+from services.web.api.present import (
+    audit_public,
+    event_public,
+    order_public,
+    signature_public,
+    unit_public,
+)
 from services.web.api.schemas import (
     AuditPublic,
     CollectionCreate,
+    CorrectionCreate,
     EventList,
+    EventPublic,
     OrderCreate,
     OrderPath,
     OrderPublic,
     OrderTimeline,
+    SignatureCreate,
+    SignaturePath,
+    SignaturePublic,
     UnitPath,
     UnitPublic,
 )
-from services.web.state import current_actor, max_clock_skew, unit_of_work, utcnow
+from services.web.errors import domain_problem
+from services.web.state import current_actor, max_clock_skew, state, unit_of_work, utcnow
 
 
 @api.post("/orders", tags=[orders_tag], responses={201: OrderPublic})
@@ -95,12 +113,76 @@ def read_unit_events(path: UnitPath) -> Response:
 
 @api.get("/orders/<coi>/events", tags=[orders_tag], responses={200: OrderTimeline})
 def read_order_events(path: OrderPath) -> Response:
-    """The order's whole record: its bags' custody events and its batches' status changes."""
+    """The order's whole record: its bags' custody events, its batches' status changes, the
+    corrections, and for each critical step its signatures (printed name, time, meaning)."""
     with unit_of_work() as uow:
         order = order_by_coi(uow.session, current_actor(), coi_value(path.coi))
         records = event_records(uow.session, CustodyEvent.order_id == order.id)
-    result = OrderTimeline(coi=order.coi, events=[event_public(r) for r in records])
+        rows = list(uow.session.exec(select(CustodyEvent).where(CustodyEvent.order_id == order.id)))
+        status = signing.signature_status(uow.session, rows)
+        signed = audit.signatures_of(uow.session, [record.id for record in records])
+        events = []
+        for record in records:
+            event = event_public(record)
+            event.signature = status.get(record.id)
+            event.signatures = [signature_public(r, e) for r, e in signed.get(record.id, [])]
+            events.append(event)
+    result = OrderTimeline(coi=order.coi, events=events)
     return jsonify(result.model_dump(mode="json"))
+
+
+@api.post("/orders/<coi>/corrections", tags=[orders_tag], responses={201: EventPublic})
+def correct_event(path: OrderPath, body: CorrectionCreate) -> tuple[Response, int]:
+    """Correct an event: a new event pointing at it, with a reason (QA or admin). The event
+    corrected is never changed; both show in the timeline."""
+    actor = current_actor()
+    with unit_of_work() as uow:
+        event = signing.correct_event(
+            uow.session,
+            actor=actor,
+            coi=coi_value(path.coi),
+            sequence=body.sequence,
+            reason=body.reason,
+            now=utcnow(),
+        )
+        uow.commit()
+        (record,) = event_records(uow.session, CustodyEvent.id == event.id)
+    return jsonify(event_public(record).model_dump(mode="json")), 201
+
+
+@api.post(
+    "/orders/<coi>/events/<int:sequence>/signatures",
+    tags=[orders_tag],
+    responses={201: SignaturePublic},
+)
+def sign_event(path: SignaturePath, body: SignatureCreate) -> Response | tuple[Response, int]:
+    """Sign a critical step: your e-mail and password again, and what your signature means.
+    The signature is bound to the hash of the record it signs."""
+    actor = current_actor()
+    settings = state().settings
+    policy = LoginPolicy(
+        max_failures=settings.login_max_failures,
+        lockout=dt.timedelta(seconds=settings.login_lockout_seconds),
+    )
+    with unit_of_work() as uow:
+        try:
+            row = signing.sign(
+                uow.session,
+                actor=actor,
+                coi=coi_value(path.coi),
+                sequence=path.sequence,
+                email=body.email,
+                password=body.password,
+                meaning=body.meaning,
+                now=utcnow(),
+                policy=policy,
+            )
+        except SignatureRefused as error:
+            uow.commit()  # the failed attempt counts towards the lock-out
+            return domain_problem(error)
+        uow.commit()
+        result = signature_public(row, actor.email)
+    return jsonify(result.model_dump(mode="json")), 201
 
 
 @api.get("/orders/<coi>/audit", tags=[orders_tag], responses={200: AuditPublic})

@@ -177,6 +177,7 @@ def event_public(record: EventRecord) -> EventPublic:
         batch=record.batch,
         batch_status=BatchState(record.batch_status) if record.batch_status else None,
         reason=record.reason,
+        corrects=record.corrects,
     )
 
 

@@ -190,7 +190,15 @@ class EventPublic(SQLModel):
     review_reason: str | None
     batch: str | None = Field(default=None, description="The batch the event belongs to")
     batch_status: BatchState | None = Field(default=None, description="A batch's new status")
-    reason: str | None = Field(default=None, description="Why (a batch failure)")
+    reason: str | None = Field(default=None, description="Why (a batch failure, a correction)")
+    corrects: int | None = Field(
+        default=None, description="A correction: the sequence of the event it corrects"
+    )
+    signature: str | None = Field(
+        default=None,
+        description="not_required | awaiting | awaiting_witness | signed (order timeline)",
+    )
+    signatures: list[SignaturePublic] = Field(default_factory=list)
 
 
 class EventList(SQLModel):
@@ -524,3 +532,22 @@ class AuditPublic(SQLModel):
     verified: bool
     finding: str | None = Field(description="The first broken record and what is wrong")
     records: list[AuditLink]
+
+
+class CorrectionCreate(SQLModel):
+    sequence: int = Field(ge=1, description="The event corrected (its sequence in the order)")
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class SignaturePath(SQLModel):
+    coi: str = Field(max_length=64)
+    sequence: int = Field(ge=1)
+
+
+class SignatureCreate(SQLModel):
+    email: str = Field(max_length=254, description="Your e-mail: the first component")
+    password: str = Field(max_length=256, description="Your password: the second component")
+    meaning: Literal["performed", "verified", "approved"]
+
+
+EventPublic.model_rebuild()  # it names SignaturePublic, defined further down

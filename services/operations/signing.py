@@ -1,0 +1,185 @@
+"""Corrections and electronic signatures (21 CFR Part 11): nothing recorded is ever edited.
+
+A correction is a new event pointing at the one it corrects, with a reason, by QA or an admin
+of a site the order names. A signature on a critical step is given by re-entering one's e-mail
+and password (two components), states its meaning and is bound to the hash of the record it
+signs; a site may require a second person's (witness) signature on a step.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from sqlmodel import Session, col, select
+
+from services.db.models import Batch, CustodyEvent, Signature, SignatureRule, Site, Unit, User
+from services.domain.audit import signature_content, signature_hash
+from services.domain.batches import BatchState
+from services.domain.custody import BATCH_STATUS, CORRECT, Actor, Role, SiteKind
+from services.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound, SignatureRefused
+from services.operations.access import order_by_coi
+from services.operations.orders import append_event, lock_order
+from services.operations.passwords import LoginPolicy, check_password
+
+CORRECTING_ROLES = frozenset({Role.QA, Role.ADMIN})
+MEANINGS = ("performed", "verified", "approved")
+# the critical steps when a site has configured none: (step, witness required)
+DEFAULT_STEPS: dict[SiteKind, dict[str, bool]] = {
+    SiteKind.MANUFACTURING: {"receive": False, "release": False},
+    SiteKind.TREATMENT: {"infuse": False},
+}
+SignatureStatus = Literal["not_required", "awaiting", "awaiting_witness", "signed"]
+
+
+def correct_event(
+    session: Session, *, actor: Actor, coi: str, sequence: int, reason: str, now: dt.datetime
+) -> CustodyEvent:
+    """Record a correction of event ``sequence``: both stay in the timeline."""
+    order = order_by_coi(session, actor, coi)
+    if actor.role not in CORRECTING_ROLES:
+        raise Forbidden("corrections are recorded by QA or an administrator")
+    if not reason or not reason.strip():
+        raise InvalidRequest("a correction needs a reason")
+    order = lock_order(session, order.id)
+    target = _event(session, order.id, sequence, order.coi)
+    unit = session.get(Unit, target.unit_id) if target.unit_id else None
+    batch = session.get(Batch, target.batch_id) if target.batch_id else None
+    return append_event(
+        session,
+        order=order,
+        unit=unit,
+        action=CORRECT,
+        from_state=unit.state if unit else None,
+        site_id=actor.site_id,
+        actor_id=actor.user_id,
+        occurred_at=now,
+        recorded_at=now,
+        batch=batch if unit is None else None,
+        reason=reason.strip(),
+        corrects_id=target.id,
+    )
+
+
+def step_of(event: CustodyEvent) -> str:
+    if event.action == BATCH_STATUS and event.batch_state is BatchState.RELEASED:
+        return "release"
+    return event.action
+
+
+def critical_steps(session: Session, site: Site) -> dict[str, bool]:
+    rows = session.exec(select(SignatureRule).where(SignatureRule.site_id == site.id)).all()
+    if rows:
+        return {row.step: row.witness_required for row in rows}
+    return dict(DEFAULT_STEPS.get(site.kind, {}))
+
+
+def set_critical_step(
+    session: Session, *, site: Site, step: str, witness: bool, required: bool
+) -> None:
+    """Configure one step of a site (the defaults are copied in first, then changed)."""
+    current = critical_steps(session, site)
+    if required:
+        current[step] = witness
+    else:
+        current.pop(step, None)
+    for row in session.exec(select(SignatureRule).where(SignatureRule.site_id == site.id)).all():
+        session.delete(row)
+    session.flush()
+    for name, needs_witness in current.items():
+        session.add(SignatureRule(site_id=site.id, step=name, witness_required=needs_witness))  # type: ignore[arg-type]
+    session.flush()
+
+
+def sign(
+    session: Session,
+    *,
+    actor: Actor,
+    coi: str,
+    sequence: int,
+    email: str,
+    password: str,
+    meaning: str,
+    now: dt.datetime,
+    policy: LoginPolicy,
+) -> Signature:
+    """Sign event ``sequence`` of the order. The caller commits even when this raises
+    SignatureRefused, so that a wrong password counts towards the lock-out."""
+    order = order_by_coi(session, actor, coi)
+    event = _event(session, order.id, sequence, order.coi)
+    if meaning not in MEANINGS:
+        raise InvalidRequest(f"a signature means one of {', '.join(MEANINGS)}")
+    site = session.get(Site, event.site_id)
+    assert site is not None
+    if actor.site_id != site.id:
+        raise Forbidden(f"this step is signed at {site.code}, where it happened")
+    steps = critical_steps(session, site)
+    step = step_of(event)
+    if step not in steps:
+        raise InvalidRequest(f"{step} is not a step {site.code} signs; there is nothing to sign")
+    if email.strip().lower() != actor.email:
+        raise SignatureRefused("sign with your own e-mail and password")
+    if check_password(session, email=email, password=password, now=now, policy=policy) is None:
+        raise SignatureRefused(
+            "the e-mail or password is wrong (repeated failures lock the account)"
+        )
+    existing = _signatures(session, event)
+    if any(row.signer_id == actor.user_id for row in existing):
+        raise Conflict("you have signed this step already; a witness must be someone else")
+    witness = bool(existing)
+    if witness and (not steps[step] or any(row.witness for row in existing)):
+        raise Conflict("this step is signed" + (" and witnessed" if steps[step] else ""))
+    user = session.get(User, actor.user_id)
+    assert user is not None
+    row = Signature(
+        event_id=event.id,  # type: ignore[arg-type]
+        signer_id=actor.user_id,
+        printed_name=user.name,
+        meaning=meaning,
+        witness=witness,
+        signed_at=now,
+        record_hash=event.hash,
+    )
+    row.hash = signature_hash(event.hash, signature_content(row))
+    session.add(row)
+    session.flush()
+    return row
+
+
+def signature_status(session: Session, events: list[CustodyEvent]) -> dict[int, SignatureStatus]:
+    """Whether each event needs a signature, and whether it has what it needs."""
+    sites = {site.id: site for site in session.exec(select(Site)).all()}
+    steps = {site_id: critical_steps(session, site) for site_id, site in sites.items()}
+    ids = [event.id for event in events if event.id is not None]
+    signed: dict[int, list[Signature]] = {}
+    for row in session.exec(select(Signature).where(col(Signature.event_id).in_(ids))).all():
+        signed.setdefault(row.event_id, []).append(row)
+    status: dict[int, SignatureStatus] = {}
+    for event in events:
+        assert event.id is not None
+        rule = steps[event.site_id].get(step_of(event))
+        rows = signed.get(event.id, [])
+        if rule is None:
+            status[event.id] = "signed" if rows else "not_required"
+        elif not rows:
+            status[event.id] = "awaiting"
+        elif rule and not any(row.witness for row in rows):
+            status[event.id] = "awaiting_witness"
+        else:
+            status[event.id] = "signed"
+    return status
+
+
+def _signatures(session: Session, event: CustodyEvent) -> list[Signature]:
+    return list(session.exec(select(Signature).where(Signature.event_id == event.id)).all())
+
+
+def _event(session: Session, order_id: int | None, sequence: int, coi: str) -> CustodyEvent:
+    event = session.exec(
+        select(CustodyEvent).where(
+            CustodyEvent.order_id == order_id, CustodyEvent.sequence == sequence
+        )
+    ).first()
+    if event is None:
+        raise NotFound(f"order {coi} has no event {sequence}")
+    return event
