@@ -84,7 +84,12 @@ def validation_problem(error: ValidationError) -> Response:
 
 
 def register_error_handlers(app: Flask) -> None:
-    app.register_error_handler(DomainError, domain_problem)
+    @app.errorhandler(DomainError)
+    def _domain(error: DomainError) -> Response:
+        if wants_page():
+            status = STATUS_BY_CODE.get(error.code, 400)
+            return error_page(error.code, error.title, error.detail, status)
+        return domain_problem(error)
 
     @app.errorhandler(LabelError)
     def _label(error: LabelError) -> Response:

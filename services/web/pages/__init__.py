@@ -105,3 +105,6 @@ def _safe_next(target: str | None) -> str:
         if not parts.scheme and not parts.netloc and target.startswith("/") and "\\" not in target:
             return target
     return url_for("pages.home")
+
+
+from services.web.pages import work  # noqa: E402, F401 - the working pages

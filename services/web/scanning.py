@@ -1,0 +1,47 @@
+"""One scan, as the API and the scan station both submit it: recorded in its own transaction,
+or refused and the refusal kept in another."""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+
+from services.domain.custody import Actor
+from services.domain.errors import DomainError
+from services.operations.scans import ScanInput, ScanOutcome, record_refusal, record_scan
+from services.web.api.present import scan_result
+from services.web.api.schemas import ScanResult
+from services.web.state import max_clock_skew, unit_of_work, utcnow
+
+
+def submit_scan(actor: Actor, scan_input: ScanInput) -> tuple[ScanOutcome, ScanResult]:
+    """Record the scan or raise its DomainError, after keeping the refusal on record."""
+    try:
+        return _record(actor, scan_input)
+    except DomainError as error:
+        # the scan's own transaction is rolled back; the refusal is a record of its own
+        with unit_of_work() as uow:
+            record_refusal(uow.session, actor=actor, scan=scan_input, error=error, now=utcnow())
+            uow.commit()
+        raise
+
+
+def _record(actor: Actor, scan_input: ScanInput) -> tuple[ScanOutcome, ScanResult]:
+    """One transaction for the scan. When a concurrent scan with the same event_id committed
+    first (the unique constraint is the last line of defence), try once more: the second try
+    finds that scan and answers as a replay, or refuses the reuse of its id."""
+    for attempt in (1, 2):
+        try:
+            with unit_of_work() as uow:
+                outcome = record_scan(
+                    uow.session,
+                    actor=actor,
+                    scan=scan_input,
+                    now=utcnow(),
+                    max_clock_skew=max_clock_skew(),
+                )
+                uow.commit()
+                return outcome, scan_result(uow.session, actor, outcome)
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")

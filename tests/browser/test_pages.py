@@ -1,0 +1,145 @@
+"""The pages in a real browser, used the way people use them: a keyboard for everything and a
+barcode scanner that types fast and presses Enter. Each page is saved as a screenshot under
+test-artifacts/screenshots/."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from playwright.sync_api import expect
+
+from services.db import UnitOfWork
+from services.operations import deadlines, passwords
+from tests.browser.conftest import screenshot
+from tests.world import PASSWORD, World
+
+
+def sign_in(page: Any, base: str, world: World, who: str) -> None:
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        passwords.set_password(uow.session, email=f"{who}@example.org", password=PASSWORD)
+        uow.commit()
+    page.goto(f"{base}/login")
+    expect(page.locator("#email")).to_be_focused()  # the page puts the cursor there
+    page.keyboard.type(f"{who}@example.org")
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.locator("main h1")).to_contain_text("Orders")
+
+
+def scan(page: Any, barcode: str) -> None:
+    """What a handheld scanner does: type the barcode into whatever has the focus, fast, and
+    press Enter."""
+    page.keyboard.type(barcode, delay=4)
+    page.keyboard.press("Enter")
+
+
+def test_sign_in_and_scan_a_bag_through_the_collection_steps(live: Any, page: Any) -> None:
+    base, world = live
+    bag = world.bag_at("collected", "PAT-PAGES")
+    sign_in(page, base, world, "aph")
+    screenshot(page, "home")
+    page.goto(f"{base}/scan")
+    expect(page.locator("#barcode")).to_be_focused()
+    for action, state in (
+        ("verify_label", "label verified"),
+        ("cryopreserve", "cryopreserved"),
+        ("pack", "packed"),
+    ):
+        page.select_option("#action", action)
+        scan(page, bag["barcode"])
+        expect(page.locator("#result")).to_have_class(re.compile(r"\bok\b"))
+        expect(page.locator("#result .headline")).to_have_text("ACCEPTED")
+        expect(page.locator("#result .detail")).to_contain_text(f"now {state}")
+        expect(page.locator("#barcode")).to_be_focused()
+        expect(page.locator("#barcode")).to_have_value("")
+    expect(page.locator("#history li")).to_have_count(3)
+    screenshot(page, "scan-station")
+    assert world.get("aph", f"/api/v1/units/{bag['din']}").json["state"] == "packed"
+
+
+def test_a_wrong_site_scan_is_refused_in_words_with_its_code(live: Any, page: Any) -> None:
+    base, world = live
+    bag = world.bag_at("pack", "PAT-WRONG")
+    world.ship([bag["din"]])
+    sign_in(page, base, world, "courier")
+    page.goto(f"{base}/scan")
+    page.select_option("#action", "pickup")
+    page.select_option("#site", "APH-2")
+    page.locator("#barcode").focus()
+    scan(page, bag["barcode"])
+    expect(page.locator("#result")).to_have_class(re.compile(r"\bbad\b"))
+    expect(page.locator("#result .headline")).to_have_text("REFUSED")
+    expect(page.locator("#result")).to_contain_text("wrong_site")
+    expect(page.locator("#result .detail")).to_contain_text("must be scanned at APH-1")
+    screenshot(page, "scan-refused")
+    assert world.get("courier", f"/api/v1/units/{bag['din']}").json["state"] == "packed"
+
+
+def test_a_scan_made_offline_is_kept_and_sent_once_when_back(live: Any, page: Any) -> None:
+    base, world = live
+    bag = world.bag_at("collected", "PAT-OFFLINE")
+    sign_in(page, base, world, "aph")
+    page.goto(f"{base}/scan")
+    page.select_option("#action", "verify_label")
+    page.context.set_offline(True)
+    page.locator("#barcode").focus()
+    scan(page, bag["barcode"])
+    expect(page.locator("#result .headline")).to_have_text("KEPT OFFLINE")
+    expect(page.locator("#queued")).to_contain_text("1 waiting")
+    assert world.get("aph", f"/api/v1/units/{bag['din']}").json["state"] == "collected"
+    page.context.set_offline(False)
+    page.evaluate("window.dispatchEvent(new Event('online'))")
+    expect(page.locator("#result .headline")).to_have_text("SENT LATER: ACCEPTED")
+    expect(page.locator("#queued")).to_be_hidden()
+    events = world.get("aph", f"/api/v1/units/{bag['din']}/events").json["events"]
+    assert [e["action"] for e in events] == ["collect", "verify_label"]
+
+
+def test_the_late_shipment_leads_the_control_tower(live: Any, page: Any) -> None:
+    base, world = live
+    now = dt.datetime.now(dt.UTC)
+    order = world.enroll("PAT-LATE")
+    unit = world.collect(order["coi"], collected_at=(now - dt.timedelta(days=4)).isoformat())
+    for hours, action in ((95, "verify_label"), (94, "cryopreserve"), (93, "pack")):
+        at = (now - dt.timedelta(hours=hours)).isoformat()
+        assert (
+            world.scan("aph", unit["barcode"], action, "APH-1", occurred_at=at).status_code == 201
+        )
+    shipment = world.ship([unit["din"]])
+    at = (now - dt.timedelta(hours=90)).isoformat()
+    picked = world.scan("courier", shipment["barcode"], "pickup", "APH-1", occurred_at=at)
+    assert picked.status_code == 201
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        deadlines.sweep(uow.session, now=now)
+        uow.commit()
+    sign_in(page, base, world, "care")
+    page.goto(f"{base}/tower")
+    first = page.locator("#delays tbody tr").first
+    expect(first).to_contain_text("LATE")
+    expect(first).to_contain_text(order["coi"])
+    expect(first).to_contain_text("pickup to delivery")
+    screenshot(page, "control-tower")
+
+    page.locator("#delays a").first.click()
+    expect(page.locator("h1")).to_contain_text("Order")
+    expect(page.locator("table.timeline")).to_contain_text("pickup")
+    expect(page.locator(".clock")).to_contain_text("Audit chain: verified")
+    screenshot(page, "order-timeline")
+
+
+def test_the_batch_board_moves_a_batch_by_keyboard(live: Any, page: Any) -> None:
+    base, world = live
+    bag = world.bag_at("receive", "PAT-BOARD")
+    batch = world.post("op", "/api/v1/batches", {"coi": bag["coi"]}).json["code"]
+    sign_in(page, base, world, "op")
+    page.goto(f"{base}/batches")
+    expect(page.locator("#col-activation")).to_be_visible()
+    button = page.get_by_role("button", name="Move to transduction")
+    button.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("section[aria-labelledby='col-transduction']")).to_contain_text(batch)
+    screenshot(page, "batch-board")
+    assert world.get("op", f"/api/v1/batches/{batch}").json["state"] == "transduction"
