@@ -106,30 +106,20 @@ def open_batch(
             rule = decide_scan(bag_view(unit, order, None, codes), request)
             from_state, unit.state = unit.state, rule.to_state
             session.add(unit)
-            append_event(
+            _event(
                 session,
-                order=order,
+                _Step(order, batch, site, actor, occurred, now),
                 unit=unit,
                 action=Action.START_MANUFACTURING.value,
                 from_state=from_state,
-                site_id=_id(site),
-                actor_id=actor.user_id,
-                occurred_at=occurred,
-                recorded_at=now,
-                batch=batch,
             )
         session.add(BatchInput(batch_id=_id(batch), unit_id=_id(unit)))
-    append_event(
+    _event(
         session,
-        order=order,
+        _Step(order, batch, site, actor, occurred, now),
         unit=None,
         action=BATCH_STATUS,
         from_state=None,
-        site_id=_id(site),
-        actor_id=actor.user_id,
-        occurred_at=occurred,
-        recorded_at=now,
-        batch=batch,
     )
     return batch
 
@@ -222,17 +212,12 @@ def change_status(
     if status is BatchState.FAILED:
         batch.failure_reason = (reason or "").strip()
     session.add(batch)
-    append_event(
+    _event(
         session,
-        order=order,
+        _Step(order, batch, site, actor, occurred, now),
         unit=None,
         action=BATCH_STATUS,
         from_state=None,
-        site_id=_id(site),
-        actor_id=actor.user_id,
-        occurred_at=occurred,
-        recorded_at=now,
-        batch=batch,
         reason=reason.strip() if reason else None,
     )
     if status in FINAL:
@@ -266,17 +251,12 @@ def _dispose(
             rule = rule_for(unit.kind, unit.state, Action.REJECT)
         from_state, unit.state = unit.state, rule.to_state
         session.add(unit)
-        append_event(
+        _event(
             session,
-            order=order,
+            _Step(order, batch, site, actor, occurred, now),
             unit=unit,
             action=action.value,
             from_state=from_state,
-            site_id=_id(site),
-            actor_id=actor.user_id,
-            occurred_at=occurred,
-            recorded_at=now,
-            batch=batch,
             reason=batch.failure_reason,
         )
 
@@ -322,17 +302,12 @@ def add_products(
         )
         session.add(unit)
         session.flush()
-        append_event(
+        _event(
             session,
-            order=order,
+            _Step(order, batch, site, actor, filled, now),
             unit=unit,
             action=PRODUCE,
             from_state=None,
-            site_id=_id(site),
-            actor_id=actor.user_id,
-            occurred_at=filled,
-            recorded_at=now,
-            batch=batch,
         )
         made.append(unit)
     return made
@@ -388,6 +363,42 @@ def _record(session: Session, batch: Batch, order: Order) -> BatchRecord:
 def _products(session: Session, batch: Batch) -> list[Unit]:
     return list(
         session.exec(select(Unit).where(Unit.batch_id == batch.id).order_by(col(Unit.id))).all()
+    )
+
+
+@dataclass(frozen=True)
+class _Step:
+    """Who records a batch's event, where, when: the same for all the events of one change."""
+
+    order: Order
+    batch: Batch
+    site: Site
+    actor: Actor
+    occurred: dt.datetime
+    now: dt.datetime
+
+
+def _event(
+    session: Session,
+    step: _Step,
+    *,
+    unit: Unit | None,
+    action: str,
+    from_state: UnitState | None,
+    reason: str | None = None,
+) -> CustodyEvent:
+    return append_event(
+        session,
+        order=step.order,
+        unit=unit,
+        action=action,
+        from_state=from_state,
+        site_id=_id(step.site),
+        actor_id=step.actor.user_id,
+        occurred_at=step.occurred,
+        recorded_at=step.now,
+        batch=step.batch,
+        reason=reason,
     )
 
 
