@@ -40,12 +40,19 @@ def _libpq_url(url: str) -> str:
     return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+HOW_TO_GET = {
+    "PostgreSQL": "docker compose up -d db (or set TEST_DATABASE_URL)",
+    "Redis": "docker compose up -d redis (or set TEST_REDIS_URL)",
+    "Chromium": "apt-get install chromium (Debian's package; Playwright drives it)",
+}
+
+
 def _service_missing(name: str, reason: str) -> None:
     _unavailable[name] = reason
     message = f"{name} is not reachable ({reason})"
     if IN_CI:
         pytest.fail(f"{message}; CI=true makes a missing service a failure", pytrace=False)
-    pytest.skip(f"{message}; start it with: docker compose up -d db redis")
+    pytest.skip(f"{message}; get it with: {HOW_TO_GET.get(name, 'see the README')}")
 
 
 @pytest.fixture(scope="session")
@@ -193,9 +200,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.section("NOT RUN: services not reachable", sep="=", yellow=True)
     for name, reason in _unavailable.items():
         terminalreporter.write_line(f"{name}: {_not_run.get(name, 0)} tests not run ({reason})")
+        terminalreporter.write_line(f"  get it with: {HOW_TO_GET.get(name, 'see the README')}")
     terminalreporter.write_line(
-        "Start the servers with `docker compose up -d db redis` (or set TEST_DATABASE_URL / "
-        "TEST_REDIS_URL) and run `make test` again. The embedded (SQLite) tests did run."
+        "Then run `make test` again (`docker compose up -d db redis` starts both servers). "
+        "The embedded (SQLite) tests did run."
     )
 
 
