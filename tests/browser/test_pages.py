@@ -143,3 +143,34 @@ def test_the_batch_board_moves_a_batch_by_keyboard(live: Any, page: Any) -> None
     expect(page.locator("section[aria-labelledby='col-transduction']")).to_contain_text(batch)
     screenshot(page, "batch-board")
     assert world.get("op", f"/api/v1/batches/{batch}").json["state"] == "transduction"
+
+
+def test_a_receipt_is_signed_and_an_event_corrected_from_the_timeline(live: Any, page: Any) -> None:
+    base, world = live
+    bag = world.bag_at("receive", "PAT-SIGNED")
+    events = world.get("op", f"/api/v1/orders/{bag['coi']}/events").json["events"]
+    (receipt,) = [e for e in events if e["action"] == "receive"]
+    sequence = receipt["sequence"]
+    sign_in(page, base, world, "op")
+    page.goto(f"{base}/orders/{bag['coi']}")
+    row = page.locator(f"#event-{sequence}")
+    expect(row).to_contain_text("awaiting")
+    row.get_by_label("E-mail").focus()
+    page.keyboard.type("op@example.org")
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    row.get_by_label("Meaning").select_option("verified")
+    row.get_by_label("Password").press("Enter")
+    expect(page.locator(".notice")).to_contain_text(f"Event {sequence} signed")
+    expect(page.locator(f"#event-{sequence}")).to_contain_text("op, verified")
+    assert world.get("op", f"/api/v1/orders/{bag['coi']}/audit").json["verified"] is True
+
+    page.context.clear_cookies()
+    sign_in(page, base, world, "qa")
+    page.goto(f"{base}/orders/{bag['coi']}")
+    page.get_by_label("Event #").fill("2")
+    page.get_by_label("Reason").fill("label checked on the wrong workstation")
+    page.get_by_label("Reason").press("Enter")
+    expect(page.locator(".notice")).to_contain_text("Correction of event 2 recorded")
+    expect(page.locator("table.timeline")).to_contain_text("corrects #2")
+    screenshot(page, "order-signed-and-corrected")

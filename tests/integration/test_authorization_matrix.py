@@ -221,6 +221,16 @@ PAGE_CASES: dict[tuple[str, str], Request] = {
         {"barcode": a["barcode"], "action": "pickup", "site": "APH-1"},
     ),
     ("GET", "/orders/<coi>"): lambda a: ("GET", f"/orders/{a['coi']}", None),
+    ("POST", "/orders/<coi>/events/<int:sequence>/sign"): lambda a: (
+        "POST",
+        f"/orders/{a['coi2']}/events/6/sign",
+        {"email": "x@example.org", "password": "whatever it is", "meaning": "approved"},
+    ),
+    ("POST", "/orders/<coi>/corrections"): lambda a: (
+        "POST",
+        f"/orders/{a['coi']}/corrections",
+        {"sequence": "1", "reason": "rewrite history"},
+    ),
     ("GET", "/units/<din>/label.<fmt>"): lambda a: ("GET", f"/units/{a['din']}/label.zpl", None),
     ("GET", "/batches"): lambda a: ("GET", "/batches", None),
     ("POST", "/batches/<batch>/status"): lambda a: (

@@ -21,13 +21,14 @@ from services.domain.errors import DomainError
 from services.domain.identifiers import batch_number
 from services.operations import access, audit, batches, signing, turnaround
 from services.operations.labels import label_spec
+from services.operations.passwords import LoginPolicy
 from services.operations.queries import coi_value, event_records, unit_by_din
 from services.operations.scans import ScanInput
 from services.web.api.present import batch_public, order_public, signature_public
 from services.web.pages import pages
 from services.web.scanning import submit_scan
 from services.web.security import session_actor
-from services.web.state import unit_of_work, utcnow
+from services.web.state import state, unit_of_work, utcnow
 
 # the actions each role scans, in the order of the journey
 ROLE_ACTIONS: dict[Role, list[Action]] = {
@@ -192,6 +193,8 @@ def order_timeline(coi: str) -> str:
         verified=report.ok,
         finding=str(report.finding) if report.finding else None,
         now=utcnow(),
+        may_correct=actor.role in signing.CORRECTING_ROLES,
+        meanings=signing.MEANINGS,
     )
 
 
@@ -336,3 +339,61 @@ def control_tower() -> str:
         now=now,
         Order=Order,
     )
+
+
+# signing and correcting, from the timeline
+
+
+@pages.route("/orders/<coi>/events/<int:sequence>/sign", methods=["POST"])
+@login_required
+def sign_event(coi: str, sequence: int) -> Any:
+    """Sign a critical step: e-mail and password again (two components) and a meaning."""
+    actor = session_actor()
+    settings = state().settings
+    policy = LoginPolicy(
+        max_failures=settings.login_max_failures,
+        lockout=dt.timedelta(seconds=settings.login_lockout_seconds),
+    )
+    with unit_of_work() as uow:
+        try:
+            signing.sign(
+                uow.session,
+                actor=actor,
+                coi=coi_value(coi),
+                sequence=sequence,
+                email=request.form.get("email", ""),
+                password=request.form.get("password", ""),
+                meaning=request.form.get("meaning", ""),
+                now=utcnow(),
+                policy=policy,
+            )
+            flash(f"Event {sequence} signed.")
+        except DomainError as error:
+            flash(f"Not signed: {error.detail}")
+        uow.commit()  # a wrong password counts towards the lock-out
+    return redirect(url_for("pages.order_timeline", coi=coi, _anchor=f"event-{sequence}")), 303
+
+
+@pages.route("/orders/<coi>/corrections", methods=["POST"])
+@login_required
+def correct_event(coi: str) -> Any:
+    """Record a correction of an event, with its reason (QA or admin)."""
+    actor = session_actor()
+    try:
+        sequence = int(request.form.get("sequence", ""))
+        with unit_of_work() as uow:
+            signing.correct_event(
+                uow.session,
+                actor=actor,
+                coi=coi_value(coi),
+                sequence=sequence,
+                reason=request.form.get("reason", ""),
+                now=utcnow(),
+            )
+            uow.commit()
+        flash(f"Correction of event {sequence} recorded.")
+    except DomainError as error:
+        flash(f"Not recorded: {error.detail}")
+    except ValueError:
+        flash("Not recorded: name the event by its number")
+    return redirect(url_for("pages.order_timeline", coi=coi)), 303
