@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 
 from flask import Flask, Response, g, request
 from flask_limiter import Limiter, RequestLimit
@@ -20,6 +19,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from services.config import Settings
 from services.domain.custody import Actor
+from services.operations.admin import hash_token
 from services.operations.passwords import actor_for_session
 from services.web.errors import error_page, problem, wants_page
 from services.web.state import unit_of_work
@@ -50,7 +50,7 @@ def _credential_key() -> str:
     """API calls count per token (hashed: the counter store never sees one), else per address."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():
-        return "token:" + hashlib.sha256(token.strip().encode()).hexdigest()[:32]
+        return "token:" + hash_token(token.strip())[:32]
     return "addr:" + get_remote_address()
 
 

@@ -10,6 +10,7 @@ from flask import current_app, g
 from services.config import Settings
 from services.db import Database, UnitOfWork
 from services.domain.custody import Actor
+from services.operations.passwords import LoginPolicy
 
 
 @dataclass
@@ -36,3 +37,12 @@ def utcnow() -> dt.datetime:
 
 def max_clock_skew() -> dt.timedelta:
     return dt.timedelta(seconds=state().settings.max_clock_skew_seconds)
+
+
+def login_policy() -> LoginPolicy:
+    """How many wrong passwords lock an account, and for how long: for sign-in and signing."""
+    settings = state().settings
+    return LoginPolicy(
+        max_failures=settings.login_max_failures,
+        lockout=dt.timedelta(seconds=settings.login_lockout_seconds),
+    )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from flask import Response, jsonify
 from sqlmodel import select
 
@@ -12,7 +10,6 @@ from services.domain.errors import SignatureRefused
 from services.operations import audit, signing
 from services.operations import orders as order_ops
 from services.operations.access import order_by_coi
-from services.operations.passwords import LoginPolicy
 from services.operations.queries import coi_value, event_records, unit_by_din, unit_records
 from services.web.api.blueprint import api, orders_tag
 from services.web.api.present import (
@@ -39,7 +36,7 @@ from services.web.api.schemas import (
     UnitPublic,
 )
 from services.web.errors import domain_problem
-from services.web.state import current_actor, max_clock_skew, state, unit_of_work, utcnow
+from services.web.state import current_actor, login_policy, max_clock_skew, unit_of_work, utcnow
 
 
 @api.post("/orders", tags=[orders_tag], responses={201: OrderPublic})
@@ -159,11 +156,6 @@ def sign_event(path: SignaturePath, body: SignatureCreate) -> Response | tuple[R
     """Sign a critical step: your e-mail and password again, and what your signature means.
     The signature is bound to the hash of the record it signs."""
     actor = current_actor()
-    settings = state().settings
-    policy = LoginPolicy(
-        max_failures=settings.login_max_failures,
-        lockout=dt.timedelta(seconds=settings.login_lockout_seconds),
-    )
     with unit_of_work() as uow:
         try:
             row = signing.sign(
@@ -175,7 +167,7 @@ def sign_event(path: SignaturePath, body: SignatureCreate) -> Response | tuple[R
                 password=body.password,
                 meaning=body.meaning,
                 now=utcnow(),
-                policy=policy,
+                policy=login_policy(),
             )
         except SignatureRefused as error:
             uow.commit()  # the failed attempt counts towards the lock-out

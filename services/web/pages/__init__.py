@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
@@ -13,9 +12,9 @@ from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
 from services.operations import access
-from services.operations.passwords import LoginPolicy, check_password
+from services.operations.passwords import check_password
 from services.web.security import SessionUser, session_actor
-from services.web.state import state, unit_of_work, utcnow
+from services.web.state import login_policy, unit_of_work, utcnow
 
 pages = Blueprint("pages", __name__)
 
@@ -43,18 +42,13 @@ def _forms() -> dict[str, object]:
 def login() -> Response | str:
     form = LoginForm()
     if form.validate_on_submit():
-        settings = state().settings
-        policy = LoginPolicy(
-            max_failures=settings.login_max_failures,
-            lockout=dt.timedelta(seconds=settings.login_lockout_seconds),
-        )
         with unit_of_work() as uow:
             found = check_password(
                 uow.session,
                 email=form.email.data or "",
                 password=form.password.data or "",
                 now=utcnow(),
-                policy=policy,
+                policy=login_policy(),
             )
             uow.commit()  # the failure counter too
         if found is None:

@@ -21,14 +21,13 @@ from services.domain.errors import DomainError
 from services.domain.identifiers import batch_number
 from services.operations import access, audit, batches, signing, turnaround
 from services.operations.labels import label_spec
-from services.operations.passwords import LoginPolicy
 from services.operations.queries import coi_value, event_records, unit_by_din
 from services.operations.scans import ScanInput
 from services.web.api.present import batch_public, order_public, signature_public
 from services.web.pages import pages
 from services.web.scanning import submit_scan
 from services.web.security import session_actor
-from services.web.state import state, unit_of_work, utcnow
+from services.web.state import login_policy, unit_of_work, utcnow
 
 # the actions each role scans, in the order of the journey
 ROLE_ACTIONS: dict[Role, list[Action]] = {
@@ -349,11 +348,6 @@ def control_tower() -> str:
 def sign_event(coi: str, sequence: int) -> Any:
     """Sign a critical step: e-mail and password again (two components) and a meaning."""
     actor = session_actor()
-    settings = state().settings
-    policy = LoginPolicy(
-        max_failures=settings.login_max_failures,
-        lockout=dt.timedelta(seconds=settings.login_lockout_seconds),
-    )
     with unit_of_work() as uow:
         try:
             signing.sign(
@@ -365,7 +359,7 @@ def sign_event(coi: str, sequence: int) -> Any:
                 password=request.form.get("password", ""),
                 meaning=request.form.get("meaning", ""),
                 now=utcnow(),
-                policy=policy,
+                policy=login_policy(),
             )
             flash(f"Event {sequence} signed.")
         except DomainError as error:
