@@ -9,9 +9,10 @@ signs; a site may require a second person's (witness) signature on a step.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from services.db.models import Batch, CustodyEvent, Signature, SignatureRule, Site, Unit, User
 from services.domain.audit import signature_content, signature_hash
@@ -21,6 +22,7 @@ from services.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from services.operations.access import order_by_coi
 from services.operations.orders import append_event, lock_order
 from services.operations.passwords import LoginPolicy, check_password
+from services.operations.queries import EventRecord
 
 CORRECTING_ROLES = frozenset({Role.QA, Role.ADMIN})
 MEANINGS = ("performed", "verified", "approved")
@@ -61,14 +63,19 @@ def correct_event(
     )
 
 
-def step_of(event: CustodyEvent) -> str:
-    if event.action == BATCH_STATUS and event.batch_state is BatchState.RELEASED:
+def step_of(action: str, batch_state: str | None) -> str:
+    """The step an event records, as sites name their critical steps (a QA release is one)."""
+    if action == BATCH_STATUS and batch_state == BatchState.RELEASED.value:
         return "release"
-    return event.action
+    return action
 
 
 def critical_steps(session: Session, site: Site) -> dict[str, bool]:
     rows = session.exec(select(SignatureRule).where(SignatureRule.site_id == site.id)).all()
+    return _steps(site, rows)
+
+
+def _steps(site: Site, rows: Sequence[SignatureRule]) -> dict[str, bool]:
     if rows:
         return {row.step: row.witness_required for row in rows}
     return dict(DEFAULT_STEPS.get(site.kind, {}))
@@ -114,7 +121,7 @@ def sign(
     if actor.site_id != site.id:
         raise Forbidden(f"this step is signed at {site.code}, where it happened")
     steps = critical_steps(session, site)
-    step = step_of(event)
+    step = step_of(event.action, event.batch_state.value if event.batch_state else None)
     if step not in steps:
         raise InvalidRequest(f"{step} is not a step {site.code} signs; there is nothing to sign")
     if email.strip().lower() != actor.email:
@@ -146,18 +153,21 @@ def sign(
     return row
 
 
-def signature_status(session: Session, events: list[CustodyEvent]) -> dict[int, SignatureStatus]:
-    """Whether each event needs a signature, and whether it has what it needs."""
-    sites = {site.id: site for site in session.exec(select(Site)).all()}
-    steps = {site_id: critical_steps(session, site) for site_id, site in sites.items()}
-    ids = [event.id for event in events if event.id is not None]
-    signed: dict[int, list[Signature]] = {}
-    for row in session.exec(select(Signature).where(col(Signature.event_id).in_(ids))).all():
-        signed.setdefault(row.event_id, []).append(row)
+def signature_status(
+    session: Session, events: Sequence[EventRecord], signed: Mapping[int, Sequence[Signature]]
+) -> dict[int, SignatureStatus]:
+    """Whether each event needs a signature, and whether ``signed`` (its signatures, by event
+    id) gives it what it needs."""
+    rules: dict[int, list[SignatureRule]] = {}
+    for row in session.exec(select(SignatureRule)).all():
+        rules.setdefault(row.site_id, []).append(row)
+    steps = {
+        site.code: _steps(site, rules.get(site.id, []))  # type: ignore[arg-type]
+        for site in session.exec(select(Site)).all()
+    }
     status: dict[int, SignatureStatus] = {}
     for event in events:
-        assert event.id is not None
-        rule = steps[event.site_id].get(step_of(event))
+        rule = steps[event.site].get(step_of(event.action, event.batch_status))
         rows = signed.get(event.id, [])
         if rule is None:
             status[event.id] = "signed" if rows else "not_required"

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from flask import Response, jsonify
-from sqlmodel import select
 
 from services.db.models import CustodyEvent
 from services.domain.errors import SignatureRefused
-from services.operations import audit, signing
 from services.operations import orders as order_ops
+from services.operations import signing
 from services.operations.access import order_by_coi
 from services.operations.queries import coi_value, event_records, unit_by_din, unit_records
 from services.web.api.blueprint import api, orders_tag
@@ -17,6 +16,7 @@ from services.web.api.present import (
     event_public,
     order_public,
     signature_public,
+    timeline_events,
     unit_public,
 )
 from services.web.api.schemas import (
@@ -114,17 +114,7 @@ def read_order_events(path: OrderPath) -> Response:
     corrections, and for each critical step its signatures (printed name, time, meaning)."""
     with unit_of_work() as uow:
         order = order_by_coi(uow.session, current_actor(), coi_value(path.coi))
-        records = event_records(uow.session, CustodyEvent.order_id == order.id)
-        rows = list(uow.session.exec(select(CustodyEvent).where(CustodyEvent.order_id == order.id)))
-        status = signing.signature_status(uow.session, rows)
-        signed = audit.signatures_of(uow.session, [record.id for record in records])
-        events = []
-        for record in records:
-            event = event_public(record)
-            event.signature = status.get(record.id)
-            event.signatures = [signature_public(r, e) for r, e in signed.get(record.id, [])]
-            events.append(event)
-    result = OrderTimeline(coi=order.coi, events=events)
+        result = OrderTimeline(coi=order.coi, events=timeline_events(uow.session, order))
     return jsonify(result.model_dump(mode="json"))
 
 

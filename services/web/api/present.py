@@ -19,7 +19,7 @@ from services.db.models import (
 from services.domain.batches import BatchState
 from services.domain.custody import Actor
 from services.domain.identifiers import Coi, Din, batch_code, shipment_code
-from services.operations import audit
+from services.operations import audit, signing
 from services.operations.access import may_see_patient_ref
 from services.operations.batches import BatchRecord, batches_of_order
 from services.operations.queries import (
@@ -179,6 +179,24 @@ def event_public(record: EventRecord) -> EventPublic:
         reason=record.reason,
         corrects=record.corrects,
     )
+
+
+def timeline_events(session: Session, order: Order) -> list[EventPublic]:
+    """The order's events in sequence, each with its signatures and whether it awaits one."""
+    records = event_records(session, CustodyEvent.order_id == order.id)
+    signed = audit.signatures_of(session, [record.id for record in records])
+    status = signing.signature_status(
+        session, records, {event_id: [row for row, _ in rows] for event_id, rows in signed.items()}
+    )
+    events = []
+    for record in records:
+        event = event_public(record)
+        event.signature = status[record.id]
+        event.signatures = [
+            signature_public(row, email) for row, email in signed.get(record.id, [])
+        ]
+        events.append(event)
+    return events
 
 
 def batch_public(session: Session, record: BatchRecord) -> BatchPublic:

@@ -14,16 +14,16 @@ from flask_login import login_required
 from sqlmodel import col, select
 
 import labels
-from services.db.models import CustodyEvent, Order, Site, Unit
+from services.db.models import Order, Site, Unit
 from services.domain.batches import STEPS, BatchState, next_step
 from services.domain.custody import Action, Role, SiteKind, UnitState
 from services.domain.errors import DomainError
 from services.domain.identifiers import batch_number
 from services.operations import access, audit, batches, signing, turnaround
 from services.operations.labels import label_spec
-from services.operations.queries import coi_value, event_records, unit_by_din
+from services.operations.queries import coi_value, unit_by_din
 from services.operations.scans import ScanInput
-from services.web.api.present import batch_public, order_public, signature_public
+from services.web.api.present import batch_public, order_public, timeline_events
 from services.web.pages import pages
 from services.web.scanning import submit_scan
 from services.web.security import session_actor
@@ -173,22 +173,13 @@ def order_timeline(coi: str) -> str:
     with unit_of_work() as uow:
         order = access.order_by_coi(uow.session, actor, coi_value(coi))
         public = order_public(uow.session, actor, order)
-        records = event_records(uow.session, CustodyEvent.order_id == order.id)
-        rows = list(uow.session.exec(select(CustodyEvent).where(CustodyEvent.order_id == order.id)))
-        status = signing.signature_status(uow.session, rows)
-        signed = audit.signatures_of(uow.session, [r.id for r in records])
-        signatures = {
-            rid: [signature_public(row, email) for row, email in items]
-            for rid, items in signed.items()
-        }
+        events = timeline_events(uow.session, order)
         report = audit.verify(uow.session, order_id=order.id)
     return render_template(
         "order.html",
         actor=actor,
         order=public,
-        events=records,
-        status=status,
-        signatures=signatures,
+        events=events,
         verified=report.ok,
         finding=str(report.finding) if report.finding else None,
         now=utcnow(),
