@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,8 @@ from services.domain.audit import (
     verify_chain,
 )
 
+EVENTS, REFUSALS = "custody_events", "refused_scans"  # the two tables a chain runs through
+
 
 def seal(session: Session, record: CustodyEvent | RefusedScan) -> None:
     """Give a record, not yet inserted, its place in its order's chain and its hash.
@@ -52,7 +54,7 @@ def seal(session: Session, record: CustodyEvent | RefusedScan) -> None:
         head = ChainHead(key=key, length=0, head=GENESIS)
     record.chain_position = head.length + 1
     record.prev_hash = head.head
-    table = "custody_events" if isinstance(record, CustodyEvent) else "refused_scans"
+    table = EVENTS if isinstance(record, CustodyEvent) else REFUSALS
     record.hash = link(record.prev_hash, content(table, record))
     head.length, head.head = record.chain_position, record.hash
     session.add(head)
@@ -104,23 +106,22 @@ def _links(session: Session, order_id: int | None = None) -> Iterator[Link]:
             session.expunge(row)
 
     def sort_key(item: Link) -> tuple[int, int, int]:
-        number = int(item.chain.split(":")[1]) if item.chain.startswith("order:") else 2**62
-        return (number, item.position, 0 if item.table == "custody_events" else 1)
+        order = item.content["order_id"]  # the unattributed chain (no order) comes last
+        return (order if order is not None else 2**62, item.position, item.table != EVENTS)
 
-    yield from _merge(stream(events, "custody_events"), stream(refusals, "refused_scans"), sort_key)
-
-
-def _merge(
-    a: Iterator[Link], b: Iterator[Link], key: Callable[[Link], tuple[int, int, int]]
-) -> Iterator[Link]:
-    yield from heapq.merge(a, b, key=key)
+    yield from heapq.merge(stream(events, EVENTS), stream(refusals, REFUSALS), key=sort_key)
 
 
 def verify(
-    session: Session, *, progress: Callable[[int], None] | None = None, order_id: int | None = None
+    session: Session,
+    *,
+    progress: Callable[[int], None] | None = None,
+    order_id: int | None = None,
+    links: Iterable[Link] | None = None,
 ) -> Report:
     """Check every chain, every head, every checkpoint and every signature; stop at the first
-    thing wrong and name it. ``progress`` is called with the records checked so far."""
+    thing wrong and name it. ``progress`` is called with the records checked so far.
+    ``links``: the order's chain when the caller has read it already (``order_chain``)."""
     heads = {row.key: (row.length, row.head) for row in session.exec(select(ChainHead))}
     records = chains = 0
     finding: Finding | None = None
@@ -135,7 +136,7 @@ def verify(
         seen[chain] = (len(items), items[-1].hash)
         return None
 
-    for item in _links(session, order_id):
+    for item in links if links is not None else _links(session, order_id):
         records += 1
         if progress is not None and records % 1000 == 0:
             progress(records)

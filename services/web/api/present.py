@@ -285,8 +285,8 @@ def shipment_public(session: Session, shipment: Shipment) -> ShipmentPublic:
 
 
 def audit_public(session: Session, order: Order) -> AuditPublic:
-    report = audit.verify(session, order_id=order.id)
     chain = audit.order_chain(session, order)
+    report = audit.verify(session, order_id=order.id, links=chain)
     dins = {unit.id: unit.din for unit in units_of_order(session, order)}
     signed = audit.signatures_of(
         session, [item.id for item in chain if item.table == "custody_events"]
