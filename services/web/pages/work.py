@@ -14,9 +14,9 @@ from flask_login import login_required
 from sqlmodel import col, select
 
 import labels
-from services.db.models import Order, Site, Unit
+from services.db.models import Site, Unit
 from services.domain.batches import STEPS, BatchState, next_step
-from services.domain.custody import Action, Role, SiteKind, UnitState
+from services.domain.custody import Action, Role, UnitState
 from services.domain.errors import DomainError
 from services.domain.identifiers import batch_number
 from services.operations import access, audit, batches, signing, turnaround
@@ -260,7 +260,9 @@ def control_tower() -> str:
     now = utcnow()
     with unit_of_work() as uow:
         session = uow.session
-        orders = access.visible_orders(session, actor, limit=500)
+        visible = access.visible_orders(session, actor, limit=500)
+        products = sorted({order.product for order in visible})
+        orders = visible
         if product_filter:
             orders = [o for o in orders if o.product == product_filter]
         sites = {s.id: s.code for s in session.exec(select(Site)).all()}
@@ -309,7 +311,6 @@ def control_tower() -> str:
         legs = turnaround.turnaround(
             session, actor=actor, since=now - dt.timedelta(days=90), until=now, site=site_filter
         )
-        products = sorted({o.product for o in access.visible_orders(session, actor, limit=500)})
     scale = max([s.p90_hours for s in legs] + [1.0])
     return render_template(
         "tower.html",
@@ -324,10 +325,6 @@ def control_tower() -> str:
         product_filter=product_filter,
         site_codes=sorted(sites.values()),
         products=products,
-        sites_by_id=sites,
-        kinds=SiteKind,
-        now=now,
-        Order=Order,
     )
 
 
