@@ -98,6 +98,7 @@ def open_batch(
     session.add(batch)
     session.flush()
     codes = site_codes(session)
+    step = _Step(order, batch, site, actor, occurred, now)
     request = ScanRequest(
         action=Action.START_MANUFACTURING, site=SiteRef(code=site.code, kind=site.kind), actor=actor
     )
@@ -108,19 +109,13 @@ def open_batch(
             session.add(unit)
             _event(
                 session,
-                _Step(order, batch, site, actor, occurred, now),
+                step,
                 unit=unit,
                 action=Action.START_MANUFACTURING.value,
                 from_state=from_state,
             )
         session.add(BatchInput(batch_id=_id(batch), unit_id=_id(unit)))
-    _event(
-        session,
-        _Step(order, batch, site, actor, occurred, now),
-        unit=None,
-        action=BATCH_STATUS,
-        from_state=None,
-    )
+    _event(session, step, unit=None, action=BATCH_STATUS, from_state=None)
     return batch
 
 
@@ -212,40 +207,36 @@ def change_status(
     if status is BatchState.FAILED:
         batch.failure_reason = (reason or "").strip()
     session.add(batch)
+    step = _Step(order, batch, site, actor, occurred, now)
     _event(
         session,
-        _Step(order, batch, site, actor, occurred, now),
+        step,
         unit=None,
         action=BATCH_STATUS,
         from_state=None,
         reason=reason.strip() if reason else None,
     )
     if status in FINAL:
-        _dispose(session, actor, order, batch, site, products, occurred, now)
+        _dispose(session, step, products)
     return batch
 
 
-def _dispose(
-    session: Session,
-    actor: Actor,
-    order: Order,
-    batch: Batch,
-    site: Site,
-    products: list[Unit],
-    occurred: dt.datetime,
-    now: dt.datetime,
-) -> None:
+def _dispose(session: Session, step: _Step, products: list[Unit]) -> None:
     codes = site_codes(session)
-    release = batch.state is BatchState.RELEASED
+    release = step.batch.state is BatchState.RELEASED
     action = Action.RELEASE if release else Action.REJECT
+    site = step.site
     request = ScanRequest(
-        action=action, site=SiteRef(code=site.code, kind=site.kind), actor=actor, via_batch=True
+        action=action,
+        site=SiteRef(code=site.code, kind=site.kind),
+        actor=step.actor,
+        via_batch=True,
     )
     for unit, _order in lock_bags(session, products):
         if unit.state not in (UnitState.PRODUCED, UnitState.RELEASED):
             continue  # already shipped, quarantined or otherwise accounted for
         if release:
-            rule = decide_scan(bag_view(unit, order, None, codes), request)
+            rule = decide_scan(bag_view(unit, step.order, None, codes), request)
         else:
             # the batch's failure is QA's or the operator's disposition of all its bags
             rule = rule_for(unit.kind, unit.state, Action.REJECT)
@@ -253,11 +244,11 @@ def _dispose(
         session.add(unit)
         _event(
             session,
-            _Step(order, batch, site, actor, occurred, now),
+            step,
             unit=unit,
             action=action.value,
             from_state=from_state,
-            reason=batch.failure_reason,
+            reason=step.batch.failure_reason,
         )
 
 
@@ -284,6 +275,7 @@ def add_products(
     assert site is not None
     assert site.fin is not None  # manufacturing sites assign DINs
     filled = (filled_at or now).astimezone(dt.UTC)
+    step = _Step(order, batch, site, actor, filled, now)
     made = []
     for _ in range(count):
         sequence = next_number(
@@ -302,13 +294,7 @@ def add_products(
         )
         session.add(unit)
         session.flush()
-        _event(
-            session,
-            _Step(order, batch, site, actor, filled, now),
-            unit=unit,
-            action=PRODUCE,
-            from_state=None,
-        )
+        _event(session, step, unit=unit, action=PRODUCE, from_state=None)
         made.append(unit)
     return made
 
