@@ -125,7 +125,6 @@ def enqueue_for_event(
     session: Session, *, event: CustodyEvent, order: Order, unit: Unit | None
 ) -> list[Notification]:
     assert event.id is not None
-    codes = {site.id: site.code for site in session.exec(select(Site)).all()}
     payload = {
         "type": f"custody.{event.action}",
         "kind": event.action,
@@ -137,8 +136,8 @@ def enqueue_for_event(
         "sequence": event.sequence,
         "from_state": event.from_state.value if event.from_state else None,
         "to_state": event.to_state.value if event.to_state else None,
-        "site": codes[event.site_id],
-        "custodian": codes[event.custodian_site_id],
+        "site": _code(session, event.site_id),
+        "custodian": _code(session, event.custodian_site_id),
         "shipment": shipment_code(event.shipment_id) if event.shipment_id else None,
         "occurred_at": event.occurred_at.isoformat(),
         "recorded_at": event.recorded_at.isoformat(),
@@ -155,19 +154,25 @@ def enqueue_for_event(
     )
 
 
+def _code(session: Session, site_id: int) -> str:
+    """A site's code; the identity map usually has the row, so this costs no query."""
+    site = session.get(Site, site_id)
+    assert site is not None
+    return site.code
+
+
 def report_discrepancy(
     session: Session, *, order: Order, shipment: Shipment, missing: list[str], now: dt.datetime
 ) -> list[Notification]:
     """Bags of a shipment's manifest that did not arrive: on the order's record, and notified."""
     assert shipment.id is not None
-    codes = {site.id: site.code for site in session.exec(select(Site)).all()}
     detail = {
         "type": f"custody.{SHIPMENT_DISCREPANCY}",
         "kind": SHIPMENT_DISCREPANCY,
         "coi": order.coi,
         "shipment": shipment_code(shipment.id),
         "missing": missing,
-        "site": codes[shipment.destination_site_id],
+        "site": _code(session, shipment.destination_site_id),
         "recorded_at": now.isoformat(),
     }
     row = OrderEvent(order_id=order.id, kind=SHIPMENT_DISCREPANCY, detail=detail, recorded_at=now)  # type: ignore[arg-type]
