@@ -205,21 +205,31 @@ def _manufacture_and_return(
             (Action.INFUSE, "care@northgate.demo", "TRT-NORTH", 21.0),
         ]
     for action, email, site, offset in legs:
-        scans.record_scan(
+        _scan(
             session,
-            actor=_actor(session, email),
-            scan=scans.ScanInput(
+            _actor(session, email),
+            scans.ScanInput(
                 barcode=f"={product.din}00",
                 action=action,
                 site=site,
-                event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"demo:{patient_ref}:r:{action}")),
+                event_id=_event_id(f"{patient_ref}:r:{action}"),
                 occurred_at=at(offset),
                 shipment=f"SHP-{shipment.id:08d}" if action is Action.PACK else None,
                 patient_ref=patient_ref if action is Action.INFUSE else None,
             ),
-            now=clock.now,
-            max_clock_skew=dt.timedelta(minutes=5),
+            clock,
         )
+
+
+def _scan(session: Session, actor: Actor, scan: scans.ScanInput, clock: DemoClock) -> None:
+    scans.record_scan(
+        session, actor=actor, scan=scan, now=clock.now, max_clock_skew=dt.timedelta(minutes=5)
+    )
+
+
+def _event_id(key: str) -> str:
+    """The same event id for the same demo scan, so that a second `demo` replays, not repeats."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"demo:{key}"))
 
 
 def _build_order(
@@ -275,17 +285,16 @@ def _build_order(
                 now=clock.at(days_ago - index * STEP_DAYS),
             )
             shipment_code = f"SHP-{shipment.id:08d}"
-        scans.record_scan(
+        _scan(
             session,
-            actor=actor,
-            scan=scans.ScanInput(
+            actor,
+            scans.ScanInput(
                 barcode=f"={unit.din}00",
                 action=action,
                 site=where.get(action, "APH-NORTH"),
-                event_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"demo:{patient_ref}:{action}")),
+                event_id=_event_id(f"{patient_ref}:{action}"),
                 occurred_at=clock.at(days_ago - (index + 1) * STEP_DAYS),
                 shipment=shipment_code if action is Action.PACK else None,
             ),
-            now=clock.now,
-            max_clock_skew=dt.timedelta(minutes=5),
+            clock,
         )
