@@ -41,6 +41,7 @@ class WebhookReceiver:
     # statuses to answer, in turn; 200 once they run out
     script: list[int] = field(default_factory=list)
     delay: float = 0.0  # seconds to take over each answer, so a killed worker dies mid-send
+    answer_body: bytes = b""  # what to answer with (default "ok" / "not now")
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def answer(self) -> int:
@@ -71,7 +72,7 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
             try:
                 self.send_response(status)
                 self.end_headers()
-                self.wfile.write(b"ok" if status < 300 else b"not now")
+                self.wfile.write(receiver.answer_body or (b"ok" if status < 300 else b"not now"))
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the sender died mid-request (the SIGKILL test): it will send again
 

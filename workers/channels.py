@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
+import logging
 import os
 import smtplib
 import socket
 import tempfile
+import time
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
@@ -19,37 +22,65 @@ from standardwebhooks.webhooks import Webhook
 
 from services.config import Settings
 from services.domain.errors import InvalidRequest
-from services.domain.notifications import Channel, body_text, check_public_address, summary
+from services.domain.notifications import Channel, body_text, summary
+from services.domain.targets import (
+    WebhookUrl,
+    check_email_address,
+    check_public_address,
+    parse_webhook_url,
+)
 from services.operations.notifications import Attempt, Outcome
+
+log = logging.getLogger(__name__)
+
+# a receiver's answer is read this far at most: its status is what counts, the rest is for the log
+MAX_RESPONSE_BYTES = 4096
+# what a channel raises that no retry will mend: the target itself cannot be sent to
+PERMANENT_ERRORS = (ValueError, UnicodeError, httpx.InvalidURL, httpx.UnsupportedProtocol)
 
 
 class Senders:
-    """The channels for one chunk of deliveries, sharing one HTTP client (kept-alive
-    connections) across its webhooks."""
+    """The channels for one chunk of deliveries. Webhooks to one host share one HTTP client
+    (kept-alive connections); clients are never shared between hosts, because each connects to
+    the address its host was checked to have."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._http: httpx.Client | None = None
+        self._http: dict[str, httpx.Client] = {}
 
     def __enter__(self) -> Senders:
         return self
 
     def __exit__(self, *_: object) -> None:
-        if self._http is not None:
-            self._http.close()
+        for client in self._http.values():
+            client.close()
 
     def send(self, attempt: Attempt) -> Outcome:
-        if attempt.channel is Channel.EMAIL:
-            return send_email(attempt, self.settings)
-        if attempt.channel is Channel.WEBHOOK:
-            if self._http is None:
-                self._http = httpx.Client(
-                    timeout=self.settings.webhook_timeout_seconds, follow_redirects=False
-                )
-            return send_webhook(attempt, self.settings, self._http)
-        return Outcome(
-            error=f"channel {attempt.channel} is not delivered by workers", permanent=True
-        )
+        """Send one notification. Whatever goes wrong is the row's outcome (recorded on it, retried
+        or dead-lettered), never an exception that would stall the worker and the rows behind."""
+        try:
+            if attempt.channel is Channel.EMAIL:
+                return send_email(attempt, self.settings)
+            if attempt.channel is Channel.WEBHOOK:
+                return send_webhook(attempt, self.settings, self._client)
+            return Outcome(
+                error=f"channel {attempt.channel} is not delivered by workers", permanent=True
+            )
+        except PERMANENT_ERRORS as error:
+            return Outcome(error=_describe(error), permanent=True)
+        except Exception as error:
+            log.exception("notification %s: the channel failed", attempt.notification_id)
+            return Outcome(error=_describe(error))
+
+    def _client(self, host: str) -> httpx.Client:
+        if host not in self._http:
+            third = self.settings.webhook_timeout_seconds / 3
+            self._http[host] = httpx.Client(timeout=httpx.Timeout(third), follow_redirects=False)
+        return self._http[host]
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:1000]
 
 
 def message_id(attempt: Attempt, settings: Settings) -> str:
@@ -83,6 +114,10 @@ def email_message(attempt: Attempt, settings: Settings) -> EmailMessage:
 
 
 def send_email(attempt: Attempt, settings: Settings) -> Outcome:
+    try:
+        check_email_address(attempt.target)  # a row from before targets were checked
+    except InvalidRequest as refused:
+        return Outcome(error=refused.detail, permanent=True)
     message = email_message(attempt, settings)
     if not settings.smtp_url:
         _write_mail_file(settings.mail_folder, attempt.notification_id, message)
@@ -131,33 +166,77 @@ def webhook_body(attempt: Attempt) -> str:
     )
 
 
-def send_webhook(attempt: Attempt, settings: Settings, http: httpx.Client) -> Outcome:
+def resolve(target: WebhookUrl, *, allow_private: bool) -> str:
+    """The address to connect to, resolved once: every address the name has must be public
+    (unless private targets are allowed), and the connection goes to the one checked."""
+    if target.is_literal:
+        addresses = [target.host]
+    else:
+        infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not allow_private:
+        check_public_address(target.host, addresses)
+    return addresses[0]
+
+
+def send_webhook(
+    attempt: Attempt, settings: Settings, client_for: Callable[[str], httpx.Client]
+) -> Outcome:
     if not attempt.secret:
         return Outcome(error="the subscription has no signing secret", permanent=True)
-    host = urlsplit(attempt.target).hostname or ""
-    if not settings.webhook_allow_private_targets:
-        try:
-            addresses = [info[4][0] for info in socket.getaddrinfo(host, None)]
-            check_public_address(host, [str(a) for a in addresses])
-        except InvalidRequest as refused:
-            return Outcome(error=refused.detail, permanent=True)
-        except OSError as error:
-            return Outcome(error=f"cannot resolve {host}: {error}")
+    allow_private = bool(settings.webhook_allow_private_targets)
+    try:
+        target = parse_webhook_url(attempt.target, allow_private=allow_private)
+        address = resolve(target, allow_private=allow_private)
+    except InvalidRequest as refused:
+        return Outcome(error=refused.detail, permanent=True)
+    except OSError as error:
+        return Outcome(error=f"cannot resolve {urlsplit(attempt.target).hostname}: {error}")
     body = webhook_body(attempt)
     sent_at = dt.datetime.now(dt.UTC)
+    default_port = 443 if target.scheme == "https" else 80
     headers = {
+        # the request goes to the checked address; the receiver still sees its own name
+        "host": target.host if target.port == default_port else f"{target.host}:{target.port}",
         "content-type": "application/json",
         "user-agent": "vein2vein-webhooks/1",
         "webhook-id": webhook_id(attempt),
         "webhook-timestamp": str(int(sent_at.timestamp())),
         "webhook-signature": Webhook(attempt.secret).sign(webhook_id(attempt), sent_at, body),
     }
+    extensions = {}
+    if target.scheme == "https" and not target.is_literal:
+        extensions["sni_hostname"] = target.host  # TLS checks the certificate against the name
+    deadline = time.monotonic() + settings.webhook_timeout_seconds
+    url = httpx.URL(target.url).copy_with(host=address)
     try:
-        response = http.post(attempt.target, content=body, headers=headers)
+        with client_for(target.host).stream(
+            "POST", url, content=body, headers=headers, extensions=extensions
+        ) as response:
+            text = _read_bounded(response, deadline)
     except httpx.HTTPError as error:
-        return Outcome(error=f"{type(error).__name__}: {error}")
+        return Outcome(error=_describe(error))
+    except TimeoutError:
+        return Outcome(
+            error=f"no complete answer within {settings.webhook_timeout_seconds:g} s (timed out)"
+        )
     if 200 <= response.status_code < 300:
         return Outcome()
     if response.status_code == 410:
         return Outcome(error="410 Gone: the endpoint is disabled", gone=True)
-    return Outcome(error=f"HTTP {response.status_code}: {response.text[:200]}")
+    return Outcome(error=f"HTTP {response.status_code}: {text[:200]}")
+
+
+def _read_bounded(response: httpx.Response, deadline: float) -> str:
+    """At most MAX_RESPONSE_BYTES of the answer, and nothing after the deadline: a receiver that
+    trickles an endless answer cannot hold a worker."""
+    if 200 <= response.status_code < 300:
+        return ""  # the status says it all; the rest is not read
+    received = bytearray()
+    for chunk in response.iter_bytes():
+        received += chunk
+        if len(received) >= MAX_RESPONSE_BYTES:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError
+    return received[:MAX_RESPONSE_BYTES].decode("utf-8", "replace")

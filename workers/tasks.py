@@ -139,7 +139,12 @@ def deliver_claims(claims: list[tuple[int, str]], db: Database, current: Setting
     with UnitOfWork(db.session_factory) as uow:
         attempts = [
             notifications.begin_attempt(
-                uow.session, notification_id=i, token=token, now=utcnow(), lease=lease
+                uow.session,
+                notification_id=i,
+                token=token,
+                now=utcnow(),
+                lease=lease,
+                max_attempts=current.notify_max_attempts,
             )
             for i, token in claims
         ]

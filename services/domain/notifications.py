@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
-import re
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit
 
 from services.domain.custody import EVENT_ACTIONS
 from services.domain.errors import InvalidRequest
+from services.domain.targets import check_email_address, parse_webhook_url
 
 REFUSED_SCAN = "refused_scan"
 SHIPMENT_DISCREPANCY = "shipment_discrepancy"  # manifest bags that did not arrive
@@ -52,38 +50,13 @@ def wants(events: list[str] | None, kind: str) -> bool:
     return events is None or kind in events
 
 
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-
-
 def check_target(channel: Channel, target: str, *, allow_private: bool) -> str:
-    target = target.strip()
+    """The target as it will be stored, or a clear refusal (see :mod:`services.domain.targets`)."""
     if channel is Channel.EMAIL:
-        if not _EMAIL.fullmatch(target):
-            raise InvalidRequest(f"{target!r} is not an e-mail address")
-        return target
+        return check_email_address(target)
     if channel is Channel.WEBHOOK:
-        parts = urlsplit(target)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise InvalidRequest(f"{target!r} is not an http(s) URL")
-        if parts.scheme == "http" and not allow_private:
-            raise InvalidRequest("webhook targets must use https")
-        if not allow_private:
-            check_public_address(parts.hostname)
-        return target
+        return parse_webhook_url(target, allow_private=allow_private).url
     raise InvalidRequest("subscribe to the email or webhook channel; the feed is every site's own")
-
-
-def check_public_address(host: str, addresses: list[str] | None = None) -> None:
-    """Refuse loopback, private, link-local and other non-public targets (SSRF)."""
-    for text in addresses if addresses is not None else [host]:
-        try:
-            address = ipaddress.ip_address(text)
-        except ValueError:
-            if host.lower() in ("localhost", "localhost.localdomain") or host.endswith(".local"):
-                raise InvalidRequest(f"webhook target {host} is not a public address") from None
-            continue  # a name: its addresses are checked when it is resolved, before sending
-        if not address.is_global:
-            raise InvalidRequest(f"webhook target {host} ({address}) is not a public address")
 
 
 def backoff(attempts: int, *, base: float, cap: float, jitter: float) -> dt.timedelta:

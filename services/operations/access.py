@@ -5,9 +5,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from services.db.models import Order, Shipment, ShipmentUnit, Unit
-from services.domain.custody import Actor, Role, ShipmentState
+from services.db.models import Order, Shipment, ShipmentUnit, Site, Subscription, Unit, User
+from services.domain.custody import Actor, Role, ShipmentState, SiteRef
 from services.domain.errors import NotFound
+from services.domain.notifications import Channel
 
 
 def order_site_ids(order: Order) -> tuple[int, int, int]:
@@ -87,3 +88,36 @@ def visible_orders(session: Session, actor: Actor, *, limit: int = 200) -> list[
         condition = sa.or_(condition, col(Order.id).in_(held), col(Order.id).in_(carried))
     query = select(Order).where(condition).order_by(col(Order.id).desc()).limit(limit)
     return list(session.exec(query))
+
+
+def actor_for(user: User, site: Site) -> Actor:
+    """The acting user as operations receive it: who, in which role, for which site."""
+    assert user.id is not None
+    assert site.id is not None
+    return Actor(
+        user_id=user.id,
+        email=user.email,
+        role=user.role,
+        site=SiteRef(code=site.code, kind=site.kind),
+        site_id=site.id,
+    )
+
+
+def may_receive(session: Session, subscription: Subscription, order_id: int | None) -> str | None:
+    """Why a subscription's owner may no longer hear of an order (checked again at delivery,
+    not only when they subscribed), or None when they may."""
+    if subscription.channel is Channel.FEED:
+        return None  # a site's own feed, read only by users of that site
+    user = session.get(User, subscription.created_by_id)
+    if user is None or not user.active:
+        return "its subscriber's account is deactivated"
+    site = session.get(Site, user.site_id)
+    assert site is not None
+    if subscription.site_id is not None and subscription.site_id != user.site_id:
+        return f"its subscriber now acts for {site.code}, not for the site subscribed to"
+    if order_id is None:
+        return None
+    order = session.get(Order, order_id)
+    if order is None or not can_view_order(session, actor_for(user, site), order):
+        return f"its subscriber {user.email} may no longer see this order"
+    return None

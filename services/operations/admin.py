@@ -10,9 +10,10 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from services.db.models import ApiToken, Site, User
-from services.domain.custody import Actor, Role, SiteKind, SiteRef
+from services.domain.custody import Actor, Role, SiteKind
 from services.domain.errors import Conflict, InvalidRequest, NotFound
 from services.domain.identifiers import validate_fin
+from services.operations.access import actor_for
 
 TOKEN_PREFIX = "v2v_"  # noqa: S105 - a marker that makes leaked tokens easy to find
 # Sites that assign ISBT 128 identifiers (DINs, COIs) need their facility identification number.
@@ -149,15 +150,3 @@ def actor_for_token(session: Session, token: str, *, now: dt.datetime) -> Actor 
     if api_token.expires_at is not None and api_token.expires_at <= now:
         return None
     return actor_for(user, site)
-
-
-def actor_for(user: User, site: Site) -> Actor:
-    assert user.id is not None
-    assert site.id is not None
-    return Actor(
-        user_id=user.id,
-        email=user.email,
-        role=user.role,
-        site=SiteRef(code=site.code, kind=site.kind),
-        site_id=site.id,
-    )

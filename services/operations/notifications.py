@@ -40,6 +40,7 @@ from services.domain.notifications import (
     backoff,
     wants,
 )
+from services.operations import access
 from services.operations.access import order_site_ids
 from services.operations.admin import user_by_email
 
@@ -326,9 +327,20 @@ class Attempt:
 
 
 def begin_attempt(
-    session: Session, *, notification_id: int, token: str, now: dt.datetime, lease: dt.timedelta
+    session: Session,
+    *,
+    notification_id: int,
+    token: str,
+    now: dt.datetime,
+    lease: dt.timedelta,
+    max_attempts: int,
 ) -> Attempt | None:
-    """Spend the claim: only the first task run holding ``token`` gets to send."""
+    """Spend the claim: only the first task run holding ``token`` gets to send.
+
+    Two things end a row here instead of sending it: it has used up its attempts without ever
+    reporting an outcome (every worker that took it died or timed out), or its subscriber may
+    no longer see the order (deactivated, moved to another site): nothing is sent to them, and
+    the subscription is disabled with the reason."""
     result = session.execute(
         sa.update(Notification)
         .where(
@@ -344,6 +356,21 @@ def begin_attempt(
     assert row is not None
     subscription = session.get(Subscription, row.subscription_id)
     assert subscription is not None
+    if row.attempts > max_attempts:
+        _give_up(
+            row,
+            f"gave up after {row.attempts - 1} attempts that never reported an outcome "
+            "(the worker sending it died or was stopped each time)",
+        )
+        return None
+    refusal = access.may_receive(session, subscription, row.order_id)
+    if refusal is not None:
+        _give_up(row, f"not sent: {refusal}")
+        subscription.active = False
+        subscription.disabled_reason = f"{refusal} ({now.isoformat()})"[:500]
+        session.add(subscription)
+        forget_subscriptions(session)
+        return None
     return Attempt(
         notification_id=notification_id,
         stream=(row.subscription_id, row.order_id),
@@ -354,6 +381,12 @@ def begin_attempt(
         secret=subscription.secret,
         created_at=row.created_at,
     )
+
+
+def _give_up(row: Notification, why: str) -> None:
+    row.state = NotificationState.DEAD
+    row.last_error = why[:1000]
+    row.claim_token = None
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from sqlmodel import Session, select
 from services.db.models import Site, User
 from services.domain.custody import Actor
 from services.domain.errors import InvalidRequest
-from services.operations.admin import actor_for, user_by_email
+from services.operations.access import actor_for
+from services.operations.admin import user_by_email
 
 MIN_PASSWORD_LENGTH = 12  # NIST SP 800-63B allows 8; these accounts move patients' cells
 MAX_PASSWORD_LENGTH = 256

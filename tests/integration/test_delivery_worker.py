@@ -22,7 +22,8 @@ import redis
 from sqlmodel import col, select
 
 from services.db import UnitOfWork
-from services.db.models import Notification
+from services.db.models import Notification, Order, Subscription, User
+from services.domain.notifications import Channel
 from tests.conftest import TEST_SECRET
 from tests.processes import BIN, clean_env, free_port, start, stop, wait_for_log
 from tests.receivers import smtp_server, webhook_receiver
@@ -286,3 +287,59 @@ def test_no_notification_is_lost_when_the_worker_is_killed_again_and_again(
     assert len(ids) == 120  # none lost
     repeats = sum(ids.values()) - len(ids)
     print(f"\nworker killed {kills} times; receiver saw {repeats} repeated deliveries")
+
+
+def test_a_poisoned_subscription_is_a_dead_letter_while_the_orders_others_deliver_in_order(
+    pg_world: Any, clean_redis: str, pg_url: str, tmp_path: Path
+) -> None:
+    """A subscription stored before targets were checked (the URL httpx cannot even parse) and
+    one whose host does not resolve: both end as dead letters with their errors, and the
+    order's healthy webhook and e-mail subscribers hear every milestone, in order."""
+    with webhook_receiver() as receiver, smtp_server() as smtp:
+        env = worker_env(pg_url, clean_redis, tmp_path, SMTP_URL=smtp.url, NOTIFY_MAX_ATTEMPTS="3")
+        worker = start_worker(env, tmp_path, "worker")
+        beat = start_beat(env, tmp_path)  # retries after a back-off are the dispatcher's
+        try:
+            world = pg_world(broker_url=clean_redis, smtp_url=smtp.url)
+            order = world.enroll()
+            unit = world.collect(order["coi"])
+            hook = subscribe(world, coi=order["coi"], channel="webhook", target=receiver.url)
+            subscribe(world, coi=order["coi"], channel="email", target="nurse@example.org")
+            subscribe(
+                world, coi=order["coi"], channel="webhook", target="https://nowhere.invalid/h"
+            )
+            with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+                order_id = uow.session.exec(select(Order.id).where(Order.coi == order["coi"])).one()
+                care = uow.session.exec(select(User).where(User.email == "care@example.org")).one()
+                poisoned = Subscription(
+                    created_by_id=care.id,  # type: ignore[arg-type]
+                    order_id=order_id,
+                    channel=Channel.WEBHOOK,
+                    target="https://example.com:abc/h",
+                    secret="whsec_" + "A" * 43 + "=",
+                )
+                uow.session.add(poisoned)
+                uow.commit()
+            for action, who, site in OUTBOUND:
+                if action == "pickup":
+                    world.ship([unit["din"]])
+                assert world.scan(who, unit["barcode"], action, site).status_code == 201
+            wait_until(
+                lambda: delivered_states(world) == {"delivered": 14, "dead": 14},
+                60,
+                "14 delivered and 14 dead",
+            )
+        finally:
+            stop(beat)
+            stop(worker)
+    kinds = [d.verify(hook["secret"])["data"]["kind"] for d in receiver.accepted()]
+    assert kinds == [a for a, _, _ in OUTBOUND]
+    assert len(smtp.received()) == 7
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        dead = uow.session.exec(select(Notification).where(col(Notification.state) == "dead")).all()
+    errors = Counter(
+        "unparsable" if "not a valid URL" in (r.last_error or "") else "unresolvable"
+        for r in dead
+        if r.last_error and ("not a valid URL" in r.last_error or "nowhere.invalid" in r.last_error)
+    )
+    assert errors == {"unparsable": 7, "unresolvable": 7}
