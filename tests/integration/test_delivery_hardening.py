@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from flask.cli import ScriptInfo
-from sqlmodel import col, select
+from sqlmodel import select
 
 from services import cli
 from services.db import UnitOfWork
