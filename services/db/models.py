@@ -216,9 +216,11 @@ class CustodyEvent(SQLModel, table=True):
         sa.CheckConstraint(
             "action IN (" + ", ".join(f"'{a}'" for a in EVENT_ACTIONS) + ")", name="action"
         ),
-        # a bag's event names its bag; a batch's status change names its batch
+        # a bag's event names its bag; a batch's status change names its batch; the record
+        # that opens an order's chain names only the order
         sa.CheckConstraint(
-            "(unit_id IS NOT NULL AND to_state IS NOT NULL) OR batch_id IS NOT NULL",
+            "(unit_id IS NOT NULL AND to_state IS NOT NULL) OR batch_id IS NOT NULL "
+            "OR action = 'enroll'",
             name="subject",
         ),
         sa.UniqueConstraint("order_id", "chain_position"),
@@ -255,6 +257,9 @@ class CustodyEvent(SQLModel, table=True):
     chain_position: int = Field(default=0)
     prev_hash: str = Field(default="", max_length=64)
     hash: str = Field(default="", max_length=64, unique=True)
+    # the identities the record names, as they were (services.domain.audit.identity_finding):
+    # COI, DIN and kind, the actor's e-mail, the site codes; the enrolment seals the order's own
+    identity: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
 
 
 class RefusedScan(SQLModel, table=True):
@@ -279,6 +284,7 @@ class RefusedScan(SQLModel, table=True):
     chain_position: int = Field(default=0)
     prev_hash: str = Field(default="", max_length=64)
     hash: str = Field(default="", max_length=64, unique=True)
+    identity: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
 
 
 class ChainHead(SQLModel, table=True):
@@ -309,7 +315,10 @@ class Signature(SQLModel, table=True):
 
     __tablename__ = "signatures"
     __table_args__ = (
-        sa.CheckConstraint("meaning IN ('performed', 'verified', 'approved')", name="meaning"),
+        sa.CheckConstraint(
+            "meaning IN ('performed', 'verified', 'approved', 'witness')", name="meaning"
+        ),
+        sa.UniqueConstraint("event_id", "signer_id", "meaning"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -319,6 +328,7 @@ class Signature(SQLModel, table=True):
     meaning: str = Field(max_length=16)
     witness: bool = Field(default=False)  # a second person's signature on the same step
     signed_at: dt.datetime = Field(sa_type=UTCDateTime)
+    signer_email: str | None = Field(default=None, max_length=254)  # as it was, sealed
     record_hash: str = Field(max_length=64)
     hash: str = Field(default="", max_length=64, unique=True)
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -167,14 +168,195 @@ REFUSAL_FIELDS = (
 )
 SIGNATURE_FIELDS = ("event_id", "signer_id", "printed_name", "meaning", "witness", "signed_at")
 TABLE_FIELDS = {"custody_events": EVENT_FIELDS, "refused_scans": REFUSAL_FIELDS}
+# Sealed only where present: records from before identity was sealed have none, and hash as
+# they always did; on any newer record, removing it changes the hash like any other edit.
+SEALED_IF_PRESENT = {"custody_events": "identity", "refused_scans": "identity"}
 
 
 def content(table: str, row: Any) -> dict[str, Any]:
     """The hashed content of a row (an ORM object or a mapping of a selected row)."""
-    get = row.__getitem__ if isinstance(row, Mapping) else row.__getattribute__
-    return {"table": table, **{name: get(name) for name in TABLE_FIELDS[table]}}
+    get = _getter(row)
+    body = {"table": table, **{name: get(name) for name in TABLE_FIELDS[table]}}
+    optional = SEALED_IF_PRESENT[table]
+    value = get(optional) if _has(row, optional) else None
+    if value is not None:
+        body[optional] = value
+    return body
 
 
 def signature_content(row: Any) -> dict[str, Any]:
-    get = row.__getitem__ if isinstance(row, Mapping) else row.__getattribute__
-    return {name: get(name) for name in SIGNATURE_FIELDS}
+    get = _getter(row)
+    body = {name: get(name) for name in SIGNATURE_FIELDS}
+    email = get("signer_email") if _has(row, "signer_email") else None
+    if email is not None:
+        body["signer_email"] = email
+    return body
+
+
+def _getter(row: Any) -> Any:
+    return row.__getitem__ if isinstance(row, Mapping) else row.__getattribute__
+
+
+def _has(row: Any, name: str) -> bool:
+    return name in row if isinstance(row, Mapping) else hasattr(row, name)
+
+
+# identity, sealed in the chain
+
+
+def patient_digest(coi: str, patient_ref: str) -> str:
+    """The patient reference as the chain seals it: an HMAC keyed by the order's COI, so the
+    record (and every export of it) never carries the reference itself. A short reference can
+    still be guessed from its digest by someone holding the COI: the reference stays
+    pseudonymous, as it always was."""
+    return hmac.new(coi.encode(), patient_ref.encode(), hashlib.sha256).hexdigest()
+
+
+def site_seal(code: str, fin: str | None) -> list[str | None]:
+    return [code, fin]
+
+
+@dataclass(frozen=True, slots=True)
+class LiveOrder:
+    coi: str
+    patient_ref: str
+    product: str
+    site_ids: tuple[int, int, int]  # collection, manufacturing, treatment
+
+
+@dataclass(frozen=True, slots=True)
+class LiveUnit:
+    din: str
+    kind: str
+    order_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSite:
+    code: str
+    fin: str | None
+
+
+@dataclass
+class Live:
+    """The identity rows as the database holds them now, to hold against what the chain sealed.
+    ``sealed_orders`` and ``sealed_units`` collect what some record sealed, so that a row no
+    record ever sealed (inserted behind the application's back) is found too."""
+
+    orders: Mapping[int, LiveOrder]
+    units: Mapping[int, LiveUnit]
+    users: Mapping[int, str]  # id -> e-mail
+    sites: Mapping[int, LiveSite]
+    sealed_orders: set[int] = field(default_factory=set)
+    sealed_units: set[int] = field(default_factory=set)
+
+
+def identity_finding(item: Link, live: Live) -> Finding | None:
+    """What differs between the identity a record sealed and the rows it names, or None.
+    Names the row that changed (orders, units, users, sites) and the record that sealed it."""
+    sealed = item.content.get("identity")
+    if sealed is None:
+        return None  # recorded before identity was sealed; its order's seal covers it
+    where = f"{item.table} id {item.id} ({item.chain} position {item.position})"
+
+    def changed(table: str, row_id: int, what: str, now: Any, then: Any) -> Finding:
+        # a patient reference is never written out, not even in a finding
+        said = (
+            f"its {what} is {now!r}, but {where} sealed {then!r}"
+            if now is not None or then is not None
+            else f"its {what} is not the one {where} sealed"
+        )
+        return Finding(
+            item.chain, item.position, table, row_id, f"{said}: an identity was rewritten"
+        )
+
+    record = item.content
+    order_id = record["order_id"]
+    if order_id is not None:
+        order = live.orders.get(order_id)
+        if order is None:
+            return Finding(item.chain, item.position, "orders", order_id, "the order is gone")
+        if order.coi != sealed["coi"]:
+            return changed("orders", order_id, "COI", order.coi, sealed["coi"])
+        opened = sealed.get("order")
+        if opened is not None:
+            live.sealed_orders.add(order_id)
+            finding = _order_finding(order_id, order, opened, live, changed)
+            if finding is not None:
+                return finding
+    unit_id = record["unit_id"]
+    if unit_id is not None:
+        unit = live.units.get(unit_id)
+        if unit is None:
+            return Finding(item.chain, item.position, "units", unit_id, "the bag is gone")
+        if unit.din != sealed["din"]:
+            return changed("units", unit_id, "DIN", unit.din, sealed["din"])
+        if unit.kind != sealed["kind"]:
+            return changed("units", unit_id, "kind", unit.kind, sealed["kind"])
+        if order_id is not None and unit.order_id != order_id:
+            return changed("units", unit_id, "order", unit.order_id, order_id)
+        live.sealed_units.add(unit_id)
+    actor_id = record["actor_id"]
+    if live.users.get(actor_id) != sealed["actor"]:
+        return changed("users", actor_id, "e-mail", live.users.get(actor_id), sealed["actor"])
+    for column, key in (("site_id", "site"), ("custodian_site_id", "custodian")):
+        site_id = record.get(column)
+        if site_id is None or key not in sealed:
+            continue
+        site = live.sites.get(site_id)
+        code = site.code if site else None
+        if code != sealed[key]:
+            return changed("sites", site_id, "code", code, sealed[key])
+    return None
+
+
+def _order_finding(
+    order_id: int, order: LiveOrder, opened: Mapping[str, Any], live: Live, changed: Any
+) -> Finding | None:
+    """The record that opens an order's chain seals who the order is for and where it goes."""
+    if patient_digest(order.coi, order.patient_ref) != opened["patient"]:
+        return changed("orders", order_id, "patient reference", None, None)
+    if order.product != opened["product"]:
+        return changed("orders", order_id, "product", order.product, opened["product"])
+    for site_id, sealed_site in zip(order.site_ids, opened["sites"], strict=True):
+        site = live.sites.get(site_id)
+        now = site_seal(site.code, site.fin) if site else None
+        if now != list(sealed_site):
+            return changed("sites", site_id, "code and FIN", now, list(sealed_site))
+    # an order recorded before identity was sealed: its seal lists what existed then
+    for unit_id_text, (din, kind) in opened.get("units", {}).items():
+        unit_id = int(unit_id_text)
+        unit = live.units.get(unit_id)
+        now_unit = [unit.din, unit.kind] if unit else None
+        if now_unit != [din, kind] or (unit and unit.order_id != order_id):
+            return changed("units", unit_id, "DIN and kind", now_unit, [din, kind])
+        live.sealed_units.add(unit_id)
+    for user_id_text, email in opened.get("actors", {}).items():
+        if live.users.get(int(user_id_text)) != email:
+            return changed(
+                "users", int(user_id_text), "e-mail", live.users.get(int(user_id_text)), email
+            )
+    for site_id_text, code in opened.get("site_codes", {}).items():
+        site = live.sites.get(int(site_id_text))
+        if (site.code if site else None) != code:
+            return changed("sites", int(site_id_text), "code", site.code if site else None, code)
+    return None
+
+
+def unsealed_finding(live: Live, *, order_ids: Iterable[int] | None = None) -> Finding | None:
+    """An order or a bag that no record of any chain ever sealed: a row written behind the
+    application's back (the application seals every order and bag in the transaction that
+    makes it)."""
+    orders = sorted(live.orders if order_ids is None else order_ids)
+    for order_id in orders:
+        if order_id in live.orders and order_id not in live.sealed_orders:
+            return Finding(
+                chain_key(order_id), None, "orders", order_id, "no record of its chain seals it"
+            )
+    wanted = set(orders)
+    for unit_id, unit in sorted(live.units.items()):
+        if unit.order_id in wanted and unit_id not in live.sealed_units:
+            return Finding(
+                chain_key(unit.order_id), None, "units", unit_id, "no record of its chain seals it"
+            )
+    return None

@@ -519,6 +519,9 @@ def check_shipment_route(bag: BagView, *, origin: str, destination: str) -> None
         )
 
 
+ENROLL = "enroll"
+"""The record that opens an order's chain (sequence 0): it seals who the order is for (a keyed
+digest of the patient reference), the product and the three sites."""
 COLLECT = "collect"
 """The event that opens a bag's record: its collection was registered (EPCIS commissioning)."""
 PRODUCE = "produce"
@@ -529,6 +532,7 @@ CORRECT = "correct"
 """A correction of an earlier event: a new event pointing at it, with a reason."""
 
 EVENT_ACTIONS: tuple[str, ...] = (
+    ENROLL,
     COLLECT,
     *(action.value for action in Action),
     PRODUCE,

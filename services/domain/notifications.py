@@ -116,6 +116,8 @@ def summary(payload: dict[str, Any]) -> str:
         )
         why = f": {payload['reason']}" if payload.get("reason") else ""
         return f"Batch {payload['batch']} of {payload['coi']} {what} at {payload['site']}{why}"
+    if payload["kind"] == "enroll":
+        return f"Order {payload['coi']} enrolled at {payload['site']}"
     what = MILESTONES.get(payload["kind"], payload["kind"].replace("_", " "))
     return f"Bag {payload['din']} of {payload['coi']} {what} at {payload['site']}"
 

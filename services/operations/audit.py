@@ -18,46 +18,31 @@ from services.db.models import (
     Order,
     RefusedScan,
     Signature,
+    Site,
+    Unit,
     User,
 )
 from services.domain.audit import (
     GENESIS,
     Finding,
     Link,
+    Live,
+    LiveOrder,
+    LiveSite,
+    LiveUnit,
     chain_key,
     checkpoint_content,
     content,
+    identity_finding,
     link,
     signature_content,
     signature_hash,
+    unsealed_finding,
     verify_chain,
 )
+from services.operations import access
 
 EVENTS, REFUSALS = "custody_events", "refused_scans"  # the two tables a chain runs through
-
-
-def seal(session: Session, record: CustodyEvent | RefusedScan) -> None:
-    """Give a record, not yet inserted, its place in its order's chain and its hash.
-
-    The chain's head row is locked until commit, so two transactions appending to one chain
-    (two scans of different bags of one order, or a scan and a refusal) take turns."""
-    key = chain_key(record.order_id)
-    head = session.exec(
-        select(ChainHead)
-        .where(ChainHead.key == key)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).first()
-    if head is None:
-        # an order's first record: its order row is locked by the caller, so no race here;
-        # the unattributed chain's head is created by the migration
-        head = ChainHead(key=key, length=0, head=GENESIS)
-    record.chain_position = head.length + 1
-    record.prev_hash = head.head
-    table = EVENTS if isinstance(record, CustodyEvent) else REFUSALS
-    record.hash = link(record.prev_hash, content(table, record))
-    head.length, head.head = record.chain_position, record.hash
-    session.add(head)
 
 
 # verification
@@ -123,6 +108,7 @@ def verify(
     thing wrong and name it. ``progress`` is called with the records checked so far.
     ``links``: the order's chain when the caller has read it already (``order_chain``)."""
     heads = {row.key: (row.length, row.head) for row in session.exec(select(ChainHead))}
+    live = live_identities(session, order_id)
     records = chains = 0
     finding: Finding | None = None
     current: str | None = None
@@ -133,6 +119,10 @@ def verify(
         problem = next(verify_chain(chain, items), None)
         if problem is not None:
             return problem
+        for item in items:
+            problem = identity_finding(item, live)
+            if problem is not None:
+                return problem
         seen[chain] = (len(items), items[-1].hash)
         return None
 
@@ -154,6 +144,8 @@ def verify(
         progress(records)
     if finding is None:
         finding = _check_heads(seen, heads, order_id)
+    if finding is None:
+        finding = unsealed_finding(live, order_ids=None if order_id is None else [order_id])
     checkpoints = 0
     if finding is None and order_id is None:
         checkpoints, finding = _check_checkpoints(session, seen)
@@ -161,6 +153,36 @@ def verify(
     if finding is None:
         signatures, finding = _check_signatures(session, order_id)
     return Report(records, chains, checkpoints, signatures, finding)
+
+
+def live_identities(session: Session, order_id: int | None = None) -> Live:
+    """The identity rows as they are now: the orders and bags (all, or one order's), every
+    user's e-mail and every site's code and FIN."""
+    order_query = select(Order)
+    unit_query = select(col(Unit.id), col(Unit.din), col(Unit.kind), col(Unit.order_id))
+    if order_id is not None:
+        order_query = order_query.where(Order.id == order_id)
+        unit_query = unit_query.where(Unit.order_id == order_id)
+    orders = {
+        order.id: LiveOrder(
+            coi=order.coi,
+            patient_ref=order.patient_ref,
+            product=order.product,
+            site_ids=access.order_site_ids(order),
+        )
+        for order in session.exec(order_query)
+        if order.id is not None
+    }
+    units = {
+        unit_id: LiveUnit(din=din, kind=kind.value, order_id=owner)
+        for unit_id, din, kind, owner in session.exec(unit_query)
+    }
+    users = dict(session.exec(select(col(User.id), col(User.email))).all())
+    sites = {
+        site_id: LiveSite(code=code, fin=fin)
+        for site_id, code, fin in session.exec(select(col(Site.id), col(Site.code), col(Site.fin)))
+    }
+    return Live(orders=orders, units=units, users=users, sites=sites)  # type: ignore[arg-type]
 
 
 def _check_heads(

@@ -40,7 +40,8 @@ from services.domain.errors import (
 from services.domain.identifiers import DIN_SEQUENCE_MAX, Din, batch_code, din_reference
 from services.operations.access import can_view_order, order_by_coi
 from services.operations.bags import bag_view, lock_bags, site_codes
-from services.operations.orders import append_event, lock_order
+from services.operations.orders import lock_order
+from services.operations.record import append_event
 from services.operations.sequences import next_number
 
 
@@ -379,8 +380,8 @@ def _event(
         unit=unit,
         action=action,
         from_state=from_state,
-        site_id=_id(step.site),
-        actor_id=step.actor.user_id,
+        site=step.site,
+        actor=step.actor,
         occurred_at=step.occurred,
         recorded_at=step.now,
         batch=step.batch,

@@ -6,15 +6,13 @@ import datetime as dt
 
 from sqlmodel import Session, select
 
-from services.db.models import Batch, CustodyEvent, Order, Site, Unit
+from services.db.models import CustodyEvent, Order, Site, Unit
 from services.domain.custody import COLLECT, Actor, OrderState, Role, SiteKind, UnitKind, UnitState
 from services.domain.errors import Forbidden, IllegalTransition, InvalidRequest, WrongSite
 from services.domain.identifiers import COI_SERIAL_MAX, DIN_SEQUENCE_MAX, Coi, Din
 from services.operations.access import order_by_coi
 from services.operations.admin import site_by_code
-from services.operations.audit import seal
-from services.operations.deadlines import refresh_deadlines
-from services.operations.notifications import enqueue_for_event
+from services.operations.record import append_event, open_order
 from services.operations.sequences import next_number
 from services.operations.subscriptions import default_subscription
 
@@ -70,6 +68,9 @@ def enroll_order(
     session.add(order)
     session.flush()
     default_subscription(session, order=order, actor=actor)
+    enrolling_site = session.get(Site, actor.site_id)
+    assert enrolling_site is not None
+    open_order(session, order=order, actor=actor, site=enrolling_site, now=now)
     return order
 
 
@@ -125,8 +126,8 @@ def register_collection(
         unit=unit,
         action=COLLECT,
         from_state=None,
-        site_id=_id(site),
-        actor_id=actor.user_id,
+        site=site,
+        actor=actor,
         occurred_at=collected_at,
         recorded_at=now,
     )
@@ -146,58 +147,6 @@ def lock_order(session: Session, order_id: int | None) -> Order:
     ).one()
 
 
-def append_event(
-    session: Session,
-    *,
-    order: Order,
-    unit: Unit | None,
-    action: str,
-    from_state: UnitState | None,
-    site_id: int,
-    actor_id: int,
-    occurred_at: dt.datetime,
-    recorded_at: dt.datetime,
-    scan_id: int | None = None,
-    shipment_id: int | None = None,
-    review_reason: str | None = None,
-    batch: Batch | None = None,
-    reason: str | None = None,
-    corrects_id: int | None = None,
-) -> CustodyEvent:
-    """The next event in the order's gapless sequence: a bag's step, or (without a bag) a
-    batch's status change. The caller holds the order's lock."""
-    order.last_sequence += 1
-    event = CustodyEvent(
-        order_id=_id(order),
-        sequence=order.last_sequence,
-        unit_id=_id(unit) if unit else None,
-        batch_id=_id(batch) if batch else None,
-        batch_state=batch.state if batch and unit is None else None,
-        reason=reason,
-        scan_id=scan_id,
-        action=action,
-        from_state=from_state,
-        to_state=unit.state if unit else None,
-        site_id=site_id,
-        actor_id=actor_id,
-        custodian_site_id=unit.custodian_site_id if unit else site_id,
-        shipment_id=shipment_id,
-        occurred_at=occurred_at,
-        recorded_at=recorded_at,
-        needs_review=review_reason is not None,
-        review_reason=review_reason,
-        corrects_id=corrects_id,
-    )
-    seal(session, event)
-    session.add(order)
-    session.add(event)
-    session.flush()
-    enqueue_for_event(session, event=event, order=order, unit=unit)
-    if unit is not None:
-        refresh_deadlines(session, unit=unit, order=order)
-    return event
-
-
-def _id(row: Site | Order | Unit | Batch) -> int:
+def _id(row: Site | Order | Unit) -> int:
     assert row.id is not None
     return row.id

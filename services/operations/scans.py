@@ -35,13 +35,12 @@ from services.domain.custody import (
 from services.domain.errors import CoiMismatch, DomainError, EventIdReused, InvalidRequest
 from services.domain.identifiers import parse_scan, shipment_code
 from services.domain.sla import Leg
+from services.operations import access
 from services.operations.access import visible_order
 from services.operations.admin import site_by_code
-from services.operations.audit import seal
 from services.operations.bags import bag_view, lock_bags, site_codes
 from services.operations.deadlines import current_policy
-from services.operations.notifications import enqueue_for_refusal
-from services.operations.orders import append_event
+from services.operations.record import append_event, append_refusal
 from services.operations.shipments import add_to_shipment, lock_shipment, shipment_by_code
 
 
@@ -172,8 +171,8 @@ def record_scan(
                 unit=unit,
                 action=scan.action.value,
                 from_state=from_state,
-                site_id=site.id,  # type: ignore[arg-type]
-                actor_id=actor.user_id,
+                site=site,
+                actor=actor,
                 occurred_at=occurred_at,
                 recorded_at=now,
                 scan_id=row.id,
@@ -345,15 +344,24 @@ def record_refusal(
     error: DomainError,
     now: dt.datetime,
 ) -> RefusedScan:
-    """Keep a refused scan for QA: who, where, what was scanned, and why it was refused."""
+    """Keep a refused scan for QA: who, where, what was scanned, and why it was refused.
+
+    It joins the chain of the bag's order only when the scanner may see that order; a scan of a
+    bag the user cannot see goes into the chain of unattributed refusals and is news for none
+    of that order's subscribers (it would otherwise tell them, and the refusal's answer would
+    tell the scanner, that the bag exists)."""
     site = session.exec(select(Site).where(Site.code == scan.site)).first()
     unit: Unit | None = None
+    order: Order | None = None
     try:
         scanned = parse_scan(scan.barcode)
     except DomainError:
         scanned = None
     if scanned is not None and scanned.din is not None:
         unit = session.exec(select(Unit).where(Unit.din == scanned.din.value)).first()
+        order = session.get(Order, unit.order_id) if unit else None
+        if order is None or not access.can_view_order(session, actor, order):
+            unit, order = None, None
     refusal = RefusedScan(
         event_id=scan.event_id,
         action=scan.action.value,
@@ -362,14 +370,12 @@ def record_refusal(
         site_id=site.id if site else None,
         actor_id=actor.user_id,
         unit_id=unit.id if unit else None,
-        order_id=unit.order_id if unit else None,
+        order_id=order.id if order else None,
         code=error.code,
         detail=error.detail[:1000],
         occurred_at=scan.occurred_at,
         recorded_at=now,
     )
-    seal(session, refusal)
-    session.add(refusal)
-    session.flush()
-    enqueue_for_refusal(session, refusal=refusal)
-    return refusal
+    return append_refusal(
+        session, refusal, coi=order.coi if order else None, unit=unit, actor=actor, site=site
+    )

@@ -18,14 +18,15 @@ from services.db.models import Batch, CustodyEvent, Signature, SignatureRule, Si
 from services.domain.audit import signature_content, signature_hash
 from services.domain.batches import BatchState
 from services.domain.custody import BATCH_STATUS, CORRECT, Actor, Role, SiteKind
-from services.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound, SignatureRefused
+from services.domain.errors import Forbidden, InvalidRequest, NotFound, SignatureRefused
+from services.domain.signatures import MEANINGS, WITNESS, check_signature, status
 from services.operations.access import order_by_coi
-from services.operations.orders import append_event, lock_order
+from services.operations.orders import lock_order
 from services.operations.passwords import LoginPolicy, check_password
 from services.operations.queries import EventRecord
+from services.operations.record import append_event
 
 CORRECTING_ROLES = frozenset({Role.QA, Role.ADMIN})
-MEANINGS = ("performed", "verified", "approved")
 # the critical steps when a site has configured none: (step, witness required)
 DEFAULT_STEPS: dict[SiteKind, dict[str, bool]] = {
     SiteKind.MANUFACTURING: {"receive": False, "release": False},
@@ -53,8 +54,8 @@ def correct_event(
         unit=unit,
         action=CORRECT,
         from_state=unit.state if unit else None,
-        site_id=actor.site_id,
-        actor_id=actor.user_id,
+        site=_site(session, actor.site_id),
+        actor=actor,
         occurred_at=now,
         recorded_at=now,
         batch=batch if unit is None else None,
@@ -131,11 +132,14 @@ def sign(
             "the e-mail or password is wrong (repeated failures lock the account)"
         )
     existing = _signatures(session, event)
-    if any(row.signer_id == actor.user_id for row in existing):
-        raise Conflict("you have signed this step already; a witness must be someone else")
-    witness = bool(existing)
-    if witness and (not steps[step] or any(row.witness for row in existing)):
-        raise Conflict("this step is signed" + (" and witnessed" if steps[step] else ""))
+    check_signature(
+        step=step,
+        meaning=meaning,
+        role=actor.role,
+        signer_id=actor.user_id,
+        existing=[(row.signer_id, row.meaning) for row in existing],
+        witness_required=steps[step],
+    )
     user = session.get(User, actor.user_id)
     assert user is not None
     row = Signature(
@@ -143,8 +147,9 @@ def sign(
         signer_id=actor.user_id,
         printed_name=user.name,
         meaning=meaning,
-        witness=witness,
+        witness=meaning == WITNESS,
         signed_at=now,
+        signer_email=user.email,
         record_hash=event.hash,
     )
     row.hash = signature_hash(event.hash, signature_content(row))
@@ -165,19 +170,12 @@ def signature_status(
         site.code: _steps(site, rules.get(site.id, []))  # type: ignore[arg-type]
         for site in session.exec(select(Site)).all()
     }
-    status: dict[int, SignatureStatus] = {}
+    result: dict[int, SignatureStatus] = {}
     for event in events:
-        rule = steps[event.site].get(step_of(event.action, event.batch_status))
-        rows = signed.get(event.id, [])
-        if rule is None:
-            status[event.id] = "signed" if rows else "not_required"
-        elif not rows:
-            status[event.id] = "awaiting"
-        elif rule and not any(row.witness for row in rows):
-            status[event.id] = "awaiting_witness"
-        else:
-            status[event.id] = "signed"
-    return status
+        required = steps[event.site].get(step_of(event.action, event.batch_status))
+        meanings = [row.meaning for row in signed.get(event.id, [])]
+        result[event.id] = status(meanings, required=required)  # type: ignore[assignment]
+    return result
 
 
 def _signatures(session: Session, event: CustodyEvent) -> list[Signature]:
@@ -193,3 +191,9 @@ def _event(session: Session, order_id: int | None, sequence: int, coi: str) -> C
     if event is None:
         raise NotFound(f"order {coi} has no event {sequence}")
     return event
+
+
+def _site(session: Session, site_id: int) -> Site:
+    site = session.get(Site, site_id)
+    assert site is not None
+    return site

@@ -334,9 +334,15 @@ def test_a_witness_is_a_second_person_when_the_site_requires_one(world: World) -
     assert _sign(world, "op", coi, sequence).status_code == 201
     timeline = world.get("op", f"/api/v1/orders/{coi}/events").json["events"]
     assert [e["signature"] for e in timeline if e["sequence"] == sequence] == ["awaiting_witness"]
-    witnessed = _sign(world, "qa", coi, sequence, meaning="verified")
-    assert witnessed.status_code == 201
+    second = _sign(world, "qa", coi, sequence, meaning="verified")
+    assert second.status_code == 409  # the step is signed; the second person is its witness
+    assert "witness" in second.json["detail"]
+    assert _sign(world, "op", coi, sequence, meaning="witness").status_code == 409  # not oneself
+    witnessed = _sign(world, "qa", coi, sequence, meaning="witness")
+    assert witnessed.status_code == 201, witnessed.json
     assert witnessed.json["witness"] is True
+    assert witnessed.json["meaning"] == "witness"
+    assert _sign(world, "qa", coi, sequence, meaning="witness").status_code == 409
     timeline = world.get("op", f"/api/v1/orders/{coi}/events").json["events"]
     assert [e["signature"] for e in timeline if e["sequence"] == sequence] == ["signed"]
 
@@ -376,6 +382,7 @@ def test_a_correction_points_at_the_event_and_both_stay(world: World) -> None:
     assert correction.json["corrects"] == 2
     events = world.get("care", f"/api/v1/orders/{coi}/events").json["events"]
     assert [e["action"] for e in events][-1] == "correct"
-    assert events[1]["action"] == "verify_label"  # the corrected event, unchanged
+    (corrected,) = [e for e in events if e["sequence"] == 2]
+    assert corrected["action"] == "verify_label"  # the corrected event, unchanged
     assert world.get("care", f"/api/v1/units/{bag['din']}").json["state"] == "cryopreserved"
     assert _verify(world).ok

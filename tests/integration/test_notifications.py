@@ -83,7 +83,7 @@ def test_each_event_writes_one_row_per_subscription_with_it(world: World) -> Non
     assert all(r.state == "pending" for r in webhook_rows)
     # the treatment site's feed heard everything, the collection included, without asking
     feed = rows(world.app, Notification.channel == "feed")
-    assert [r.kind for r in feed] == ["collect"] + [a for a, _, _ in OUTBOUND]
+    assert [r.kind for r in feed] == ["enroll", "collect"] + [a for a, _, _ in OUTBOUND]
     assert all(r.state == "delivered" for r in feed)
     assert "PAT-0001" not in str([r.payload for r in webhook_rows + feed])  # no PHI
 
@@ -105,7 +105,8 @@ def test_a_site_subscription_hears_every_order_naming_the_site(world: World) -> 
     for n in range(3):
         world.bag_at("collected", f"PAT-{n}")
     world.bag_at("collected", "PAT-X", manufacturing="MFG-2")
-    assert len(rows(world.app, Notification.subscription_id == sub["id"])) == 3
+    heard = rows(world.app, Notification.subscription_id == sub["id"])
+    assert [r.kind for r in heard] == ["enroll", "collect"] * 3  # a new order, then its bag
 
 
 def test_subscriptions_are_checked(app_factory: Any) -> None:
@@ -158,7 +159,7 @@ def test_the_feed_with_read_and_unread(world: World) -> None:
     feed = world.get("care", "/api/v1/notifications").json
     assert feed["site"] == "TRT-1"
     kinds = [item["kind"] for item in feed["items"]]
-    assert kinds == ["pickup", "pack", "cryopreserve", "verify_label", "collect"]
+    assert kinds == ["pickup", "pack", "cryopreserve", "verify_label", "collect", "enroll"]
     first = feed["items"][0]
     assert first["din"] == bag["din"]
     assert "picked up" in first["summary"]
@@ -168,7 +169,7 @@ def test_the_feed_with_read_and_unread(world: World) -> None:
     assert read.status_code == 204
     unread = world.get("care", "/api/v1/notifications?unread=true").json["items"]
     assert first["id"] not in [item["id"] for item in unread]
-    assert len(unread) == 4
+    assert len(unread) == 5
     # another site's user has another feed and cannot touch this one
     assert world.get("care2", "/api/v1/notifications").json["items"] == []
     other = world.client.post(

@@ -101,7 +101,8 @@ def test_one_order_from_enrollment_to_infusion(world: World) -> None:
     assert order["turnaround"]["infused_at"] is not None
     assert [b["code"] for b in order["batches"]] == [batch["code"]]
     timeline = world.get("care", f"/api/v1/orders/{coi}/events").json["events"]
-    assert [e["sequence"] for e in timeline] == list(range(1, len(timeline) + 1))
+    assert [e["sequence"] for e in timeline] == list(range(len(timeline)))  # 0: the enrolment
+    assert timeline[0]["action"] == "enroll"
     actions = [(e["action"], e["din"] == din, e["batch_status"]) for e in timeline]
     assert ("collect", False, None) in actions
     assert ("batch_status", False, "activation") in actions

@@ -508,7 +508,7 @@ OrderPublic.model_rebuild()  # it names BatchPublic, defined further down
 class SignaturePublic(SQLModel):
     printed_name: str
     signer: str = Field(description="The signer's e-mail")
-    meaning: Literal["performed", "verified", "approved"]
+    meaning: Literal["performed", "verified", "approved", "witness"]
     witness: bool
     signed_at: dt.datetime
     record_hash: str = Field(description="The hash of the record signed: the binding")
@@ -547,7 +547,10 @@ class SignaturePath(SQLModel):
 class SignatureCreate(SQLModel):
     email: str = Field(max_length=254, description="Your e-mail: the first component")
     password: str = Field(max_length=256, description="Your password: the second component")
-    meaning: Literal["performed", "verified", "approved"]
+    meaning: Literal["performed", "verified", "approved", "witness"] = Field(
+        description="What the signature means: performed or verified (approved: QA only; a QA "
+        "release is an approval); witness: a second person of the site, after the first"
+    )
 
 
 EventPublic.model_rebuild()  # it names SignaturePublic, defined further down

@@ -19,6 +19,7 @@ from services.domain.batches import STEPS, BatchState, next_step
 from services.domain.custody import Action, Role, UnitState
 from services.domain.errors import DomainError
 from services.domain.identifiers import batch_number
+from services.domain.signatures import MEANINGS
 from services.operations import access, audit, batches, signing, turnaround
 from services.operations.labels import label_spec
 from services.operations.queries import coi_value, unit_by_din
@@ -184,7 +185,7 @@ def order_timeline(coi: str) -> str:
         finding=str(report.finding) if report.finding else None,
         now=utcnow(),
         may_correct=actor.role in signing.CORRECTING_ROLES,
-        meanings=signing.MEANINGS,
+        meanings=MEANINGS,
     )
 
 

@@ -1,0 +1,194 @@
+"""Appending to the record, in one place.
+
+Every custody event and every refused scan is sealed into its chain, with the identities it
+names as they are now (the order's COI, the bag's DIN and kind, the actor's e-mail, the site
+codes), its news is written to the outbox, and a bag's legs follow it: all in the caller's
+transaction, so they commit together or not at all. The record that opens an order's chain
+(sequence 0) seals the order's own identity: who it is for, the product and its three sites.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlmodel import Session, select
+
+from services.db.models import Batch, ChainHead, CustodyEvent, Order, RefusedScan, Site, Unit
+from services.domain.audit import GENESIS, chain_key, content, link, patient_digest, site_seal
+from services.domain.custody import ENROLL, Actor, UnitState
+from services.operations.deadlines import refresh_deadlines
+from services.operations.notifications import enqueue_for_event, enqueue_for_refusal
+
+EVENTS, REFUSALS = "custody_events", "refused_scans"  # the two tables a chain runs through
+
+
+def seal(session: Session, record: CustodyEvent | RefusedScan) -> None:
+    """Give a record, not yet inserted, its place in its order's chain and its hash.
+
+    The chain's head row is locked until commit, so two transactions appending to one chain
+    (two scans of different bags of one order, or a scan and a refusal) take turns."""
+    key = chain_key(record.order_id)
+    head = session.exec(
+        select(ChainHead)
+        .where(ChainHead.key == key)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+    if head is None:
+        # an order's first record: its order row is locked by the caller, so no race here;
+        # the unattributed chain's head is created by the migration
+        head = ChainHead(key=key, length=0, head=GENESIS)
+    record.chain_position = head.length + 1
+    record.prev_hash = head.head
+    table = EVENTS if isinstance(record, CustodyEvent) else REFUSALS
+    record.hash = link(record.prev_hash, content(table, record))
+    head.length, head.head = record.chain_position, record.hash
+    session.add(head)
+
+
+def _code(session: Session, site_id: int) -> str:
+    site = session.get(Site, site_id)  # the identity map has it in every caller: no query
+    assert site is not None
+    return site.code
+
+
+def append_event(
+    session: Session,
+    *,
+    order: Order,
+    unit: Unit | None,
+    action: str,
+    from_state: UnitState | None,
+    site: Site,
+    actor: Actor,
+    occurred_at: dt.datetime,
+    recorded_at: dt.datetime,
+    scan_id: int | None = None,
+    shipment_id: int | None = None,
+    review_reason: str | None = None,
+    batch: Batch | None = None,
+    reason: str | None = None,
+    corrects_id: int | None = None,
+) -> CustodyEvent:
+    """The next event in the order's gapless sequence: a bag's step, or (without a bag) a
+    batch's status change. The caller holds the order's lock."""
+    assert order.id is not None
+    assert site.id is not None
+    order.last_sequence += 1
+    custodian_id = unit.custodian_site_id if unit else site.id
+    event = CustodyEvent(
+        order_id=order.id,
+        sequence=order.last_sequence,
+        unit_id=unit.id if unit else None,
+        batch_id=batch.id if batch else None,
+        batch_state=batch.state if batch and unit is None else None,
+        reason=reason,
+        scan_id=scan_id,
+        action=action,
+        from_state=from_state,
+        to_state=unit.state if unit else None,
+        site_id=site.id,
+        actor_id=actor.user_id,
+        custodian_site_id=custodian_id,
+        shipment_id=shipment_id,
+        occurred_at=occurred_at,
+        recorded_at=recorded_at,
+        needs_review=review_reason is not None,
+        review_reason=review_reason,
+        corrects_id=corrects_id,
+        identity=_identity(
+            order.coi,
+            unit,
+            actor=actor.email,
+            site=site.code,
+            custodian=_code(session, custodian_id),
+        ),
+    )
+    seal(session, event)
+    session.add(order)
+    session.add(event)
+    session.flush()
+    enqueue_for_event(session, event=event, order=order, unit=unit)
+    if unit is not None:
+        refresh_deadlines(session, unit=unit, order=order)
+    return event
+
+
+def open_order(
+    session: Session, *, order: Order, actor: Actor, site: Site, now: dt.datetime
+) -> CustodyEvent:
+    """The order's first record (sequence 0, before any bag's): it seals the order's identity,
+    so that a patient reference, product or site changed later is found by `audit verify`."""
+    assert order.id is not None
+    assert site.id is not None
+    sites = [
+        session.get(Site, site_id)
+        for site_id in (
+            order.collection_site_id,
+            order.manufacturing_site_id,
+            order.treatment_site_id,
+        )
+    ]
+    identity = _identity(order.coi, None, actor=actor.email, site=site.code, custodian=site.code)
+    identity["order"] = {
+        "patient": patient_digest(order.coi, order.patient_ref),
+        "product": order.product,
+        "sites": [site_seal(s.code, s.fin) for s in sites if s is not None],
+    }
+    event = CustodyEvent(
+        order_id=order.id,
+        sequence=0,
+        action=ENROLL,
+        site_id=site.id,
+        actor_id=actor.user_id,
+        custodian_site_id=site.id,
+        occurred_at=now,
+        recorded_at=now,
+        identity=identity,
+    )
+    seal(session, event)
+    session.add(event)
+    session.flush()
+    enqueue_for_event(session, event=event, order=order, unit=None)
+    return event
+
+
+def append_refusal(
+    session: Session,
+    refusal: RefusedScan,
+    *,
+    coi: str | None,
+    unit: Unit | None,
+    actor: Actor,
+    site: Site | None,
+) -> RefusedScan:
+    """Keep a refused scan: sealed into its order's chain (or the chain of refusals that name
+    no bag the scanner may see), and news for the order's subscribers."""
+    identity = _identity(coi, unit, actor=actor.email, site=site.code if site else None)
+    refusal.identity = identity
+    seal(session, refusal)
+    session.add(refusal)
+    session.flush()
+    enqueue_for_refusal(session, refusal=refusal)
+    return refusal
+
+
+def _identity(
+    coi: str | None,
+    unit: Unit | None,
+    *,
+    actor: str,
+    site: str | None,
+    custodian: str | None = None,
+) -> dict[str, Any]:
+    sealed: dict[str, Any] = {
+        "coi": coi,
+        "din": unit.din if unit else None,
+        "kind": unit.kind.value if unit else None,
+        "actor": actor,
+        "site": site,
+    }
+    if custodian is not None:
+        sealed["custodian"] = custodian
+    return sealed
