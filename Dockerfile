@@ -1,5 +1,6 @@
 FROM python:3.11-slim
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 VAR_DIR=/var/lib/vein2vein
+# production unless told otherwise: the SSRF guard on, real secrets required, no demo
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 VAR_DIR=/var/lib/vein2vein APP_ENV=production
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY services ./services

@@ -15,7 +15,7 @@ from flask.cli import FlaskGroup
 from sqlalchemy import make_url
 
 import labels
-from services.db import UnitOfWork, migrate
+from services.db import UnitOfWork, migrate, privileges
 from services.domain.custody import Role, SiteKind
 from services.domain.errors import DomainError
 from services.operations import admin, deadlines, passwords, signing
@@ -77,6 +77,27 @@ def db_check() -> None:
     """Fail when the tables in the code and the migrations differ."""
     migrate.check(_state().settings.sqlalchemy_url)
     click.echo("models and migrations agree")
+
+
+@db.command("app-role")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the role's password from stdin")
+def db_app_role(name: str, password_stdin: bool) -> None:
+    """Create the role the application connects as in production, with only the grants it
+    needs (PostgreSQL; run it as the owner of the tables, again after every upgrade)."""
+    secret = _read_password_stdin() if password_stdin else None
+    engine = _state().db.engine
+    try:
+        with engine.begin() as connection:
+            statements = privileges.grant_app_role(connection, name, secret)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    for statement in statements:
+        click.echo(statement)
+    click.echo(
+        f"role {name} may read and append to the record, change no record or identity, and "
+        "own nothing; connect the application as it (DATABASE_URL)"
+    )
 
 
 def _redacted(url: str) -> str:

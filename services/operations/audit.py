@@ -24,6 +24,7 @@ from services.db.models import (
 )
 from services.domain.audit import (
     GENESIS,
+    UNATTRIBUTED,
     Finding,
     Link,
     Live,
@@ -266,8 +267,13 @@ def _check_signatures(session: Session, order_id: int | None) -> tuple[int, Find
 
 def checkpoint(session: Session, *, now: dt.datetime) -> AuditCheckpoint:
     """Record every chain's head, chained to the previous checkpoint."""
+    # one checkpoint at a time: the checkpoint table is append-only (no row of it can be locked
+    # by the application's role), so the chain of unattributed refusals' head is the lock
+    session.exec(
+        select(ChainHead).where(ChainHead.key == UNATTRIBUTED).with_for_update()
+    ).first()
     last = session.exec(
-        select(AuditCheckpoint).order_by(col(AuditCheckpoint.id).desc()).limit(1).with_for_update()
+        select(AuditCheckpoint).order_by(col(AuditCheckpoint.id).desc()).limit(1)
     ).first()
     rows = [row for row in session.exec(select(ChainHead)) if row.length]
     heads: dict[str, Any] = {row.key: [row.length, row.head] for row in rows}

@@ -84,7 +84,7 @@ def check_password(
         select(User, Site)
         .join(Site, Site.id == User.site_id)  # type: ignore[arg-type]
         .where(User.email == email.strip().lower())
-        .with_for_update()
+        .with_for_update(of=User)
     ).first()
     if row is None or row[0].password_hash is None:
         _verify(_DUMMY_HASH, password)
