@@ -269,9 +269,7 @@ def checkpoint(session: Session, *, now: dt.datetime) -> AuditCheckpoint:
     """Record every chain's head, chained to the previous checkpoint."""
     # one checkpoint at a time: the checkpoint table is append-only (no row of it can be locked
     # by the application's role), so the chain of unattributed refusals' head is the lock
-    session.exec(
-        select(ChainHead).where(ChainHead.key == UNATTRIBUTED).with_for_update()
-    ).first()
+    session.exec(select(ChainHead).where(ChainHead.key == UNATTRIBUTED).with_for_update()).first()
     last = session.exec(
         select(AuditCheckpoint).order_by(col(AuditCheckpoint.id).desc()).limit(1)
     ).first()

@@ -112,13 +112,15 @@ def test_the_app_role_cannot_rewrite_the_record_or_switch_it_off(
         World.build(app).bag_at("cryopreserve", "PAT-ROLE")
     finally:
         app.extensions["vein2vein"].db.engine.dispose()
-    with psycopg.connect(_libpq_url(url), autocommit=True) as connection:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            connection.execute(statement)
+    with (
+        psycopg.connect(_libpq_url(url), autocommit=True) as connection,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        connection.execute(statement)
 
 
 def test_the_app_role_is_no_superuser_and_owns_nothing(app_role: tuple[str, str]) -> None:
-    name, url = app_role
+    _name, url = app_role
     with psycopg.connect(_libpq_url(url), autocommit=True) as connection:
         (superuser, bypass) = connection.execute(
             "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"
