@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_SECRET = "dev-only-not-secret"  # noqa: S105 - the default refused outside development
@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     # where the counters live: memory:// is per process, so production needs Redis (all
     # gunicorn workers count together); empty means BROKER_URL when that is Redis
     ratelimit_storage_url: str = ""
+    # how many reverse proxies in front of the app set X-Forwarded-For/-Proto (werkzeug's
+    # ProxyFix): rate limits then key on the real client; 0 trusts no such header
+    trusted_proxies: int = Field(default=0, ge=0, le=5)
 
     @model_validator(mode="after")
     def _defaults_and_secrets(self) -> Settings:

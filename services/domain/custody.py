@@ -343,6 +343,7 @@ class ScanRequest:
     shipment: str | None = None  # the shipment the scan names (its code), if any
     patient_ref: str | None = None  # scanned from the patient's wristband or typed, at infusion
     occurred_at: dt.datetime | None = None
+    recorded_at: dt.datetime | None = None  # our clock, when we hear of the scan
     via_batch: bool = False  # the batch's QA release, not a scan of the bag
 
 
@@ -350,8 +351,8 @@ def decide_scan(bag: BagView, scan: ScanRequest) -> Rule:
     """Decide one scan of one bag: the rule it follows, or the refusal it deserves.
 
     Checks, in order: identity (the COI the scanner read is the bag's, and at an infusion the
-    patient is the order's), the transition table, who may perform it, where it must happen,
-    and at an infusion the time since thaw.
+    patient is the order's, once the scanner is known to be its bedside), the transition table,
+    who may perform it, where it must happen, and at an infusion the time since thaw.
     """
     if scan.scanned_coi is not None and scan.scanned_coi != bag.coi:
         raise CoiMismatch(
@@ -360,6 +361,10 @@ def decide_scan(bag: BagView, scan: ScanRequest) -> Rule:
             din=bag.din,
         )
     if scan.action is Action.INFUSE:
+        # authority before identity: the patient is compared only for the care team at the
+        # order's own bedside, so nobody else can learn from the answer whether a patient
+        # reference they typed is this order's
+        check_bedside(bag, scan)
         check_patient(bag, scan)
     rule = rule_for(bag.kind, bag.state, scan.action)
     if not rule.by_scan and not scan.via_batch:
@@ -375,6 +380,22 @@ def decide_scan(bag: BagView, scan: ScanRequest) -> Rule:
     if rule.bedside:
         _check_thaw(bag, scan)
     return rule
+
+
+def check_bedside(bag: BagView, scan: ScanRequest) -> None:
+    """Only the care team of the order's treatment site, scanning there, infuses."""
+    actor = scan.actor
+    if actor.role is not Role.CARE_TEAM:
+        raise Forbidden(f"a user with role {actor.role.value} may not scan for infuse")
+    if actor.site.code != scan.site.code:
+        raise Forbidden(
+            f"you act for site {actor.site.code} and cannot scan at site {scan.site.code}"
+        )
+    if scan.site.code != bag.treatment_site:
+        raise WrongSite(
+            f"product {bag.din} is infused at its order's treatment site, not at {scan.site.code}",
+            din=bag.din,
+        )
 
 
 def same_patient(a: str, b: str) -> bool:
@@ -405,10 +426,13 @@ def check_patient(bag: BagView, scan: ScanRequest) -> None:
 
 
 def _check_thaw(bag: BagView, scan: ScanRequest) -> None:
+    """Time since thaw runs to the later of the scanner's clock and ours: an infusion dated
+    back to just after the thaw does not pass a limit that has run out."""
     if bag.thawed_at is None or bag.thaw_limit is None or scan.occurred_at is None:
         return
-    if scan.occurred_at - bag.thawed_at > bag.thaw_limit:
-        minutes = int((scan.occurred_at - bag.thawed_at).total_seconds() // 60)
+    infused = max(scan.occurred_at, scan.recorded_at or scan.occurred_at)
+    if infused - bag.thawed_at > bag.thaw_limit:
+        minutes = int((infused - bag.thawed_at).total_seconds() // 60)
         limit = int(bag.thaw_limit.total_seconds() // 60)
         raise ThawExpired(
             f"product {bag.din} was thawed {minutes} min ago; it must be infused within "

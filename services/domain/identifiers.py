@@ -31,6 +31,7 @@ YEAR_RE = re.compile(r"[0-9]{2}")
 DIN_SEQUENCE_RE = re.compile(r"[0-9]{6}")
 COI_SERIAL_RE = re.compile(r"[A-Z0-9]{6}")
 SHIPMENT_RE = re.compile(r"SHP-([0-9]{8})")
+_TWO_DIGITS = re.compile(r"[0-9]{2}")  # ASCII: str.isdigit() also takes '²' and '٣'
 
 DIN_DATA_IDENTIFIER = "="
 COI_DATA_IDENTIFIER = "&/"
@@ -71,7 +72,7 @@ class Flags:
 
     @classmethod
     def parse(cls, din: str, value: str) -> Flags:
-        if len(value) != 2 or not value.isdigit():
+        if not _TWO_DIGITS.fullmatch(value):
             raise InvalidIdentifier(
                 f"the two flag characters after the DIN must be digits, got {value!r}"
             )
@@ -309,7 +310,8 @@ def shipment_code(number: int) -> str:
     return f"SHP-{number:08d}"
 
 
-BATCH_RE = re.compile(r"BAT-([0-9]{1,8})")
+BATCH_RE = re.compile(r"(?:BAT-)?([0-9]{1,8})")
+SHIPMENT_NUMBER_RE = re.compile(r"(?:SHP-)?([0-9]{1,8})")
 
 
 def batch_code(number: int) -> str:
@@ -317,14 +319,24 @@ def batch_code(number: int) -> str:
 
 
 def batch_number(text: str) -> int:
-    """A batch by its code (``BAT-000012``) or its number (``12``)."""
-    compact = text.strip().upper()
-    match = BATCH_RE.fullmatch(compact)
-    if match:
-        return int(match.group(1))
-    if compact.isdigit() and len(compact) <= 8:
-        return int(compact)
-    raise InvalidRequest(f"{text!r} is not a batch code such as BAT-000012")
+    """A batch by its code (``BAT-000012``) or its number (``12``); ASCII digits only."""
+    match = BATCH_RE.fullmatch(text.strip().upper())
+    if match is None:
+        raise InvalidRequest(f"{text!r} is not a batch code such as BAT-000012")
+    return int(match.group(1))
+
+
+def shipment_number(text: str | int) -> int:
+    """A shipment by its barcode (``SHP-00000012``) or its number (``12``, or the integer id
+    the API answers with); ASCII digits only."""
+    if isinstance(text, int):
+        if not 1 <= text <= 99_999_999:
+            raise InvalidRequest(f"{text} is not a shipment number")
+        return text
+    match = SHIPMENT_NUMBER_RE.fullmatch(text.strip().upper())
+    if match is None:
+        raise InvalidRequest(f"{text!r} is not a shipment code such as SHP-00000012")
+    return int(match.group(1))
 
 
 def validate_fin(fin: str) -> str:

@@ -8,6 +8,7 @@ the bag's known events by their ``occurred_at``, so a scan uploaded late recompu
 from __future__ import annotations
 
 import datetime as dt
+import math
 import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -122,23 +123,46 @@ def default_policy(product: str) -> Policy:
     )
 
 
+# What a policy may say, so that no one site's change can disrupt every site: a leg takes at
+# least an hour (the thaw at least five minutes) and at most 90 days (the thaw four hours).
+LEG_BOUNDS: Mapping[Leg, tuple[float, float]] = {
+    leg: (5 * 60.0, 4 * HOUR) if leg is Leg.THAW_TO_INFUSION else (HOUR, 90 * DAY) for leg in Leg
+}
+ESCALATE_BOUNDS = (HOUR, 30 * DAY)
+TARGET_DAYS_BOUNDS = (1.0, 365.0)
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:g} h" if seconds >= HOUR else f"{seconds / 60:g} min"
+
+
 def check_legs(values: Mapping[str, float], what: str) -> dict[Leg, float]:
     unknown = sorted(set(values) - {leg.value for leg in Leg})
     if unknown:
         raise InvalidRequest(f"unknown legs {unknown}; the legs are {', '.join(Leg)}")
-    if any(seconds <= 0 for seconds in values.values()):
-        raise InvalidRequest(f"every leg's {what} must be positive")
-    return {Leg(name): float(seconds) for name, seconds in values.items()}
+    checked = {}
+    for name, seconds in values.items():
+        low, high = LEG_BOUNDS[Leg(name)]
+        if not (math.isfinite(seconds) and low <= seconds <= high):
+            raise InvalidRequest(
+                f"{name}'s {what} must be between {_hours(low)} and {_hours(high)}"
+            )
+        checked[Leg(name)] = float(seconds)
+    return checked
 
 
 def check_policy(
     limits: Mapping[str, float], at_risk: float, escalate_after: float, target_days: float
 ) -> dict[Leg, float]:
     checked = check_legs(limits, "limit")
-    if not 0 < at_risk < 1:
+    if not (math.isfinite(at_risk) and 0 < at_risk < 1):
         raise InvalidRequest("at_risk is a fraction of the limit, between 0 and 1")
-    if escalate_after <= 0 or target_days <= 0:
-        raise InvalidRequest("escalate_after and target_days must be positive")
+    low, high = ESCALATE_BOUNDS
+    if not (math.isfinite(escalate_after) and low <= escalate_after <= high):
+        raise InvalidRequest(f"escalate_after must be between {_hours(low)} and {_hours(high)}")
+    low, high = TARGET_DAYS_BOUNDS
+    if not (math.isfinite(target_days) and low <= target_days <= high):
+        raise InvalidRequest(f"target_days must be between {low:g} and {high:g}")
     return {**DEFAULT_LIMITS, **checked}
 
 

@@ -1,13 +1,40 @@
-"""Who may see what. Every read and write of an order or bag goes through these checks."""
+"""Who may see and do what: the one module the API, the pages, the workers and the CLI ask.
+
+- A user acts for one site in one role (``Actor``).
+- **Orders** are seen by users of the three sites an order names, and by the courier that holds
+  its bags, carries them or is named to carry them (or may claim them: an open shipment that
+  names no courier yet). Anything else answers 404, the same as something that does not exist.
+- The **patient reference** is seen by the sites that meet the patient (collection, treatment),
+  never by couriers or manufacturing.
+- **Batches** are seen as their order is; **shipments** by their origin, destination and the
+  courier named on them; **subscriptions** by the user who made them; **turnaround rows**
+  (deadlines) by the sites their order names and by the site holding the bag on that leg.
+- **Turnaround policies** are the product's, read by everyone: they are changed by an admin,
+  or by QA of a manufacturing site (the manufacturer owns the product's specification), within
+  the bounds of ``services.domain.sla``; every change is a new version, on record with who.
+- A subscriber is checked again at delivery (``may_receive``): losing sight of an order ends
+  the news of it.
+"""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from services.db.models import Order, Shipment, ShipmentUnit, Site, Subscription, Unit, User
-from services.domain.custody import Actor, Role, ShipmentState, SiteRef
-from services.domain.errors import NotFound
+from services.db.models import (
+    Batch,
+    Deadline,
+    Order,
+    Shipment,
+    ShipmentUnit,
+    Site,
+    Subscription,
+    Unit,
+    User,
+)
+from services.domain.custody import Actor, Role, ShipmentState, SiteKind, SiteRef
+from services.domain.errors import Forbidden, NotFound
+from services.domain.identifiers import batch_code, shipment_code
 from services.domain.notifications import Channel
 
 
@@ -15,20 +42,25 @@ def order_site_ids(order: Order) -> tuple[int, int, int]:
     return (order.collection_site_id, order.manufacturing_site_id, order.treatment_site_id)
 
 
-def can_view_order(session: Session, actor: Actor, order: Order) -> bool:
-    """A user sees an order that names their site; a courier, one whose bags it holds, carries
-    or is named to carry (or may claim, on a shipment that names no courier yet)."""
-    if actor.site_id in order_site_ids(order):
-        return True
+def _names_site(actor: Actor) -> sa.ColumnElement[bool]:
+    return sa.or_(
+        col(Order.collection_site_id) == actor.site_id,
+        col(Order.manufacturing_site_id) == actor.site_id,
+        col(Order.treatment_site_id) == actor.site_id,
+    )
+
+
+def order_condition(actor: Actor) -> sa.ColumnElement[bool]:
+    """The orders the actor may see, as a condition on ``orders``: the rule, once, for every
+    list and every single check."""
     if actor.role is not Role.COURIER:
-        return False
-    held = select(Unit.id).where(Unit.order_id == order.id, Unit.custodian_site_id == actor.site_id)
+        return _names_site(actor)
+    held = select(Unit.order_id).where(Unit.custodian_site_id == actor.site_id)
     carried = (
-        select(Unit.id)
+        select(Unit.order_id)
         .join(ShipmentUnit, ShipmentUnit.unit_id == Unit.id)  # type: ignore[arg-type]
         .join(Shipment, Shipment.id == ShipmentUnit.shipment_id)  # type: ignore[arg-type]
         .where(
-            Unit.order_id == order.id,
             sa.or_(
                 col(Shipment.carrier_site_id) == actor.site_id,
                 # a shipment that names no courier waits for whichever courier picks it up
@@ -36,10 +68,19 @@ def can_view_order(session: Session, actor: Actor, order: Order) -> bool:
                     col(Shipment.carrier_site_id).is_(None),
                     col(Shipment.state) == ShipmentState.OPEN,
                 ),
-            ),
+            )
         )
     )
-    return bool(session.scalar(select(sa.exists(held.union(carried).subquery()))))
+    return sa.or_(_names_site(actor), col(Order.id).in_(held), col(Order.id).in_(carried))
+
+
+def can_view_order(session: Session, actor: Actor, order: Order) -> bool:
+    if actor.site_id in order_site_ids(order):
+        return True  # the common case, without a query
+    if actor.role is not Role.COURIER:
+        return False
+    found = select(Order.id).where(Order.id == order.id, order_condition(actor))
+    return bool(session.scalar(select(sa.exists(found.subquery()))))
 
 
 def may_see_patient_ref(actor: Actor, order: Order) -> bool:
@@ -63,31 +104,66 @@ def order_by_coi(session: Session, actor: Actor, coi: str) -> Order:
 
 
 def visible_orders(session: Session, actor: Actor, *, limit: int = 200) -> list[Order]:
-    """The orders the actor may see, newest first: the same rule as ``can_view_order``."""
-    condition = sa.or_(
-        col(Order.collection_site_id) == actor.site_id,
-        col(Order.manufacturing_site_id) == actor.site_id,
-        col(Order.treatment_site_id) == actor.site_id,
-    )
-    if actor.role is Role.COURIER:
-        held = select(Unit.order_id).where(Unit.custodian_site_id == actor.site_id)
-        carried = (
-            select(Unit.order_id)
-            .join(ShipmentUnit, ShipmentUnit.unit_id == Unit.id)  # type: ignore[arg-type]
-            .join(Shipment, Shipment.id == ShipmentUnit.shipment_id)  # type: ignore[arg-type]
-            .where(
-                sa.or_(
-                    col(Shipment.carrier_site_id) == actor.site_id,
-                    sa.and_(
-                        col(Shipment.carrier_site_id).is_(None),
-                        col(Shipment.state) == ShipmentState.OPEN,
-                    ),
-                )
-            )
-        )
-        condition = sa.or_(condition, col(Order.id).in_(held), col(Order.id).in_(carried))
-    query = select(Order).where(condition).order_by(col(Order.id).desc()).limit(limit)
+    """The orders the actor may see, newest first."""
+    query = select(Order).where(order_condition(actor)).order_by(col(Order.id).desc()).limit(limit)
     return list(session.exec(query))
+
+
+def visible_batch(session: Session, actor: Actor, number: int) -> tuple[Batch, Order]:
+    """A batch is seen as its order is."""
+    batch = session.get(Batch, number)
+    order = session.get(Order, batch.order_id) if batch else None
+    if batch is None or order is None or not can_view_order(session, actor, order):
+        raise NotFound(f"no batch {batch_code(number)} you can see")
+    return batch, order
+
+
+def can_view_shipment(actor: Actor, shipment: Shipment) -> bool:
+    """A shipment is seen by its origin, its destination and the courier named to carry it;
+    while it is open and names no courier, by any courier (whichever picks it up claims it)."""
+    if actor.site_id in (
+        shipment.origin_site_id,
+        shipment.destination_site_id,
+        shipment.carrier_site_id,
+    ):
+        return True
+    return (
+        actor.role is Role.COURIER
+        and shipment.carrier_site_id is None
+        and shipment.state is ShipmentState.OPEN
+    )
+
+
+def visible_shipment(actor: Actor, shipment: Shipment | None, number: int) -> Shipment:
+    if shipment is None or not can_view_shipment(actor, shipment):
+        raise NotFound(f"no shipment {shipment_code(number)} you can see")
+    return shipment
+
+
+def own_subscription(session: Session, actor: Actor, subscription_id: int) -> Subscription:
+    """A subscription is its maker's alone."""
+    subscription = session.get(Subscription, subscription_id)
+    if subscription is None or subscription.created_by_id != actor.user_id:
+        raise NotFound(f"no subscription {subscription_id} of yours")
+    return subscription
+
+
+def deadline_condition(actor: Actor) -> sa.ColumnElement[bool]:
+    """Turnaround rows the actor may see, as a condition on ``deadlines`` joined to ``orders``."""
+    return sa.or_(_names_site(actor), col(Deadline.site_id) == actor.site_id)
+
+
+POLICY_ROLES = frozenset({Role.ADMIN, Role.QA})
+
+
+def check_policy_change(actor: Actor) -> None:
+    """A product's turnaround policy binds every site that handles it: it is changed by an
+    admin, or by QA of a manufacturing site, and nobody else."""
+    if actor.role is Role.ADMIN:
+        return
+    if actor.role is Role.QA and actor.site.kind is SiteKind.MANUFACTURING:
+        return
+    raise Forbidden("turnaround policies are changed by an admin or by QA of a manufacturing site")
 
 
 def actor_for(user: User, site: Site) -> Actor:

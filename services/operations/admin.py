@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import secrets
 
 import sqlalchemy as sa
@@ -15,6 +16,7 @@ from services.domain.errors import Conflict, InvalidRequest, NotFound
 from services.domain.identifiers import validate_fin
 from services.operations.access import actor_for
 
+SITE_CODE = re.compile(r"[A-Z0-9][A-Z0-9_-]{0,31}")  # ASCII upper case, as scanners type it
 TOKEN_PREFIX = "v2v_"  # noqa: S105 - a marker that makes leaked tokens easy to find
 # Sites that assign ISBT 128 identifiers (DINs, COIs) need their facility identification number.
 SITES_NEEDING_FIN = frozenset({SiteKind.COLLECTION, SiteKind.MANUFACTURING})
@@ -24,7 +26,7 @@ def add_site(
     session: Session, *, code: str, kind: SiteKind, name: str, fin: str | None = None
 ) -> Site:
     code = code.strip()
-    if not code or not code.replace("-", "").replace("_", "").isalnum() or not code.isupper():
+    if not SITE_CODE.fullmatch(code):
         raise InvalidRequest(f"site code {code!r} must be upper-case letters, digits, '-' or '_'")
     if fin is not None:
         validate_fin(fin)

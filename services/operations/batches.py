@@ -16,6 +16,7 @@ from services.domain.batches import (
     check_filling,
     check_status_change,
 )
+from services.domain.clock import device_time
 from services.domain.custody import (
     BATCH_STATUS,
     PRODUCE,
@@ -38,11 +39,18 @@ from services.domain.errors import (
     NotFound,
 )
 from services.domain.identifiers import DIN_SEQUENCE_MAX, Din, batch_code, din_reference
-from services.operations.access import can_view_order, order_by_coi
+from services.operations.access import (
+    can_view_order,
+    order_by_coi,
+    order_condition,
+    visible_batch,
+)
 from services.operations.bags import bag_view, lock_bags, site_codes
 from services.operations.orders import lock_order
 from services.operations.record import append_event
 from services.operations.sequences import next_number
+
+DEFAULT_SKEW = dt.timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,7 @@ def open_batch(
     units: list[str] | None,
     now: dt.datetime,
     occurred_at: dt.datetime | None = None,
+    max_clock_skew: dt.timedelta = DEFAULT_SKEW,
 ) -> Batch:
     """Open a batch from the order's received apheresis bags (all of them, or those named):
     each is consumed by ``start_manufacturing``, in the same transaction as the batch."""
@@ -84,7 +93,7 @@ def open_batch(
             "fail it first"
         )
     chosen = _inputs(session, actor, order, units)
-    occurred = (occurred_at or now).astimezone(dt.UTC)
+    occurred = device_time(occurred_at, now=now, skew=max_clock_skew, what="occurred_at")
     site = session.get(Site, order.manufacturing_site_id)
     assert site is not None
     batch = Batch(
@@ -184,10 +193,11 @@ def change_status(
     reason: str | None,
     now: dt.datetime,
     occurred_at: dt.datetime | None = None,
+    max_clock_skew: dt.timedelta = DEFAULT_SKEW,
 ) -> Batch:
     """Move a batch to its next step, release it (QA, after QC) or fail it (with a reason).
     A release releases its product bags; a failure rejects those not yet shipped."""
-    batch, order = _visible_batch(session, actor, number)
+    batch, order = visible_batch(session, actor, number)
     if actor.site_id != batch.site_id:
         raise Forbidden(f"batch {batch_code(number)} is worked on at its manufacturing site")
     order = lock_order(session, order.id)
@@ -200,7 +210,9 @@ def change_status(
         reason=reason,
         products=sum(1 for unit in products if unit.state is UnitState.PRODUCED),
     )
-    occurred = (occurred_at or now).astimezone(dt.UTC)
+    occurred = _after_last_step(
+        batch, device_time(occurred_at, now=now, skew=max_clock_skew, what="occurred_at")
+    )
     site = session.get(Site, batch.site_id)
     assert site is not None
     batch.state = status
@@ -262,10 +274,11 @@ def add_products(
     volume_ml: float | None,
     now: dt.datetime,
     filled_at: dt.datetime | None = None,
+    max_clock_skew: dt.timedelta = DEFAULT_SKEW,
 ) -> list[Unit]:
     """Register the product bags filled from a batch: new DINs from the manufacturing site's
     FIN, on the order's COI, each with its own record from its filling on."""
-    batch, order = _visible_batch(session, actor, number)
+    batch, order = visible_batch(session, actor, number)
     if actor.site_id != batch.site_id:
         raise Forbidden(f"batch {batch_code(number)} is worked on at its manufacturing site")
     order = lock_order(session, order.id)
@@ -275,7 +288,9 @@ def add_products(
     site = session.get(Site, batch.site_id)
     assert site is not None
     assert site.fin is not None  # manufacturing sites assign DINs
-    filled = (filled_at or now).astimezone(dt.UTC)
+    filled = _after_last_step(
+        batch, device_time(filled_at, now=now, skew=max_clock_skew, what="filled_at")
+    )
     step = _Step(order, batch, site, actor, filled, now)
     made = []
     for _ in range(count):
@@ -301,7 +316,7 @@ def add_products(
 
 
 def batch_record(session: Session, actor: Actor, number: int) -> BatchRecord:
-    batch, order = _visible_batch(session, actor, number)
+    batch, order = visible_batch(session, actor, number)
     return _record(session, batch, order)
 
 
@@ -316,14 +331,15 @@ def visible_batches(
     session: Session, actor: Actor, *, state: BatchState | None = None, limit: int = 500
 ) -> list[BatchRecord]:
     """The batches of the orders the actor may see, newest first (the batch board)."""
-    query = select(Batch, Order).join(Order, Order.id == Batch.order_id)  # type: ignore[arg-type]
+    query = (
+        select(Batch, Order)
+        .join(Order, Order.id == Batch.order_id)  # type: ignore[arg-type]
+        .where(order_condition(actor))
+    )
     if state is not None:
         query = query.where(Batch.state == state)
-    records = []
-    for batch, order in session.exec(query.order_by(col(Batch.id).desc()).limit(limit)).all():
-        if can_view_order(session, actor, order):
-            records.append(_record(session, batch, order))
-    return records
+    rows = session.exec(query.order_by(col(Batch.id).desc()).limit(limit)).all()
+    return [_record(session, batch, order) for batch, order in rows]
 
 
 def _record(session: Session, batch: Batch, order: Order) -> BatchRecord:
@@ -389,12 +405,14 @@ def _event(
     )
 
 
-def _visible_batch(session: Session, actor: Actor, number: int) -> tuple[Batch, Order]:
-    batch = session.get(Batch, number)
-    order = session.get(Order, batch.order_id) if batch else None
-    if batch is None or order is None or not can_view_order(session, actor, order):
-        raise NotFound(f"no batch {batch_code(number)} you can see")
-    return batch, order
+def _after_last_step(batch: Batch, occurred: dt.datetime) -> dt.datetime:
+    """A batch's steps follow one another on its own clock too."""
+    if occurred < batch.updated_at:
+        raise InvalidRequest(
+            f"{occurred.isoformat()} is before the batch's last step "
+            f"({batch.updated_at.isoformat()}): a step cannot come before the one it follows"
+        )
+    return occurred
 
 
 def _lock_batch(session: Session, number: int) -> Batch:

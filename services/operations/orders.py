@@ -7,8 +7,9 @@ import datetime as dt
 from sqlmodel import Session, select
 
 from services.db.models import CustodyEvent, Order, Site, Unit
+from services.domain.clock import device_time
 from services.domain.custody import COLLECT, Actor, OrderState, Role, SiteKind, UnitKind, UnitState
-from services.domain.errors import Forbidden, IllegalTransition, InvalidRequest, WrongSite
+from services.domain.errors import Forbidden, IllegalTransition, WrongSite
 from services.domain.identifiers import COI_SERIAL_MAX, DIN_SEQUENCE_MAX, Coi, Din
 from services.operations.access import order_by_coi
 from services.operations.admin import site_by_code
@@ -97,9 +98,7 @@ def register_collection(
             state=order.state.value,
             action=COLLECT,
         )
-    collected_at = (collected_at or now).astimezone(dt.UTC)
-    if collected_at > now + max_clock_skew:
-        raise InvalidRequest(f"collected_at {collected_at.isoformat()} is in the future")
+    collected_at = device_time(collected_at, now=now, skew=max_clock_skew, what="collected_at")
     order = lock_order(session, order.id)
     site = session.get(Site, order.collection_site_id)
     assert site is not None

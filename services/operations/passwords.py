@@ -62,7 +62,7 @@ def session_key(user: User) -> str:
 
 def actor_for_session(session: Session, key: str) -> Actor | None:
     user_id, _, _fingerprint = key.partition(":")
-    if not user_id.isdigit():
+    if not (user_id.isascii() and user_id.isdigit()) or len(user_id) > 10:
         return None
     row = session.exec(
         select(User, Site).join(Site, Site.id == User.site_id).where(User.id == int(user_id))  # type: ignore[arg-type]

@@ -162,6 +162,20 @@ def refusals_of_order(session: Session, order: Order) -> list[tuple[RefusedScan,
     return [(refusal, email) for refusal, email in rows]
 
 
+def order_events(session: Session, order: Order) -> list[EventRecord]:
+    """The order's whole record, in its sequence."""
+    return event_records(session, CustodyEvent.order_id == order.id)
+
+
+def unit_events(session: Session, unit: Unit) -> list[EventRecord]:
+    """A bag's events, oldest first."""
+    return event_records(session, CustodyEvent.unit_id == unit.id)
+
+
+def events_by_id(session: Session, ids: list[int]) -> list[EventRecord]:
+    return event_records(session, col(CustodyEvent.id).in_(ids)) if ids else []
+
+
 def event_records(session: Session, *conditions: object) -> list[EventRecord]:
     """Custody events matching ``conditions``, oldest first, with codes instead of ids."""
     site = aliased(Site)

@@ -7,7 +7,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 
 from services.db.models import (
     CustodyEvent,
@@ -19,6 +19,7 @@ from services.db.models import (
     Site,
     Unit,
 )
+from services.domain.clock import device_time
 from services.domain.custody import (
     SHIPMENT_ACTIONS,
     Action,
@@ -41,7 +42,7 @@ from services.operations.admin import site_by_code
 from services.operations.bags import bag_view, lock_bags, site_codes
 from services.operations.deadlines import current_policy
 from services.operations.record import append_event, append_refusal
-from services.operations.shipments import add_to_shipment, lock_shipment, shipment_by_code
+from services.operations.shipments import add_to_shipment, lock_shipment, visible_shipment
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class ScanInput:
     site: str
     event_id: str
     occurred_at: dt.datetime | None = None
-    shipment: str | None = None
+    shipment: str | int | None = None  # its code (SHP-00000012) or its number (12)
     coi: str | None = None
     patient_ref: str | None = None  # at the bedside: the patient's wristband, for infuse
 
@@ -95,14 +96,11 @@ def record_scan(
         return replay
 
     site = site_by_code(session, scan.site)
-    occurred_at = (scan.occurred_at or now).astimezone(dt.UTC)
-    if occurred_at > now + max_clock_skew:
-        raise InvalidRequest(
-            f"occurred_at {occurred_at.isoformat()} is ahead of the server clock "
-            f"({now.isoformat()}): check the scanner's clock"
-        )
+    occurred_at = device_time(scan.occurred_at, now=now, skew=max_clock_skew, what="occurred_at")
     units, scanned_coi, shipment_scanned = _bags_named(session, actor, scan)
-    named_shipment = shipment_by_code(session, scan.shipment) if scan.shipment else None
+    named_shipment = (
+        visible_shipment(session, actor, scan.shipment) if scan.shipment is not None else None
+    )
     if shipment_scanned is not None:
         named_shipment = named_shipment or shipment_scanned
         if named_shipment.id != shipment_scanned.id:
@@ -130,6 +128,7 @@ def record_scan(
         else None,
         patient_ref=scan.patient_ref,
         occurred_at=occurred_at,
+        recorded_at=now,
     )
     # decide every bag before writing anything: a shipment scan moves all its bags or none
     decisions = []
@@ -196,14 +195,17 @@ def record_scan(
 def _thaw(
     session: Session, unit: Unit, order: Order, action: Action
 ) -> tuple[dt.datetime | None, dt.timedelta | None]:
-    """For an infusion: when the bag was thawed and how long the product keeps after thaw."""
+    """For an infusion: when the bag was thawed (the earlier of the thaw scanner's clock and
+    ours, so a thaw dated forward buys no time) and how long the product keeps after thaw."""
     if action is not Action.INFUSE:
         return None, None
-    thawed_at = session.exec(
-        select(func.max(CustodyEvent.occurred_at)).where(
-            CustodyEvent.unit_id == unit.id, CustodyEvent.action == Action.THAW.value
-        )
-    ).one()
+    thaw = session.exec(
+        select(CustodyEvent.occurred_at, CustodyEvent.recorded_at)
+        .where(CustodyEvent.unit_id == unit.id, CustodyEvent.action == Action.THAW.value)
+        .order_by(col(CustodyEvent.sequence).desc())
+        .limit(1)
+    ).first()
+    thawed_at = min(thaw) if thaw else None
     return thawed_at, current_policy(session, order.product).limit(Leg.THAW_TO_INFUSION)
 
 
@@ -263,7 +265,7 @@ def _bags_named(
                 f"{' or '.join(sorted(a.value for a in SHIPMENT_ACTIONS))}; for "
                 f"{scan.action.value}, scan each bag"
             )
-        shipment = shipment_by_code(session, shipment_code(scanned.shipment_number))
+        shipment = visible_shipment(session, actor, scanned.shipment_number)
         units = list(
             session.exec(
                 select(Unit).where(Unit.shipment_id == shipment.id).order_by(Unit.id)  # type: ignore[arg-type]

@@ -24,7 +24,8 @@ from services.domain.errors import (
     NotFound,
     WrongSite,
 )
-from services.domain.identifiers import SHIPMENT_RE, din_reference, shipment_code
+from services.domain.identifiers import din_reference, shipment_code, shipment_number
+from services.operations import access
 from services.operations.access import visible_order
 from services.operations.admin import site_by_code
 from services.operations.bags import bag_view, lock_bags, site_codes
@@ -123,15 +124,6 @@ def add_to_shipment(
     session.add(ShipmentUnit(shipment_id=shipment.id, unit_id=unit.id, added_at=now))  # type: ignore[arg-type]
 
 
-def can_view_shipment(session: Session, actor: Actor, shipment: Shipment) -> bool:
-    """A shipment is seen by its origin, its destination and the courier named to carry it."""
-    return actor.site_id in (
-        shipment.origin_site_id,
-        shipment.destination_site_id,
-        shipment.carrier_site_id,
-    )
-
-
 def shipment_label(shipment: Shipment | int | None) -> str:
     number = shipment.id if isinstance(shipment, Shipment) else shipment
     assert number is not None
@@ -148,20 +140,20 @@ def lock_shipment(session: Session, shipment_id: int | None) -> Shipment:
     ).one()
 
 
-def shipment_by_code(session: Session, code: str) -> Shipment:
+def shipment_by_code(session: Session, code: str | int) -> Shipment:
     """A shipment by its barcode (``SHP-00000012``) or its number (``12``)."""
-    text = code.strip()
-    match = SHIPMENT_RE.fullmatch(text)
-    if match:
-        number = int(match.group(1))
-    elif text.isdigit():
-        number = int(text)
-    else:
-        raise InvalidRequest(f"{code!r} is not a shipment code such as SHP-00000012")
+    number = shipment_number(code)
     shipment = session.get(Shipment, number)
     if shipment is None:
         raise NotFound(f"no shipment {shipment_label(number)}")
     return shipment
+
+
+def visible_shipment(session: Session, actor: Actor, code: str | int) -> Shipment:
+    """A shipment by its code or number, if the actor may see it (access.can_view_shipment);
+    the same 404 whether it does not exist or is not theirs to see."""
+    number = shipment_number(code)
+    return access.visible_shipment(actor, session.get(Shipment, number), number)
 
 
 def _din_of(text: str) -> str:
@@ -188,9 +180,7 @@ def reconcile(session: Session, *, actor: Actor, code: str, now: dt.datetime) ->
     refused there, ``not_in_shipment``, and kept on record). Bags of the manifest that were not
     received are reported missing: recorded on the shipment and notified to each order's
     subscribers. Nothing is silently accepted."""
-    shipment = shipment_by_code(session, code)
-    if not can_view_shipment(session, actor, shipment):
-        raise NotFound(f"no shipment {shipment_label(shipment)} you can see")
+    shipment = visible_shipment(session, actor, code)
     if actor.site_id != shipment.destination_site_id or actor.role not in RECEIVING_ROLES:
         raise Forbidden(
             f"shipment {shipment_label(shipment)} is reconciled by the receiving staff of its "

@@ -13,7 +13,7 @@ from services.db.models import Notification, NotificationRead, Order, Site, Subs
 from services.domain.custody import Actor
 from services.domain.errors import Forbidden, InvalidRequest, NotFound
 from services.domain.notifications import Channel, check_events, check_target
-from services.operations.access import order_by_coi
+from services.operations.access import order_by_coi, own_subscription
 from services.operations.notifications import forget_subscriptions
 
 
@@ -82,9 +82,7 @@ def subscriptions_of(session: Session, actor: Actor) -> list[Subscription]:
 
 
 def unsubscribe(session: Session, *, actor: Actor, subscription_id: int) -> Subscription:
-    subscription = session.get(Subscription, subscription_id)
-    if subscription is None or subscription.created_by_id != actor.user_id:
-        raise NotFound(f"no subscription {subscription_id} of yours")
+    subscription = own_subscription(session, actor, subscription_id)
     subscription.active = False
     subscription.disabled_reason = "unsubscribed"
     session.add(subscription)

@@ -6,12 +6,12 @@ import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
 
-import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from services.db.models import Deadline, Order, Site
 from services.domain.custody import Actor
 from services.domain.sla import Leg, Span, percentile, projected_infusion
+from services.operations.access import deadline_condition
 from services.operations.deadlines import current_policy
 
 MIN_HISTORY = 20  # closed legs needed before our own median replaces the policy's typical time
@@ -25,12 +25,7 @@ def delays(session: Session, *, actor: Actor, now: dt.datetime) -> list[Deadline
         .where(
             col(Deadline.closed_at).is_(None),
             col(Deadline.at_risk_at) <= now,
-            sa.or_(
-                col(Order.collection_site_id) == actor.site_id,
-                col(Order.manufacturing_site_id) == actor.site_id,
-                col(Order.treatment_site_id) == actor.site_id,
-                col(Deadline.site_id) == actor.site_id,
-            ),
+            deadline_condition(actor),
         )
         .order_by(col(Deadline.due_at))
     ).all()
@@ -140,17 +135,7 @@ def turnaround(
             col(Deadline.closed_at).is_not(None),
             col(Deadline.closed_at) >= since,
             col(Deadline.closed_at) < until,
-            sa.or_(
-                *(
-                    col(column) == actor.site_id
-                    for column in (
-                        Order.collection_site_id,
-                        Order.manufacturing_site_id,
-                        Order.treatment_site_id,
-                        Deadline.site_id,
-                    )
-                )
-            ),
+            deadline_condition(actor),
         )
     )
     if site is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask_openapi3 import Info, OpenAPI
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from services.broker import Kicker, kick_after_commit
 from services.config import Settings
@@ -14,12 +15,45 @@ from services.web.errors import register_error_handlers, validation_problem
 from services.web.state import AppState
 
 API_PREFIX = "/api/v1"
+# what any operation can answer besides its own: a malformed request, no or a bad token, a role
+# or site that may not, an object not there (or not the caller's to see), a state that does not
+# allow it, a body too large, a body or parameter that does not validate, too many requests
+ERRORS = (400, 401, 403, 404, 409, 413, 422, 429)
+PROBLEM = "application/problem+json"
+
+
+class ProblemOpenAPI(OpenAPI):
+    """The generated document says what every error really is: application/problem+json."""
+
+    def generate_spec_json(self) -> None:
+        super().generate_spec_json()
+        problem = {"schema": {"$ref": "#/components/schemas/Problem"}}
+        for operations in self.spec_json.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                for status in ERRORS:
+                    responses.setdefault(str(status), {"description": HTTP_STATUS_TEXT[status]})
+                for status, response in responses.items():
+                    if int(status) >= 400:
+                        response["content"] = {PROBLEM: problem}
+
+
+HTTP_STATUS_TEXT = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    409: "Conflict",
+    413: "Content Too Large",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+}
 
 
 def create_app(settings: Settings | None = None) -> OpenAPI:
     settings = settings or Settings()
     logging.basicConfig(level=logging.INFO)
-    app = OpenAPI(
+    app = ProblemOpenAPI(
         __name__,
         info=Info(
             title="vein2vein",
@@ -48,6 +82,9 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
 
     app.register_api(api)
     app.register_blueprint(pages)
+    if settings.trusted_proxies:
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     security.install(app, settings)
     register_error_handlers(app)
     return app

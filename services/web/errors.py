@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask, Response, json, render_template, request
 from flask_wtf.csrf import CSRFError
 from pydantic import ValidationError
+from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
 from labels import LabelError
@@ -114,6 +115,16 @@ def register_error_handlers(app: Flask) -> None:
         if wants_page():
             return error_page(code, error.name or "Error", error.description or "", status)
         return problem(code, error.name or "Error", error.description or "", status)
+
+    @app.errorhandler(DataError)
+    def _data(error: DataError) -> Response:
+        # the database refused a value the request carried (out of range, too long): bad
+        # input, never a 500; logged, because the API's own validation should have said so
+        log.warning("a value reached the database and was refused: %s", error.orig)
+        detail = "a value in the request is outside what the record can hold"
+        if wants_page():
+            return error_page("invalid_request", "Invalid request", detail, 422)
+        return problem("invalid_request", "Invalid request", detail, 422)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:

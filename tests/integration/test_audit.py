@@ -238,7 +238,7 @@ def test_concurrent_scans_of_one_orders_bags_keep_one_chain(pg_app: Any) -> None
     assert errors == []
     report = _verify(world)
     assert report.ok, report.finding
-    assert report.records == 6 + 12
+    assert report.records == 1 + 6 + 12  # the enrolment, 6 collections, 12 scans
 
 
 def test_the_cli_verifies_the_demo_and_names_the_break(

@@ -154,6 +154,12 @@ def test_every_other_triple_is_an_illegal_transition(
             patient_ref=PATIENT,
         )
         scan = ScanRequest(action=action, site=site, actor=actor(role, site), patient_ref=PATIENT)
+        bedside = role is Role.CARE_TEAM and site.code == bag.treatment_site
+        if action is Action.INFUSE and not bedside:
+            # authority before identity and state: only the order's own bedside hears more
+            with pytest.raises((Forbidden, WrongSite)):
+                decide_scan(bag, scan)
+            continue
         with pytest.raises(IllegalTransition):
             decide_scan(bag, scan)
 

@@ -20,7 +20,7 @@ from services.web.api.schemas import (
     BatchStatusUpdate,
     ProductsCreate,
 )
-from services.web.state import current_actor, unit_of_work, utcnow
+from services.web.state import current_actor, max_clock_skew, unit_of_work, utcnow
 
 tag = Tag(name="batches", description="Manufacturing batches and their product bags")
 
@@ -37,6 +37,7 @@ def open_batch(body: BatchCreate) -> tuple[Response, int]:
             units=body.units,
             now=utcnow(),
             occurred_at=body.occurred_at,
+            max_clock_skew=max_clock_skew(),
         )
         uow.commit()
         assert batch.id is not None
@@ -78,6 +79,7 @@ def change_status(path: BatchPath, body: BatchStatusUpdate) -> Response:
             reason=body.reason,
             now=utcnow(),
             occurred_at=body.occurred_at,
+            max_clock_skew=max_clock_skew(),
         )
         uow.commit()
         result = batch_public(uow.session, batch_ops.batch_record(uow.session, actor, number))
@@ -98,6 +100,7 @@ def add_products(path: BatchPath, body: ProductsCreate) -> tuple[Response, int]:
             volume_ml=body.volume_ml,
             now=utcnow(),
             filled_at=body.filled_at,
+            max_clock_skew=max_clock_skew(),
         )
         uow.commit()
         result = batch_public(uow.session, batch_ops.batch_record(uow.session, actor, number))

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flask import Response, jsonify
 from flask_openapi3 import Tag
 from sqlmodel import Session
 
-from services.db.models import Order, Site, Subscription
+if TYPE_CHECKING:
+    from services.db.models import Subscription
 from services.domain.notifications import Channel, summary
 from services.operations import subscriptions as ops
+from services.operations.directory import Directory
 from services.operations.queries import coi_value
 from services.web.api.blueprint import api
 from services.web.api.schemas import (
@@ -101,12 +105,11 @@ def mark_read(path: NotificationPath) -> tuple[str, int]:
 
 
 def _public(session: Session, row: Subscription, secret: str | None = None) -> SubscriptionPublic:
-    order = session.get(Order, row.order_id) if row.order_id else None
-    site = session.get(Site, row.site_id) if row.site_id else None
+    names = Directory(session)
     return SubscriptionPublic(
         id=row.id,  # type: ignore[arg-type]
-        coi=order.coi if order else None,
-        site=site.code if site else None,
+        coi=names.order(row.order_id).coi if row.order_id else None,
+        site=names.site_code(row.site_id),
         channel=row.channel.value,
         target=row.target,
         events=row.events,

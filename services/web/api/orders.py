@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from flask import Response, jsonify
 
-from services.db.models import CustodyEvent
 from services.domain.errors import SignatureRefused
 from services.operations import orders as order_ops
 from services.operations import signing
 from services.operations.access import order_by_coi
-from services.operations.queries import coi_value, event_records, unit_by_din, unit_records
+from services.operations.queries import (
+    coi_value,
+    events_by_id,
+    unit_by_din,
+    unit_events,
+    unit_records,
+)
 from services.web.api.blueprint import api, orders_tag
 from services.web.api.present import (
     audit_public,
@@ -103,7 +108,7 @@ def read_unit_events(path: UnitPath) -> Response:
     """A bag's custody events, oldest first."""
     with unit_of_work() as uow:
         unit, order = unit_by_din(uow.session, current_actor(), path.din)
-        records = event_records(uow.session, CustodyEvent.unit_id == unit.id)
+        records = unit_events(uow.session, unit)
     result = EventList(din=unit.din, coi=order.coi, events=[event_public(r) for r in records])
     return jsonify(result.model_dump(mode="json"))
 
@@ -133,7 +138,8 @@ def correct_event(path: OrderPath, body: CorrectionCreate) -> tuple[Response, in
             now=utcnow(),
         )
         uow.commit()
-        (record,) = event_records(uow.session, CustodyEvent.id == event.id)
+        assert event.id is not None
+        (record,) = events_by_id(uow.session, [event.id])
     return jsonify(event_public(record).model_dump(mode="json")), 201
 
 

@@ -3,29 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 from sqlmodel import Session
 
-from services.db.models import (
-    CustodyEvent,
-    Deadline,
-    Order,
-    Shipment,
-    Signature,
-    Site,
-    Unit,
-    User,
-)
 from services.domain.batches import BatchState
 from services.domain.custody import Actor
 from services.domain.identifiers import Coi, Din, batch_code, shipment_code
 from services.operations import audit, signing
 from services.operations.access import may_see_patient_ref
 from services.operations.batches import BatchRecord, batches_of_order
+from services.operations.directory import Directory
 from services.operations.queries import (
     EventRecord,
     UnitRecord,
-    event_records,
+    events_by_id,
+    order_events,
     refusals_of_order,
     shipment_units,
     unit_records,
@@ -34,6 +27,10 @@ from services.operations.queries import (
 from services.operations.scans import ScanOutcome
 from services.operations.shipments import received_from
 from services.operations.turnaround import deadlines_of, projection
+
+if TYPE_CHECKING:
+    from services.db.models import Deadline, Order, Shipment, Signature
+
 from services.web.api.schemas import (
     AuditLink,
     AuditPublic,
@@ -79,12 +76,8 @@ def unit_public(record: UnitRecord) -> UnitPublic:
 
 
 def deadline_public(session: Session, row: Deadline, now: dt.datetime) -> DeadlinePublic:
-    order = session.get(Order, row.order_id)
-    unit = session.get(Unit, row.unit_id)
-    site = session.get(Site, row.site_id)
-    assert order is not None
-    assert unit is not None
-    assert site is not None
+    names = Directory(session)
+    order, unit, site = names.order(row.order_id), names.unit(row.unit_id), names.site(row.site_id)
     if row.closed_at is not None:
         status = "closed_late" if row.closed_at > row.due_at else "closed_on_time"
     elif now >= row.due_at:
@@ -114,14 +107,7 @@ def deadline_public(session: Session, row: Deadline, now: dt.datetime) -> Deadli
 
 def order_public(session: Session, actor: Actor, order: Order) -> OrderPublic:
     coi = Coi.from_value(order.coi)
-    sites = {
-        site_id: session.get(Site, site_id)
-        for site_id in (
-            order.collection_site_id,
-            order.manufacturing_site_id,
-            order.treatment_site_id,
-        )
-    }
+    names = Directory(session)
     units = unit_records(session, units_of_order(session, order), order.coi)
     now = dt.datetime.now(dt.UTC)
     return OrderPublic(
@@ -132,9 +118,9 @@ def order_public(session: Session, actor: Actor, order: Order) -> OrderPublic:
         state=order.state,
         product=order.product,
         patient_ref=order.patient_ref if may_see_patient_ref(actor, order) else None,
-        collection_site=sites[order.collection_site_id].code,  # type: ignore[union-attr]
-        manufacturing_site=sites[order.manufacturing_site_id].code,  # type: ignore[union-attr]
-        treatment_site=sites[order.treatment_site_id].code,  # type: ignore[union-attr]
+        collection_site=names.code(order.collection_site_id),
+        manufacturing_site=names.code(order.manufacturing_site_id),
+        treatment_site=names.code(order.treatment_site_id),
         created_at=order.created_at,
         units=[unit_public(record) for record in units],
         refusals=[
@@ -183,7 +169,7 @@ def event_public(record: EventRecord) -> EventPublic:
 
 def timeline_events(session: Session, order: Order) -> list[EventPublic]:
     """The order's events in sequence, each with its signatures and whether it awaits one."""
-    records = event_records(session, CustodyEvent.order_id == order.id)
+    records = order_events(session, order)
     signed = audit.signatures_of(session, [record.id for record in records])
     status = signing.signature_status(
         session, records, {event_id: [row for row, _ in rows] for event_id, rows in signed.items()}
@@ -202,16 +188,13 @@ def timeline_events(session: Session, order: Order) -> list[EventPublic]:
 def batch_public(session: Session, record: BatchRecord) -> BatchPublic:
     batch = record.batch
     assert batch.id is not None
-    site = session.get(Site, batch.site_id)
-    emails = {
-        user_id: user.email if (user := session.get(User, user_id)) else ""
-        for user_id in {event.actor_id for event in record.history}
-    }
+    names = Directory(session)
+    emails = {user_id: names.email(user_id) for user_id in {e.actor_id for e in record.history}}
     return BatchPublic(
         id=batch.id,
         code=batch_code(batch.id),
         coi=record.order.coi,
-        site=site.code if site else "",
+        site=names.code(batch.site_id),
         state=batch.state,
         opened_at=batch.opened_at,
         updated_at=batch.updated_at,
@@ -234,14 +217,13 @@ def batch_public(session: Session, record: BatchRecord) -> BatchPublic:
 
 def scan_result(session: Session, actor: Actor, outcome: ScanOutcome) -> ScanResult:
     ids = [event.id for event in outcome.events]
-    records = event_records(session, CustodyEvent.id.in_(ids))  # type: ignore[union-attr]
+    records = events_by_id(session, [i for i in ids if i is not None])
     events = [event_public(record) for record in records]
     single = events[0] if len(events) == 1 else None
-    site = session.get(Site, outcome.scan.site_id)
     return ScanResult(
         event_id=outcome.scan.event_id,
         action=outcome.scan.action,
-        site=site.code if site else "",
+        site=Directory(session).code(outcome.scan.site_id),
         actor=records[0].actor if records else actor.email,
         occurred_at=outcome.scan.occurred_at,
         recorded_at=outcome.scan.recorded_at,
@@ -259,11 +241,7 @@ def scan_result(session: Session, actor: Actor, outcome: ScanOutcome) -> ScanRes
 
 def shipment_public(session: Session, shipment: Shipment) -> ShipmentPublic:
     assert shipment.id is not None
-
-    def code(site_id: int | None) -> str | None:
-        site = session.get(Site, site_id) if site_id else None
-        return site.code if site else None
-
+    code = Directory(session).site_code
     manifest = shipment_units(session, shipment)
     arrived = received_from(session, shipment)
 

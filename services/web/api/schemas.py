@@ -3,17 +3,73 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, StringConstraints
+from pydantic import Field as Constraint
 from sqlmodel import Field, SQLModel
 
 from services.domain.batches import BatchState
 from services.domain.custody import Action, OrderState, ShipmentState, UnitKind, UnitState
 
-Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(9998, 12, 31, tzinfo=dt.UTC)
+MAX_ID = 2**31 - 1  # ids are the database's INTEGER
+
+
+def _printable(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("control characters (line breaks, tabs, NUL) are not allowed here")
+    return value
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("a NUL character is not allowed here")
+    return value
+
+
+def _in_our_calendar(value: dt.datetime) -> dt.datetime:
+    try:
+        utc = value.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError("outside the calendar we keep (1970 to 9998)") from None
+    if not EARLIEST <= utc <= LATEST:
+        raise ValueError("outside the calendar we keep (1970 to 9998)")
+    return value
+
+
+Code = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=32),
+    AfterValidator(_printable),
+]
+Text = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+    AfterValidator(_printable),
+]
+# a product's name, as policies and orders key on it
+ProductName = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+    ),
+]
+# an identifier named in a path or a body (DIN, COI, shipment or batch code): parsed later
+Identifier = Annotated[str, StringConstraints(max_length=64), AfterValidator(_printable)]
+# what a scanner read: anything but NUL (a scanner's CR/LF is whitespace, ignored)
+Barcode = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_no_nul)]
+Reason = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=1000), AfterValidator(_no_nul)
+]
+Timestamp = Annotated[AwareDatetime, AfterValidator(_in_our_calendar)]
+Number = Annotated[float, Constraint(allow_inf_nan=False)]
+RowId = Annotated[int, Constraint(ge=1, le=MAX_ID)]
+EventKind = Annotated[str, StringConstraints(max_length=32), AfterValidator(_printable)]
 
 
 class Problem(SQLModel):
@@ -30,7 +86,7 @@ class Problem(SQLModel):
 
 
 class IdentifierQuery(SQLModel):
-    text: str = Field(
+    text: Barcode = Field(
         min_length=1,
         max_length=256,
         description="What a scanner read (=A99992612345600, &/CHA999926AB12CD) or keyboard "
@@ -60,25 +116,25 @@ class OrderCreate(SQLModel):
     patient_ref: Text = Field(
         description="The treatment centre's pseudonymous patient reference (never a name)"
     )
-    product: Text
+    product: ProductName
     collection_site: Code
     manufacturing_site: Code
     treatment_site: Code
 
 
 class OrderPath(SQLModel):
-    coi: str = Field(max_length=64, description="The chain of identity identifier")
+    coi: Identifier = Field(description="The chain of identity identifier")
 
 
 class UnitPath(SQLModel):
-    din: str = Field(max_length=64, description="The bag's DIN")
+    din: Identifier = Field(description="The bag's DIN")
 
 
 class CollectionCreate(SQLModel):
-    collected_at: AwareDatetime | None = Field(
+    collected_at: Timestamp | None = Field(
         default=None, description="When collection ended (ISO 8601 with offset); default now"
     )
-    volume_ml: float | None = Field(default=None, gt=0, le=5000)
+    volume_ml: Number | None = Field(default=None, gt=0, le=5000)
 
 
 class UnitPublic(SQLModel):
@@ -219,27 +275,26 @@ class OrderTimeline(SQLModel):
 
 
 class ScanCreate(SQLModel):
-    barcode: str = Field(min_length=1, max_length=256)
+    barcode: Barcode
     action: Action
     site: Code = Field(description="Code of the site where the scan happens")
     event_id: uuid.UUID | None = Field(
         default=None, description="Made by the scanner; the same event_id twice is one scan"
     )
-    occurred_at: AwareDatetime | None = Field(
+    occurred_at: Timestamp | None = Field(
         default=None, description="The scanner's clock, ISO 8601 with offset; default now"
     )
-    shipment: str | None = Field(
+    shipment: Identifier | RowId | None = Field(
         default=None,
-        max_length=32,
-        description="A shipment code (SHP-00000012): pack into it, or check the bag travels in it",
+        description="A shipment's code (SHP-00000012) or its id as POST /shipments answers "
+        "(12): pack into it, or check the bag travels in it",
     )
-    coi: str | None = Field(
+    coi: Identifier | None = Field(
         default=None,
-        max_length=64,
         description="The chain of identity being worked on; a bag of any other is refused",
     )
-    patient_ref: str | None = Field(
-        default=None, max_length=64, description="The patient scanned at the bedside (infuse)"
+    patient_ref: Text | None = Field(
+        default=None, description="The patient scanned at the bedside (infuse)"
     )
 
 
@@ -270,12 +325,16 @@ class ShipmentCreate(SQLModel):
     origin: Code
     destination: Code
     shipper_id: Text = Field(description="Serial of the dry-vapour shipper")
-    units: list[str] = Field(default_factory=list, max_length=200, description="Packed bags' DINs")
+    units: list[Identifier] = Field(
+        default_factory=list, max_length=200, description="Packed bags' DINs"
+    )
     carrier: Code | None = Field(default=None, description="The courier site that will carry it")
 
 
 class ShipmentPath(SQLModel):
-    shipment: str = Field(max_length=32, description="SHP-00000012 or 12")
+    shipment: Annotated[Identifier, StringConstraints(max_length=32)] = Field(
+        description="SHP-00000012 or 12"
+    )
 
 
 class ShipmentPublic(SQLModel):
@@ -301,17 +360,19 @@ class ShipmentPublic(SQLModel):
 
 
 class BatchCreate(SQLModel):
-    coi: str = Field(max_length=64, description="The order's chain of identity")
-    units: list[str] | None = Field(
+    coi: Identifier = Field(description="The order's chain of identity")
+    units: list[Identifier] | None = Field(
         default=None,
         max_length=20,
         description="Its received apheresis bags to use (DINs); all of them when left out",
     )
-    occurred_at: AwareDatetime | None = None
+    occurred_at: Timestamp | None = None
 
 
 class BatchPath(SQLModel):
-    batch: str = Field(max_length=32, description="BAT-000012 or 12")
+    batch: Annotated[Identifier, StringConstraints(max_length=32)] = Field(
+        description="BAT-000012 or 12"
+    )
 
 
 class BatchQuery(SQLModel):
@@ -320,16 +381,14 @@ class BatchQuery(SQLModel):
 
 class BatchStatusUpdate(SQLModel):
     status: BatchState
-    reason: str | None = Field(
-        default=None, max_length=1000, description="Required when the batch fails"
-    )
-    occurred_at: AwareDatetime | None = None
+    reason: Reason | None = Field(default=None, description="Required when the batch fails")
+    occurred_at: Timestamp | None = None
 
 
 class ProductsCreate(SQLModel):
     count: int = Field(ge=1, le=10, description="How many product bags were filled")
-    volume_ml: float | None = Field(default=None, gt=0, le=2000)
-    filled_at: AwareDatetime | None = None
+    volume_ml: Number | None = Field(default=None, gt=0, le=2000)
+    filled_at: Timestamp | None = None
 
 
 class BatchStepPublic(SQLModel):
@@ -367,7 +426,7 @@ def new_event_id() -> str:
 
 
 class TokenPath(SQLModel):
-    token_id: int
+    token_id: RowId
 
 
 class TokenPublic(SQLModel):
@@ -387,18 +446,21 @@ class TokenList(SQLModel):
 
 
 class SubscriptionCreate(SQLModel):
-    coi: str | None = Field(default=None, max_length=64, description="Subscribe to one order")
+    coi: Identifier | None = Field(default=None, description="Subscribe to one order")
     site: Code | None = Field(default=None, description="Or to every order naming your site")
     channel: Literal["email", "webhook"]
-    target: str = Field(min_length=3, max_length=2048, description="E-mail address or URL")
-    events: list[str] | None = Field(
+    target: Annotated[str, AfterValidator(_no_nul)] = Field(
+        min_length=3, max_length=2048, description="E-mail address or URL"
+    )
+    events: list[EventKind] | None = Field(
+        max_length=64,
         default=None,
         description="Event kinds (collect, pickup, ..., refused_scan); all if left out",
     )
 
 
 class SubscriptionPath(SQLModel):
-    subscription_id: int
+    subscription_id: RowId
 
 
 class SubscriptionPublic(SQLModel):
@@ -427,7 +489,7 @@ class FeedQuery(SQLModel):
 
 
 class NotificationPath(SQLModel):
-    notification_id: int
+    notification_id: RowId
 
 
 class FeedItem(SQLModel):
@@ -455,8 +517,8 @@ class DelayList(SQLModel):
 
 
 class TurnaroundQuery(SQLModel):
-    since: AwareDatetime
-    until: AwareDatetime
+    since: Timestamp
+    until: Timestamp
     site: Code | None = None
 
 
@@ -476,17 +538,17 @@ class TurnaroundSummary(SQLModel):
 
 
 class ProductPath(SQLModel):
-    product: str = Field(max_length=64)
+    product: ProductName
 
 
 class SlaPolicyUpdate(SQLModel):
-    limits_hours: dict[str, float] = Field(default_factory=dict, description="leg -> hours")
-    typical_hours: dict[str, float] = Field(
+    limits_hours: dict[EventKind, Number] = Field(default_factory=dict, description="leg -> hours")
+    typical_hours: dict[EventKind, Number] = Field(
         default_factory=dict, description="leg -> hours it usually takes (for projections)"
     )
-    at_risk: float | None = Field(default=None, gt=0, lt=1)
-    escalate_after_hours: float | None = Field(default=None, gt=0)
-    target_days: float | None = Field(default=None, gt=0)
+    at_risk: Number | None = Field(default=None, gt=0, lt=1)
+    escalate_after_hours: Number | None = Field(default=None, gt=0)
+    target_days: Number | None = Field(default=None, gt=0)
 
 
 class SlaPolicyPublic(SQLModel):
@@ -535,18 +597,22 @@ class AuditPublic(SQLModel):
 
 
 class CorrectionCreate(SQLModel):
-    sequence: int = Field(ge=1, description="The event corrected (its sequence in the order)")
-    reason: str = Field(min_length=1, max_length=1000)
+    sequence: RowId = Field(description="The event corrected (its sequence in the order)")
+    reason: Reason = Field(min_length=1)
 
 
 class SignaturePath(SQLModel):
-    coi: str = Field(max_length=64)
-    sequence: int = Field(ge=1)
+    coi: Identifier
+    sequence: RowId
 
 
 class SignatureCreate(SQLModel):
-    email: str = Field(max_length=254, description="Your e-mail: the first component")
-    password: str = Field(max_length=256, description="Your password: the second component")
+    email: Annotated[str, AfterValidator(_printable)] = Field(
+        max_length=254, description="Your e-mail: the first component"
+    )
+    password: Annotated[str, AfterValidator(_no_nul)] = Field(
+        max_length=256, description="Your password: the second component"
+    )
     meaning: Literal["performed", "verified", "approved", "witness"] = Field(
         description="What the signature means: performed or verified (approved: QA only; a QA "
         "release is an approval); witness: a second person of the site, after the first"

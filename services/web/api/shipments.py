@@ -5,7 +5,6 @@ from __future__ import annotations
 from flask import Response, jsonify
 
 from services.operations import shipments as shipment_ops
-from services.operations.access import visible_order
 from services.web.api.blueprint import api, shipments_tag
 from services.web.api.present import shipment_public
 from services.web.api.schemas import ShipmentCreate, ShipmentPath, ShipmentPublic
@@ -36,9 +35,7 @@ def read_shipment(path: ShipmentPath) -> Response:
     """A shipment and its manifest."""
     actor = current_actor()
     with unit_of_work() as uow:
-        shipment = shipment_ops.shipment_by_code(uow.session, path.shipment)
-        if not shipment_ops.can_view_shipment(uow.session, actor, shipment):
-            visible_order(uow.session, actor, None, f"shipment {path.shipment}")
+        shipment = shipment_ops.visible_shipment(uow.session, actor, path.shipment)
         result = shipment_public(uow.session, shipment)
     return jsonify(result.model_dump(mode="json"))
 

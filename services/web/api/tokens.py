@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flask import Response, jsonify
 from flask_openapi3 import Tag
 
-from services.db.models import ApiToken
+if TYPE_CHECKING:
+    from services.db.models import ApiToken
 from services.operations import admin
 from services.web.api.blueprint import api
 from services.web.api.schemas import TokenList, TokenPath, TokenPublic

@@ -4,31 +4,31 @@ They call the same operations as the API, as the signed-in user; forms carry CSR
 
 from __future__ import annotations
 
-import datetime as dt
-import uuid
-from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Response, abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import login_required
-from sqlmodel import col, select
 
 import labels
-from services.db.models import Site, Unit
+
+if TYPE_CHECKING:
+    from services.db.models import Site
 from services.domain.batches import STEPS, BatchState, next_step
-from services.domain.custody import Action, Role, UnitState
-from services.domain.errors import DomainError
+from services.domain.custody import Action, Role
+from services.domain.errors import DomainError, InvalidRequest
 from services.domain.identifiers import batch_number
 from services.domain.signatures import MEANINGS
-from services.operations import access, audit, batches, signing, turnaround
+from services.operations import access, audit, batches, signing, tower
+from services.operations.directory import Directory
 from services.operations.labels import label_spec
 from services.operations.queries import coi_value, unit_by_din
 from services.operations.scans import ScanInput
+from services.web import forms
 from services.web.api.present import batch_public, order_public, timeline_events
 from services.web.pages import pages
 from services.web.scanning import submit_scan
 from services.web.security import session_actor
-from services.web.state import login_policy, unit_of_work, utcnow
+from services.web.state import login_policy, max_clock_skew, unit_of_work, utcnow
 
 # the actions each role scans, in the order of the journey
 ROLE_ACTIONS: dict[Role, list[Action]] = {
@@ -61,7 +61,7 @@ ROLE_ACTIONS: dict[Role, list[Action]] = {
 
 def _sites() -> list[Site]:
     with unit_of_work() as uow:
-        return list(uow.session.exec(select(Site).order_by(col(Site.code))).all())
+        return Directory(uow.session).sites()
 
 
 # the scan station
@@ -84,24 +84,32 @@ def scan_station() -> Any:
         )
     form = request.form
     wants_json = request.accept_mimetypes.best == "application/json"
+    scanned_by = form.get("scanned_by")
+    if scanned_by and scanned_by != str(actor.user_id):
+        # a scan kept offline in this browser by someone else: never sent under this login
+        result = {
+            "ok": False,
+            "code": "scanned_by_another_user",
+            "headline": "NOT SENT",
+            "detail": "this scan was made by another user; it is sent when they sign in here",
+        }
+        return (jsonify(result), 409) if wants_json else _station(actor, actions, form, result)
     try:
         scan = ScanInput(
-            barcode=form.get("barcode", "").strip(),
-            action=Action(form.get("action", "")),
-            site=form.get("site", actor.site.code).strip(),
-            event_id=form.get("event_id") or str(uuid.uuid4()),
-            occurred_at=_time(form.get("occurred_at")),
-            shipment=form.get("shipment") or None,
-            patient_ref=form.get("patient_ref") or None,
+            barcode=forms.text("barcode", max_length=256, required=True, label="the scan"),
+            action=Action(forms.text("action", max_length=32, required=True)),
+            site=forms.text("site", max_length=32) or actor.site.code,
+            event_id=forms.event_id(),
+            occurred_at=forms.timestamp("occurred_at"),
+            shipment=forms.optional("shipment", max_length=32),
+            patient_ref=forms.optional("patient_ref", max_length=64, label="patient reference"),
         )
-        if not scan.barcode:
-            raise ValueError("nothing was scanned")
-    except ValueError as error:
+    except (ValueError, DomainError) as error:
         result = {
             "ok": False,
             "code": "invalid_request",
             "headline": "NOT RECORDED",
-            "detail": str(error),
+            "detail": getattr(error, "detail", str(error)),
         }
         return (jsonify(result), 422) if wants_json else _station(actor, actions, form, result)
     try:
@@ -153,15 +161,6 @@ def _station(
         result=result,
     )
     return page, 201 if result["ok"] else 422
-
-
-def _time(text: str | None) -> dt.datetime | None:
-    if not text:
-        return None
-    value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        raise ValueError("occurred_at needs its offset")
-    return value
 
 
 # the order timeline
@@ -230,17 +229,18 @@ def batch_board() -> str:
 @login_required
 def batch_status(batch: str) -> Any:
     actor = session_actor()
-    status = request.form.get("status", "")
-    reason = request.form.get("reason") or None
     try:
+        status = BatchState(forms.text("status", max_length=32, required=True))
+        reason = forms.optional("reason", max_length=1000)
         with unit_of_work() as uow:
             batches.change_status(
                 uow.session,
                 actor=actor,
                 number=batch_number(batch),
-                status=BatchState(status),
+                status=status,
                 reason=reason,
                 now=utcnow(),
+                max_clock_skew=max_clock_skew(),
             )
             uow.commit()
     except (DomainError, ValueError) as error:
@@ -258,74 +258,18 @@ def control_tower() -> str:
     actor = session_actor()
     site_filter = request.args.get("site") or None
     product_filter = request.args.get("product") or None
-    now = utcnow()
     with unit_of_work() as uow:
-        session = uow.session
-        visible = access.visible_orders(session, actor, limit=500)
-        products = sorted({order.product for order in visible})
-        orders = visible
-        if product_filter:
-            orders = [o for o in orders if o.product == product_filter]
-        sites = {s.id: s.code for s in session.exec(select(Site)).all()}
-        if site_filter:
-            orders = [
-                o
-                for o in orders
-                if site_filter
-                in (
-                    sites[o.collection_site_id],
-                    sites[o.manufacturing_site_id],
-                    sites[o.treatment_site_id],
-                )
-            ]
-        ids = [o.id for o in orders]
-        units = list(session.exec(select(Unit).where(col(Unit.order_id).in_(ids)))) if ids else []
-        stages = Counter(
-            unit.state
-            for unit in units
-            if unit.state not in (UnitState.INFUSED, UnitState.DESTROYED)
+        view = tower.control_tower(
+            uow.session, actor=actor, now=utcnow(), site=site_filter, product=product_filter
         )
-        delays = [d for d in turnaround.delays(session, actor=actor, now=now) if d.order_id in ids]
-        delayed = []
-        by_order = {o.id: o for o in orders}
-        dins = {u.id: u.din for u in units}
-        for row in sorted(delays, key=lambda d: (d.late_flagged_at is None, d.due_at)):
-            delayed.append(
-                {
-                    "coi": by_order[row.order_id].coi,
-                    "din": dins.get(row.unit_id, ""),
-                    "leg": row.leg.value.replace("_", " "),
-                    "site": sites[row.site_id],
-                    "state": "LATE" if row.due_at <= now else "AT RISK",
-                    "due": row.due_at,
-                    "overdue_h": max(0.0, (now - row.due_at).total_seconds() / 3600),
-                }
-            )
-        weeks = []
-        for back in range(3, -1, -1):
-            until = now - dt.timedelta(days=7 * back)
-            since = until - dt.timedelta(days=7)
-            summary = turnaround.turnaround(
-                session, actor=actor, since=since, until=until, site=site_filter
-            )
-            weeks.append((since, until, summary))
-        legs = turnaround.turnaround(
-            session, actor=actor, since=now - dt.timedelta(days=90), until=now, site=site_filter
-        )
-    scale = max([s.p90_hours for s in legs] + [1.0])
+    scale = max([s.p90_hours for s in view.legs] + [1.0])
     return render_template(
         "tower.html",
         actor=actor,
-        orders=orders,
-        stages=sorted(stages.items(), key=lambda kv: list(UnitState).index(kv[0])),
-        delayed=delayed,
-        legs=legs,
-        weeks=weeks,
+        view=view,
         scale=scale,
         site_filter=site_filter,
         product_filter=product_filter,
-        site_codes=sorted(sites.values()),
-        products=products,
     )
 
 
@@ -344,9 +288,9 @@ def sign_event(coi: str, sequence: int) -> Any:
                 actor=actor,
                 coi=coi_value(coi),
                 sequence=sequence,
-                email=request.form.get("email", ""),
-                password=request.form.get("password", ""),
-                meaning=request.form.get("meaning", ""),
+                email=forms.text("email", max_length=254, required=True, label="e-mail"),
+                password=_password(),
+                meaning=forms.text("meaning", max_length=16, required=True),
                 now=utcnow(),
                 policy=login_policy(),
             )
@@ -363,20 +307,26 @@ def correct_event(coi: str) -> Any:
     """Record a correction of an event, with its reason (QA or admin)."""
     actor = session_actor()
     try:
-        sequence = int(request.form.get("sequence", ""))
+        sequence = forms.number("sequence", label="the event's number")
         with unit_of_work() as uow:
             signing.correct_event(
                 uow.session,
                 actor=actor,
                 coi=coi_value(coi),
                 sequence=sequence,
-                reason=request.form.get("reason", ""),
+                reason=forms.text("reason", max_length=1000, required=True),
                 now=utcnow(),
             )
             uow.commit()
         flash(f"Correction of event {sequence} recorded.")
     except DomainError as error:
         flash(f"Not recorded: {error.detail}")
-    except ValueError:
-        flash("Not recorded: name the event by its number")
     return redirect(url_for("pages.order_timeline", coi=coi)), 303
+
+
+def _password() -> str:
+    """A password as typed: not stripped, at most 256 characters, no NUL."""
+    value = request.form.get("password", "")
+    if len(value) > 256 or "\x00" in value:
+        raise InvalidRequest("a password has at most 256 characters")
+    return value

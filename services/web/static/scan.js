@@ -9,7 +9,10 @@
   const history = document.getElementById("history");
   const queued = document.getElementById("queued");
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
-  const KEY = "vein2vein.pending-scans";
+  // the queue is the scanning user's own: another login in this browser neither sees nor
+  // sends it (the server refuses a scan whose scanned_by is not the signed-in user, too)
+  const user = form.elements.scanned_by.value;
+  const KEY = "vein2vein.pending-scans." + user;
   let audio = null;
 
   function beep(ok) {
@@ -105,12 +108,22 @@
       action: form.elements.action.value,
       site: form.elements.site.value,
       patient_ref: form.elements.patient_ref.value,
+      scanned_by: user,
       event_id: crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random(),
       occurred_at: new Date().toISOString(),
     };
     try {
       show(await send(scan));
     } catch (e) {
+      if (scan.action === "infuse") {
+        // the bedside check is the server's: an infusion is never queued, and no patient
+        // reference is ever kept in this browser
+        show({ ok: false, headline: "NOT CHECKED", barcode: barcode, action: scan.action,
+               code: "offline", detail: "No connection: the bedside check needs the server. " +
+               "Do not infuse until it answers." });
+        return;
+      }
+      delete scan.patient_ref;
       savePending(pending().concat([scan]));
       show({ ok: false, queued: true, headline: "KEPT OFFLINE", barcode: barcode,
              action: scan.action, detail: "No connection: this scan is kept and sent " +
