@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PORT ?= 5000
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help install run migrate demo test test-unit lint fmt check-migrations bench clean
+.PHONY: help install run migrate demo test test-unit fuzz lint fmt check-migrations bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,6 +45,9 @@ run: migrate ## run web, worker and beat on the embedded default (SQLite + files
 
 test: install ## the whole suite: PostgreSQL + Redis (TEST_DATABASE_URL/TEST_REDIS_URL) and embedded
 	$(BIN)/pytest
+
+fuzz: install ## the API fuzzer, long: FUZZ_EXAMPLES (250) per operation, mode and role, new data each run
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-250} FUZZ_RANDOM=1 $(BIN)/pytest tests/fuzz -s -p no:cacheprovider
 
 test-unit: install ## the pure domain only, in a second
 	$(BIN)/pytest tests/unit
