@@ -14,7 +14,15 @@ from typing import Literal
 from labels.layout import layout
 from labels.pdf import SHEETS, render_pdf
 from labels.raster import render_png
-from labels.spec import DEFAULT_SIZE, SIZES, LabelError, LabelSize, LabelSpec, label_size
+from labels.spec import (
+    DEFAULT_SIZE,
+    SIZES,
+    LabelError,
+    LabelSize,
+    LabelSpec,
+    ShipmentLabelSpec,
+    label_size,
+)
 from labels.vector import render_svg
 from labels.zpl import DOTS_PER_MM, render_zpl
 
@@ -29,7 +37,7 @@ MEDIA_TYPES: dict[Format, str] = {
 
 
 def render(
-    spec: LabelSpec,
+    spec: LabelSpec | ShipmentLabelSpec,
     fmt: Format,
     *,
     size: LabelSize = DEFAULT_SIZE,
@@ -59,7 +67,9 @@ def render_sheet(
     return render_pdf([layout(spec, size) for spec in specs], title=title, sheet=sheet)
 
 
-def _title(spec: LabelSpec) -> str:
+def _title(spec: LabelSpec | ShipmentLabelSpec) -> str:
+    if isinstance(spec, ShipmentLabelSpec):
+        return f"Shipment {spec.code}: {spec.origin} to {spec.destination}"
     return (
         f"DIN {spec.din_eye_readable} {spec.din_check_character} - "
         f"COI {spec.coi_eye_readable} {spec.coi_check_character}"
@@ -75,6 +85,7 @@ __all__ = [
     "LabelError",
     "LabelSize",
     "LabelSpec",
+    "ShipmentLabelSpec",
     "label_size",
     "render",
     "render_sheet",

@@ -14,7 +14,14 @@ import qrcode
 from barcode import Code128
 from qrcode.constants import ERROR_CORRECT_M
 
-from labels.spec import AUTOLOGOUS, LabelError, LabelSize, LabelSpec
+from labels.spec import (
+    AUTOLOGOUS,
+    SHIPPER_BANNER,
+    LabelError,
+    LabelSize,
+    LabelSpec,
+    ShipmentLabelSpec,
+)
 
 FONT_PATH = Path(__file__).with_name("fonts") / "IBMPlexMono-SemiBold.ttf"
 # IBM Plex Mono: a dotted zero unlike O, a flagged 1 unlike I and l. Every glyph advances 600/1000
@@ -97,17 +104,22 @@ def qr_rows(payload: str) -> tuple[tuple[bool, ...], ...]:
     return tuple(tuple(bool(cell) for cell in row) for row in code.get_matrix())
 
 
-def layout(spec: LabelSpec, size: LabelSize) -> Layout:
+def _check_size(size: LabelSize) -> tuple[float, float]:
     width, height = size.width_mm, size.height_mm
     if width < MIN_WIDTH_MM or height < MIN_HEIGHT_MM:
         raise LabelError(
             f"a label needs at least {MIN_WIDTH_MM:g} x {MIN_HEIGHT_MM:g} mm to stay scannable"
         )
-    items: list[Item] = []
+    return width, height
 
-    # the 2-D code, top right
+
+def _codes(
+    items: list[Item], *, width: float, height: float, linear: str, matrix: str
+) -> tuple[float, float]:
+    """The 2-D code top right and the Code 128 top left, across what the 2-D code leaves.
+    Returns the column left of the 2-D code and the height of the bars."""
     qr_size = min(height * 0.48, width * 0.3)
-    rows = qr_rows(spec.qr_payload)
+    rows = qr_rows(matrix)
     qr_module = qr_size / (len(rows) + 2 * QR_QUIET_MODULES)
     qr_x = width - MARGIN - qr_size
     items.append(
@@ -116,14 +128,12 @@ def layout(spec: LabelSpec, size: LabelSize) -> Layout:
             y=MARGIN + QR_QUIET_MODULES * qr_module,
             module=qr_module,
             rows=rows,
-            data=spec.qr_payload,
+            data=matrix,
             area_size=qr_size,
         )
     )
-
-    # the DIN's Code 128, top left, across what the 2-D code leaves
     column = qr_x - GAP - MARGIN
-    pattern = code128_pattern(spec.din_barcode)
+    pattern = code128_pattern(linear)
     module = column / (len(pattern) + 2 * CODE128_QUIET_MODULES)
     bar_height = min(height * 0.24, 15.0)
     items.append(
@@ -133,10 +143,35 @@ def layout(spec: LabelSpec, size: LabelSize) -> Layout:
             module=module,
             height=bar_height,
             pattern=pattern,
-            data=spec.din_barcode,
+            data=linear,
             area_width=column,
         )
     )
+    return column, bar_height
+
+
+def _banner(items: list[Item], *, width: float, height: float, text: str, above: float) -> None:
+    banner_size = 3.6
+    banner_height = banner_size * 1.5
+    banner_top = height - MARGIN - banner_height
+    if above > banner_top:
+        raise LabelError("the label is too small for its text")
+    items.append(Box(MARGIN, banner_top, width - 2 * MARGIN, banner_height, stroke=0.5))
+    banner = Text(0, banner_top + banner_height / 2 + banner_size * 0.35, banner_size, text)
+    size = banner_size if banner.width <= width - 2 * MARGIN - 2 else banner_size * 0.8
+    banner = Text(0, banner.baseline, size, text)
+    items.append(Text((width - banner.width) / 2, banner.baseline, size, text))
+
+
+def layout(spec: LabelSpec | ShipmentLabelSpec, size: LabelSize) -> Layout:
+    if isinstance(spec, ShipmentLabelSpec):
+        return layout_shipment(spec, size)
+    width, height = _check_size(size)
+    items: list[Item] = []
+    column, bar_height = _codes(
+        items, width=width, height=height, linear=spec.din_barcode, matrix=spec.qr_payload
+    )
+    qr_size = min(height * 0.48, width * 0.3)
 
     # eye-readable DIN with its check character in a box
     y = MARGIN + bar_height + 1.0
@@ -167,14 +202,38 @@ def layout(spec: LabelSpec, size: LabelSize) -> Layout:
         y += detail_size * 1.3
 
     # the banner, across the foot of the label
-    banner_size = 3.6
-    banner_height = banner_size * 1.5
-    banner_top = height - MARGIN - banner_height
-    if y - detail_size > banner_top:
-        raise LabelError(f"{size.name} is too small for this label's text")
-    items.append(Box(MARGIN, banner_top, width - 2 * MARGIN, banner_height, stroke=0.5))
-    banner = Text(0, banner_top + banner_height / 2 + banner_size * 0.35, banner_size, AUTOLOGOUS)
-    items.append(Text((width - banner.width) / 2, banner.baseline, banner_size, AUTOLOGOUS))
+    _banner(items, width=width, height=height, text=AUTOLOGOUS, above=y - detail_size)
+    return Layout(width=width, height=height, items=tuple(items))
+
+
+def layout_shipment(spec: ShipmentLabelSpec, size: LabelSize) -> Layout:
+    """A shipper's label: the code to scan, then where it goes and what it holds."""
+    width, height = _check_size(size)
+    items: list[Item] = []
+    column, bar_height = _codes(
+        items, width=width, height=height, linear=spec.code, matrix=spec.code
+    )
+    y = MARGIN + bar_height + 1.0
+    code_size = min(4.6, column / (len(spec.code) + 1) / ADVANCE)
+    y += code_size
+    items.append(Text(MARGIN + 1.0, y, code_size, spec.code))
+    qr_size = min(height * 0.48, width * 0.3)
+    detail_size = 2.5
+    y = max(y + detail_size * 1.4, MARGIN + qr_size + detail_size)
+    text_width = width - 2 * MARGIN - 1.0
+    cois = ", ".join(spec.cois) or "-"
+    carrier = spec.carrier or "whichever picks it up"
+    for caption, value in (
+        ("To     ", spec.destination),
+        ("From   ", spec.origin),
+        ("Courier", f"{carrier}  Shipper {spec.shipper}"),
+        ("Bags   ", f"{spec.bags}  COI {cois}"),
+    ):
+        items.append(
+            Text(MARGIN + 1.0, y, detail_size, _fit(f"{caption} {value}", text_width, detail_size))
+        )
+        y += detail_size * 1.3
+    _banner(items, width=width, height=height, text=SHIPPER_BANNER, above=y - detail_size)
     return Layout(width=width, height=height, items=tuple(items))
 
 

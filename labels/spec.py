@@ -47,6 +47,31 @@ def label_size(name: str) -> LabelSize:
         ) from None
 
 
+_SHIPMENT_CODE = re.compile(r"SHP-[0-9]{8}")
+SHIPPER_BANNER = "LN2 DRY SHIPPER - KEEP UPRIGHT"
+
+
+@dataclass(frozen=True, slots=True)
+class ShipmentLabelSpec:
+    """A shipper's label: its code as Code 128 and QR (what a courier scans to move every bag
+    in it), where it goes, who carries it, and what it holds."""
+
+    code: str  # SHP-00000012
+    origin: str  # "APH-1 First Apheresis"
+    destination: str
+    carrier: str | None
+    shipper: str  # the dry shipper's serial
+    bags: int
+    cois: tuple[str, ...]
+    packed_at: dt.datetime
+
+    def __post_init__(self) -> None:
+        if not _SHIPMENT_CODE.fullmatch(self.code):
+            raise LabelError(f"{self.code!r} is not a shipment code such as SHP-00000012")
+        if self.packed_at.tzinfo is None:
+            raise LabelError("the packing time needs its timezone")
+
+
 @dataclass(frozen=True, slots=True)
 class LabelSpec:
     """One bag's label. Identifiers come in the forms the service already verified."""

@@ -285,3 +285,38 @@ def test_impossible_sizes_and_resolutions_are_refused() -> None:
         labels.render_sheet([spec], sheet="a3")
     with pytest.raises(labels.LabelError, match="no labels"):
         labels.render_sheet([])
+
+
+def shipment_spec(**overrides: Any) -> labels.ShipmentLabelSpec:
+    values: dict[str, Any] = {
+        "code": "SHP-00000042",
+        "origin": "APH-1 Northgate Hospital Apheresis Unit",
+        "destination": "MFG-1 Eastfield Cell Therapy Manufacturing",
+        "carrier": "COLDCHAIN ColdChain Cell Couriers",
+        "shipper": "LN2-0007",
+        "bags": 2,
+        "cois": ("CHA100126000001",),
+        "packed_at": COLLECTED,
+    }
+    values.update(overrides)
+    return labels.ShipmentLabelSpec(**values)
+
+
+@pytest.mark.parametrize("size", sorted(labels.SIZES))
+def test_a_shipment_label_reads_back_as_its_code_in_both_symbologies(size: str) -> None:
+    spec = shipment_spec()
+    stock = labels.label_size(size)
+    png = Image.open(io.BytesIO(labels.render(spec, "png", size=stock, dpi=300)))
+    assert decoded(png) == {"Code 128": "SHP-00000042", "QR Code": "SHP-00000042"}
+    (page,) = pdf_pages(labels.render(spec, "pdf", size=stock))
+    assert decoded(page) == {"Code 128": "SHP-00000042", "QR Code": "SHP-00000042"}
+    zpl = labels.render(spec, "zpl", size=stock, dpi=203).decode()
+    assert "^FDSHP-00000042^FS" in zpl
+    assert "^FDMA,SHP-00000042^FS" in zpl
+
+
+def test_a_shipment_label_is_refused_for_anything_but_a_shipment_code() -> None:
+    with pytest.raises(labels.LabelError):
+        shipment_spec(code="SHP-42")
+    with pytest.raises(labels.LabelError):
+        shipment_spec(packed_at=dt.datetime(2026, 1, 1))  # noqa: DTZ001 - naive on purpose
