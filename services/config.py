@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     # where the counters live: memory:// is per process, so production needs Redis (all
     # gunicorn workers count together); empty means BROKER_URL when that is Redis
     ratelimit_storage_url: str = ""
+    # a network label printer that takes ZPL over raw TCP (tcp://HOST[:PORT], port 9100);
+    # empty: labels are printed from the browser (PDF) only
+    label_printer_url: str = ""
     # how many reverse proxies in front of the app set X-Forwarded-For/-Proto (werkzeug's
     # ProxyFix): rate limits then key on the real client; 0 trusts no such header
     trusted_proxies: int = Field(default=0, ge=0, le=5)

@@ -63,6 +63,10 @@ class User(SQLModel, table=True):
     failed_logins: int = Field(default=0)
     locked_until: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_login_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # a temporary password (an admin's reset, a new account) must be changed at the next sign-in
+    must_change_password: bool = Field(default=False)
+    # part of every session's key: raising it signs the user out everywhere
+    session_epoch: int = Field(default=0)
     created_at: dt.datetime = _created_at()
 
 
@@ -505,3 +509,61 @@ class OrderEvent(SQLModel, table=True):
     deadline_id: int | None = Field(default=None, foreign_key="deadlines.id", index=True)
     detail: dict[str, Any] = Field(sa_type=sa.JSON)
     recorded_at: dt.datetime = _created_at()
+
+
+class LabelPrint(SQLModel, table=True):
+    """Every label printed: the first, and each reprint with its reason (who, when, why)."""
+
+    __tablename__ = "label_prints"
+
+    id: int | None = Field(default=None, primary_key=True)
+    unit_id: int | None = Field(default=None, foreign_key="units.id", index=True)
+    shipment_id: int | None = Field(default=None, foreign_key="shipments.id", index=True)
+    order_id: int = Field(foreign_key="orders.id", index=True)
+    user_id: int = Field(foreign_key="users.id")
+    copy_number: int  # 1 for the first print of this label, 2 for the first reprint, ...
+    target: str = Field(max_length=16)  # pdf (the browser's print dialog) | printer (ZPL)
+    reason: str | None = Field(default=None, max_length=500)  # required for a reprint
+    printed_at: dt.datetime = Field(sa_type=UTCDateTime)
+
+
+class Review(SQLModel, table=True):
+    """QA's review of a refused scan or an event flagged for review: closed with a correction
+    or with a signed "reviewed, no action" note. Bound to the hash of the record reviewed."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (
+        sa.UniqueConstraint("source", "source_id"),
+        sa.CheckConstraint("source IN ('refused_scan', 'custody_event')", name="source"),
+        sa.CheckConstraint("outcome IN ('corrected', 'no_action')", name="outcome"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=16)
+    source_id: int
+    order_id: int | None = Field(default=None, foreign_key="orders.id", index=True)
+    outcome: str = Field(max_length=16)
+    note: str = Field(max_length=1000)
+    correction_id: int | None = Field(default=None, foreign_key="custody_events.id")
+    reviewer_id: int = Field(foreign_key="users.id")
+    printed_name: str = Field(max_length=200)
+    reviewer_email: str = Field(max_length=254)
+    reviewed_at: dt.datetime = Field(sa_type=UTCDateTime)
+    record_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64, unique=True)
+
+
+class AdminChange(SQLModel, table=True):
+    """Every administrative change, kept: who, when, what, before and after."""
+
+    __tablename__ = "admin_changes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    actor_id: int | None = Field(default=None, foreign_key="users.id")  # None: the command line
+    actor: str = Field(max_length=254)  # the e-mail, or "command line"
+    site_id: int | None = Field(default=None, foreign_key="sites.id", index=True)
+    action: str = Field(max_length=64)
+    subject: str = Field(max_length=254)
+    before: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    after: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    changed_at: dt.datetime = Field(sa_type=UTCDateTime, index=True)

@@ -14,7 +14,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 # append-only: the application may read and insert, nothing else
-RECORD_TABLES = frozenset({"custody_events", "refused_scans", "signatures", "audit_checkpoints"})
+RECORD_TABLES = frozenset(
+    {
+        "custody_events",
+        "refused_scans",
+        "signatures",
+        "audit_checkpoints",
+        "label_prints",
+        "reviews",
+        "admin_changes",
+    }
+)
 # rows the application updates, but never in these columns (see migration 0007's triggers)
 IDENTITY_COLUMNS: dict[str, frozenset[str]] = {
     "orders": frozenset(

@@ -167,6 +167,18 @@ REFUSAL_FIELDS = (
     "recorded_at",
 )
 SIGNATURE_FIELDS = ("event_id", "signer_id", "printed_name", "meaning", "witness", "signed_at")
+REVIEW_FIELDS = (
+    "source",
+    "source_id",
+    "order_id",
+    "outcome",
+    "note",
+    "correction_id",
+    "reviewer_id",
+    "printed_name",
+    "reviewer_email",
+    "reviewed_at",
+)
 TABLE_FIELDS = {"custody_events": EVENT_FIELDS, "refused_scans": REFUSAL_FIELDS}
 # Sealed only where present: records from before identity was sealed have none, and hash as
 # they always did; on any newer record, removing it changes the hash like any other edit.
@@ -191,6 +203,12 @@ def signature_content(row: Any) -> dict[str, Any]:
     if email is not None:
         body["signer_email"] = email
     return body
+
+
+def review_content(row: Any) -> dict[str, Any]:
+    """A QA review's sealed content; its hash links it to the hash of the record reviewed."""
+    get = _getter(row)
+    return {name: get(name) for name in REVIEW_FIELDS}
 
 
 def _getter(row: Any) -> Any:

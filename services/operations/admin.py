@@ -14,6 +14,7 @@ from services.db.models import ApiToken, Site, User
 from services.domain.custody import Actor, Role, SiteKind
 from services.domain.errors import Conflict, InvalidRequest, NotFound
 from services.domain.identifiers import validate_fin
+from services.domain.targets import check_email_address
 from services.operations.access import actor_for
 
 SITE_CODE = re.compile(r"[A-Z0-9][A-Z0-9_-]{0,31}")  # ASCII upper case, as scanners type it
@@ -54,9 +55,7 @@ def site_by_code(session: Session, code: str) -> Site:
 def add_user(
     session: Session, *, email: str, role: Role, site_code: str, name: str | None = None
 ) -> User:
-    email = email.strip().lower()
-    if "@" not in email or email.startswith("@") or email.endswith("@"):
-        raise InvalidRequest(f"{email!r} is not an e-mail address")
+    email = check_email_address(email).lower()
     site = site_by_code(session, site_code)
     if session.exec(select(User).where(User.email == email)).first():
         raise Conflict(f"a user with e-mail {email} already exists")

@@ -22,6 +22,7 @@ from services.domain.custody import Actor
 from services.domain.notifications import Channel
 from services.domain.sla import (
     LEGS,
+    VEIN_TO_VEIN_TARGET_DAYS,
     Leg,
     Policy,
     Span,
@@ -57,6 +58,12 @@ def current_policy(session: Session, product: str) -> Policy:
         escalate_after=row.escalate_after_seconds,
         target_days=row.target_days,
     )
+
+
+def products(session: Session) -> list[str]:
+    """The products we know: those with a default vein-to-vein target, and any with a policy."""
+    named = set(session.exec(select(SlaPolicy.product).distinct()).all())
+    return sorted(named | set(VEIN_TO_VEIN_TARGET_DAYS))
 
 
 def set_policy(

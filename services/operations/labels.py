@@ -1,15 +1,18 @@
-"""Label specs for bags: the identifiers verified by the domain, handed to the labels package."""
+"""Label specs for bags and shippers (the identifiers verified by the domain, handed to the
+labels package), and every print of a label, on record."""
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
-from sqlmodel import Session
+from sqlmodel import Session, col, func, select
 
-from labels import LabelSpec
-from services.db.models import Order, Site, Unit
-from services.domain.custody import UnitKind
-from services.domain.identifiers import Coi, Din, label_payload
+from labels import LabelSpec, ShipmentLabelSpec
+from services.db.models import LabelPrint, Order, Shipment, ShipmentUnit, Site, Unit, User
+from services.domain.custody import Actor, Role, UnitKind
+from services.domain.errors import Forbidden, InvalidRequest
+from services.domain.identifiers import Coi, Din, label_payload, shipment_code
 
 
 def spec_for(
@@ -48,4 +51,145 @@ def label_spec(session: Session, unit: Unit, order: Order) -> LabelSpec:
         collected_at=unit.collected_at,
         site=site.name,
         time_caption="Filled" if product else "Collected",
+    )
+
+
+# printing, on record
+
+
+PRINTING_ROLES = frozenset({Role.APHERESIS_STAFF, Role.MANUFACTURING_OPERATOR, Role.QA})
+TARGETS = ("pdf", "printer")
+
+
+def _may_print(actor: Actor, site_id: int) -> None:
+    if actor.role not in PRINTING_ROLES or actor.site_id != site_id:
+        raise Forbidden("labels are printed by the staff of the site that labels the bag")
+
+
+def record_print(
+    session: Session,
+    *,
+    actor: Actor,
+    unit: Unit,
+    order: Order,
+    target: str,
+    reason: str | None,
+    now: dt.datetime,
+) -> LabelPrint:
+    """A bag's label printed: the first print by the site that labels the bag, each reprint
+    with its reason (who, when, why), all on the order's record."""
+    labelling = (
+        order.manufacturing_site_id if unit.kind is UnitKind.PRODUCT else (order.collection_site_id)
+    )
+    _may_print(actor, labelling)
+    return _record(session, actor, target, reason, now, order_id=order.id, unit_id=unit.id)
+
+
+def record_shipment_print(
+    session: Session,
+    *,
+    actor: Actor,
+    shipment: Shipment,
+    order_id: int,
+    target: str,
+    reason: str | None,
+    now: dt.datetime,
+) -> LabelPrint:
+    _may_print(actor, shipment.origin_site_id)
+    return _record(session, actor, target, reason, now, order_id=order_id, shipment_id=shipment.id)
+
+
+def _record(
+    session: Session,
+    actor: Actor,
+    target: str,
+    reason: str | None,
+    now: dt.datetime,
+    *,
+    order_id: int | None,
+    unit_id: int | None = None,
+    shipment_id: int | None = None,
+) -> LabelPrint:
+    if target not in TARGETS:
+        raise InvalidRequest(f"a label is printed to {' or '.join(TARGETS)}")
+    earlier = session.exec(
+        select(func.count())
+        .select_from(LabelPrint)
+        .where(LabelPrint.unit_id == unit_id, LabelPrint.shipment_id == shipment_id)
+    ).one()
+    reason = (reason or "").strip() or None
+    if earlier and reason is None:
+        raise InvalidRequest(
+            "this label was printed before: a reprint needs its reason (damaged, smudged, ...)"
+        )
+    assert order_id is not None
+    row = LabelPrint(
+        unit_id=unit_id,
+        shipment_id=shipment_id,
+        order_id=order_id,
+        user_id=actor.user_id,
+        copy_number=int(earlier) + 1,
+        target=target,
+        reason=reason,
+        printed_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+@dataclass(frozen=True)
+class PrintRecord:
+    what: str  # the DIN or the shipment code
+    copy_number: int
+    target: str
+    reason: str | None
+    by: str
+    printed_at: dt.datetime
+
+
+def prints_of(session: Session, order: Order) -> list[PrintRecord]:
+    rows = session.exec(
+        select(LabelPrint, User.email)
+        .join(User, col(User.id) == col(LabelPrint.user_id))
+        .where(LabelPrint.order_id == order.id)
+        .order_by(col(LabelPrint.id))
+    ).all()
+    dins = {u.id: u.din for u in session.exec(select(Unit).where(Unit.order_id == order.id))}
+    return [
+        PrintRecord(
+            what=dins.get(row.unit_id, "") if row.unit_id else shipment_code(row.shipment_id or 0),
+            copy_number=row.copy_number,
+            target=row.target,
+            reason=row.reason,
+            by=email,
+            printed_at=row.printed_at,
+        )
+        for row, email in rows
+    ]
+
+
+def shipment_label_spec(session: Session, shipment: Shipment) -> ShipmentLabelSpec:
+    """A shipper's label: its code, its route, and what it holds."""
+    assert shipment.id is not None
+
+    def named(site_id: int | None) -> str | None:
+        site = session.get(Site, site_id) if site_id else None
+        return f"{site.code} {site.name}" if site else None
+
+    bags = session.exec(
+        select(Unit, Order.coi)
+        .join(ShipmentUnit, col(ShipmentUnit.unit_id) == col(Unit.id))
+        .join(Order, col(Order.id) == col(Unit.order_id))
+        .where(ShipmentUnit.shipment_id == shipment.id)
+    ).all()
+    return ShipmentLabelSpec(
+        code=shipment_code(shipment.id),
+        origin=named(shipment.origin_site_id) or "",
+        destination=named(shipment.destination_site_id) or "",
+        carrier=named(shipment.carrier_site_id),
+        shipper=shipment.shipper_id,
+        bags=len(bags),
+        cois=tuple(sorted({coi for _unit, coi in bags})),
+        packed_at=shipment.created_at,
     )

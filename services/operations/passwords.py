@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import secrets
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -16,7 +17,7 @@ from sqlmodel import Session, select
 
 from services.db.models import Site, User
 from services.domain.custody import Actor
-from services.domain.errors import InvalidRequest
+from services.domain.errors import InvalidRequest, SignatureRefused
 from services.operations.access import actor_for
 from services.operations.admin import user_by_email
 
@@ -42,25 +43,71 @@ def check_strength(password: str) -> None:
         raise InvalidRequest("a password needs more than four different characters")
 
 
-def set_password(session: Session, *, email: str, password: str) -> User:
+def set_password(session: Session, *, email: str, password: str, temporary: bool = False) -> User:
+    """Set a user's password. A temporary one (an admin's reset, a new account) must be changed
+    at the next sign-in. Either way every open session of the user ends."""
     check_strength(password)
     user = user_by_email(session, email)
     user.password_hash = _hasher.hash(password)
     user.failed_logins = 0
     user.locked_until = None
+    user.must_change_password = temporary
     session.add(user)
     session.flush()
     return user
 
 
+def temporary_password() -> str:
+    """A temporary password to hand over once: 16 random characters from an unambiguous set."""
+    alphabet = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+    return "".join(secrets.choice(alphabet) for _ in range(16))
+
+
+def change_password(
+    session: Session,
+    *,
+    actor: Actor,
+    current: str,
+    new: str,
+    now: dt.datetime,
+    policy: LoginPolicy,
+) -> str:
+    """The user's own change: the current password first (a failure counts towards the lock),
+    then the new one, which may not be the old. Returns the new session key: the user's other
+    sessions end with the old password."""
+    if check_password(session, email=actor.email, password=current, now=now, policy=policy) is None:
+        raise SignatureRefused("the current password is wrong (repeated failures lock the account)")
+    if current == new:
+        raise InvalidRequest("the new password must differ from the current one")
+    user = set_password(session, email=actor.email, password=new)
+    return session_key(user)
+
+
+def sign_out_everywhere(session: Session, *, actor: Actor) -> str:
+    """End every session of the user, this one included (the caller signs it in again)."""
+    user = user_by_email(session, actor.email)
+    user.session_epoch += 1
+    session.add(user)
+    session.flush()
+    return session_key(user)
+
+
 def session_key(user: User) -> str:
-    """What a login session carries instead of the bare user id: it changes with the password,
-    so setting a new password ends every session opened with the old one."""
-    fingerprint = hashlib.sha256((user.password_hash or "").encode()).hexdigest()[:16]
+    """What a login session carries instead of the bare user id: it changes with the password
+    and with the user's session epoch, so a new password or "sign out everywhere" ends every
+    session opened before."""
+    material = f"{user.password_hash or ''}:{user.session_epoch}"
+    fingerprint = hashlib.sha256(material.encode()).hexdigest()[:16]
     return f"{user.id}:{fingerprint}"
 
 
-def actor_for_session(session: Session, key: str) -> Actor | None:
+@dataclass(frozen=True)
+class SessionState:
+    actor: Actor
+    must_change_password: bool
+
+
+def actor_for_session(session: Session, key: str) -> SessionState | None:
     user_id, _, _fingerprint = key.partition(":")
     if not (user_id.isascii() and user_id.isdigit()) or len(user_id) > 10:
         return None
@@ -72,7 +119,7 @@ def actor_for_session(session: Session, key: str) -> Actor | None:
     user, site = row
     if not user.active or user.password_hash is None or session_key(user) != key:
         return None
-    return actor_for(user, site)
+    return SessionState(actor_for(user, site), user.must_change_password)
 
 
 def check_password(

@@ -162,10 +162,14 @@ def append_refusal(
     unit: Unit | None,
     actor: Actor,
     site: Site | None,
+    shipment: str | None = None,
 ) -> RefusedScan:
     """Keep a refused scan: sealed into its order's chain (or the chain of refusals that name
-    no bag the scanner may see), and news for the order's subscribers."""
+    no bag the scanner may see), and news for the order's subscribers. ``shipment``: the
+    shipment the scan named, as its code (a receipt shows the bags refused against it)."""
     identity = _identity(coi, unit, actor=actor.email, site=site.code if site else None)
+    if shipment is not None:
+        identity["shipment"] = shipment
     refusal.identity = identity
     seal(session, refusal)
     session.add(refusal)

@@ -34,7 +34,7 @@ from services.domain.custody import (
     shipment_state_after,
 )
 from services.domain.errors import CoiMismatch, DomainError, EventIdReused, InvalidRequest
-from services.domain.identifiers import parse_scan, shipment_code
+from services.domain.identifiers import parse_scan, shipment_code, shipment_number
 from services.domain.sla import Leg
 from services.operations import access
 from services.operations.access import visible_order
@@ -379,5 +379,79 @@ def record_refusal(
         recorded_at=now,
     )
     return append_refusal(
-        session, refusal, coi=order.coi if order else None, unit=unit, actor=actor, site=site
+        session,
+        refusal,
+        coi=order.coi if order else None,
+        unit=unit,
+        actor=actor,
+        site=site,
+        shipment=_named_code(scan.shipment),
+    )
+
+
+def _named_code(shipment: str | int | None) -> str | None:
+    """The shipment a scan named, as its code, when it names one at all."""
+    if shipment is None:
+        return None
+    try:
+        return shipment_code(shipment_number(shipment))
+    except DomainError:
+        return None
+
+
+@dataclass(frozen=True)
+class BedsideCheck:
+    """A product at the bedside, checked against the patient before anything is recorded."""
+
+    din: str
+    coi: str
+    product: str
+    thawed_at: dt.datetime | None
+    infuse_by: dt.datetime | None  # the thaw limit runs out then
+
+
+def check_infusion(
+    session: Session, *, actor: Actor, barcode: str, patient_ref: str, now: dt.datetime
+) -> BedsideCheck:
+    """Every check of an infusion scan (the bag, the bedside's authority, the patient, its
+    state, the thaw limit), without recording anything: the bedside shows MATCH before the
+    infusion is confirmed and recorded (record_scan then checks it all again, under its
+    locks). A refusal raises, like the scan would."""
+    scan = ScanInput(
+        barcode=barcode,
+        action=Action.INFUSE,
+        site=actor.site.code,
+        event_id="",
+        patient_ref=patient_ref,
+    )
+    units, scanned_coi, shipment = _bags_named(session, actor, scan)
+    if shipment is not None or len(units) != 1:
+        raise InvalidRequest("at the bedside, scan the product bag itself")
+    (unit,) = units
+    order = session.get(Order, unit.order_id)
+    assert order is not None
+    site = site_by_code(session, actor.site.code)
+    thawed_at, thaw_limit = _thaw(session, unit, order, Action.INFUSE)
+    current = session.get(Shipment, unit.shipment_id) if unit.shipment_id else None
+    view = bag_view(
+        unit, order, current, site_codes(session), thawed_at=thawed_at, thaw_limit=thaw_limit
+    )
+    decide_scan(
+        view,
+        ScanRequest(
+            action=Action.INFUSE,
+            site=SiteRef(code=site.code, kind=site.kind),
+            actor=actor,
+            scanned_coi=scanned_coi,
+            patient_ref=patient_ref,
+            occurred_at=now,
+            recorded_at=now,
+        ),
+    )
+    return BedsideCheck(
+        din=unit.din,
+        coi=order.coi,
+        product=order.product,
+        thawed_at=thawed_at,
+        infuse_by=thawed_at + thaw_limit if thawed_at and thaw_limit else None,
     )

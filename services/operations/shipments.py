@@ -220,3 +220,23 @@ def reconcile(session: Session, *, actor: Actor, code: str, now: dt.datetime) ->
         assert order is not None
         report_discrepancy(session, order=order, shipment=shipment, missing=dins, now=now)
     return shipment
+
+
+def add_packed(
+    session: Session, *, actor: Actor, code: str | int, din: str, now: dt.datetime
+) -> Unit:
+    """Put a bag that was packed already, on no shipment, onto an open shipment's manifest."""
+    shipment = visible_shipment(session, actor, code)
+    if actor.role not in SHIPPING_ROLES or actor.site_id != shipment.origin_site_id:
+        raise Forbidden("a shipment's manifest is made at its origin, by its shipping staff")
+    unit = session.exec(select(Unit).where(Unit.din == din_reference(din).value)).first()
+    order = session.get(Order, unit.order_id) if unit else None
+    visible_order(session, actor, order, f"bag {din}")
+    assert unit is not None
+    ((unit, order),) = lock_bags(session, [unit])
+    shipment = lock_shipment(session, shipment.id)
+    add_to_shipment(
+        session, unit=unit, order=order, shipment=shipment, codes=site_codes(session), now=now
+    )
+    session.flush()
+    return unit

@@ -117,29 +117,41 @@ def sign(
     event = _event(session, order.id, sequence, order.coi)
     if meaning not in MEANINGS:
         raise InvalidRequest(f"a signature means one of {', '.join(MEANINGS)}")
+    _signable(session, event, actor)
+    authenticate(session, actor=actor, email=email, password=password, now=now, policy=policy)
+    return add_signature(session, event=event, signer=actor, meaning=meaning, now=now)
+
+
+def _signable(session: Session, event: CustodyEvent, signer: Actor) -> tuple[str, bool]:
+    """The step an event records and whether it needs a witness, if its site signs it and the
+    signer acts for that site."""
     site = session.get(Site, event.site_id)
     assert site is not None
-    if actor.site_id != site.id:
+    if signer.site_id != site.id:
         raise Forbidden(f"this step is signed at {site.code}, where it happened")
     steps = critical_steps(session, site)
     step = step_of(event.action, event.batch_state.value if event.batch_state else None)
     if step not in steps:
         raise InvalidRequest(f"{step} is not a step {site.code} signs; there is nothing to sign")
-    if email.strip().lower() != actor.email:
-        raise SignatureRefused("sign with your own e-mail and password")
-    if check_password(session, email=email, password=password, now=now, policy=policy) is None:
-        raise SignatureRefused(
-            "the e-mail or password is wrong (repeated failures lock the account)"
-        )
+    return step, steps[step]
+
+
+def add_signature(
+    session: Session, *, event: CustodyEvent, signer: Actor, meaning: str, now: dt.datetime
+) -> Signature:
+    """A signature by an authenticated signer, if the rules allow it (domain.signatures),
+    bound to the hash of the record it signs."""
+    step, witness_required = _signable(session, event, signer)
     existing = _signatures(session, event)
     check_signature(
         step=step,
         meaning=meaning,
-        role=actor.role,
-        signer_id=actor.user_id,
+        role=signer.role,
+        signer_id=signer.user_id,
         existing=[(row.signer_id, row.meaning) for row in existing],
-        witness_required=steps[step],
+        witness_required=witness_required,
     )
+    actor = signer
     user = session.get(User, actor.user_id)
     assert user is not None
     row = Signature(
@@ -156,6 +168,60 @@ def sign(
     session.add(row)
     session.flush()
     return row
+
+
+def authenticate(
+    session: Session,
+    *,
+    actor: Actor,
+    email: str,
+    password: str,
+    now: dt.datetime,
+    policy: LoginPolicy,
+) -> None:
+    """The two components of an electronic signature, again: the signer's own e-mail and
+    password. A failure counts towards the lock-out (the caller commits even when this
+    raises SignatureRefused)."""
+    if email.strip().lower() != actor.email:
+        raise SignatureRefused("sign with your own e-mail and password")
+    if check_password(session, email=email, password=password, now=now, policy=policy) is None:
+        raise SignatureRefused(
+            "the e-mail or password is wrong (repeated failures lock the account)"
+        )
+
+
+def authenticate_witness(
+    session: Session,
+    *,
+    site_id: int,
+    email: str,
+    password: str,
+    now: dt.datetime,
+    policy: LoginPolicy,
+) -> Actor:
+    """A second person, present: their own e-mail and password, and a user of the site where
+    the step happens. A failure counts towards their lock-out."""
+    found = check_password(session, email=email, password=password, now=now, policy=policy)
+    if found is None:
+        raise SignatureRefused(
+            "the witness's e-mail or password is wrong (repeated failures lock the account)"
+        )
+    witness, _key = found
+    if witness.site_id != site_id:
+        raise SignatureRefused("the witness must be a user of the site where the step happens")
+    return witness
+
+
+def requirement(session: Session, event: CustodyEvent) -> bool | None:
+    """None when the event's site does not sign its step; else whether it needs a witness."""
+    step = step_of(event.action, event.batch_state.value if event.batch_state else None)
+    return step_requirement(session, event.site_id, step)
+
+
+def step_requirement(session: Session, site_id: int, step: str) -> bool | None:
+    site = session.get(Site, site_id)
+    assert site is not None
+    return critical_steps(session, site).get(step)
 
 
 def signature_status(

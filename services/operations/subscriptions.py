@@ -91,9 +91,16 @@ def unsubscribe(session: Session, *, actor: Actor, subscription_id: int) -> Subs
 
 
 def feed(
-    session: Session, *, actor: Actor, unread_only: bool, limit: int
+    session: Session,
+    *,
+    actor: Actor,
+    unread_only: bool,
+    limit: int,
+    coi: str | None = None,
+    kind: str | None = None,
 ) -> list[tuple[Notification, dt.datetime | None]]:
-    """The actor's site's feed, newest first, with when the actor read each item."""
+    """The actor's site's feed, newest first, with when the actor read each item; only one
+    order's (``coi``) or one kind's items when asked."""
     query = (
         select(Notification, col(NotificationRead.read_at))
         .outerjoin(
@@ -111,7 +118,63 @@ def feed(
     )
     if unread_only:
         query = query.where(col(NotificationRead.read_at).is_(None))
+    if coi is not None:
+        order = session.exec(select(Order.id).where(Order.coi == coi)).first()
+        query = query.where(col(Notification.order_id) == order)
+    if kind is not None:
+        query = query.where(col(Notification.kind) == kind)
     return [(row, read_at) for row, read_at in session.exec(query).all()]
+
+
+def unread_count(session: Session, actor: Actor) -> int:
+    """How many items of the actor's site's feed the actor has not read (every page's nav)."""
+    read = select(NotificationRead.notification_id).where(NotificationRead.user_id == actor.user_id)
+    return int(
+        session.exec(
+            select(sa.func.count())
+            .select_from(Notification)
+            .where(
+                col(Notification.channel) == Channel.FEED,
+                col(Notification.target) == actor.site.code,
+                col(Notification.id).not_in(read),
+            )
+        ).one()
+    )
+
+
+def mark_all_read(session: Session, *, actor: Actor, now: dt.datetime) -> int:
+    unread = feed(session, actor=actor, unread_only=True, limit=10_000)
+    for row, _ in unread:
+        assert row.id is not None
+        session.add(NotificationRead(notification_id=row.id, user_id=actor.user_id, read_at=now))
+    return len(unread)
+
+
+def notify_me(session: Session, *, actor: Actor, coi: str) -> Subscription:
+    """ "Notify me" on an order: its news by e-mail to the actor, once (a second click finds
+    the subscription there already)."""
+    order = order_by_coi(session, actor, coi)
+    existing = session.exec(
+        select(Subscription).where(
+            Subscription.created_by_id == actor.user_id,
+            Subscription.order_id == order.id,
+            col(Subscription.channel) == Channel.EMAIL,
+            col(Subscription.active).is_(True),
+        )
+    ).first()
+    if existing is not None:
+        return existing
+    subscription, _secret = subscribe(
+        session,
+        actor=actor,
+        coi=coi,
+        site=None,
+        channel=Channel.EMAIL,
+        target=actor.email,
+        events=None,
+        allow_private=False,
+    )
+    return subscription
 
 
 def mark_read(session: Session, *, actor: Actor, notification_id: int, now: dt.datetime) -> None:

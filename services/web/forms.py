@@ -61,3 +61,48 @@ def number(name: str, *, low: int = 1, high: int = 2**31 - 1, label: str | None 
     if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
         raise InvalidRequest(f"{label or name} is a number from {low} to {high}")
     return int(value)
+
+
+def password(name: str) -> str:
+    """A password as typed: not stripped, at most 256 characters, no NUL."""
+    value = request.form.get(name, "")
+    if len(value) > 256 or "\x00" in value:
+        raise InvalidRequest("a password has at most 256 characters")
+    return value
+
+
+def row_id(value: int) -> int:
+    """An id from a path: the database's INTEGER."""
+    if not 1 <= value <= 2**31 - 1:
+        raise InvalidRequest(f"{value} is not a number we hand out")
+    return value
+
+
+def local_time(name: str, offset_field: str = "tz_offset") -> dt.datetime | None:
+    """A datetime-local field (YYYY-MM-DDTHH:MM, the browser's own clock) with the browser's
+    offset from UTC in minutes (as JavaScript's getTimezoneOffset gives it); UTC without it."""
+    value = text(name, max_length=20)
+    if not value:
+        return None
+    try:
+        naive = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequest(f"{name.replace('_', ' ')} is not a date and time") from None
+    if naive.tzinfo is not None:
+        return naive
+    offset = text(offset_field, max_length=5)
+    minutes = 0
+    if offset:
+        if not re.fullmatch(r"-?[0-9]{1,4}", offset) or abs(int(offset)) > 14 * 60:
+            raise InvalidRequest("the browser's time zone is not one we know")
+        minutes = int(offset)
+    return naive.replace(tzinfo=dt.timezone(-dt.timedelta(minutes=minutes)))
+
+
+_PRODUCT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def product(value: str) -> str:
+    if not _PRODUCT.fullmatch(value):
+        raise InvalidRequest(f"{value[:64]!r} is not a product name")
+    return value

@@ -19,10 +19,15 @@ def submit_scan(actor: Actor, scan_input: ScanInput) -> tuple[ScanOutcome, ScanR
         return _record(actor, scan_input)
     except DomainError as error:
         # the scan's own transaction is rolled back; the refusal is a record of its own
-        with unit_of_work() as uow:
-            record_refusal(uow.session, actor=actor, scan=scan_input, error=error, now=utcnow())
-            uow.commit()
+        keep_refusal(actor, scan_input, error)
         raise
+
+
+def keep_refusal(actor: Actor, scan_input: ScanInput, error: DomainError) -> None:
+    """A refused scan is a record of its own, in a transaction of its own."""
+    with unit_of_work() as uow:
+        record_refusal(uow.session, actor=actor, scan=scan_input, error=error, now=utcnow())
+        uow.commit()
 
 
 def _record(actor: Actor, scan_input: ScanInput) -> tuple[ScanOutcome, ScanResult]:

@@ -32,9 +32,10 @@ csrf = CSRFProtect()
 class SessionUser(UserMixin):
     """The logged-in user of a page request; ``actor`` is what operations are called with."""
 
-    def __init__(self, actor: Actor, key: str) -> None:
+    def __init__(self, actor: Actor, key: str, *, must_change_password: bool = False) -> None:
         self.actor = actor
         self._key = key
+        self.must_change_password = must_change_password
 
     def get_id(self) -> str:
         return self._key
@@ -92,8 +93,10 @@ def install(app: Flask, settings: Settings) -> None:
     @login_manager.user_loader
     def _load(key: str) -> SessionUser | None:
         with unit_of_work() as uow:
-            actor = actor_for_session(uow.session, key)
-        return SessionUser(actor, key) if actor else None
+            state = actor_for_session(uow.session, key)
+        if state is None:
+            return None
+        return SessionUser(state.actor, key, must_change_password=state.must_change_password)
 
     @app.before_request
     def _page_csrf() -> None:

@@ -26,7 +26,7 @@ def sign_in(page: Any, base: str, world: World, who: str) -> None:
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
     page.keyboard.press("Enter")
-    expect(page.locator("main h1")).to_contain_text("Orders")
+    expect(page.locator("main h1")).to_contain_text("what waits for you")
 
 
 def scan(page: Any, barcode: str) -> None:

@@ -41,3 +41,38 @@ def test_upgrade_from_empty_and_no_drift_on_sqlite(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'm.db'}"
     migrate.upgrade(url)
     migrate.check(url)
+
+
+# what keeps the record append-only and identities fixed; a migration that rebuilds a table
+# (SQLite's way to change constraints) must put its triggers back
+RECORD_TABLES = (
+    "custody_events",
+    "refused_scans",
+    "signatures",
+    "audit_checkpoints",
+    "label_prints",
+    "reviews",
+    "admin_changes",
+)
+IDENTITY_TABLES = ("orders", "units", "users", "sites")
+
+
+def _triggers(engine: sa.Engine) -> set[str]:
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            query = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+        else:
+            query = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
+        return {row[0] for row in connection.exec_driver_sql(query)}
+
+
+def test_every_guarding_trigger_is_there_after_the_migrations(database_url: str) -> None:
+    engine = sa.create_engine(database_url)
+    found = _triggers(engine)
+    engine.dispose()
+    if engine.dialect.name == "sqlite":
+        expected = {f"{t}_no_{verb}" for t in RECORD_TABLES for verb in ("update", "delete")}
+    else:
+        expected = {f"{t}_{kind}" for t in RECORD_TABLES for kind in ("append_only", "no_truncate")}
+    expected |= {f"{t}_{kind}" for t in IDENTITY_TABLES for kind in ("identity", "no_delete")}
+    assert expected <= found, sorted(expected - found)

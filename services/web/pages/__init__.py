@@ -1,18 +1,23 @@
-"""Server-rendered pages: login and the home page. They call the same operations as the API."""
+"""Server-rendered pages: sign-in, each role's navigation and home page, and (in the modules
+below) the pages people work in. They call the same operations as the API, as the signed-in
+user; forms carry CSRF tokens."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
-from flask_login import login_required, login_user, logout_user
+from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
-from services.operations import access
-from services.operations.passwords import check_password
+from services.domain.custody import Role
+from services.domain.notifications import summary
+from services.operations import home as home_view
+from services.operations import subscriptions
+from services.operations.passwords import actor_for_session, check_password
 from services.web.security import SessionUser, session_actor
 from services.web.state import login_policy, unit_of_work, utcnow
 
@@ -33,9 +38,64 @@ class LogoutForm(FlaskForm):
     """Only its CSRF token: signing out is a POST, so no other site can sign a user out."""
 
 
+# each role's navigation: what that role does, in the order of its day
+NAV: dict[Role, list[tuple[str, str]]] = {
+    Role.APHERESIS_STAFF: [
+        ("pages.new_order", "New order"),
+        ("pages.scan_station", "Scan"),
+        ("pages.new_shipment", "Ship bags"),
+        ("pages.shipments", "Shipments"),
+    ],
+    Role.COURIER: [("pages.shipments", "My shipments"), ("pages.scan_station", "Scan")],
+    Role.MANUFACTURING_OPERATOR: [
+        ("pages.shipments", "Receive"),
+        ("pages.scan_station", "Scan"),
+        ("pages.batch_board", "Batches"),
+        ("pages.new_shipment", "Ship products"),
+    ],
+    Role.CARE_TEAM: [
+        ("pages.new_order", "New order"),
+        ("pages.shipments", "Receive"),
+        ("pages.bedside", "Bedside"),
+        ("pages.scan_station", "Scan"),
+        ("pages.subscriptions", "Subscriptions"),
+    ],
+    Role.QA: [
+        ("pages.review", "Review"),
+        ("pages.batch_board", "Batches"),
+        ("pages.control_tower", "Control tower"),
+        ("pages.scan_station", "Scan"),
+    ],
+    Role.ADMIN: [
+        ("pages.admin", "Admin"),
+        ("pages.new_order", "New order"),
+        ("pages.control_tower", "Control tower"),
+    ],
+}
+# pages a user with a temporary password may open: to change it, or to leave
+CHANGE_FIRST = frozenset({"pages.change_password", "pages.logout", "pages.login", "static"})
+
+
 @pages.app_context_processor
 def _forms() -> dict[str, object]:
-    return {"logout_form": LogoutForm()}
+    context: dict[str, object] = {"logout_form": LogoutForm()}
+    if current_user.is_authenticated:
+        actor = session_actor()
+        with unit_of_work() as uow:
+            context["unread_alerts"] = subscriptions.unread_count(uow.session, actor)
+        context["nav"] = [("pages.home", "Home"), *NAV[actor.role], ("pages.alerts", "Alerts")]
+    return context
+
+
+@pages.before_app_request
+def _temporary_password_first() -> Response | None:
+    """A temporary password is changed before anything else is done."""
+    if request.path.startswith("/api/") or request.endpoint in CHANGE_FIRST:
+        return None
+    user = current_user
+    if user.is_authenticated and getattr(user, "must_change_password", False):
+        return redirect(url_for("pages.change_password"))
+    return None
 
 
 @pages.route("/login", methods=["GET", "POST"])
@@ -56,7 +116,13 @@ def login() -> Response | str:
         actor, key = found
         session.clear()  # a fresh session: nothing from before the login survives it
         session.permanent = True
-        login_user(SessionUser(actor, key))
+        with unit_of_work() as uow:
+            state = actor_for_session(uow.session, key)
+        must_change = bool(state and state.must_change_password)
+        login_user(SessionUser(actor, key, must_change_password=must_change))
+        if must_change:
+            flash("Your password is temporary: choose your own to continue.")
+            return redirect(url_for("pages.change_password"))
         return redirect(_safe_next(request.args.get("next")))
     status = 400 if form.is_submitted() else 200
     return render_template("login.html", form=form, refused=None), status  # type: ignore[return-value]
@@ -76,20 +142,8 @@ def logout() -> Response:
 def home() -> str:
     actor = session_actor()
     with unit_of_work() as uow:
-        orders = access.visible_orders(uow.session, actor, limit=100)
-        rows = [
-            {
-                "coi": order.coi,
-                "product": order.product,
-                "state": order.state.value,
-                "patient_ref": order.patient_ref
-                if access.may_see_patient_ref(actor, order)
-                else None,
-                "created_at": order.created_at,
-            }
-            for order in orders
-        ]
-    return render_template("home.html", actor=actor, orders=rows)
+        waiting = home_view.home(uow.session, actor)
+    return render_template("home.html", actor=actor, home=waiting, summary=summary)
 
 
 def _safe_next(target: str | None) -> str:
@@ -101,4 +155,12 @@ def _safe_next(target: str | None) -> str:
     return url_for("pages.home")
 
 
-from services.web.pages import work  # noqa: E402, F401 - the working pages
+# the working pages, each a module of its own, registering its routes on ``pages``
+import services.web.pages.account  # noqa: E402
+import services.web.pages.admin  # noqa: E402
+import services.web.pages.alerts  # noqa: E402
+import services.web.pages.bedside  # noqa: E402
+import services.web.pages.orders  # noqa: E402
+import services.web.pages.review  # noqa: E402
+import services.web.pages.shipments  # noqa: E402
+import services.web.pages.work  # noqa: E402, F401

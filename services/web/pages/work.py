@@ -14,21 +14,22 @@ import labels
 if TYPE_CHECKING:
     from services.db.models import Site
 from services.domain.batches import STEPS, BatchState, next_step
-from services.domain.custody import Action, Role
-from services.domain.errors import DomainError, InvalidRequest
+from services.domain.custody import Action, Role, UnitState
+from services.domain.errors import DomainError
 from services.domain.identifiers import batch_number
 from services.domain.signatures import MEANINGS
 from services.operations import access, audit, batches, signing, tower
+from services.operations import labels as label_ops
 from services.operations.directory import Directory
 from services.operations.labels import label_spec
 from services.operations.queries import coi_value, unit_by_din
 from services.operations.scans import ScanInput
-from services.web import forms
+from services.web import charts, forms
 from services.web.api.present import batch_public, order_public, timeline_events
 from services.web.pages import pages
 from services.web.scanning import submit_scan
 from services.web.security import session_actor
-from services.web.state import login_policy, max_clock_skew, unit_of_work, utcnow
+from services.web.state import login_policy, max_clock_skew, state, unit_of_work, utcnow
 
 # the actions each role scans, in the order of the journey
 ROLE_ACTIONS: dict[Role, list[Action]] = {
@@ -175,6 +176,10 @@ def order_timeline(coi: str) -> str:
         public = order_public(uow.session, actor, order)
         events = timeline_events(uow.session, order)
         report = audit.verify(uow.session, order_id=order.id)
+        prints = label_ops.prints_of(uow.session, order)
+        at_collection = actor.site_id == order.collection_site_id
+        at_manufacturing = actor.site_id == order.manufacturing_site_id
+    printed = {p.what for p in prints}
     return render_template(
         "order.html",
         actor=actor,
@@ -185,6 +190,15 @@ def order_timeline(coi: str) -> str:
         now=utcnow(),
         may_correct=actor.role in signing.CORRECTING_ROLES,
         meanings=MEANINGS,
+        prints=prints,
+        printed=printed,
+        enrolled=request.args.get("enrolled") == "1",
+        may_collect=actor.role is Role.APHERESIS_STAFF and at_collection,
+        may_print=actor.role in label_ops.PRINTING_ROLES and (at_collection or at_manufacturing),
+        may_open_batch=actor.role is Role.MANUFACTURING_OPERATOR
+        and at_manufacturing
+        and any(u.state is UnitState.RECEIVED for u in public.units),
+        printer=bool(state().settings.label_printer_url),
     )
 
 
@@ -199,6 +213,13 @@ def unit_label(din: str, fmt: str) -> Response:
     content = labels.render(spec, fmt, size=labels.DEFAULT_SIZE)  # type: ignore[arg-type]
     response = Response(content, mimetype=labels.MEDIA_TYPES[fmt])  # type: ignore[index]
     response.headers["Content-Disposition"] = f'inline; filename="label-{unit.din}.{fmt}"'
+    return frameable(response)
+
+
+def frameable(response: Response) -> Response:
+    """A label this site's print page shows in a frame (and hands to the print dialog)."""
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; frame-ancestors 'self'"
     return response
 
 
@@ -262,12 +283,11 @@ def control_tower() -> str:
         view = tower.control_tower(
             uow.session, actor=actor, now=utcnow(), site=site_filter, product=product_filter
         )
-    scale = max([s.p90_hours for s in view.legs] + [1.0])
     return render_template(
         "tower.html",
         actor=actor,
         view=view,
-        scale=scale,
+        charts=charts,
         site_filter=site_filter,
         product_filter=product_filter,
     )
@@ -289,7 +309,7 @@ def sign_event(coi: str, sequence: int) -> Any:
                 coi=coi_value(coi),
                 sequence=sequence,
                 email=forms.text("email", max_length=254, required=True, label="e-mail"),
-                password=_password(),
+                password=forms.password("password"),
                 meaning=forms.text("meaning", max_length=16, required=True),
                 now=utcnow(),
                 policy=login_policy(),
@@ -322,11 +342,3 @@ def correct_event(coi: str) -> Any:
     except DomainError as error:
         flash(f"Not recorded: {error.detail}")
     return redirect(url_for("pages.order_timeline", coi=coi)), 303
-
-
-def _password() -> str:
-    """A password as typed: not stripped, at most 256 characters, no NUL."""
-    value = request.form.get("password", "")
-    if len(value) > 256 or "\x00" in value:
-        raise InvalidRequest("a password has at most 256 characters")
-    return value

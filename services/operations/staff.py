@@ -1,0 +1,292 @@
+"""An admin's work for their site: its people, their roles and passwords, their API tokens, the
+site's FIN and signing rules, and the products' turnaround policies. Every change is kept in
+the admin log (who, when, what, before and after), which admins read.
+
+An admin manages the site they act for, and nobody else's. The installation's operator does
+the same at the command line (``actor=None``), kept in the same log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from services.db.models import AdminChange, ApiToken, Site, User
+from services.domain.custody import Actor, Role
+from services.domain.errors import Forbidden, InvalidRequest, NotFound
+from services.domain.identifiers import validate_fin
+from services.domain.sla import Policy
+from services.operations import admin, deadlines, passwords, signing
+
+COMMAND_LINE = "command line"
+
+
+def log_change(
+    session: Session,
+    *,
+    actor: Actor | None,
+    action: str,
+    subject: str,
+    now: dt.datetime,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    every_site: bool = False,
+) -> AdminChange:
+    """Keep one change. ``every_site``: it binds all sites (a product's policy), so every
+    site's admins read it; otherwise it is the acting admin's site's."""
+    row = AdminChange(
+        actor_id=actor.user_id if actor else None,
+        actor=actor.email if actor else COMMAND_LINE,
+        site_id=None if every_site or actor is None else actor.site_id,
+        action=action,
+        subject=subject[:254],
+        before=before,
+        after=after,
+        changed_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def changes(session: Session, actor: Actor, *, limit: int = 200) -> list[AdminChange]:
+    """The log an admin reads: their site's changes and those that bind every site."""
+    _admin_only(actor)
+    return list(
+        session.exec(
+            select(AdminChange)
+            .where((col(AdminChange.site_id) == actor.site_id) | col(AdminChange.site_id).is_(None))
+            .order_by(col(AdminChange.id).desc())
+            .limit(limit)
+        ).all()
+    )
+
+
+def _admin_only(actor: Actor) -> None:
+    if actor.role is not Role.ADMIN:
+        raise Forbidden("this is an administrator's page")
+
+
+def _user(user: User) -> dict[str, Any]:
+    return {"email": user.email, "name": user.name, "role": user.role.value, "active": user.active}
+
+
+def site_users(session: Session, actor: Actor) -> list[User]:
+    _admin_only(actor)
+    return list(
+        session.exec(
+            select(User).where(User.site_id == actor.site_id).order_by(col(User.email))
+        ).all()
+    )
+
+
+def _site_user(session: Session, actor: Actor, user_id: int) -> User:
+    _admin_only(actor)
+    user = session.get(User, user_id)
+    if user is None or user.site_id != actor.site_id:
+        raise NotFound(f"no user {user_id} at {actor.site.code}")
+    return user
+
+
+def add_staff(
+    session: Session, *, actor: Actor, email: str, name: str, role: Role, now: dt.datetime
+) -> tuple[User, str]:
+    """A new user of the admin's site with a temporary password, shown once, to be changed at
+    the first sign-in."""
+    _admin_only(actor)
+    user = admin.add_user(session, email=email, role=role, site_code=actor.site.code, name=name)
+    temporary = passwords.temporary_password()
+    passwords.set_password(session, email=user.email, password=temporary, temporary=True)
+    log_change(
+        session, actor=actor, action="user added", subject=user.email, after=_user(user), now=now
+    )
+    return user, temporary
+
+
+def set_role(session: Session, *, actor: Actor, user_id: int, role: Role, now: dt.datetime) -> User:
+    user = _site_user(session, actor, user_id)
+    if user.id == actor.user_id:
+        raise InvalidRequest("you cannot change your own role; another admin of the site can")
+    before = _user(user)
+    user.role = role
+    user.session_epoch += 1  # a new role: sign in again, to act in it
+    session.add(user)
+    log_change(
+        session,
+        actor=actor,
+        action="role changed",
+        subject=user.email,
+        before=before,
+        after=_user(user),
+        now=now,
+    )
+    return user
+
+
+def set_active(
+    session: Session, *, actor: Actor, user_id: int, active: bool, now: dt.datetime
+) -> User:
+    user = _site_user(session, actor, user_id)
+    if user.id == actor.user_id:
+        raise InvalidRequest("you cannot deactivate yourself; another admin of the site can")
+    before = _user(user)
+    user.active = active
+    session.add(user)
+    log_change(
+        session,
+        actor=actor,
+        action="user activated" if active else "user deactivated",
+        subject=user.email,
+        before=before,
+        after=_user(user),
+        now=now,
+    )
+    return user
+
+
+def reset_password(session: Session, *, actor: Actor, user_id: int, now: dt.datetime) -> str:
+    """A temporary password for a user of the site (shown once); their sessions end, a lock is
+    lifted, and they choose their own at the next sign-in."""
+    user = _site_user(session, actor, user_id)
+    temporary = passwords.temporary_password()
+    passwords.set_password(session, email=user.email, password=temporary, temporary=True)
+    log_change(
+        session,
+        actor=actor,
+        action="password reset",
+        subject=user.email,
+        after={"must_change_password": True},
+        now=now,
+    )
+    return temporary
+
+
+def site_tokens(session: Session, actor: Actor) -> list[tuple[ApiToken, str]]:
+    """The API tokens of the site's users, with whose they are."""
+    _admin_only(actor)
+    rows = session.exec(
+        select(ApiToken, User.email)
+        .join(User, col(User.id) == col(ApiToken.user_id))
+        .where(User.site_id == actor.site_id)
+        .order_by(col(ApiToken.id).desc())
+    ).all()
+    return [(token, email) for token, email in rows]
+
+
+def revoke_site_token(
+    session: Session, *, actor: Actor, token_id: int, now: dt.datetime
+) -> ApiToken:
+    _admin_only(actor)
+    token = session.get(ApiToken, token_id)
+    owner = session.get(User, token.user_id) if token else None
+    if token is None or owner is None or owner.site_id != actor.site_id:
+        raise NotFound(f"no token {token_id} at {actor.site.code}")
+    if token.revoked_at is None:
+        token.revoked_at = now
+        session.add(token)
+        log_change(
+            session,
+            actor=actor,
+            action="token revoked",
+            subject=f"{owner.email}: {token.name} ({token.prefix}...)",
+            now=now,
+        )
+    return token
+
+
+def set_fin(session: Session, *, actor: Actor, fin: str, now: dt.datetime) -> Site:
+    """Give the site its ISBT 128 FIN, once: identifiers are made from it and never change."""
+    _admin_only(actor)
+    site = session.get(Site, actor.site_id)
+    assert site is not None
+    if site.fin is not None:
+        raise InvalidRequest(f"{site.code} has its FIN {site.fin} already; a FIN never changes")
+    validate_fin(fin)
+    if session.exec(select(Site).where(Site.fin == fin)).first():
+        raise InvalidRequest(f"FIN {fin} belongs to another site")
+    site.fin = fin
+    session.add(site)
+    log_change(
+        session, actor=actor, action="FIN set", subject=site.code, after={"fin": fin}, now=now
+    )
+    return site
+
+
+def set_signing(
+    session: Session,
+    *,
+    actor: Actor,
+    step: str,
+    required: bool,
+    witness: bool,
+    now: dt.datetime,
+) -> dict[str, bool]:
+    _admin_only(actor)
+    site = session.get(Site, actor.site_id)
+    assert site is not None
+    if not step or len(step) > 32 or not step.replace("_", "").isalpha() or not step.isascii():
+        raise InvalidRequest(f"{step!r} is not a step")
+    before = signing.critical_steps(session, site)
+    signing.set_critical_step(session, site=site, step=step, witness=witness, required=required)
+    after = signing.critical_steps(session, site)
+    log_change(
+        session,
+        actor=actor,
+        action="signing rules changed",
+        subject=site.code,
+        before=before,
+        after=after,
+        now=now,
+    )
+    return after
+
+
+def _policy(policy: Policy) -> dict[str, Any]:
+    return {
+        "version": policy.version,
+        "limits_hours": {leg.value: seconds / 3600 for leg, seconds in policy.limits.items()},
+        "typical_hours": {leg.value: seconds / 3600 for leg, seconds in policy.typical.items()},
+        "at_risk": policy.at_risk,
+        "escalate_after_hours": policy.escalate_after / 3600,
+        "target_days": policy.target_days,
+    }
+
+
+def change_policy(
+    session: Session,
+    *,
+    actor: Actor | None,
+    product: str,
+    limits: dict[str, float],
+    at_risk: float | None,
+    escalate_after: float | None,
+    target_days: float | None,
+    now: dt.datetime,
+    typical: dict[str, float] | None = None,
+) -> Policy:
+    """A new version of a product's policy (access.check_policy_change, the domain's bounds),
+    kept in the log every site's admins read."""
+    before = deadlines.current_policy(session, product)
+    after = deadlines.set_policy(
+        session,
+        actor=actor,
+        product=product,
+        limits=limits,
+        at_risk=at_risk,
+        escalate_after=escalate_after,
+        target_days=target_days,
+        typical=typical,
+    )
+    log_change(
+        session,
+        actor=actor,
+        action="turnaround policy changed",
+        subject=product,
+        before=_policy(before),
+        after=_policy(after),
+        now=now,
+        every_site=True,
+    )
+    return after

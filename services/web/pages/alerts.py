@@ -1,0 +1,139 @@
+"""The in-app feed (alerts) and one's own subscriptions (e-mail, webhooks)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import login_required
+
+from services.domain.errors import DomainError
+from services.domain.notifications import EVENT_KINDS, Channel, summary
+from services.operations import subscriptions as subscription_ops
+from services.operations.directory import Directory
+from services.operations.queries import coi_value
+from services.web import forms
+from services.web.pages import pages
+from services.web.security import session_actor
+from services.web.state import state, unit_of_work, utcnow
+
+
+@pages.route("/alerts")
+@login_required
+def alerts() -> str:
+    actor = session_actor()
+    coi = (request.args.get("coi") or "").strip()[:64] or None
+    kind = (request.args.get("kind") or "").strip()[:32] or None
+    unread = request.args.get("unread") == "1"
+    error = None
+    with unit_of_work() as uow:
+        try:
+            items = subscription_ops.feed(
+                uow.session,
+                actor=actor,
+                unread_only=unread,
+                limit=200,
+                coi=coi_value(coi) if coi else None,
+                kind=kind if kind in EVENT_KINDS else None,
+            )
+        except DomainError as problem:
+            items, error = [], problem.detail
+    return render_template(
+        "alerts.html",
+        actor=actor,
+        items=items,
+        summary=summary,
+        kinds=EVENT_KINDS,
+        coi=coi,
+        kind=kind,
+        unread=unread,
+        error=error,
+    )
+
+
+@pages.route("/alerts/<int:notification_id>/read", methods=["POST"])
+@login_required
+def mark_alert_read(notification_id: int) -> Any:
+    try:
+        with unit_of_work() as uow:
+            subscription_ops.mark_read(
+                uow.session,
+                actor=session_actor(),
+                notification_id=forms.row_id(notification_id),
+                now=utcnow(),
+            )
+            uow.commit()
+    except DomainError as error:
+        flash(f"Not marked: {error.detail}")
+    return redirect(request.referrer or url_for("pages.alerts"), 303)
+
+
+@pages.route("/alerts/read", methods=["POST"])
+@login_required
+def mark_all_alerts_read() -> Any:
+    with unit_of_work() as uow:
+        count = subscription_ops.mark_all_read(uow.session, actor=session_actor(), now=utcnow())
+        uow.commit()
+    flash(f"{count} alert(s) marked read.")
+    return redirect(url_for("pages.alerts"), 303)
+
+
+@pages.route("/subscriptions", methods=["GET", "POST"])
+@login_required
+def subscriptions() -> Any:
+    actor = session_actor()
+    secret = None
+    status = 200
+    if request.method == "POST":
+        try:
+            scope = forms.text("scope", max_length=8, required=True)
+            coi = forms.optional("coi", max_length=64, label="the order's COI")
+            events = request.form.getlist("events") or None
+            if events and (len(events) > 64 or any(len(e) > 32 for e in events)):
+                raise DomainError("choose the kinds from the list")
+            with unit_of_work() as uow:
+                row, secret = subscription_ops.subscribe(
+                    uow.session,
+                    actor=actor,
+                    coi=coi_value(coi) if scope == "order" and coi else None,
+                    site=actor.site.code if scope == "site" else None,
+                    channel=Channel(forms.text("channel", max_length=8, required=True)),
+                    target=forms.text("target", max_length=2048, required=True),
+                    events=events,
+                    allow_private=bool(state().settings.webhook_allow_private_targets),
+                )
+                uow.commit()
+            flash(f"Subscribed: {row.channel.value} to {row.target}.")
+        except (DomainError, ValueError) as error:
+            flash(f"Not subscribed: {getattr(error, 'detail', str(error))}")
+            status = 422
+    with unit_of_work() as uow:
+        rows = subscription_ops.subscriptions_of(uow.session, actor)
+        names = Directory(uow.session)
+        listed = [
+            (
+                row,
+                names.order(row.order_id).coi if row.order_id else None,
+                names.site_code(row.site_id),
+            )
+            for row in rows
+        ]
+    page = render_template(
+        "subscriptions.html", actor=actor, rows=listed, secret=secret, kinds=EVENT_KINDS
+    )
+    return page, status
+
+
+@pages.route("/subscriptions/<int:subscription_id>/stop", methods=["POST"])
+@login_required
+def stop_subscription(subscription_id: int) -> Any:
+    try:
+        with unit_of_work() as uow:
+            subscription_ops.unsubscribe(
+                uow.session, actor=session_actor(), subscription_id=forms.row_id(subscription_id)
+            )
+            uow.commit()
+        flash("Subscription stopped; its past notifications stay on record.")
+    except DomainError as error:
+        flash(f"Not stopped: {error.detail}")
+    return redirect(url_for("pages.subscriptions"), 303)

@@ -1,0 +1,63 @@
+"""QA's review queue: each refused scan or flagged event closed with a correction or a signed
+"reviewed, no action" note."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import flash, redirect, render_template, url_for
+from flask_login import login_required
+
+from services.domain.errors import DomainError, SignatureRefused
+from services.operations import review as review_ops
+from services.web import forms
+from services.web.pages import pages
+from services.web.security import session_actor
+from services.web.state import login_policy, unit_of_work, utcnow
+
+
+@pages.route("/review")
+@login_required
+def review() -> str:
+    actor = session_actor()
+    with unit_of_work() as uow:
+        items = review_ops.queue(uow.session, actor)
+    return render_template("review.html", actor=actor, items=items)
+
+
+@pages.route("/review/<source>/<int:source_id>", methods=["POST"])
+@login_required
+def close_review(source: str, source_id: int) -> Any:
+    actor = session_actor()
+    with unit_of_work() as uow:
+        try:
+            outcome = forms.text("outcome", max_length=16, required=True)
+            if outcome == "corrected":
+                review_ops.corrected(
+                    uow.session,
+                    actor=actor,
+                    event_id=forms.row_id(source_id),
+                    reason=forms.text("note", max_length=1000, required=True, label="the reason"),
+                    now=utcnow(),
+                )
+                flash("Reviewed: the event is corrected, and the correction is on its record.")
+            else:
+                review_ops.no_action(
+                    uow.session,
+                    actor=actor,
+                    source=source,
+                    source_id=forms.row_id(source_id),
+                    note=forms.text("note", max_length=1000, required=True, label="the note"),
+                    email=forms.text("email", max_length=254, required=True, label="e-mail"),
+                    password=forms.password("password"),
+                    now=utcnow(),
+                    policy=login_policy(),
+                )
+                flash("Reviewed, no action: signed and on record.")
+            uow.commit()
+        except SignatureRefused as error:
+            uow.commit()  # a wrong password counts towards the lock-out
+            flash(f"Not signed: {error.detail}")
+        except DomainError as error:
+            flash(f"Not closed: {error.detail}")
+    return redirect(url_for("pages.review"), 303)
