@@ -18,6 +18,11 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# axe-core (npm) checks every page's accessibility in the browser tests; without npm those
+	@# checks are listed under NOT RUN
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm install --silent --no-audit --no-fund --prefix $(VENV)/axe axe-core@4 >/dev/null 2>&1 \
+	  || echo "npm could not install axe-core: the accessibility checks will not run"; fi
 	@touch $(STAMP)
 
 install: $(STAMP) ## create the virtualenv and install vein2vein with its dev tools

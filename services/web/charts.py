@@ -42,6 +42,7 @@ def _common(**config: object) -> dict[str, object]:
         "truncate_label": -1,
         "truncate_legend": -1,
         "show_minor_x_labels": True,
+        "margin_bottom": 36,  # room for the legend under the axis title
         **config,
     }
 
