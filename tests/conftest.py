@@ -44,7 +44,7 @@ HOW_TO_GET = {
     "PostgreSQL": "docker compose up -d db (or set TEST_DATABASE_URL)",
     "Redis": "docker compose up -d redis (or set TEST_REDIS_URL)",
     "Chromium": "apt-get install chromium (Debian's package; Playwright drives it)",
-    "axe-core": "npm install --prefix .venv/axe axe-core@4 (make install does it when npm is there)",
+    "axe-core": "npm install --prefix .venv/axe axe-core@4 (make install runs it if npm is there)",
 }
 
 
