@@ -17,6 +17,7 @@ from services.db.models import (
     CustodyEvent,
     Order,
     RefusedScan,
+    Review,
     Signature,
     Site,
     Unit,
@@ -36,6 +37,7 @@ from services.domain.audit import (
     content,
     identity_finding,
     link,
+    review_content,
     signature_content,
     signature_hash,
     unsealed_finding,
@@ -153,6 +155,8 @@ def verify(
     signatures = 0
     if finding is None:
         signatures, finding = _check_signatures(session, order_id)
+    if finding is None:
+        finding = _check_reviews(session, order_id)
     return Report(records, chains, checkpoints, signatures, finding)
 
 
@@ -263,6 +267,36 @@ def _check_signatures(session: Session, order_id: int | None) -> tuple[int, Find
                 else "the signature's content does not match its hash: it was altered",
             )
     return count, None
+
+
+def _check_reviews(session: Session, order_id: int | None) -> Finding | None:
+    """Each QA review is bound to the hash of the record it reviewed, and sealed."""
+    query = select(Review)
+    if order_id is not None:
+        query = query.where(Review.order_id == order_id)
+    hashes: dict[tuple[str, int | None], tuple[str, str, int]] = {}
+    for table, model in (("refused_scan", RefusedScan), ("custody_event", CustodyEvent)):
+        ids = select(Review.source_id).where(Review.source == table)
+        columns = (col(model.id), col(model.hash), col(model.order_id), col(model.chain_position))
+        for row_id, digest, chain_order, position in session.exec(
+            select(*columns).where(col(model.id).in_(ids))
+        ):
+            hashes[(table, row_id)] = (digest, chain_key(chain_order), position)
+    for review in session.exec(query.order_by(col(Review.id))):
+        digest, chain, position = hashes.get((review.source, review.source_id), ("", "", 0))
+        bound = review.record_hash == digest
+        sealed = review.hash == link(review.record_hash, review_content(review))
+        if not (bound and sealed):
+            return Finding(
+                chain or chain_key(review.order_id),
+                position or None,
+                "reviews",
+                review.id,
+                "the review is not bound to the record it reviewed (moved or altered)"
+                if not bound
+                else "the review's content does not match its hash: it was altered",
+            )
+    return None
 
 
 def checkpoint(session: Session, *, now: dt.datetime) -> AuditCheckpoint:

@@ -17,7 +17,15 @@ from services.operations import admin, audit, signing
 from tests.integration.test_cli import VEIN2VEIN, cli_env  # noqa: F401 - fixture
 from tests.world import PASSWORD, World
 
-APPEND_ONLY = ("custody_events", "refused_scans", "audit_checkpoints", "signatures")
+APPEND_ONLY = (
+    "custody_events",
+    "refused_scans",
+    "audit_checkpoints",
+    "signatures",
+    "label_prints",
+    "reviews",
+    "admin_changes",
+)
 
 
 def _engine(world: World) -> sa.Engine:
