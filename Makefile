@@ -48,8 +48,10 @@ run: migrate ## run web, worker and beat on the embedded default (SQLite + files
 	 $(BIN)/vein2vein run --port $(PORT) & \
 	 wait
 
+TEST_WORKERS ?= auto
+
 test: install ## the whole suite: PostgreSQL + Redis (TEST_DATABASE_URL/TEST_REDIS_URL) and embedded
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --durations=15
 
 fuzz: install ## the API fuzzer, long: FUZZ_EXAMPLES (250) per operation, mode and role, new data each run
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-250} FUZZ_RANDOM=1 $(BIN)/pytest tests/fuzz -s -p no:cacheprovider

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = 30_000
     # how far a scanner's clock may run ahead of ours before its occurred_at is refused
     max_clock_skew_seconds: int = 300
+    # packing into a shipper nobody registered: refused (shipper_unavailable) when true; when
+    # false it is allowed, with a warning on the shipment that its qualification is unchecked
+    require_registered_shippers: bool = False
 
     # notifications (see RELIABILITY.md): the row, not Celery, decides retries and giving up
     mail_from: str = "vein2vein <notifications@vein2vein.invalid>"

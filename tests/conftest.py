@@ -187,11 +187,16 @@ _not_run: dict[str, int] = {}
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # under pytest-xdist the skips happen in the workers: the controller learns of a missing
+    # service from the skip message itself, "Skipped: NAME is not reachable (REASON); get it..."
     if report.skipped and isinstance(report.longrepr, tuple):
-        message = str(report.longrepr[2])
-        for name in _unavailable:
-            if message.startswith(f"Skipped: {name} is not reachable"):
+        message = str(report.longrepr[2]).removeprefix("Skipped: ")
+        for name in HOW_TO_GET:
+            prefix = f"{name} is not reachable ("
+            if message.startswith(prefix):
                 _not_run[name] = _not_run.get(name, 0) + 1
+                reason = message.removeprefix(prefix).rsplit("); get it with:", 1)[0]
+                _unavailable.setdefault(name, reason)
 
 
 @pytest.hookimpl(trylast=True)
@@ -211,6 +216,17 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 DEFAULT_TEST_REDIS_URLS = ("redis://127.0.0.1:6379/15", "redis://:vein2vein@127.0.0.1:6379/15")
 
 
+def _own_redis_database(url: str) -> str:
+    """Each pytest-xdist worker its own database number (15, 14, ...): tests flush theirs."""
+    index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    base, _, tail = url.rpartition("/")
+    if not tail.isdigit() or "//" not in base:
+        base, tail = url.rstrip("/"), "15"
+    if int(tail) - index < 0:
+        raise RuntimeError(f"more pytest-xdist workers than Redis databases below {url}")
+    return f"{base}/{int(tail) - index}"
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     import redis
@@ -218,6 +234,7 @@ def redis_url() -> str:
     given = os.environ.get("TEST_REDIS_URL")
     errors = []
     for url in [given] if given else DEFAULT_TEST_REDIS_URLS:
+        url = _own_redis_database(url)
         try:
             redis.Redis.from_url(url, socket_connect_timeout=3).ping()
         except redis.RedisError as error:

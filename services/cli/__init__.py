@@ -16,9 +16,10 @@ from sqlalchemy import make_url
 
 import labels
 from services.db import UnitOfWork, migrate, privileges
+from services.domain.condition import MAX_READINGS, ShipperStatus, parse_csv_upload
 from services.domain.custody import Role, SiteKind
 from services.domain.errors import DomainError
-from services.operations import admin, deadlines, passwords, signing
+from services.operations import admin, condition, deadlines, passwords, shippers, signing
 from services.operations import audit as audit_ops
 from services.operations import notifications as outbox
 from services.operations.labels import label_spec
@@ -425,3 +426,164 @@ def demo_command() -> None:
     if _state().settings.app_env == "production":
         raise click.UsageError("the demo sets known passwords; it is not for APP_ENV=production")
     load_demo(transaction, echo=click.echo)
+
+
+# the chain of condition
+
+
+@main.group()
+def readings() -> None:
+    """Data loggers' temperature readings of shipments."""
+
+
+@readings.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--shipment", required=True, help="The shipment: SHP-00000012 or 12")
+@click.option("--device", default=None, help="The logger, when the file has no device_id column")
+@click.option("--by", "email", default=None, help="Who imports it (default: who opened it)")
+def readings_import(file: Path, shipment: str, device: str | None, email: str | None) -> None:
+    """Import a logger's CSV file: a header naming at, value, unit (and device_id), then one
+    reading per line ("2026-12-01T10:30:00Z,-182.5,C"). A bad line refuses the whole file,
+    naming each line; the same file twice imports once."""
+    data = file.read_bytes()
+    if len(data) > 64 * MAX_READINGS * 4:
+        raise click.ClickException(f"{file} is too large for {MAX_READINGS} readings: split it")
+    now = utcnow()
+    click.echo(f"checking {file.name} ...", err=True)
+    try:
+        parsed = parse_csv_upload(data, device_id=device, now=now)
+    except DomainError as error:
+        raise click.ClickException(f"{error.detail} [{error.code}]") from error
+    click.echo(f"{len(parsed)} readings checked; storing ...", err=True)
+    with transaction() as uow:
+        actor = condition.command_line_importer(uow.session, shipment, email)
+        result = condition.import_readings(
+            uow.session,
+            actor=actor,
+            shipment=shipment,
+            readings=parsed,
+            original=data,
+            filename=file.name,
+            media_type="text/csv",
+            now=now,
+            entered=condition.COMMAND_LINE,
+        )
+        if result.duplicate:
+            click.echo(f"{file.name} was imported before (SHA-256 {result.file.sha256}): no change")
+            return
+        click.echo(
+            f"{result.file.readings} readings ({result.file.new_readings} new) from {file.name}, "
+            f"SHA-256 {result.file.sha256}, sealed in the chain as imported by {actor.email}"
+        )
+        for alarm in result.alarms:
+            click.echo(f"ALARM {alarm.kind.value}: {alarm.description}")
+        if result.held:
+            click.echo(f"ON HOLD until QA disposes of them: {', '.join(result.held)}")
+
+
+@main.group()
+def shipper() -> None:
+    """Dry-vapour shippers: registered, requalified, put in or out of service."""
+
+
+@shipper.command("add")
+@click.argument("serial")
+@click.option("--site", "site_code", required=True, help="Its home site")
+@click.option("--model", required=True)
+@click.option("--hold-time-hours", type=float, required=True)
+@click.option("--qualified-until", type=click.DateTime(["%Y-%m-%d"]), required=True)
+def shipper_add(
+    serial: str, site_code: str, model: str, hold_time_hours: float, qualified_until: dt.datetime
+) -> None:
+    """Register a shipper, in service (qualified until the end of the day given, UTC)."""
+    with transaction() as uow:
+        row = shippers.register_shipper(
+            uow.session,
+            actor=None,
+            site=admin.site_by_code(uow.session, site_code),
+            serial=serial,
+            model=model,
+            hold_time_hours=hold_time_hours,
+            qualified_until=_end_of_day(qualified_until),
+            now=utcnow(),
+        )
+        click.echo(
+            f"shipper {row.serial}: in service, qualified until {row.qualified_until:%Y-%m-%d}"
+        )
+
+
+def _end_of_day(day: dt.datetime) -> dt.datetime:
+    return day.replace(hour=23, minute=59, second=59, tzinfo=dt.UTC)
+
+
+@shipper.command("list")
+def shipper_list() -> None:
+    """Every shipper with its status."""
+    with transaction() as uow:
+        rows = shippers.all_shippers(uow.session)
+        for row in rows:
+            click.echo(
+                f"{row.serial:20} {row.status.value:12} qualified until "
+                f"{row.qualified_until:%Y-%m-%d}  {row.hold_time_hours:g} h  {row.model}"
+                + (f"  ({row.status_reason})" if row.status_reason else "")
+            )
+    click.echo(f"{len(rows)} shippers")
+
+
+@shipper.command("status")
+@click.argument("serial")
+@click.option(
+    "--set",
+    "status",
+    type=click.Choice(["in_service", "quarantined", "retired"]),
+    default=None,
+)
+@click.option("--qualified-until", type=click.DateTime(["%Y-%m-%d"]), default=None)
+@click.option("--reason", required=True, help="Why (kept in the admin log)")
+def shipper_status(
+    serial: str, status: str | None, qualified_until: dt.datetime | None, reason: str
+) -> None:
+    """Requalify a shipper or put it in or out of service."""
+    with transaction() as uow:
+        row = shippers.change_shipper(
+            uow.session,
+            actor=None,
+            serial=serial,
+            status=ShipperStatus(status) if status else None,
+            reason=reason,
+            qualified_until=_end_of_day(qualified_until) if qualified_until else None,
+            now=utcnow(),
+        )
+        until = f"{row.qualified_until:%Y-%m-%d}"
+        click.echo(f"shipper {row.serial}: {row.status.value}, qualified until {until}")
+
+
+@main.group()
+def alarm() -> None:
+    """Alarm rules per product (versioned, like turnaround policies)."""
+
+
+@alarm.command("show")
+@click.argument("product")
+def alarm_show(product: str) -> None:
+    with transaction() as uow:
+        rule = condition.current_rule(uow.session, product)
+    click.echo(
+        f"{product} alarm rule version {rule.version}: above {rule.limit_c:g} °C for "
+        f"{rule.continuous_minutes:g} min on end or {rule.cumulative_minutes:g} min in all; any "
+        f"reading above {rule.instant_limit_c:g} °C; no reading for {rule.gap_minutes:g} min"
+    )
+
+
+@alarm.command("set")
+@click.argument("product")
+@click.option("--limit-c", type=float, default=None)
+@click.option("--instant-limit-c", type=float, default=None)
+@click.option("--continuous-minutes", type=float, default=None)
+@click.option("--cumulative-minutes", type=float, default=None)
+@click.option("--gap-minutes", type=float, default=None)
+def alarm_set(product: str, **values: float | None) -> None:
+    """Add a new version of the product's alarm rule (values left out are kept)."""
+    with transaction() as uow:
+        rule = condition.set_rule(uow.session, actor=None, product=product, now=utcnow(), **values)
+    click.echo(f"{product}: alarm rule version {rule.version} in force for imports from now")

@@ -10,8 +10,10 @@ from sqlmodel import Field, SQLModel
 
 from services.db.types import UTCDateTime, enum_type, utcnow
 from services.domain.batches import BatchState
+from services.domain.condition import AlarmKind, ShipperStatus
 from services.domain.custody import (
     EVENT_ACTIONS,
+    ORDER_LEVEL_ACTIONS,
     Action,
     OrderState,
     Role,
@@ -181,6 +183,10 @@ class Unit(SQLModel, table=True):
     # a product bag: the batch it was filled from (its apheresis bags are the batch's inputs)
     batch_id: int | None = Field(default=None, foreign_key="batches.id", index=True)
     created_at: dt.datetime = _created_at()
+    # on hold or quarantined: the state it left, to which QA's release returns it
+    held_from: UnitState | None = Field(
+        default=None, sa_type=enum_type(UnitState, "unit_held_from")
+    )
 
 
 class ShipmentUnit(SQLModel, table=True):
@@ -224,7 +230,7 @@ class CustodyEvent(SQLModel, table=True):
         # that opens an order's chain names only the order
         sa.CheckConstraint(
             "(unit_id IS NOT NULL AND to_state IS NOT NULL) OR batch_id IS NOT NULL "
-            "OR action = 'enroll'",
+            "OR action IN (" + ", ".join(f"'{a}'" for a in ORDER_LEVEL_ACTIONS) + ")",
             name="subject",
         ),
         sa.UniqueConstraint("order_id", "chain_position"),
@@ -264,6 +270,8 @@ class CustodyEvent(SQLModel, table=True):
     # the identities the record names, as they were (services.domain.audit.identity_finding):
     # COI, DIN and kind, the actor's e-mail, the site codes; the enrolment seals the order's own
     identity: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    # what a condition record says (a logger file's SHA-256, the alarms of a hold): sealed
+    details: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
 
 
 class RefusedScan(SQLModel, table=True):
@@ -567,3 +575,104 @@ class AdminChange(SQLModel, table=True):
     before: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
     after: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
     changed_at: dt.datetime = Field(sa_type=UTCDateTime, index=True)
+
+
+# the chain of condition
+
+
+class Shipper(SQLModel, table=True):
+    """A dry-vapour (LN2) shipper: a qualified thing, not a string. Kept and requalified by its
+    home site; packed only while in service and qualified."""
+
+    __tablename__ = "shippers"
+
+    id: int | None = Field(default=None, primary_key=True)
+    serial: str = Field(max_length=64, unique=True)
+    model: str = Field(max_length=100)
+    hold_time_hours: float  # the qualified hold time, upright
+    qualified_until: dt.datetime = Field(sa_type=UTCDateTime)
+    status: ShipperStatus = Field(sa_type=enum_type(ShipperStatus, "shipper_status"))
+    status_reason: str | None = Field(default=None, max_length=500)
+    site_id: int = Field(foreign_key="sites.id", index=True)  # its home site
+    created_by_id: int | None = Field(default=None, foreign_key="users.id")
+    created_at: dt.datetime = _created_at()
+    updated_at: dt.datetime = Field(sa_type=UTCDateTime)
+
+
+class LoggerFile(SQLModel, table=True):
+    """A data logger's original file as uploaded, kept byte for byte; its SHA-256 is sealed in
+    each order's chain by the ``readings`` record. The same file twice is one file."""
+
+    __tablename__ = "logger_files"
+    __table_args__ = (sa.UniqueConstraint("shipment_id", "sha256"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    shipment_id: int = Field(foreign_key="shipments.id", index=True)
+    sha256: str = Field(max_length=64)
+    filename: str = Field(max_length=255)
+    media_type: str = Field(max_length=100)
+    size: int
+    content: bytes = Field(sa_type=sa.LargeBinary)
+    devices: list[str] = Field(sa_type=sa.JSON)
+    readings: int  # readings in the file
+    new_readings: int  # of which not stored before
+    first_at: dt.datetime = Field(sa_type=UTCDateTime)
+    last_at: dt.datetime = Field(sa_type=UTCDateTime)
+    uploaded_by_id: int = Field(foreign_key="users.id")
+    uploaded_at: dt.datetime = Field(sa_type=UTCDateTime)
+
+
+class TemperatureReading(SQLModel, table=True):
+    """One logger reading, in °C. One device, one moment: one reading."""
+
+    __tablename__ = "temperature_readings"
+    __table_args__ = (sa.UniqueConstraint("shipment_id", "device_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    shipment_id: int = Field(foreign_key="shipments.id")
+    device_id: str = Field(max_length=64)
+    at: dt.datetime = Field(sa_type=UTCDateTime)
+    value_c: float
+    file_id: int = Field(foreign_key="logger_files.id", index=True)
+
+
+class AlarmRuleVersion(SQLModel, table=True):
+    """A product's alarm rule. Versions are added, never changed: an alarm names the version
+    it was raised under."""
+
+    __tablename__ = "alarm_rules"
+    __table_args__ = (sa.UniqueConstraint("product", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    product: str = Field(max_length=64)
+    version: int
+    limit_c: float
+    instant_limit_c: float
+    continuous_minutes: float
+    cumulative_minutes: float
+    gap_minutes: float
+    created_by_id: int | None = Field(default=None, foreign_key="users.id")
+    created_at: dt.datetime = _created_at()
+
+
+class ConditionAlarm(SQLModel, table=True):
+    """An excursion or a gap in a shipment's readings, during its leg, under a product's rule."""
+
+    __tablename__ = "condition_alarms"
+    __table_args__ = (
+        sa.UniqueConstraint("shipment_id", "product", "kind", "device_id", "started_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    shipment_id: int = Field(foreign_key="shipments.id", index=True)
+    product: str = Field(max_length=64)
+    rule_version: int
+    kind: AlarmKind = Field(sa_type=enum_type(AlarmKind, "alarm_kind"))
+    device_id: str = Field(max_length=64)
+    started_at: dt.datetime = Field(sa_type=UTCDateTime)
+    ended_at: dt.datetime = Field(sa_type=UTCDateTime)
+    minutes: float
+    peak_c: float | None = Field(default=None)
+    description: str = Field(max_length=500)
+    file_id: int = Field(foreign_key="logger_files.id")
+    raised_at: dt.datetime = Field(sa_type=UTCDateTime)

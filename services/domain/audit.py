@@ -182,17 +182,17 @@ REVIEW_FIELDS = (
 TABLE_FIELDS = {"custody_events": EVENT_FIELDS, "refused_scans": REFUSAL_FIELDS}
 # Sealed only where present: records from before identity was sealed have none, and hash as
 # they always did; on any newer record, removing it changes the hash like any other edit.
-SEALED_IF_PRESENT = {"custody_events": "identity", "refused_scans": "identity"}
+SEALED_IF_PRESENT = {"custody_events": ("identity", "details"), "refused_scans": ("identity",)}
 
 
 def content(table: str, row: Any) -> dict[str, Any]:
     """The hashed content of a row (an ORM object or a mapping of a selected row)."""
     get = _getter(row)
     body = {"table": table, **{name: get(name) for name in TABLE_FIELDS[table]}}
-    optional = SEALED_IF_PRESENT[table]
-    value = get(optional) if _has(row, optional) else None
-    if value is not None:
-        body[optional] = value
+    for optional in SEALED_IF_PRESENT[table]:
+        value = get(optional) if _has(row, optional) else None
+        if value is not None:
+            body[optional] = value
     return body
 
 

@@ -19,6 +19,7 @@ from services.domain.errors import (
     IllegalTransition,
     InvalidRequest,
     NotInShipment,
+    OnHold,
     ThawExpired,
     WrongSite,
 )
@@ -64,6 +65,9 @@ class UnitState(StrEnum):
     STORED = "stored"  # in the treatment site's liquid-nitrogen storage
     THAWED = "thawed"
     INFUSED = "infused"
+    # QA's hold after a temperature alarm: every scan is refused until QA disposes of the bag
+    # (back to the state it left, or rejected)
+    ON_HOLD = "on_hold"
 
 
 class Action(StrEnum):
@@ -90,6 +94,8 @@ SHIPMENT_ACTIONS = frozenset({Action.PICKUP, Action.DELIVER})
 """Actions that also accept a shipment's own barcode and then move every bag in it."""
 
 TERMINAL_STATES = frozenset({UnitState.DESTROYED, UnitState.LOST, UnitState.INFUSED})
+HELD_STATES = frozenset({UnitState.ON_HOLD, UnitState.QUARANTINED})
+"""States QA disposes of: release (back to the state the bag left) or reject."""
 
 
 class Place(StrEnum):
@@ -266,6 +272,13 @@ TRANSITIONS: Mapping[tuple[UnitKind, UnitState, Action], Rule] = _table
 
 
 def rule_for(kind: UnitKind, state: UnitState, action: Action) -> Rule:
+    if state is UnitState.ON_HOLD:
+        raise OnHold(
+            "this bag is on hold after a temperature alarm: do not move or use it. Only QA's "
+            "disposition (release or reject) moves it",
+            state=state.value,
+            action=action.value,
+        )
     try:
         return TRANSITIONS[(kind, state, action)]
     except KeyError:
@@ -555,6 +568,17 @@ BATCH_STATUS = "batch_status"
 CORRECT = "correct"
 """A correction of an earlier event: a new event pointing at it, with a reason."""
 
+READINGS = "readings"
+"""A logger's temperature readings of a shipment were imported: the order-level record that
+seals the original file's SHA-256."""
+HOLD = "hold"
+"""A temperature alarm during the bag's leg put it on hold."""
+RELEASE_HOLD = "release_hold"
+"""QA's disposition: the bag goes back to the state it left when it was held or quarantined."""
+REJECT_HOLD = "reject_hold"
+"""QA's disposition: the held or quarantined bag is rejected."""
+DISPOSITIONS = (RELEASE_HOLD, REJECT_HOLD)
+
 EVENT_ACTIONS: tuple[str, ...] = (
     ENROLL,
     COLLECT,
@@ -562,7 +586,13 @@ EVENT_ACTIONS: tuple[str, ...] = (
     PRODUCE,
     BATCH_STATUS,
     CORRECT,
+    READINGS,
+    HOLD,
+    RELEASE_HOLD,
+    REJECT_HOLD,
 )
+ORDER_LEVEL_ACTIONS = (ENROLL, READINGS)
+"""Records that name the order (and a shipment) but no bag and no batch."""
 
 
 class OrderState(StrEnum):
@@ -585,7 +615,8 @@ class ShipmentState(StrEnum):
 
 
 def shipment_state_after(bag_states: list[UnitState]) -> ShipmentState:
-    """A shipment's state follows its bags: the least advanced bag decides."""
+    """A shipment's state follows its bags: the least advanced bag decides (a held bag counts
+    as the state it was held in: pass that)."""
     if not bag_states:
         return ShipmentState.OPEN
     if any(

@@ -47,6 +47,11 @@ class IllegalTransition(DomainError):
     title = "Not allowed in the bag's current state"
 
 
+class OnHold(IllegalTransition):
+    code = "on_hold"
+    title = "On hold"
+
+
 class Forbidden(DomainError):
     code = "forbidden"
     title = "Forbidden"

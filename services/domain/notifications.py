@@ -84,6 +84,8 @@ MILESTONES = {
     "store": "stored",
     "thaw": "thawed",
     "infuse": "INFUSED",
+    "release_hold": "released from hold by QA",
+    "reject_hold": "REJECTED by QA after its hold",
 }
 
 
@@ -118,6 +120,16 @@ def summary(payload: dict[str, Any]) -> str:
         return f"Batch {payload['batch']} of {payload['coi']} {what} at {payload['site']}{why}"
     if payload["kind"] == "enroll":
         return f"Order {payload['coi']} enrolled at {payload['site']}"
+    if payload["kind"] == "hold":
+        return (
+            f"ON HOLD: bag {payload['din']} of {payload['coi']}, temperature alarm in shipment "
+            f"{payload['shipment']}: do not use it until QA disposes of it"
+        )
+    if payload["kind"] == "readings":
+        return (
+            f"Temperature readings of shipment {payload['shipment']} for {payload['coi']} "
+            f"imported at {payload['site']}"
+        )
     what = MILESTONES.get(payload["kind"], payload["kind"].replace("_", " "))
     return f"Bag {payload['din']} of {payload['coi']} {what} at {payload['site']}"
 

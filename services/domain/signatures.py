@@ -18,7 +18,7 @@ PERFORMED, VERIFIED, APPROVED, WITNESS = "performed", "verified", "approved", "w
 MEANINGS = (PERFORMED, VERIFIED, APPROVED, WITNESS)
 APPROVING_ROLES = frozenset({Role.QA})
 # what a step's first signature may mean; a step not named here: performed, verified, approved
-STEP_MEANINGS: dict[str, tuple[str, ...]] = {"release": (APPROVED,)}
+STEP_MEANINGS: dict[str, tuple[str, ...]] = {"release": (APPROVED,), "disposition": (APPROVED,)}
 DEFAULT_MEANINGS = (PERFORMED, VERIFIED, APPROVED)
 
 

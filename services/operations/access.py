@@ -14,6 +14,11 @@
   the bounds of ``services.domain.sla``; every change is a new version, on record with who.
 - A subscriber is checked again at delivery (``may_receive``): losing sight of an order ends
   the news of it.
+- **Shippers** are seen by their home site, by the sites that share an order with it (its
+  network), and by a courier carrying a shipment in one; they are managed by their home site
+  (any role but the care team). **Readings** are uploaded by the origin, the destination and the
+  courier of their shipment. A bag **on hold** (or quarantined) is disposed of by QA of its
+  order's manufacturing site, or of the site that holds it or is receiving it.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from services.db.models import (
     Order,
     Shipment,
     ShipmentUnit,
+    Shipper,
     Site,
     Subscription,
     Unit,
@@ -197,3 +203,69 @@ def may_receive(session: Session, subscription: Subscription, order_id: int | No
     if order is None or not can_view_order(session, actor_for(user, site), order):
         return f"its subscriber {user.email} may no longer see this order"
     return None
+
+
+# the chain of condition
+
+
+def shipper_condition(actor: Actor) -> sa.ColumnElement[bool]:
+    """The shippers the actor may see, as a condition on ``shippers``."""
+    named = _names_site(actor)
+    partners = sa.union(
+        select(Order.collection_site_id).where(named),
+        select(Order.manufacturing_site_id).where(named),
+        select(Order.treatment_site_id).where(named),
+    )
+    carried = select(Shipment.shipper_id).where(col(Shipment.carrier_site_id) == actor.site_id)
+    return sa.or_(
+        col(Shipper.site_id) == actor.site_id,
+        col(Shipper.site_id).in_(partners),
+        col(Shipper.serial).in_(carried),
+    )
+
+
+def can_view_shipper(session: Session, actor: Actor, shipper: Shipper) -> bool:
+    if shipper.site_id == actor.site_id:
+        return True
+    found = select(Shipper.id).where(Shipper.id == shipper.id, shipper_condition(actor))
+    return bool(session.scalar(select(sa.exists(found.subquery()))))
+
+
+SHIPPER_ROLES = frozenset(
+    {Role.ADMIN, Role.QA, Role.MANUFACTURING_OPERATOR, Role.APHERESIS_STAFF, Role.COURIER}
+)
+
+
+def check_shipper_change(actor: Actor, shipper_site_id: int) -> None:
+    """A shipper is registered, requalified and put in or out of service by its home site."""
+    if actor.role not in SHIPPER_ROLES:
+        raise Forbidden(f"a user with role {actor.role.value} does not manage shippers")
+    if actor.site_id != shipper_site_id:
+        raise Forbidden("a shipper is managed by its home site")
+
+
+def check_readings_upload(actor: Actor, shipment: Shipment) -> None:
+    """A logger's readings come from the shipment's origin, its destination or its courier."""
+    if actor.site_id not in (
+        shipment.origin_site_id,
+        shipment.destination_site_id,
+        shipment.carrier_site_id,
+    ):
+        raise Forbidden("readings are uploaded by the shipment's origin, destination or courier")
+
+
+def check_disposition(actor: Actor, order: Order, unit: Unit, shipment: Shipment | None) -> None:
+    """QA disposes of a held bag: QA of the order's manufacturing site (the product's owner),
+    or of a site the order names that holds the bag or is receiving it."""
+    if actor.role is not Role.QA:
+        raise Forbidden("a bag on hold is released or rejected by QA")
+    sites = {order.manufacturing_site_id}
+    named = set(order_site_ids(order))
+    for site_id in (unit.custodian_site_id, shipment.destination_site_id if shipment else None):
+        if site_id in named:
+            sites.add(site_id)
+    if actor.site_id not in sites:
+        raise Forbidden(
+            "QA of the order's manufacturing site, or of the site that holds the bag, disposes "
+            "of it"
+        )

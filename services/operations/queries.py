@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
@@ -48,6 +49,7 @@ class EventRecord:
     batch_status: str | None = None
     reason: str | None = None
     corrects: int | None = None  # the sequence of the event a correction corrects
+    details: dict[str, Any] | None = None  # a condition record's: its file, its alarms
 
 
 @dataclass(frozen=True)
@@ -228,6 +230,7 @@ def event_records(session: Session, *conditions: object) -> list[EventRecord]:
             batch_status=event.batch_state.value if event.batch_state else None,
             reason=event.reason,
             corrects=corrected.get(event.corrects_id) if event.corrects_id else None,
+            details=event.details,
         )
         for event, din, coi, site_code, custodian_code, email, event_id in rows
     ]

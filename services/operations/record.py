@@ -70,6 +70,7 @@ def append_event(
     batch: Batch | None = None,
     reason: str | None = None,
     corrects_id: int | None = None,
+    details: dict[str, Any] | None = None,
 ) -> CustodyEvent:
     """The next event in the order's gapless sequence: a bag's step, or (without a bag) a
     batch's status change. The caller holds the order's lock."""
@@ -97,6 +98,7 @@ def append_event(
         needs_review=review_reason is not None,
         review_reason=review_reason,
         corrects_id=corrects_id,
+        details=details,
         identity=_identity(
             order.coi,
             unit,

@@ -21,11 +21,13 @@ from services.db.models import (
 )
 from services.domain.clock import device_time
 from services.domain.custody import (
+    HELD_STATES,
     SHIPMENT_ACTIONS,
     Action,
     Actor,
     OrderState,
     ScanRequest,
+    ShipmentState,
     SiteRef,
     UnitKind,
     UnitState,
@@ -36,7 +38,7 @@ from services.domain.custody import (
 from services.domain.errors import CoiMismatch, DomainError, EventIdReused, InvalidRequest
 from services.domain.identifiers import parse_scan, shipment_code, shipment_number
 from services.domain.sla import Leg
-from services.operations import access
+from services.operations import access, shippers
 from services.operations.access import visible_order
 from services.operations.admin import site_by_code
 from services.operations.bags import bag_view, lock_bags, site_codes
@@ -184,7 +186,7 @@ def record_scan(
         session.add(unit)
     session.flush()
     for shipment in touched_shipments.values():
-        _update_shipment_state(session, shipment)
+        update_shipment_state(session, shipment, now=now)
     if scan.action is Action.INFUSE:
         for order in {id(order): order for _unit, order, _rule, _shipment in decisions}.values():
             close_if_infused(session, order)
@@ -233,9 +235,14 @@ def _claim_carrier(shipment: Shipment | None, action: Action, actor: Actor) -> N
 
 
 def _apply(unit: Unit, to_state: UnitState, action: Action, site: Site, actor: Actor) -> UnitState:
-    """Move the bag to its new state and custodian; returns the state it left."""
+    """Move the bag to its new state and custodian; returns the state it left. A quarantined
+    bag remembers the state it left, to which QA's release returns it."""
     from_state = unit.state
     unit.state = to_state
+    if to_state is UnitState.QUARANTINED:
+        unit.held_from = from_state
+    elif from_state in HELD_STATES:
+        unit.held_from = None
     if action is Action.PICKUP:
         unit.custodian_site_id = actor.site_id  # the courier holds it now
     elif action in (Action.DELIVER, Action.RECEIVE):
@@ -306,17 +313,27 @@ def _out_of_order(session: Session, unit: Unit, occurred_at: dt.datetime) -> str
     return None
 
 
-def _update_shipment_state(session: Session, shipment: Shipment) -> None:
+def update_shipment_state(session: Session, shipment: Shipment, *, now: dt.datetime) -> None:
     """Derive the shipment's state from its bags, under its lock: two scans of different bags
-    of one shipment (each holding only its own bag's lock) must not both read stale states."""
+    of one shipment (each holding only its own bag's lock) must not both read stale states. A
+    bag on hold counts as the state it was held in. Once every bag is received, the shipper
+    comes back into service."""
     shipment = lock_shipment(session, shipment.id)
     bags = session.exec(
         select(Unit)
         .join(ShipmentUnit, ShipmentUnit.unit_id == Unit.id)  # type: ignore[arg-type]
         .where(ShipmentUnit.shipment_id == shipment.id)
     ).all()
-    shipment.state = shipment_state_after([bag.state for bag in bags])
+    before = shipment.state
+    shipment.state = shipment_state_after(
+        [
+            bag.held_from if bag.state is UnitState.ON_HOLD and bag.held_from else bag.state
+            for bag in bags
+        ]
+    )
     session.add(shipment)
+    if shipment.state is ShipmentState.RECEIVED and before is not ShipmentState.RECEIVED:
+        shippers.shipment_arrived(session, shipment, now)
 
 
 def _replay(session: Session, event_id: str, digest: str) -> ScanOutcome | None:

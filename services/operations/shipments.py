@@ -25,7 +25,7 @@ from services.domain.errors import (
     WrongSite,
 )
 from services.domain.identifiers import din_reference, shipment_code, shipment_number
-from services.operations import access
+from services.operations import access, shippers
 from services.operations.access import visible_order
 from services.operations.admin import site_by_code
 from services.operations.bags import bag_view, lock_bags, site_codes
@@ -45,8 +45,10 @@ def create_shipment(
     units: list[str],
     carrier: str | None,
     now: dt.datetime,
+    require_registered_shipper: bool = False,
 ) -> Shipment:
-    """Open a shipment at the actor's site, with the packed bags listed on its manifest."""
+    """Open a shipment at the actor's site, with the packed bags listed on its manifest, in a
+    shipper that is in service and qualified (services.operations.shippers)."""
     if actor.role not in SHIPPING_ROLES:
         raise Forbidden(f"a user with role {actor.role.value} may not create shipments")
     origin_site = site_by_code(session, origin)
@@ -71,6 +73,13 @@ def create_shipment(
         order = session.get(Order, unit.order_id) if unit else None
         visible_order(session, actor, order, f"bag {din}")
     locked = lock_bags(session, [by_din[din] for din in dins])
+    shipper = shippers.claim_shipper(
+        session,
+        actor=actor,
+        serial=shipper_id,
+        require_registered=require_registered_shipper,
+        now=now,
+    )
 
     shipment = Shipment(
         shipper_id=shipper_id,
@@ -83,6 +92,8 @@ def create_shipment(
     )
     session.add(shipment)
     session.flush()
+    if shipper is not None:
+        shippers.shipper_packed(session, shipper, shipment, now)
     codes = site_codes(session)
     for unit, order in locked:
         add_to_shipment(session, unit=unit, order=order, shipment=shipment, codes=codes, now=now)
@@ -219,6 +230,7 @@ def reconcile(session: Session, *, actor: Actor, code: str, now: dt.datetime) ->
         order = session.get(Order, order_id)
         assert order is not None
         report_discrepancy(session, order=order, shipment=shipment, missing=dins, now=now)
+    shippers.shipment_arrived(session, shipment, now)  # what came is in; the shipper is back
     return shipment
 
 

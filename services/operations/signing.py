@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 from services.db.models import Batch, CustodyEvent, Signature, SignatureRule, Site, Unit, User
 from services.domain.audit import signature_content, signature_hash
 from services.domain.batches import BatchState
-from services.domain.custody import BATCH_STATUS, CORRECT, Actor, Role, SiteKind
+from services.domain.custody import BATCH_STATUS, CORRECT, DISPOSITIONS, Actor, Role, SiteKind
 from services.domain.errors import Forbidden, InvalidRequest, NotFound, SignatureRefused
 from services.domain.signatures import MEANINGS, WITNESS, check_signature, status
 from services.operations.access import order_by_coi
@@ -64,10 +64,17 @@ def correct_event(
     )
 
 
+DISPOSITION = "disposition"
+ALWAYS_SIGNED = {DISPOSITION: False}
+"""Steps signed at every site, whatever it configures: QA's disposition of a held bag."""
+
+
 def step_of(action: str, batch_state: str | None) -> str:
     """The step an event records, as sites name their critical steps (a QA release is one)."""
     if action == BATCH_STATUS and batch_state == BatchState.RELEASED.value:
         return "release"
+    if action in DISPOSITIONS:
+        return DISPOSITION
     return action
 
 
@@ -78,8 +85,10 @@ def critical_steps(session: Session, site: Site) -> dict[str, bool]:
 
 def _steps(site: Site, rows: Sequence[SignatureRule]) -> dict[str, bool]:
     if rows:
-        return {row.step: row.witness_required for row in rows}
-    return dict(DEFAULT_STEPS.get(site.kind, {}))
+        configured = {row.step: row.witness_required for row in rows}
+    else:
+        configured = dict(DEFAULT_STEPS.get(site.kind, {}))
+    return {**ALWAYS_SIGNED, **configured}
 
 
 def set_critical_step(

@@ -33,13 +33,16 @@ def log_change(
     before: dict[str, Any] | None = None,
     after: dict[str, Any] | None = None,
     every_site: bool = False,
+    site_id: int | None = None,
 ) -> AdminChange:
     """Keep one change. ``every_site``: it binds all sites (a product's policy), so every
-    site's admins read it; otherwise it is the acting admin's site's."""
+    site's admins read it; otherwise it is ``site_id``'s (by default the acting user's)."""
+    if site_id is None and actor is not None:
+        site_id = actor.site_id
     row = AdminChange(
         actor_id=actor.user_id if actor else None,
         actor=actor.email if actor else COMMAND_LINE,
-        site_id=None if every_site or actor is None else actor.site_id,
+        site_id=None if every_site else site_id,
         action=action,
         subject=subject[:254],
         before=before,

@@ -9,6 +9,7 @@ nothing may change (A's record is the same before and after).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable
 from typing import Any
@@ -26,8 +27,10 @@ from services.db.models import (
     RefusedScan,
     Review,
     Shipment,
+    Shipper,
     Signature,
     Subscription,
+    TemperatureReading,
     Unit,
     User,
 )
@@ -170,9 +173,70 @@ CASES: dict[tuple[str, str], Request] = {
         "/api/v1/sla-policies/axi-cel",
         {"target_days": 29},
     ),
+    # the chain of condition (issue 15)
+    ("GET", "/api/v1/shippers"): lambda a: ("GET", "/api/v1/shippers", None),
+    ("POST", "/api/v1/shippers"): lambda a: (
+        "POST",
+        "/api/v1/shippers",
+        {
+            "serial": a["shipper"],
+            "model": "Spy",
+            "hold_time_hours": 1,
+            "qualified_until": "2099-01-01T00:00:00Z",
+        },
+    ),
+    ("GET", "/api/v1/shippers/<serial>"): lambda a: (
+        "GET",
+        f"/api/v1/shippers/{a['shipper']}",
+        None,
+    ),
+    ("POST", "/api/v1/shippers/<serial>/changes"): lambda a: (
+        "POST",
+        f"/api/v1/shippers/{a['shipper']}/changes",
+        {"status": "retired", "reason": "sabotage"},
+    ),
+    ("POST", "/api/v1/shipments/<shipment>/readings"): lambda a: (
+        "POST",
+        f"/api/v1/shipments/{a['shipment']}/readings",
+        {"device_id": "X", "readings": [{"at": a["reading_at"], "value": 30, "unit": "C"}]},
+    ),
+    ("POST", "/api/v1/shipments/<shipment>/readings/csv"): lambda a: (
+        "POST",
+        f"/api/v1/shipments/{a['shipment']}/readings/csv?device_id=X",
+        None,
+    ),
+    ("GET", "/api/v1/shipments/<shipment>/readings"): lambda a: (
+        "GET",
+        f"/api/v1/shipments/{a['shipment']}/readings",
+        None,
+    ),
+    ("GET", "/api/v1/shipments/<shipment>/readings/files/<sha256>"): lambda a: (
+        "GET",
+        f"/api/v1/shipments/{a['shipment']}/readings/files/{a['logger_file']}",
+        None,
+    ),
+    ("GET", "/api/v1/alarm-rules/<product>"): lambda a: (
+        "GET",
+        "/api/v1/alarm-rules/axi-cel",
+        None,
+    ),
+    ("POST", "/api/v1/alarm-rules/<product>"): lambda a: (
+        "POST",
+        "/api/v1/alarm-rules/axi-cel",
+        {"gap_minutes": 20},
+    ),
+    ("POST", "/api/v1/units/<din>/disposition"): lambda a: (
+        "POST",
+        f"/api/v1/units/{a['held']}/disposition",
+        {"decision": "reject", "reason": "x", "email": "x@example.org", "password": "x"},
+    ),
 }
-# product policies are not any site's data: readable by all, changed by admin or QA anywhere
-GLOBAL_WRITES = {("POST", "/api/v1/sla-policies/<product>")}
+# product policies and alarm rules are not any site's data: readable by all, changed by an
+# admin or QA of a manufacturing site anywhere
+GLOBAL_WRITES = {
+    ("POST", "/api/v1/sla-policies/<product>"),
+    ("POST", "/api/v1/alarm-rules/<product>"),
+}
 
 # every user of network B, one of each role
 NETWORK_B = sorted(short for short, (_role, site) in USERS.items() if site.endswith("-2"))
@@ -219,6 +283,8 @@ def a_record(world: World, coi: str) -> tuple[Any, ...]:
             session.exec(select(func.count()).select_from(Signature)).one(),
             session.exec(select(func.count()).select_from(LabelPrint)).one(),
             session.exec(select(func.count()).select_from(Review)).one(),
+            tuple((s.serial, s.status) for s in session.exec(select(Shipper))),
+            session.exec(select(func.count()).select_from(TemperatureReading)).one(),
             tuple(
                 (u.id, u.role, u.active, u.session_epoch)
                 for u in session.exec(select(User))
@@ -423,6 +489,34 @@ def test_no_user_of_another_network_reads_or_changes_anything(world: World) -> N
     assert {USERS[short][0] for short in NETWORK_B} == set(Role)
     bag = world.bag_at("pack", "PAT-SECRET-A")
     shipment = world.ship([bag["din"]])
+    # A's shipper, a logger's file of A's shipment, and a bag of A's on hold
+    reading_at = dt.datetime.now(dt.UTC).isoformat()
+    shipper = world.post(
+        "aph",
+        "/api/v1/shippers",
+        {
+            "serial": "DS-SECRET-A",
+            "model": "Elite",
+            "hold_time_hours": 240,
+            "qualified_until": "2099-01-01T00:00:00Z",
+        },
+    ).json["serial"]
+    logger_file = world.post(
+        "aph",
+        f"/api/v1/shipments/{shipment['barcode']}/readings",
+        {"device_id": "TAG-A", "readings": [{"at": reading_at, "value": -185, "unit": "C"}]},
+    ).json["file"]["sha256"]
+    held = world.bag_at("pack", "PAT-SECRET-D")
+    held_shipment = world.ship([held["din"]])
+    hot = world.post(
+        "aph",
+        f"/api/v1/shipments/{held_shipment['barcode']}/readings",
+        {
+            "device_id": "TAG-D",
+            "readings": [{"at": dt.datetime.now(dt.UTC).isoformat(), "value": -100, "unit": "C"}],
+        },
+    )
+    assert hot.json["held"] == [held["din"]], hot.json
     # a second order of A's in manufacturing, its batch filling product bags
     received = world.bag_at("receive", "PAT-SECRET-B")
     batch = world.post("op", "/api/v1/batches", {"coi": received["coi"]}).json["code"]
@@ -463,6 +557,10 @@ def test_no_user_of_another_network_reads_or_changes_anything(world: World) -> N
         "next_site": "APH-1",
         "batch": batch,
         "coi2": waiting["coi"],
+        "shipper": shipper,
+        "logger_file": logger_file,
+        "reading_at": reading_at,
+        "held": held["din"],
     }
     secrets_of_a = (
         bag["coi"],
@@ -474,6 +572,10 @@ def test_no_user_of_another_network_reads_or_changes_anything(world: World) -> N
         "PAT-SECRET-B",
         waiting["coi"],
         batch,
+        "DS-SECRET-A",
+        logger_file,
+        held["din"],
+        "TAG-A",
     )
 
     before = a_record(world, bag["coi"])

@@ -53,6 +53,10 @@ RECORD_TABLES = (
     "label_prints",
     "reviews",
     "admin_changes",
+    "logger_files",
+    "temperature_readings",
+    "alarm_rules",
+    "condition_alarms",
 )
 IDENTITY_TABLES = ("orders", "units", "users", "sites")
 

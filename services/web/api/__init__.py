@@ -2,6 +2,7 @@
 
 from services.web.api import (  # noqa: F401 - routes
     batches,
+    condition,
     identifiers,
     labels,
     notifications,

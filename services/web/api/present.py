@@ -10,7 +10,7 @@ from sqlmodel import Session
 from services.domain.batches import BatchState
 from services.domain.custody import Actor
 from services.domain.identifiers import Coi, Din, batch_code, shipment_code
-from services.operations import audit, signing
+from services.operations import audit, shippers, signing
 from services.operations.access import may_see_patient_ref
 from services.operations.batches import BatchRecord, batches_of_order
 from services.operations.directory import Directory
@@ -164,6 +164,7 @@ def event_public(record: EventRecord) -> EventPublic:
         batch_status=BatchState(record.batch_status) if record.batch_status else None,
         reason=record.reason,
         corrects=record.corrects,
+        details=record.details,
     )
 
 
@@ -259,6 +260,7 @@ def shipment_public(session: Session, shipment: Shipment) -> ShipmentPublic:
         outstanding=[unit.din for unit in manifest if unit.din not in arrived],
         reconciled_at=shipment.reconciled_at,
         missing=shipment.missing,
+        warnings=shippers.shipment_warnings(session, shipment),
     )
 
 

@@ -250,6 +250,11 @@ class EventPublic(SQLModel):
     corrects: int | None = Field(
         default=None, description="A correction: the sequence of the event it corrects"
     )
+    details: dict[str, Any] | None = Field(
+        default=None,
+        description="A condition record's details: a logger file's SHA-256 (readings), the "
+        "alarms that put a bag on hold (hold)",
+    )
     signature: str | None = Field(
         default=None,
         description="not_required | awaiting | awaiting_witness | signed (order timeline)",
@@ -356,6 +361,11 @@ class ShipmentPublic(SQLModel):
     reconciled_at: dt.datetime | None = None
     missing: list[str] | None = Field(
         default=None, description="Bags the destination reported missing when it reconciled"
+    )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What to act on: a leg allowed longer than the shipper's qualified hold "
+        "time, or a shipper nobody registered",
     )
 
 
@@ -620,3 +630,181 @@ class SignatureCreate(SQLModel):
 
 
 EventPublic.model_rebuild()  # it names SignaturePublic, defined further down
+
+
+# the chain of condition
+
+Serial = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
+    ),
+]
+DeviceId = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$",
+    ),
+]
+Hours = Annotated[float, Constraint(allow_inf_nan=False, ge=1, le=1440)]
+
+
+class ShipperCreate(SQLModel):
+    serial: Serial = Field(description="The shipper's serial, as on its barcode")
+    model: Text = Field(description="Its make and model")
+    hold_time_hours: Hours = Field(description="Its qualified hold time at or below -150 °C")
+    qualified_until: Timestamp = Field(description="When its qualification runs out")
+
+
+class ShipperChange(SQLModel):
+    status: Literal["in_service", "quarantined", "retired"] | None = Field(
+        default=None, description="Put it in or out of service (in use: by packing only)"
+    )
+    reason: Reason = Field(min_length=1, description="Why: kept in the admin log")
+    qualified_until: Timestamp | None = Field(default=None, description="Requalified until")
+    hold_time_hours: Hours | None = None
+
+
+class ShipperPath(SQLModel):
+    serial: Identifier = Field(description="The shipper's serial")
+
+
+class ShipperPublic(SQLModel):
+    serial: str
+    model: str
+    hold_time_hours: float
+    qualified_until: dt.datetime
+    status: Literal["in_service", "in_use", "quarantined", "retired"]
+    status_reason: str | None
+    site: str = Field(description="Its home site, which keeps and requalifies it")
+    usable: bool = Field(description="In service and qualified: it may be packed now")
+
+
+class ShipperList(SQLModel):
+    shippers: list[ShipperPublic]
+
+
+class ReadingIn(SQLModel):
+    at: Annotated[str, StringConstraints(max_length=64)] = Field(
+        description="ISO 8601 with an offset from UTC, e.g. 2026-12-01T10:30:00Z"
+    )
+    value: Number
+    unit: Literal["C", "F", "K"]
+
+
+class ReadingsCreate(SQLModel):
+    device_id: DeviceId = Field(description="The data logger's id")
+    readings: list[ReadingIn] = Field(min_length=1, max_length=50_000)
+
+
+class ReadingsCsvQuery(SQLModel):
+    device_id: DeviceId | None = Field(
+        default=None, description="The logger, when the file has no device_id column"
+    )
+    filename: (
+        Annotated[str, StringConstraints(max_length=255), AfterValidator(_printable)] | None
+    ) = None
+
+
+class LoggerFilePublic(SQLModel):
+    sha256: str = Field(description="The SHA-256 of the file as uploaded, sealed in the chain")
+    filename: str
+    media_type: str
+    size: int
+    devices: list[str]
+    readings: int
+    new_readings: int = Field(description="Readings not stored before this file")
+    first_at: dt.datetime
+    last_at: dt.datetime
+    uploaded_by: str
+    uploaded_at: dt.datetime
+
+
+class AlarmPublic(SQLModel):
+    kind: Literal["instant", "continuous", "cumulative", "gap"]
+    device_id: str
+    product: str
+    rule_version: int
+    started_at: dt.datetime
+    ended_at: dt.datetime
+    minutes: float
+    peak_c: float | None
+    description: str
+
+
+class ReadingsImported(SQLModel):
+    shipment: str
+    duplicate: bool = Field(description="This file was imported before: nothing changed")
+    file: LoggerFilePublic
+    alarms: list[AlarmPublic] = Field(description="Alarms this import raised")
+    held: list[str] = Field(description="Bags this import put on hold")
+
+
+class ReadingPublic(SQLModel):
+    device_id: str
+    at: dt.datetime
+    value_c: float
+
+
+class DeviceSummary(SQLModel):
+    device_id: str
+    count: int
+    first: dt.datetime
+    last: dt.datetime
+    min_c: float
+    max_c: float
+    mean_c: float
+
+
+class AlarmRulePublic(SQLModel):
+    product: str
+    version: int = Field(description="0: the defaults, never changed")
+    limit_c: float = Field(description="Beyond (warmer than) this, the time counts")
+    instant_limit_c: float = Field(description="One reading beyond this is an alarm at once")
+    continuous_minutes: float
+    cumulative_minutes: float
+    gap_minutes: float = Field(description="No reading for longer than this is a gap")
+
+
+class AlarmRuleUpdate(SQLModel):
+    limit_c: Number | None = None
+    instant_limit_c: Number | None = None
+    continuous_minutes: Number | None = None
+    cumulative_minutes: Number | None = None
+    gap_minutes: Number | None = None
+
+
+class ShipmentReadings(SQLModel):
+    shipment: str
+    shipper: ShipperPublic | None
+    leg_start: dt.datetime = Field(description="The leg: from packing ...")
+    leg_end: dt.datetime | None = Field(description="... to the last receipt (null: travelling)")
+    rules: list[AlarmRulePublic]
+    files: list[LoggerFilePublic]
+    summaries: list[DeviceSummary] = Field(description="Per device, within the leg")
+    alarms: list[AlarmPublic]
+    readings: list[ReadingPublic]
+
+
+class LoggerFilePath(SQLModel):
+    shipment: Annotated[Identifier, StringConstraints(max_length=32)]
+    sha256: Annotated[str, StringConstraints(min_length=64, max_length=64, pattern=r"^[0-9a-f]+$")]
+
+
+class DispositionCreate(SQLModel):
+    decision: Literal["release", "reject"] = Field(
+        description="release: back to the state it left; reject: out of the chain"
+    )
+    reason: Reason = Field(min_length=1)
+    email: Annotated[str, AfterValidator(_printable)] = Field(
+        max_length=254, description="Your e-mail: the signature's first component"
+    )
+    password: Annotated[str, AfterValidator(_no_nul)] = Field(
+        max_length=256, description="Your password: the second component"
+    )

@@ -8,7 +8,7 @@ from services.operations import shipments as shipment_ops
 from services.web.api.blueprint import api, shipments_tag
 from services.web.api.present import shipment_public
 from services.web.api.schemas import ShipmentCreate, ShipmentPath, ShipmentPublic
-from services.web.state import current_actor, unit_of_work, utcnow
+from services.web.state import current_actor, state, unit_of_work, utcnow
 
 
 @api.post("/shipments", tags=[shipments_tag], responses={201: ShipmentPublic})
@@ -24,6 +24,7 @@ def create_shipment(body: ShipmentCreate) -> tuple[Response, int]:
             units=body.units,
             carrier=body.carrier,
             now=utcnow(),
+            require_registered_shipper=state().settings.require_registered_shippers,
         )
         uow.commit()
         result = shipment_public(uow.session, shipment)

@@ -99,6 +99,7 @@ def new_shipment() -> Any:
                 units=[],
                 carrier=forms.optional("carrier", max_length=32),
                 now=utcnow(),
+                require_registered_shipper=state().settings.require_registered_shippers,
             )
             uow.commit()
             code = shipment_code(shipment.id or 0)
