@@ -78,6 +78,7 @@ bench: install ## the benchmarks: scans, labels, notification latency (bench/REA
 	$(BIN)/python bench/label_rate.py
 	$(BIN)/python bench/notification_latency.py
 	$(BIN)/python bench/sweep_scale.py
+	$(BIN)/python bench/readings_import.py
 
 clean: ## remove the virtualenv, runtime data and caches
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

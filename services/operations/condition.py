@@ -328,8 +328,17 @@ def _not_stored(session: Session, shipment: Shipment, readings: Sequence[Reading
 def _insert(
     session: Session, shipment: Shipment, file: LoggerFile, fresh: Sequence[Reading]
 ) -> None:
-    """Many rows at once (one INSERT per thousand readings), not one ORM object each."""
+    """Many rows at once: COPY on PostgreSQL, the driver's executemany on SQLite; never one
+    ORM object per reading."""
     if not fresh:
+        return
+    connection = session.connection()
+    columns = ("shipment_id", "device_id", "at", "value_c", "file_id")
+    if connection.dialect.name == "postgresql":
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cursor.copy(f"COPY temperature_readings ({', '.join(columns)}) FROM STDIN") as copy:
+            for r in fresh:
+                copy.write_row((shipment.id, r.device_id, r.at, r.value_c, file.id))
         return
     table = TemperatureReading.__table__  # type: ignore[attr-defined]
     rows = [
@@ -342,9 +351,7 @@ def _insert(
         }
         for r in fresh
     ]
-    connection = session.connection()
-    for start in range(0, len(rows), 5000):
-        connection.execute(sa.insert(table), rows[start : start + 5000])
+    connection.execute(sa.insert(table), rows)  # the driver's executemany
 
 
 def _count(session: Session, shipment: Shipment) -> int:

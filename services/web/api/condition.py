@@ -186,8 +186,7 @@ def import_readings(path: ShipmentPath, body: ReadingsCreate) -> tuple[Response,
     duplicate). Readings during the leg are checked against each product's alarm rule: an
     excursion or a gap puts the manifest's bags on hold and notifies."""
     now = utcnow()
-    rows = [reading.model_dump() for reading in body.readings]
-    readings = parse_json(body.device_id, rows, now=now)
+    readings = parse_json(body.device_id, body.readings, now=now)  # type: ignore[arg-type]
     original = request.get_data()
     with unit_of_work() as uow:
         result = condition.import_readings(

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, AwareDatetime, StringConstraints
 from pydantic import Field as Constraint
 from sqlmodel import Field, SQLModel
+from typing_extensions import TypedDict
 
 from services.domain.batches import BatchState
 from services.domain.custody import Action, OrderState, ShipmentState, UnitKind, UnitState
@@ -690,10 +691,10 @@ class ShipperList(SQLModel):
     shippers: list[ShipperPublic]
 
 
-class ReadingIn(SQLModel):
-    at: Annotated[str, StringConstraints(max_length=64)] = Field(
-        description="ISO 8601 with an offset from UTC, e.g. 2026-12-01T10:30:00Z"
-    )
+class ReadingIn(TypedDict):
+    """One reading (a mapping, not a model: a month of them validates in a blink)."""
+
+    at: Annotated[str, StringConstraints(max_length=64)]  # ISO 8601 with an offset from UTC
     value: Number
     unit: Literal["C", "F", "K"]
 
