@@ -38,9 +38,12 @@ def seed(url: str, count: int, per_bag: int) -> int:
         admin.add_site(uow.session, code="APH", kind=SiteKind.COLLECTION, name="A", fin="B1234")
         admin.add_site(uow.session, code="MFG", kind=SiteKind.MANUFACTURING, name="M", fin="M1234")
         admin.add_site(uow.session, code="TRT", kind=SiteKind.TREATMENT, name="T")
-        admin.add_user(uow.session, email="s@bench.example.org", role=Role.APHERESIS_STAFF, site_code="APH")
+        admin.add_user(
+            uow.session, email="s@example.org", role=Role.APHERESIS_STAFF, site_code="APH"
+        )
         actor = admin.actor_for(
-            admin.user_by_email(uow.session, "s@bench.example.org"), admin.site_by_code(uow.session, "APH")
+            admin.user_by_email(uow.session, "s@example.org"),
+            admin.site_by_code(uow.session, "APH"),
         )
         uow.commit()
     started = time.perf_counter()

@@ -55,8 +55,8 @@ def build(url: str, var: Path) -> tuple[Any, dict[str, str], Any]:
         admin.add_site(session, code="MFG", kind=SiteKind.MANUFACTURING, name="M", fin="M1234")
         admin.add_site(session, code="TRT", kind=SiteKind.TREATMENT, name="T")
         admin.add_site(session, code="COUR", kind=SiteKind.COURIER, name="C")
-        admin.add_user(session, email="aph@bench.example.org", role=Role.APHERESIS_STAFF, site_code="APH")
-        _row, token = admin.create_token(session, email="aph@bench.example.org")
+        admin.add_user(session, email="aph@example.org", role=Role.APHERESIS_STAFF, site_code="APH")
+        _row, token = admin.create_token(session, email="aph@example.org")
         uow.commit()
     return app, {"Authorization": f"Bearer {token}"}, app.test_client()
 
@@ -67,7 +67,7 @@ def fresh_shipment(app: Any, start: dt.datetime) -> int:
     with UnitOfWork(app.extensions["vein2vein"].db.session_factory) as uow:
         session = uow.session
         actor = admin.actor_for(
-            admin.user_by_email(session, "aph@bench.example.org"), admin.site_by_code(session, "APH")
+            admin.user_by_email(session, "aph@example.org"), admin.site_by_code(session, "APH")
         )
         order = orders.enroll_order(
             session,

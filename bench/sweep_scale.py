@@ -41,9 +41,10 @@ def fill(url: str, open_legs: int, due: int) -> None:
             ("TRT", SiteKind.TREATMENT, None),
         ):
             admin.add_site(uow.session, code=code, kind=kind, name=code, fin=fin)
-        admin.add_user(uow.session, email="care@bench.example.org", role=Role.CARE_TEAM, site_code="TRT")
+        admin.add_user(uow.session, email="care@example.org", role=Role.CARE_TEAM, site_code="TRT")
         actor = admin.actor_for(
-            admin.user_by_email(uow.session, "care@bench.example.org"), admin.site_by_code(uow.session, "TRT")
+            admin.user_by_email(uow.session, "care@example.org"),
+            admin.site_by_code(uow.session, "TRT"),
         )
         order = orders.enroll_order(
             uow.session,
