@@ -59,7 +59,7 @@ from services.domain.custody import (
     Actor,
     UnitState,
 )
-from services.domain.errors import Conflict, IllegalTransition, InvalidRequest, NotFound
+from services.domain.errors import Conflict, Forbidden, IllegalTransition, InvalidRequest, NotFound
 from services.domain.identifiers import din_reference, shipment_code
 from services.domain.signatures import APPROVED
 from services.operations import access, admin, shippers, staff
@@ -682,3 +682,60 @@ def _state_before_hold(session: Session, unit: Unit) -> UnitState:
     if row is None:
         raise IllegalTransition(f"bag {unit.din}'s record does not say where it was held from")
     return UnitState(row)
+
+
+@dataclass(frozen=True)
+class HeldBag:
+    din: str
+    coi: str
+    state: UnitState
+    held_from: UnitState | None
+    since: dt.datetime | None
+    reason: str | None  # the hold's alarms, or the quarantine's scan
+    shipment: str | None
+    may_dispose: bool
+
+
+def hold_queue(session: Session, actor: Actor) -> list[HeldBag]:
+    """The bags on hold or quarantined that the actor may see, each with why, oldest first."""
+    queue = []
+    for unit, order in held_bags(session, actor):
+        last = session.exec(
+            select(CustodyEvent)
+            .where(
+                CustodyEvent.unit_id == unit.id,
+                col(CustodyEvent.to_state).in_(sorted(HELD_STATES)),
+            )
+            .order_by(col(CustodyEvent.sequence).desc())
+            .limit(1)
+        ).first()
+        shipment = session.get(Shipment, unit.shipment_id) if unit.shipment_id else None
+        try:
+            access.check_disposition(actor, order, unit, shipment)
+            may = True
+        except Forbidden:
+            may = False
+        queue.append(
+            HeldBag(
+                din=unit.din,
+                coi=order.coi,
+                state=unit.state,
+                held_from=unit.held_from,
+                since=last.recorded_at if last else None,
+                reason=(last.reason or last.action.replace("_", " ")) if last else None,
+                shipment=shipment_code(last.shipment_id) if last and last.shipment_id else None,
+                may_dispose=may,
+            )
+        )
+    return queue
+
+
+def order_conditions(session: Session, actor: Actor, order: Order) -> list[Condition]:
+    """The temperature record of each shipment of the order that the actor may see and that
+    has readings or alarms."""
+    return [
+        shipment_condition(session, shipment)
+        for shipment in shipments_of_order(session, order)
+        if access.can_view_shipment(actor, shipment)
+        and (_count(session, shipment) or alarms_of(session, shipment))
+    ]

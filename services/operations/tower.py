@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 from services.db.models import Order, Site, Unit
 from services.domain.custody import TERMINAL_STATES, Actor, UnitState
 from services.operations import access, turnaround
+from services.operations.condition import HeldBag, hold_queue
 from services.operations.turnaround import LegSummary
 
 
@@ -57,6 +58,7 @@ class Tower:
     delays: list[Delay]
     legs: list[LegSummary]
     weeks: list[Week]
+    holds: list[HeldBag]  # on hold or quarantined: shown first
 
 
 def control_tower(
@@ -113,4 +115,5 @@ def control_tower(
         delays=delays,
         legs=legs,
         weeks=weeks,
+        holds=[bag for bag in hold_queue(session, actor) if bag.coi in {o.coi for o in orders}],
     )

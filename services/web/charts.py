@@ -5,11 +5,13 @@ pages show the same data as a table beside it."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 from collections.abc import Sequence
 
 import pygal
 from pygal.style import Style
 
+from services.domain.condition import Reading
 from services.operations.tower import Week
 from services.operations.turnaround import LegSummary
 
@@ -87,3 +89,101 @@ def weeks_chart(weeks: Sequence[Week]) -> str:
     )
     chart.add("late legs (right axis)", [w.late for w in weeks], secondary=True)
     return data_uri(chart)
+
+
+POINTS = 720  # what a chart draws of a month of one-minute readings: the hottest per interval
+
+
+TEMPERATURE_STYLE = Style(
+    **{
+        **{
+            name: getattr(STYLE, name)
+            for name in (
+                "background",
+                "plot_background",
+                "foreground",
+                "foreground_strong",
+                "foreground_subtle",
+                "font_family",
+                "label_font_size",
+                "major_label_font_size",
+                "legend_font_size",
+                "title_font_size",
+                "value_font_size",
+                "guide_stroke_color",
+                "major_guide_stroke_color",
+            )
+        },
+        # the alarm's shading, the limit (drawn over it), then each logger
+        "colors": ("#e07000", "#a4000f", "#0b3d91", "#2f6b00", "#6a2c91"),
+    }
+)
+
+
+def temperature_chart(
+    readings: Sequence[Reading],
+    *,
+    limit_c: float,
+    alarms: Sequence[tuple[dt.datetime, dt.datetime]],
+    title: str,
+) -> str:
+    """A shipment's temperature over time: per device the hottest reading of each interval (so
+    no excursion is smoothed away), the rule's limit as a dashed line, and the time of each
+    alarm shaded between the limit and the curve."""
+    first, last = min(r.at for r in readings), max(r.at for r in readings)
+    step = (last - first) / 5 if last > first else dt.timedelta(minutes=1)
+    chart = pygal.DateTimeLine(
+        **_common(
+            style=TEMPERATURE_STYLE,
+            title=title,
+            x_title="time (UTC)",
+            y_title="°C",
+            width=900,
+            height=360,
+            show_dots=False,
+            allow_interruptions=True,
+            zero=limit_c,
+            show_minor_x_labels=False,
+            legend_at_bottom_columns=2,
+            margin_right=48,  # room for the last time label
+            x_value_formatter=lambda moment: moment.strftime("%d %b %H:%M"),
+        )
+    )
+    chart.x_labels = [first + step * i for i in range(6)]
+    chart.x_labels_major = chart.x_labels
+    by_device: dict[str, list[Reading]] = {}
+    for reading in readings:
+        by_device.setdefault(reading.device_id, []).append(reading)
+    curves = {device: _hottest(series) for device, series in sorted(by_device.items())}
+    # at the limit where there is no alarm: filled from the limit, it shades only the alarms
+    beyond = sorted(
+        (
+            (at, value if value > limit_c and any(s <= at <= e for s, e in alarms) else limit_c)
+            for points in curves.values()
+            for at, value in points
+        ),
+        key=lambda point: point[0],
+    )
+    chart.add("alarm: beyond the limit", beyond, fill=True)
+    chart.add(
+        f"limit {limit_c:g} °C",
+        [(first, limit_c), (last, limit_c)],
+        stroke_style={"width": 2, "dasharray": "8, 5"},
+    )
+    for device, points in curves.items():
+        chart.add(f"logger {device}: hottest per interval", points)
+    return data_uri(chart)
+
+
+def _hottest(series: Sequence[Reading]) -> list[tuple[dt.datetime, float]]:
+    ordered = sorted(series, key=lambda r: r.at)
+    size = max(1, -(-len(ordered) // POINTS))
+    return [
+        (chunk[0].at, max(r.value_c for r in chunk))
+        for chunk in (ordered[i : i + size] for i in range(0, len(ordered), size))
+    ]
+
+
+def temperature_limit(rules: Sequence[float]) -> float:
+    """The strictest limit among the products a shipment carries."""
+    return min(rules) if rules else -150.0

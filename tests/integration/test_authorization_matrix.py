@@ -467,6 +467,44 @@ PAGE_CASES: dict[tuple[str, str], Request] = {
         f"/account/tokens/{a['token']}/revoke",
         {},
     ),
+    # the chain of condition (issue 15)
+    ("GET", "/shippers"): lambda a: ("GET", "/shippers", None),
+    ("POST", "/shippers"): lambda a: (
+        "POST",
+        "/shippers",
+        {
+            "serial": a["shipper"],
+            "model": "Spy",
+            "hold_time_hours": "1",
+            "qualified_until": "2099-01-01",
+        },
+    ),
+    ("POST", "/shippers/<serial>"): lambda a: (
+        "POST",
+        f"/shippers/{a['shipper']}",
+        {"status": "retired", "reason": "sabotage"},
+    ),
+    ("GET", "/shipments/<code>/condition"): lambda a: (
+        "GET",
+        f"/shipments/{a['shipment']}/condition",
+        None,
+    ),
+    ("POST", "/shipments/<code>/condition"): lambda a: (
+        "POST",
+        f"/shipments/{a['shipment']}/condition",
+        {"device_id": "X"},
+    ),
+    ("GET", "/shipments/<code>/readings/<sha256>"): lambda a: (
+        "GET",
+        f"/shipments/{a['shipment']}/readings/{a['logger_file']}",
+        None,
+    ),
+    ("GET", "/holds"): lambda a: ("GET", "/holds", None),
+    ("POST", "/holds/<din>"): lambda a: (
+        "POST",
+        f"/holds/{a['held']}",
+        {"decision": "reject", "reason": "x", "email": "x@example.org", "password": "x"},
+    ),
 }
 PUBLIC_RULES = {"/static/<path:filename>"}
 

@@ -45,6 +45,7 @@ NAV: dict[Role, list[tuple[str, str]]] = {
         ("pages.scan_station", "Scan"),
         ("pages.new_shipment", "Ship bags"),
         ("pages.shipments", "Shipments"),
+        ("pages.shippers_page", "Shippers"),
     ],
     Role.COURIER: [("pages.shipments", "My shipments"), ("pages.scan_station", "Scan")],
     Role.MANUFACTURING_OPERATOR: [
@@ -52,6 +53,7 @@ NAV: dict[Role, list[tuple[str, str]]] = {
         ("pages.scan_station", "Scan"),
         ("pages.batch_board", "Batches"),
         ("pages.new_shipment", "Ship products"),
+        ("pages.shippers_page", "Shippers"),
     ],
     Role.CARE_TEAM: [
         ("pages.new_order", "New order"),
@@ -61,6 +63,7 @@ NAV: dict[Role, list[tuple[str, str]]] = {
         ("pages.subscriptions", "Subscriptions"),
     ],
     Role.QA: [
+        ("pages.holds", "Holds"),
         ("pages.review", "Review"),
         ("pages.batch_board", "Batches"),
         ("pages.control_tower", "Control tower"),
@@ -160,6 +163,7 @@ import services.web.pages.account  # noqa: E402
 import services.web.pages.admin  # noqa: E402
 import services.web.pages.alerts  # noqa: E402
 import services.web.pages.bedside  # noqa: E402
+import services.web.pages.condition  # noqa: E402
 import services.web.pages.orders  # noqa: E402
 import services.web.pages.review  # noqa: E402
 import services.web.pages.shipments  # noqa: E402

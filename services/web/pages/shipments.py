@@ -13,7 +13,7 @@ from services.domain.custody import Action, SiteKind, UnitState
 from services.domain.errors import DomainError, InvalidRequest
 from services.domain.identifiers import shipment_code
 from services.operations import labels as label_ops
-from services.operations import manifests
+from services.operations import manifests, shippers
 from services.operations import shipments as shipment_ops
 from services.operations.directory import Directory
 from services.operations.scans import ScanInput
@@ -103,10 +103,13 @@ def new_shipment() -> Any:
             )
             uow.commit()
             code = shipment_code(shipment.id or 0)
+            warnings = shippers.shipment_warnings(uow.session, shipment)
     except DomainError as error:
         flash(f"Not opened: {error.detail}")
         return render_template("shipment_new.html", actor=actor, form=request.form, **choices), 422
     flash(f"Shipment {code} is open: scan each bag into it as it goes into the shipper.")
+    for warning in warnings:
+        flash(f"Warning: {warning}.")
     return redirect(url_for("pages.pack_shipment", code=code), 303)
 
 

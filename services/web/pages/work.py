@@ -18,7 +18,7 @@ from services.domain.custody import Action, Role, UnitState
 from services.domain.errors import DomainError
 from services.domain.identifiers import batch_number
 from services.domain.signatures import MEANINGS
-from services.operations import access, audit, batches, signing, tower
+from services.operations import access, audit, batches, condition, signing, tower
 from services.operations import labels as label_ops
 from services.operations.directory import Directory
 from services.operations.labels import label_spec
@@ -27,6 +27,7 @@ from services.operations.scans import ScanInput
 from services.web import charts, forms
 from services.web.api.present import batch_public, order_public, timeline_events
 from services.web.pages import pages
+from services.web.pages.condition import condition_view
 from services.web.scanning import submit_scan
 from services.web.security import session_actor
 from services.web.state import login_policy, max_clock_skew, state, unit_of_work, utcnow
@@ -177,6 +178,11 @@ def order_timeline(coi: str) -> str:
         events = timeline_events(uow.session, order)
         report = audit.verify(uow.session, order_id=order.id)
         prints = label_ops.prints_of(uow.session, order)
+        directory = Directory(uow.session)
+        conditions = [
+            condition_view(found, directory)
+            for found in condition.order_conditions(uow.session, actor, order)
+        ]
         at_collection = actor.site_id == order.collection_site_id
         at_manufacturing = actor.site_id == order.manufacturing_site_id
     printed = {p.what for p in prints}
@@ -199,6 +205,7 @@ def order_timeline(coi: str) -> str:
         and at_manufacturing
         and any(u.state is UnitState.RECEIVED for u in public.units),
         printer=bool(state().settings.label_printer_url),
+        conditions=conditions,
     )
 
 
