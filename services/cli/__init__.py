@@ -13,6 +13,7 @@ import click
 from flask import current_app
 from flask.cli import FlaskGroup
 from sqlalchemy import make_url
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 import labels
 from services.db import UnitOfWork, migrate, privileges
@@ -25,11 +26,14 @@ from services.operations import notifications as outbox
 from services.operations.labels import label_spec
 from services.operations.queries import bag_by_din
 
+FLASK_COMMANDS = frozenset({"run", "routes", "shell"})  # these need the routes; ours do not
+
 
 def _create_app() -> Any:
     from services.web import create_app
 
-    return create_app()
+    command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), None)
+    return create_app(web=command is None or command in FLASK_COMMANDS)
 
 
 @click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False)
@@ -50,6 +54,13 @@ def transaction() -> Iterator[UnitOfWork]:
             uow.commit()
     except DomainError as error:
         raise click.ClickException(f"{error.detail} [{error.code}]") from error
+    except (OperationalError, ProgrammingError) as error:
+        text = str(error.orig)
+        if "no such table" in text or "does not exist" in text:
+            raise click.ClickException(
+                "the database has no vein2vein tables yet: run `vein2vein db upgrade` first"
+            ) from error
+        raise
 
 
 def utcnow() -> dt.datetime:

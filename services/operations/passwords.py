@@ -7,6 +7,7 @@ verify against a dummy hash), so the login form tells nobody which e-mail addres
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -25,7 +26,12 @@ MIN_PASSWORD_LENGTH = 12  # NIST SP 800-63B allows 8; these accounts move patien
 MAX_PASSWORD_LENGTH = 256
 
 _hasher = PasswordHasher()  # argon2id with the RFC 9106 low-memory parameters
-_DUMMY_HASH = _hasher.hash("not a password anybody has")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Made once, when first needed (not at import: every process would pay for it)."""
+    return _hasher.hash("not a password anybody has")
 
 
 @dataclass(frozen=True)
@@ -134,11 +140,11 @@ def check_password(
         .with_for_update(of=User)
     ).first()
     if row is None or row[0].password_hash is None:
-        _verify(_DUMMY_HASH, password)
+        _verify(_dummy_hash(), password)
         return None
     user, site = row
     if user.locked_until is not None and user.locked_until > now:
-        _verify(_DUMMY_HASH, password)  # the same work, so the lock is no timing oracle either
+        _verify(_dummy_hash(), password)  # the same work, so the lock is no timing oracle either
         return None
     assert user.password_hash is not None
     if not user.active or not _verify(user.password_hash, password):

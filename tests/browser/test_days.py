@@ -181,7 +181,7 @@ def test_the_operator_receives_with_a_bag_missing_reconciles_and_opens_the_batch
     check_page(page, "home-operator", axe)
     nav(page, "Receive")
     check_page(page, "shipments-site", axe)
-    page.get_by_role("link", name=shipment["barcode"]).click()
+    page.get_by_role("link", name=shipment["barcode"], exact=True).click()
     expect(page.locator("#barcode")).to_be_focused()
     scanner(page, bags[0]["barcode"])
     expect(page.locator("#result .headline")).to_have_text("ACCEPTED")
