@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     # packing into a shipper nobody registered: refused (shipper_unavailable) when true; when
     # false it is allowed, with a warning on the shipment that its qualification is unchecked
     require_registered_shippers: bool = False
+    # EPCIS identifiers (DIN, COI, sites, shipments, batches) are HTTP URIs under this base
+    epcis_base_uri: str = "https://vein2vein.example/id"
 
     # notifications (see RELIABILITY.md): the row, not Celery, decides retries and giving up
     mail_from: str = "vein2vein <notifications@vein2vein.invalid>"

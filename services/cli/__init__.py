@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +25,7 @@ from services.operations import admin, condition, deadlines, passwords, shippers
 from services.operations import audit as audit_ops
 from services.operations import notifications as outbox
 from services.operations.labels import label_spec
-from services.operations.queries import bag_by_din
+from services.operations.queries import bag_by_din, coi_value
 
 FLASK_COMMANDS = frozenset({"run", "routes", "shell"})  # these need the routes; ours do not
 
@@ -598,3 +599,32 @@ def alarm_set(product: str, **values: float | None) -> None:
     with transaction() as uow:
         rule = condition.set_rule(uow.session, actor=None, product=product, now=utcnow(), **values)
     click.echo(f"{product}: alarm rule version {rule.version} in force for imports from now")
+
+
+@main.group()
+def epcis() -> None:
+    """GS1 EPCIS 2.0: the custody record in the industry's interchange format."""
+
+
+@epcis.command("export")
+@click.argument("coi")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None)
+def epcis_export(coi: str, output: str | None) -> None:
+    """The order's EPCISDocument (JSON-LD), to a file or to standard output."""
+    from services.domain.epcis import Uris
+    from services.operations import epcis as epcis_ops
+
+    with transaction() as uow:
+        body = epcis_ops.export_order(
+            uow.session,
+            actor=None,
+            coi=coi_value(coi),
+            uris=Uris(_state().settings.epcis_base_uri.rstrip("/")),
+            now=utcnow(),
+        )
+    text = json.dumps(body, indent=2) + "\n"
+    if output:
+        Path(output).write_text(text)
+        click.echo(f"{len(body['epcisBody']['eventList'])} events written to {output}", err=True)
+    else:
+        click.echo(text, nl=False)

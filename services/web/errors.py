@@ -29,6 +29,7 @@ STATUS_BY_CODE = {
     "invalid_label": 422,
     "shipper_unavailable": 422,
     "invalid_readings": 422,
+    "invalid_epcis": 422,
     "illegal_transition": 409,
     "on_hold": 409,
     "conflict": 409,

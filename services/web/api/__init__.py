@@ -3,6 +3,7 @@
 from services.web.api import (  # noqa: F401 - routes
     batches,
     condition,
+    epcis,
     identifiers,
     labels,
     notifications,

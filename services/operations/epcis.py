@@ -1,0 +1,614 @@
+"""The custody record in GS1 EPCIS 2.0, out and in: an order's events as an EPCISDocument, the
+events queried (a subset of the EPCIS 2.0 REST binding), and a partner's ObjectEvents captured
+as scans under the same custody rules.
+
+Every event is built only from what was known when its record was written (a batch's inputs, a
+logger file's own readings, the alarms it raised), so the same record always exports the same
+event and the same ``eventID`` (the CBV 2.0 event hash). A correction is the corrective event
+(``v2v:corrects``) and an ``errorDeclaration`` on the event it corrects, which the hash leaves
+out.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from services import epcis_schema
+from services.db.models import (
+    BatchInput,
+    ConditionAlarm,
+    CustodyEvent,
+    LoggerFile,
+    Order,
+    Shipment,
+    ShipmentUnit,
+    Site,
+    TemperatureReading,
+    Unit,
+)
+from services.domain.condition import Reading, summarise
+from services.domain.custody import Action, Actor, UnitKind
+from services.domain.epcis import (
+    ADDS,
+    EVENT_TYPES,
+    EXTENSION_PREFIX,
+    JOURNEY,
+    Uris,
+    document,
+    event_hash,
+    event_time,
+    steps_for,
+)
+from services.domain.errors import InvalidRequest, NotFound
+from services.domain.identifiers import batch_code, shipment_code
+from services.operations import access
+from services.operations.access import order_by_coi
+
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+CAPTURE_NAMESPACE = uuid.UUID("2f1c7d52-54a4-4f57-9d0b-6b1b2c7e8a10")  # event ids of captures
+
+
+def _x(name: str) -> str:
+    return f"{EXTENSION_PREFIX}:{name}"
+
+
+@dataclass
+class _Context:
+    """What the events of one order refer to, loaded once."""
+
+    uris: Uris
+    order: Order
+    sites: dict[int, Site]
+    units: dict[int, Unit]
+    shipments: dict[int, Shipment]
+    inputs: dict[int, list[str]]  # batch -> apheresis DINs
+    products: dict[int, list[tuple[int, str]]]  # batch -> (unit id, DIN) of its products
+    manifests: dict[int, list[Unit]]  # shipment -> its bags
+    namespaces: dict[str, str] = field(default_factory=dict)
+
+    def site(self, site_id: int) -> str:
+        return self.uris.site(self.sites[site_id].code)
+
+
+def _context(session: Session, order: Order, uris: Uris) -> _Context:
+    units = {u.id: u for u in session.exec(select(Unit).where(Unit.order_id == order.id)).all()}
+    shipment_ids = set(
+        session.exec(
+            select(CustodyEvent.shipment_id).where(
+                CustodyEvent.order_id == order.id, col(CustodyEvent.shipment_id).is_not(None)
+            )
+        ).all()
+    )
+    shipments = (
+        {
+            s.id: s
+            for s in session.exec(select(Shipment).where(col(Shipment.id).in_(shipment_ids))).all()
+        }
+        if shipment_ids
+        else {}
+    )
+    manifests: dict[int, list[Unit]] = {}
+    if shipment_ids:
+        for shipment_id, unit in session.exec(
+            select(ShipmentUnit.shipment_id, Unit)
+            .join(Unit, Unit.id == ShipmentUnit.unit_id)  # type: ignore[arg-type]
+            .where(col(ShipmentUnit.shipment_id).in_(shipment_ids))
+            .order_by(col(Unit.id))
+        ).all():
+            manifests.setdefault(shipment_id, []).append(unit)
+    inputs: dict[int, list[str]] = {}
+    for batch_id, din in session.exec(
+        select(BatchInput.batch_id, Unit.din)
+        .join(Unit, Unit.id == BatchInput.unit_id)  # type: ignore[arg-type]
+        .where(Unit.order_id == order.id)
+        .order_by(col(Unit.din))
+    ).all():
+        inputs.setdefault(batch_id, []).append(din)
+    products: dict[int, list[tuple[int, str]]] = {}
+    for unit in sorted(units.values(), key=lambda u: u.id or 0):
+        if unit.kind is UnitKind.PRODUCT and unit.batch_id is not None:
+            products.setdefault(unit.batch_id, []).append((unit.id or 0, unit.din))
+    return _Context(
+        uris=uris,
+        order=order,
+        sites={s.id: s for s in session.exec(select(Site)).all()},  # type: ignore[misc]
+        units=units,  # type: ignore[arg-type]
+        shipments=shipments,  # type: ignore[arg-type]
+        inputs=inputs,
+        products=products,
+        manifests=manifests,
+        namespaces={EXTENSION_PREFIX: uris.vocabulary},
+    )
+
+
+def order_events(session: Session, order: Order, uris: Uris) -> list[dict[str, Any]]:
+    """Every record of the order's chain as an EPCIS event, in its sequence."""
+    context = _context(session, order, uris)
+    records = list(
+        session.exec(
+            select(CustodyEvent)
+            .where(CustodyEvent.order_id == order.id)
+            .order_by(col(CustodyEvent.sequence))
+        ).all()
+    )
+    produced_at = {
+        r.unit_id: r.sequence for r in records if r.action == "produce" and r.unit_id is not None
+    }
+    by_sequence: dict[int, dict[str, Any]] = {}
+    events = []
+    for record in records:
+        event = _event(session, context, record, produced_at)
+        event = {"eventID": event_hash(event, context.namespaces), **event}
+        by_sequence[record.sequence] = event
+        events.append(event)
+    for record in records:
+        if record.action == "correct" and record.corrects_id is not None:
+            target = next((r for r in records if r.id == record.corrects_id), None)
+            if target is not None and target.sequence in by_sequence:
+                by_sequence[target.sequence]["errorDeclaration"] = {
+                    "declarationTime": event_time(record.recorded_at),
+                    "reason": "incorrect_data",
+                    "correctiveEventIDs": [by_sequence[record.sequence]["eventID"]],
+                    _x("reason"): record.reason or "",
+                }
+    return events
+
+
+def export_order(
+    session: Session, *, actor: Actor | None, coi: str, uris: Uris, now: dt.datetime
+) -> dict[str, Any]:
+    """The order's EPCISDocument; ``actor=None``: the installation's operator (command line)."""
+    if actor is None:
+        order = session.exec(select(Order).where(Order.coi == coi)).first()
+        if order is None:
+            raise NotFound(f"no order {coi}")
+    else:
+        order = order_by_coi(session, actor, coi)
+    return document(order_events(session, order, uris), uris=uris, created=now)
+
+
+def schema_errors(doc: Any) -> list[dict[str, str]]:
+    """What GS1's EPCIS 2.0 schema says is wrong with a document (empty: valid)."""
+    return epcis_schema.errors(doc)
+
+
+def _event(
+    session: Session, context: _Context, record: CustodyEvent, produced_at: Mapping[int, int]
+) -> dict[str, Any]:
+    uris, order = context.uris, context.order
+    action = record.action
+    step, disposition = steps_for(action, record.batch_state.value if record.batch_state else None)
+    unit = context.units.get(record.unit_id) if record.unit_id else None
+    event: dict[str, Any] = {
+        "type": "ObjectEvent",
+        "eventTime": event_time(record.occurred_at),
+        "eventTimeZoneOffset": "+00:00",
+        "recordTime": event_time(record.recorded_at),
+    }
+    if action == "produce" and unit is not None and unit.batch_id is not None:
+        event["type"] = "TransformationEvent"
+        event["inputEPCList"] = [uris.din(d) for d in context.inputs.get(unit.batch_id, [])]
+        event["outputEPCList"] = [uris.din(unit.din)]
+        event["transformationID"] = uris.batch(batch_code(unit.batch_id))
+    else:
+        event["epcList"] = _epcs(context, record, unit, produced_at)
+        event["action"] = (
+            "ADD" if action in ADDS else "DELETE" if action == "destroy" else "OBSERVE"
+        )
+    event["bizStep"] = step
+    event["disposition"] = disposition
+    event["readPoint"] = {"id": context.site(record.site_id)}
+    event["bizLocation"] = {"id": context.site(record.custodian_site_id)}
+    shipment = context.shipments.get(record.shipment_id) if record.shipment_id else None
+    if shipment is not None and shipment.id is not None:
+        code = shipment_code(shipment.id)
+        event["bizTransactionList"] = [{"type": "desadv", "bizTransaction": uris.shipment(code)}]
+        if action in JOURNEY:
+            event["sourceList"] = [
+                {"type": "possessing_party", "source": context.site(shipment.origin_site_id)},
+                {"type": "location", "source": context.site(shipment.origin_site_id)},
+            ]
+            event["destinationList"] = [
+                {
+                    "type": "possessing_party",
+                    "destination": context.site(shipment.destination_site_id),
+                },
+                {"type": "location", "destination": context.site(shipment.destination_site_id)},
+            ]
+    ilmd = _ilmd(context, record, unit)
+    if ilmd:
+        event["ilmd"] = ilmd
+    sensors = _sensors(session, context, record, shipment)
+    if sensors:
+        event["sensorElementList"] = sensors
+    event[_x("sequence")] = record.sequence
+    event[_x("action")] = action
+    event[_x("coi")] = uris.coi(order.coi)
+    event[_x("recordHash")] = record.hash
+    if record.batch_id is not None and action != "produce":
+        event[_x("batch")] = uris.batch(batch_code(record.batch_id))
+    if record.batch_state is not None:
+        event[_x("batchStatus")] = record.batch_state.value
+    if record.reason:
+        event[_x("reason")] = record.reason
+    if record.corrects_id is not None:
+        corrected = session.get(CustodyEvent, record.corrects_id)
+        event[_x("corrects")] = corrected.sequence if corrected else None
+    return event
+
+
+def _epcs(
+    context: _Context, record: CustodyEvent, unit: Unit | None, produced_at: Mapping[int, int]
+) -> list[str]:
+    uris = context.uris
+    if unit is not None:
+        return [uris.din(unit.din)]
+    if record.action == "enroll":
+        return [uris.coi(context.order.coi)]
+    if record.action == "readings" and record.shipment_id is not None:
+        return [
+            uris.din(u.din)
+            for u in context.manifests.get(record.shipment_id, [])
+            if u.order_id == context.order.id
+        ]
+    if record.action == "batch_status" and record.batch_id is not None:
+        if record.batch_state is not None and record.batch_state.value == "released":
+            return [
+                uris.din(din)
+                for unit_id, din in context.products.get(record.batch_id, [])
+                if produced_at.get(unit_id, 10**9) < record.sequence
+            ] or [uris.batch(batch_code(record.batch_id))]
+        return [uris.din(din) for din in context.inputs.get(record.batch_id, [])] or [
+            uris.batch(batch_code(record.batch_id))
+        ]
+    return [uris.coi(context.order.coi)]
+
+
+def _ilmd(context: _Context, record: CustodyEvent, unit: Unit | None) -> dict[str, Any]:
+    order = context.order
+    if record.action == "enroll":
+        return {_x("product"): order.product}
+    if record.action == "collect" and unit is not None:
+        ilmd: dict[str, Any] = {
+            _x("coi"): context.uris.coi(order.coi),
+            _x("product"): order.product,
+            _x("collectedAt"): event_time(unit.collected_at),
+        }
+        if unit.volume_ml is not None:
+            ilmd[_x("volumeMl")] = unit.volume_ml
+        return ilmd
+    if record.action == "produce" and unit is not None and unit.batch_id is not None:
+        return {
+            _x("coi"): context.uris.coi(order.coi),
+            _x("product"): order.product,
+            _x("lot"): batch_code(unit.batch_id),
+        }
+    return {}
+
+
+def _sensors(
+    session: Session, context: _Context, record: CustodyEvent, shipment: Shipment | None
+) -> list[dict[str, Any]]:
+    """A logger file's own readings (per device: its span, min, max, mean) and the alarms it
+    raised; a hold's alarms."""
+    details = record.details or {}
+    if record.action == "readings" and shipment is not None and details.get("sha256"):
+        file = session.exec(
+            select(LoggerFile).where(
+                LoggerFile.shipment_id == shipment.id, LoggerFile.sha256 == details["sha256"]
+            )
+        ).first()
+        if file is None:
+            return []
+        readings = [
+            Reading(device, at, value)
+            for device, at, value in session.exec(
+                select(
+                    TemperatureReading.device_id, TemperatureReading.at, TemperatureReading.value_c
+                ).where(TemperatureReading.file_id == file.id)
+            ).all()
+        ]
+        alarms = session.exec(
+            select(ConditionAlarm)
+            .where(ConditionAlarm.file_id == file.id)
+            .order_by(col(ConditionAlarm.id))
+        ).all()
+        raw = context.uris.logger_file(shipment_code(shipment.id or 0), file.sha256)
+        elements = []
+        for summary in summarise(readings, window=(dt.datetime.min.replace(tzinfo=dt.UTC), None)):
+            reports: list[dict[str, Any]] = [
+                {
+                    "type": "Temperature",
+                    "minValue": summary.min_c,
+                    "maxValue": summary.max_c,
+                    "meanValue": summary.mean_c,
+                    "uom": "CEL",
+                }
+            ]
+            reports += [_alarm_report(a) for a in alarms if a.device_id == summary.device_id]
+            elements.append(
+                {
+                    "sensorMetadata": {
+                        "startTime": event_time(summary.first),
+                        "endTime": event_time(summary.last),
+                        "deviceID": context.uris.logger(summary.device_id),
+                        "rawData": raw,
+                    },
+                    "sensorReport": reports,
+                }
+            )
+        return elements
+    if record.action == "hold" and details.get("alarms"):
+        return [
+            {
+                "sensorMetadata": {"deviceID": context.uris.logger(alarm["device_id"])},
+                "sensorReport": [
+                    {
+                        "type": "Temperature",
+                        "exception": "ALARM_CONDITION",
+                        "time": event_time(dt.datetime.fromisoformat(alarm["started_at"])),
+                        **({"value": alarm["peak_c"]} if alarm.get("peak_c") is not None else {}),
+                        "uom": "CEL",
+                    }
+                ],
+            }
+            for alarm in details["alarms"]
+        ]
+    return []
+
+
+def _alarm_report(alarm: ConditionAlarm) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "type": "Temperature",
+        "exception": "ALARM_CONDITION",
+        "time": event_time(alarm.started_at),
+        "uom": "CEL",
+    }
+    if alarm.peak_c is not None:
+        report["value"] = alarm.peak_c
+    return report
+
+
+# the query interface
+
+
+@dataclass(frozen=True)
+class Query:
+    event_types: tuple[str, ...] = ()
+    ge_time: dt.datetime | None = None
+    lt_time: dt.datetime | None = None
+    biz_steps: tuple[str, ...] = ()
+    dispositions: tuple[str, ...] = ()
+    match_epc: tuple[str, ...] = ()
+    match_any_epc: tuple[str, ...] = ()
+    per_page: int = DEFAULT_PAGE
+    after: tuple[int, int] | None = None  # (order id, sequence) of the last event returned
+
+    def wants(self, event: Mapping[str, Any], moment: dt.datetime) -> bool:
+        if self.event_types and event["type"] not in self.event_types:
+            return False
+        if self.ge_time and moment < self.ge_time:
+            return False
+        if self.lt_time and moment >= self.lt_time:
+            return False
+        if self.biz_steps and not _matches(event.get("bizStep"), self.biz_steps, "BizStep-"):
+            return False
+        if self.dispositions and not _matches(event.get("disposition"), self.dispositions, "Disp-"):
+            return False
+        own = set(event.get("epcList", [])) | set(event.get("outputEPCList", []))
+        if self.match_epc and not own & set(self.match_epc):
+            return False
+        every = own | set(event.get("inputEPCList", []))
+        return not (self.match_any_epc and not every & set(self.match_any_epc))
+
+
+def _matches(value: str | None, wanted: tuple[str, ...], prefix: str) -> bool:
+    """A bare CBV word matches itself and its web vocabulary URI."""
+    if value is None:
+        return False
+    forms = {value, f"https://ref.gs1.org/cbv/{prefix}{value}"}
+    return bool(forms & set(wanted))
+
+
+def parse_query(args: Mapping[str, str | None]) -> Query:
+    """EPCIS 2.0 query parameters; a bad one is refused, naming it."""
+
+    def words(name: str) -> tuple[str, ...]:
+        raw = args.get(name)
+        return tuple(w.strip() for w in raw.split("|") if w.strip()) if raw else ()
+
+    def moment(name: str) -> dt.datetime | None:
+        raw = args.get(name)
+        if not raw:
+            return None
+        try:
+            parsed = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidRequest(f"{name}: {raw[:40]!r} is not an ISO 8601 time") from None
+        if parsed.tzinfo is None:
+            raise InvalidRequest(f"{name}: the time needs an offset from UTC")
+        return parsed
+
+    types = words("eventType")
+    unknown = sorted(set(types) - set(EVENT_TYPES))
+    if unknown:
+        raise InvalidRequest(f"eventType: {', '.join(unknown)} is not an EPCIS event type")
+    per_page = args.get("perPage")
+    try:
+        size = int(per_page) if per_page else DEFAULT_PAGE
+    except ValueError:
+        raise InvalidRequest("perPage is a whole number") from None
+    if not 1 <= size <= MAX_PAGE:
+        raise InvalidRequest(f"perPage is between 1 and {MAX_PAGE}")
+    return Query(
+        event_types=types,
+        ge_time=moment("GE_eventTime"),
+        lt_time=moment("LT_eventTime"),
+        biz_steps=words("EQ_bizStep"),
+        dispositions=words("EQ_disposition"),
+        match_epc=words("MATCH_epc"),
+        match_any_epc=words("MATCH_anyEPC"),
+        per_page=size,
+        after=_token(args.get("nextPageToken")),
+    )
+
+
+def page_token(after: tuple[int, int]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(after)).encode()).decode().rstrip("=")
+
+
+def _token(raw: str | None) -> tuple[int, int] | None:
+    if not raw:
+        return None
+    try:
+        value = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        order_id, sequence = int(value[0]), int(value[1])
+    except (ValueError, TypeError, IndexError, KeyError, binascii.Error, UnicodeDecodeError):
+        raise InvalidRequest("nextPageToken is not one this server gave") from None
+    return order_id, sequence
+
+
+@dataclass(frozen=True)
+class Page:
+    events: list[dict[str, Any]]
+    next: tuple[int, int] | None
+
+
+def _visible_events(
+    session: Session, actor: Actor, uris: Uris, after: tuple[int, int] | None
+) -> Iterator[tuple[tuple[int, int], dict[str, Any], dt.datetime]]:
+    query = select(Order).where(access.order_condition(actor)).order_by(col(Order.id))
+    if after is not None:
+        query = query.where(col(Order.id) >= after[0])
+    for order in session.exec(query).all():
+        assert order.id is not None
+        for event in order_events(session, order, uris):
+            key = (order.id, int(event[_x("sequence")]))
+            if after is not None and key <= after:
+                continue
+            moment = dt.datetime.fromisoformat(event["eventTime"].replace("Z", "+00:00"))
+            yield key, event, moment
+
+
+def query_events(session: Session, *, actor: Actor, query: Query, uris: Uris) -> Page:
+    """The events the actor may see that match, in (order, sequence) order, a page at a time."""
+    found: list[dict[str, Any]] = []
+    last: tuple[int, int] | None = None
+    for key, event, moment in _visible_events(session, actor, uris, query.after):
+        if not query.wants(event, moment):
+            continue
+        if len(found) == query.per_page:
+            return Page(found, last)
+        found.append(event)
+        last = key
+    return Page(found, None)
+
+
+def event_by_id(session: Session, *, actor: Actor, event_id: str, uris: Uris) -> dict[str, Any]:
+    for _key, event, _moment in _visible_events(session, actor, uris, None):
+        if event["eventID"] == event_id:
+            return event
+    raise NotFound("no EPCIS event with that eventID that you can see")
+
+
+# capture
+
+CAPTURED_STEPS: Mapping[str, Action] = {
+    "departing": Action.PICKUP,
+    "shipping": Action.PICKUP,
+    "transporting": Action.PICKUP,
+    "arriving": Action.DELIVER,
+    "receiving": Action.RECEIVE,
+}
+
+
+@dataclass(frozen=True)
+class Captured:
+    """One captured event, read as the scan it stands for."""
+
+    index: int
+    event_id: str
+    action: Action | None
+    barcode: str | None
+    site: str | None
+    occurred_at: dt.datetime | None
+    shipment: str | None
+    problem: str | None  # why it cannot be a scan at all
+
+    @property
+    def scan_event_id(self) -> str:
+        return str(uuid.uuid5(CAPTURE_NAMESPACE, self.event_id))
+
+
+def read_capture(doc: Mapping[str, Any], uris: Uris) -> list[Captured]:
+    """The events of a (schema-valid) EPCISDocument, each as the scan it asks for."""
+    events = doc.get("epcisBody", {}).get("eventList", [])
+    context = doc.get("@context")
+    namespaces: dict[str, str] = {}
+    for item in context if isinstance(context, list) else []:
+        if isinstance(item, dict):
+            namespaces.update({k: v for k, v in item.items() if isinstance(v, str)})
+    return [_captured(i, event, uris, namespaces) for i, event in enumerate(events, start=1)]
+
+
+def _bare(value: Any, prefix: str) -> str:
+    text = str(value or "")
+    return text.removeprefix(f"https://ref.gs1.org/cbv/{prefix}")
+
+
+def _captured(index: int, event: Mapping[str, Any], uris: Uris, ns: dict[str, str]) -> Captured:
+    given = event.get("eventID")
+    event_id = str(given) if given else event_hash(event, ns)
+    step = _bare(event.get("bizStep"), "BizStep-")
+    action = CAPTURED_STEPS.get(step)
+    site_uri = str((event.get("readPoint") or {}).get("id", ""))
+    site = uris.parse(site_uri, "site")
+    try:
+        occurred = dt.datetime.fromisoformat(str(event.get("eventTime", "")).replace("Z", "+00:00"))
+    except ValueError:
+        occurred = None
+    shipments = [
+        uris.parse(str(t.get("bizTransaction", "")), "shipment")
+        for t in event.get("bizTransactionList", []) or []
+        if _bare(t.get("type"), "BTT-") == "desadv"
+    ]
+    epcs = [str(e) for e in event.get("epcList", []) or []]
+    shipment_epcs = [uris.parse(e, "shipment") for e in epcs]
+    dins = [uris.parse(e, "din") for e in epcs]
+
+    def refused(why: str) -> Captured:
+        return Captured(index, event_id, action, None, site, occurred, None, why)
+
+    if event.get("type") != "ObjectEvent":
+        return refused("only ObjectEvents are captured")
+    if action is None:
+        return refused(
+            f"bizStep {step or '(none)'} is not a handoff we record: departing, shipping, "
+            "transporting, arriving or receiving"
+        )
+    if site is None:
+        return refused(f"readPoint {site_uri[:80]!r} is not one of our sites ({uris.site('CODE')})")
+    if occurred is None or occurred.tzinfo is None:
+        return refused("eventTime is not a time with an offset")
+    named = {s for s in [*shipments, *shipment_epcs] if s}
+    if len(named) > 1:
+        return refused("the event names more than one shipment")
+    shipment = next(iter(named), None)
+    bags = [d for d in dins if d]
+    if len(bags) + len([s for s in shipment_epcs if s]) != len(epcs):
+        return refused("an EPC of the event is neither one of our bags nor one of our shipments")
+    if shipment and (action is not Action.RECEIVE or not bags):
+        return Captured(index, event_id, action, shipment, site, occurred, None, None)
+    if len(bags) != 1:
+        return refused("name the shipment (a desadv bizTransaction) or exactly one bag")
+    return Captured(index, event_id, action, f"={bags[0]}00", site, occurred, shipment, None)
