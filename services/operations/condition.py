@@ -561,11 +561,15 @@ def shipments_of_order(session: Session, order: Order) -> list[Shipment]:
     """The shipments that carried any bag of the order, in the order they were opened."""
     return list(
         session.exec(
+            # IN, not DISTINCT: PostgreSQL has no equality for the json columns of shipments
             select(Shipment)
-            .join(ShipmentUnit, ShipmentUnit.shipment_id == Shipment.id)  # type: ignore[arg-type]
-            .join(Unit, Unit.id == ShipmentUnit.unit_id)  # type: ignore[arg-type]
-            .where(Unit.order_id == order.id)
-            .distinct()
+            .where(
+                col(Shipment.id).in_(
+                    select(ShipmentUnit.shipment_id)
+                    .join(Unit, Unit.id == ShipmentUnit.unit_id)  # type: ignore[arg-type]
+                    .where(Unit.order_id == order.id)
+                )
+            )
             .order_by(col(Shipment.id))
         ).all()
     )
