@@ -7,7 +7,8 @@ COPY services ./services
 COPY workers ./workers
 COPY labels ./labels
 RUN pip install --no-cache-dir . && useradd --system --home /app vein2vein \
-    && mkdir -p /var/lib/vein2vein && chown vein2vein /var/lib/vein2vein
+    && mkdir -p /var/lib/vein2vein/keys && chown -R vein2vein /var/lib/vein2vein \
+    && chmod 700 /var/lib/vein2vein/keys
 USER vein2vein
 EXPOSE 8000
 CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "4", "services.web:create_app()"]

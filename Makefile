@@ -35,6 +35,7 @@ demo: migrate ## load the demo data and print the demo logins
 
 run: migrate ## run web, worker and beat on the embedded default (SQLite + filesystem broker)
 	@mkdir -p var
+	@$(BIN)/vein2vein keys init --if-missing
 	@$(BIN)/vein2vein demo | tee var/demo-logins.txt
 	@echo
 	@echo "vein2vein pages:   http://127.0.0.1:$(PORT)/  (sign in with a demo e-mail and the password above)"

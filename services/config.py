@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_SECRET = "dev-only-not-secret"  # noqa: S105 - the default refused outside development
@@ -63,6 +63,14 @@ class Settings(BaseSettings):
     # how many reverse proxies in front of the app set X-Forwarded-For/-Proto (werkzeug's
     # ProxyFix): rate limits then key on the real client; 0 trusts no such header
     trusted_proxies: int = Field(default=0, ge=0, le=5)
+    # the installation's Ed25519 key that signs checkpoints (`vein2vein keys init` makes it);
+    # empty: VAR_DIR/keys/checkpoint-ed25519.pem. Readable by the beat/worker and the CLI only
+    signing_key_path: Path | None = None
+
+    @field_validator("signing_key_path", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object) -> object:
+        return None if value == "" else value  # `SIGNING_KEY_PATH=` as in .env.example
 
     @model_validator(mode="after")
     def _defaults_and_secrets(self) -> Settings:
@@ -70,6 +78,8 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{(self.var_dir / 'vein2vein.db').resolve()}"
         if not self.broker_url:
             self.broker_url = "filesystem://"
+        if self.signing_key_path is None:
+            self.signing_key_path = (self.var_dir / "keys" / "checkpoint-ed25519.pem").resolve()
         if self.webhook_allow_private_targets is None:
             self.webhook_allow_private_targets = self.app_env == "development"
         if self.app_env != "development" and self.secret_key == DEVELOPMENT_SECRET:

@@ -11,7 +11,7 @@ from celery.signals import worker_process_init
 
 from services.config import Settings
 from services.db import Database, UnitOfWork
-from services.operations import audit, deadlines, notifications
+from services.operations import audit, deadlines, keys, notifications
 from workers import channels
 from workers.celery_app import celery_app, settings
 
@@ -54,12 +54,21 @@ def sweep() -> str:
     return str(result)
 
 
+def signer() -> keys.Signer | None:
+    """The installation's checkpoint key; without one (no `vein2vein keys init` yet) the
+    checkpoint is taken unsigned, and said so."""
+    found = keys.load_signer(settings.signing_key_path)
+    if found is None:
+        log.warning("no signing key at %s: checkpoints are unsigned", settings.signing_key_path)
+    return found
+
+
 @celery_app.task(name="audit.checkpoint")
 def checkpoint() -> str:
     """Record the head of every chain, chained to the previous checkpoint: a tail or an order
     deleted behind the triggers' back is found by `vein2vein audit verify`."""
     with UnitOfWork(database().session_factory) as uow:
-        row = audit.checkpoint(uow.session, now=utcnow())
+        row = audit.checkpoint(uow.session, now=utcnow(), signer=signer())
         uow.commit()
         return f"checkpoint {row.id}: {len(row.heads)} chains, {row.records} records"
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 from flask import current_app
-from flask.cli import FlaskGroup
+from flask.cli import FlaskGroup, ScriptInfo
 from sqlalchemy import make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
@@ -21,7 +21,7 @@ from services.db import UnitOfWork, migrate, privileges
 from services.domain.condition import MAX_READINGS, ShipperStatus, parse_csv_upload
 from services.domain.custody import Role, SiteKind
 from services.domain.errors import DomainError
-from services.operations import admin, condition, deadlines, passwords, shippers, signing
+from services.operations import admin, condition, deadlines, keys, passwords, shippers, signing
 from services.operations import audit as audit_ops
 from services.operations import notifications as outbox
 from services.operations.labels import label_spec
@@ -283,9 +283,61 @@ def audit() -> None:
     """The tamper-evident record: verify every chain, take a checkpoint."""
 
 
-@audit.command("verify")
-def audit_verify() -> None:
-    """Check every chain, head, checkpoint and signature; exit 1 naming the first broken record."""
+@audit.command("verify", with_appcontext=False)
+@click.option(
+    "--bundle",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Verify an evidence bundle on its own, without any database",
+)
+@click.option("--public-key", "public_keys", multiple=True, help="The published key (base64)")
+@click.option(
+    "--witness",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Check the database against a witness's copy of a checkpoint",
+)
+def audit_verify(bundle: Path | None, public_keys: tuple[str, ...], witness: Path | None) -> None:
+    """Check every chain, head, checkpoint and signature; exit 1 naming the first broken record.
+    With --bundle: an evidence bundle, no database needed. With --witness: the database
+    against a checkpoint kept outside it."""
+    if bundle is not None:
+        from services import bundle as offline
+
+        try:
+            report = offline.check(bundle, list(public_keys))
+        except ValueError as error:
+            raise click.ClickException(f"{bundle} is not an evidence bundle: {error}") from error
+        if report.finding is not None:
+            click.echo(f"BROKEN: {report.finding}", err=True)
+            click.echo(f"checked before the break: {offline.describe(report)}", err=True)
+            raise SystemExit(1)
+        click.echo(f"verified: {offline.describe(report)}")
+        return
+    app = click.get_current_context().ensure_object(ScriptInfo).load_app()
+    with app.app_context():
+        if witness is not None:
+            _verify_witness(witness)
+            return
+        _verify_database()
+
+
+def _verify_witness(path: Path) -> None:
+    from services.operations import evidence
+
+    try:
+        copy = json.loads(path.read_text())
+    except ValueError as error:
+        raise click.ClickException(f"{path} is not JSON: {error}") from error
+    with transaction() as uow:
+        finding = evidence.verify_witness(uow.session, copy)
+    if finding is not None:
+        click.echo(f"BROKEN: {finding}", err=True)
+        raise SystemExit(1)
+    click.echo(f"verified against the witnessed checkpoint {copy.get('data', copy).get('id')}")
+
+
+def _verify_database() -> None:
     with transaction() as uow:
         total = audit_ops.record_count(uow.session)
         with click.progressbar(
@@ -310,11 +362,35 @@ def audit_verify() -> None:
     click.echo(f"verified: {summary}")
 
 
+@audit.command("export")
+@click.argument("coi")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None)
+def audit_export(coi: str, output: str | None) -> None:
+    """The order's evidence bundle (JSON), to a file or standard output."""
+    from services.operations import evidence
+
+    with transaction() as uow:
+        body = evidence.bundle(uow.session, actor=None, coi=coi_value(coi), now=utcnow())
+    text = json.dumps(body, indent=2, sort_keys=True) + "\n"
+    if output:
+        Path(output).write_text(text)
+        click.echo(
+            f"{len(body['chain']['records'])} records, {len(body['checkpoints'])} signed "
+            f"checkpoints written to {output}",
+            err=True,
+        )
+    else:
+        click.echo(text, nl=False)
+
+
 @audit.command("checkpoint")
 def audit_checkpoint() -> None:
     """Record every chain's head now (the beat does this every CHECKPOINT_INTERVAL_SECONDS)."""
     with transaction() as uow:
-        row = audit_ops.checkpoint(uow.session, now=utcnow())
+        signer = keys.load_signer(_state().settings.signing_key_path)
+        row = audit_ops.checkpoint(uow.session, now=utcnow(), signer=signer)
+        if signer is None:
+            click.echo("no signing key: the checkpoint is unsigned (vein2vein keys init)", err=True)
         click.echo(f"checkpoint {row.id}: {len(row.heads)} chains, {row.records} records")
 
 
@@ -628,3 +704,61 @@ def epcis_export(coi: str, output: str | None) -> None:
         click.echo(f"{len(body['epcisBody']['eventList'])} events written to {output}", err=True)
     else:
         click.echo(text, nl=False)
+
+
+@main.group(name="keys")
+def keys_group() -> None:
+    """The installation's checkpoint-signing key (Ed25519)."""
+
+
+@keys_group.command("init")
+@click.option(
+    "--rotate", is_flag=True, help="Replace an existing key (old checkpoints still verify)"
+)
+@click.option(
+    "--if-missing", is_flag=True, help="Keep an existing key and say so (for set-up scripts)"
+)
+def keys_init(rotate: bool, if_missing: bool) -> None:
+    """Make the key that signs checkpoints, at SIGNING_KEY_PATH (mode 0600)."""
+    path = _state().settings.signing_key_path
+    assert path is not None
+    if if_missing and not rotate and path.exists():
+        signer = keys.load_signer(path)
+        assert signer is not None
+        click.echo(f"checkpoints are signed with key {signer.key_id} ({path})")
+        return
+    try:
+        signer = keys.init_key(path, replace=rotate)
+    except DomainError as error:
+        raise click.ClickException(f"{error.detail} [{error.code}]") from error
+    click.echo(f"key {signer.key_id} written to {path}")
+    click.echo(f"public key (publish it to witnesses): {signer.public_key}")
+
+
+@keys_group.command("show")
+def keys_show() -> None:
+    """The installation's public key, and every key that has signed a checkpoint."""
+    signer = keys.load_signer(_state().settings.signing_key_path)
+    if signer is None:
+        click.echo("no signing key yet: vein2vein keys init")
+    else:
+        click.echo(f"current key {signer.key_id}: {signer.public_key}")
+    with transaction() as uow:
+        for row in keys.public_keys(uow.session):
+            since = f"{row.first_used_at:%Y-%m-%d}"
+            click.echo(f"  {row.key_id}  {row.algorithm}  since {since}  {row.public_key}")
+
+
+@main.command("report")
+@click.argument("coi")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), required=True)
+def report_command(coi: str, output: str) -> None:
+    """The order's chain-of-custody report as PDF (the same record gives the same bytes)."""
+    from services.documents import report_pdf
+    from services.operations import report
+
+    with transaction() as uow:
+        data = report.report_data(uow.session, actor=None, coi=coi_value(coi))
+    content = report_pdf.render(data)
+    Path(output).write_bytes(content)
+    click.echo(f"report of {data.coi} written to {output} ({len(content)} bytes)")

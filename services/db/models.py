@@ -320,6 +320,22 @@ class AuditCheckpoint(SQLModel, table=True):
     records: int
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64, unique=True)
+    # the root of the Merkle tree of its heads, and the installation's signature of it
+    root: str | None = Field(default=None, max_length=64)
+    signature: str | None = Field(default=None, max_length=128)
+    key_id: str | None = Field(default=None, max_length=16)
+
+
+class SigningKey(SQLModel, table=True):
+    """Every public key that has signed a checkpoint, so that old checkpoints verify after the
+    key is rotated. Append-only."""
+
+    __tablename__ = "signing_keys"
+
+    key_id: str = Field(primary_key=True, max_length=16)
+    algorithm: str = Field(max_length=16)
+    public_key: str = Field(max_length=64)  # base64 of the raw 32 bytes
+    first_used_at: dt.datetime = Field(sa_type=UTCDateTime)
 
 
 class Signature(SQLModel, table=True):

@@ -36,6 +36,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def canonical_time(value: dt.datetime) -> str:
+    """A timestamp as every hash and signature spells it."""
+    return str(_plain(value))
+
+
+def plain(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record's hashed content as JSON can carry it: its canonical form is unchanged."""
+    return {key: _plain(value) for key, value in record.items()}
+
+
 def canonical(record: Mapping[str, Any]) -> bytes:
     """Sorted keys, no spaces, UTC timestamps to the microsecond, enums as their values."""
     plain = {key: _plain(value) for key, value in record.items()}

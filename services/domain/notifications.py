@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from enum import StrEnum
 from typing import Any
 
@@ -12,12 +13,14 @@ from services.domain.targets import check_email_address, parse_webhook_url
 
 REFUSED_SCAN = "refused_scan"
 SHIPMENT_DISCREPANCY = "shipment_discrepancy"  # manifest bags that did not arrive
+CHECKPOINT = "checkpoint"  # a signed audit checkpoint, for witnesses (asked for by name only)
 DEADLINE_KINDS = ("deadline_at_risk", "deadline_late", "deadline_escalated")
 EVENT_KINDS: tuple[str, ...] = (
     *EVENT_ACTIONS,
     REFUSED_SCAN,
     *DEADLINE_KINDS,
     SHIPMENT_DISCREPANCY,
+    CHECKPOINT,
 )
 
 
@@ -118,6 +121,12 @@ def summary(payload: dict[str, Any]) -> str:
         )
         why = f": {payload['reason']}" if payload.get("reason") else ""
         return f"Batch {payload['batch']} of {payload['coi']} {what} at {payload['site']}{why}"
+    if payload["kind"] == CHECKPOINT:
+        return (
+            f"Audit checkpoint {payload['id']}: {payload['records']} records in "
+            f"{len(payload['heads'])} chains, root {str(payload['root'])[:16]}..., signed by key "
+            f"{payload.get('key_id') or '(none)'}: keep this message as a witness copy"
+        )
     if payload["kind"] == "enroll":
         return f"Order {payload['coi']} enrolled at {payload['site']}"
     if payload["kind"] == "hold":
@@ -136,6 +145,10 @@ def summary(payload: dict[str, Any]) -> str:
 
 def body_text(payload: dict[str, Any]) -> str:
     lines = [summary(payload), ""]
+    if payload["kind"] == CHECKPOINT:
+        # the witness copy itself: `vein2vein audit verify --witness FILE` reads it back
+        document = {k: v for k, v in payload.items() if k != "kind"}
+        return "\n".join([*lines, json.dumps(document, indent=2, sort_keys=True), ""])
     for key in (
         "coi",
         "din",

@@ -198,6 +198,16 @@ def may_receive(session: Session, subscription: Subscription, order_id: int | No
     if subscription.site_id is not None and subscription.site_id != user.site_id:
         return f"its subscriber now acts for {site.code}, not for the site subscribed to"
     if order_id is None:
+        if (
+            subscription.events
+            and "checkpoint" in subscription.events
+            and user.role
+            not in (
+                Role.QA,
+                Role.ADMIN,
+            )
+        ):
+            return f"its subscriber {user.email} is no longer QA or an admin"
         return None
     order = session.get(Order, order_id)
     if order is None or not can_view_order(session, actor_for(user, site), order):

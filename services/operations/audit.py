@@ -32,6 +32,7 @@ from services.domain.audit import (
     LiveOrder,
     LiveSite,
     LiveUnit,
+    canonical_time,
     chain_key,
     checkpoint_content,
     content,
@@ -43,7 +44,9 @@ from services.domain.audit import (
     unsealed_finding,
     verify_chain,
 )
-from services.operations import access
+from services.domain.evidence import decode_key, merkle_root, sign, signature_valid, statement
+from services.operations import access, keys
+from services.operations.notifications import notify_witnesses
 
 EVENTS, REFUSALS = "custody_events", "refused_scans"  # the two tables a chain runs through
 
@@ -218,6 +221,7 @@ def _check_checkpoints(
 ) -> tuple[int, Finding | None]:
     prev = GENESIS
     count = 0
+    public = {key.key_id: decode_key(key.public_key) for key in keys.public_keys(session)}
     for row in session.exec(select(AuditCheckpoint).order_by(col(AuditCheckpoint.id))):
         count += 1
         where = f"checkpoint {row.id}"
@@ -226,6 +230,9 @@ def _check_checkpoints(
             return count, Finding(
                 where, None, "audit_checkpoints", row.id, "the checkpoint chain is broken"
             )
+        problem = _signature_problem(row, public)
+        if problem:
+            return count, Finding(where, None, "audit_checkpoints", row.id, problem)
         for key, (length, _head) in row.heads.items():
             found = seen.get(key)
             if found is None or found[0] < length:
@@ -240,6 +247,28 @@ def _check_checkpoints(
                 )
         prev = row.hash
     return count, None
+
+
+def _signature_problem(row: AuditCheckpoint, public: dict[str, bytes]) -> str | None:
+    """What is wrong with a checkpoint's root or signature (a checkpoint from before signing
+    has neither)."""
+    if row.root is not None and row.root != merkle_root(row.heads):
+        return "its Merkle root is not the root of its heads"
+    if row.signature is None:
+        return None
+    key = public.get(row.key_id or "")
+    if key is None:
+        return f"it is signed by key {row.key_id}, which is not one of the installation's"
+    message = statement(
+        taken_at=canonical_time(row.taken_at),
+        records=row.records,
+        root=row.root or "",
+        prev_hash=row.prev_hash,
+        digest=row.hash,
+    )
+    if not signature_valid(key, message, row.signature):
+        return "its signature does not verify: it was altered or re-signed"
+    return None
 
 
 def _check_signatures(session: Session, order_id: int | None) -> tuple[int, Finding | None]:
@@ -299,8 +328,11 @@ def _check_reviews(session: Session, order_id: int | None) -> Finding | None:
     return None
 
 
-def checkpoint(session: Session, *, now: dt.datetime) -> AuditCheckpoint:
-    """Record every chain's head, chained to the previous checkpoint."""
+def checkpoint(
+    session: Session, *, now: dt.datetime, signer: keys.Signer | None = None
+) -> AuditCheckpoint:
+    """Record every chain's head, chained to the previous checkpoint; signed with the
+    installation's key (the Merkle root of the heads), and sent to the witnesses."""
     # one checkpoint at a time: the checkpoint table is append-only (no row of it can be locked
     # by the application's role), so the chain of unattributed refusals' head is the lock
     session.exec(select(ChainHead).where(ChainHead.key == UNATTRIBUTED).with_for_update()).first()
@@ -311,16 +343,49 @@ def checkpoint(session: Session, *, now: dt.datetime) -> AuditCheckpoint:
     heads: dict[str, Any] = {row.key: [row.length, row.head] for row in rows}
     records = sum(row.length for row in rows)
     prev = last.hash if last else GENESIS
+    digest = link(prev, checkpoint_content(heads, records, now))
+    root = merkle_root(heads)
     row = AuditCheckpoint(
         taken_at=now,
         heads=heads,
         records=records,
         prev_hash=prev,
-        hash=link(prev, checkpoint_content(heads, records, now)),
+        hash=digest,
+        root=root,
     )
+    if signer is not None:
+        keys.record_key(session, signer, now)
+        row.key_id = signer.key_id
+        row.signature = sign(
+            signer.private,
+            statement(
+                taken_at=canonical_time(now),
+                records=records,
+                root=root,
+                prev_hash=prev,
+                digest=digest,
+            ),
+        )
     session.add(row)
     session.flush()
+    notify_witnesses(session, row)
     return row
+
+
+def checkpoint_document(row: AuditCheckpoint) -> dict[str, Any]:
+    """A checkpoint as witnesses keep it: everything needed to check a database against it."""
+    return {
+        "type": "vein2vein.checkpoint",
+        "id": row.id,
+        "taken_at": canonical_time(row.taken_at),
+        "records": row.records,
+        "heads": row.heads,
+        "root": row.root,
+        "prev_hash": row.prev_hash,
+        "hash": row.hash,
+        "key_id": row.key_id,
+        "signature": row.signature,
+    }
 
 
 def signatures_of(session: Session, event_ids: list[int]) -> dict[int, list[tuple[Signature, str]]]:
@@ -343,6 +408,11 @@ def record_count(session: Session) -> int:
     events = session.exec(select(sa.func.count()).select_from(CustodyEvent)).one()
     refusals = session.exec(select(sa.func.count()).select_from(RefusedScan)).one()
     return int(events) + int(refusals)
+
+
+def all_links(session: Session) -> Iterator[Link]:
+    """Every record of every chain, in (chain, position) order, streamed."""
+    return _links(session)
 
 
 def order_chain(session: Session, order: Order) -> list[Link]:

@@ -33,6 +33,7 @@ from services.db.uow import PENDING_FLAG
 from services.domain.errors import InvalidRequest, NotFound
 from services.domain.identifiers import batch_code, shipment_code
 from services.domain.notifications import (
+    CHECKPOINT,
     REFUSED_SCAN,
     SHIPMENT_DISCREPANCY,
     Channel,
@@ -189,6 +190,47 @@ def report_discrepancy(
         payload=detail,
         now=now,
     )
+
+
+def notify_witnesses(session: Session, row: Any) -> list[Notification]:
+    """A checkpoint goes to every subscription that asked for checkpoints by name (a QA
+    mailbox, an external witness's webhook): copies kept outside this database."""
+    from services.operations.audit import checkpoint_document
+
+    assert row.id is not None
+    payload = {
+        "kind": CHECKPOINT,
+        "recorded_at": row.taken_at.isoformat(),
+        **checkpoint_document(row),
+    }
+    written = []
+    for subscription in session.exec(
+        select(Subscription)
+        .where(col(Subscription.active).is_(True))
+        .order_by(col(Subscription.id))
+    ).all():
+        if not subscription.events or CHECKPOINT not in subscription.events:
+            continue
+        feed = subscription.channel is Channel.FEED
+        notification = Notification(
+            subscription_id=subscription.id,  # type: ignore[arg-type]
+            order_id=None,
+            source=CHECKPOINT,
+            source_id=row.id,
+            kind=CHECKPOINT,
+            channel=subscription.channel,
+            target=subscription.target,
+            payload=payload,
+            state=NotificationState.DELIVERED if feed else NotificationState.PENDING,
+            delivered_at=row.taken_at if feed else None,
+            next_attempt_at=row.taken_at,
+            created_at=row.taken_at,
+        )
+        session.add(notification)
+        written.append(notification)
+        if not feed:
+            session.info[PENDING_FLAG] = True
+    return written
 
 
 def enqueue_for_refusal(session: Session, *, refusal: RefusedScan) -> list[Notification]:

@@ -10,11 +10,13 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from services.db.models import Notification, NotificationRead, Order, Site, Subscription
-from services.domain.custody import Actor
+from services.domain.custody import Actor, Role
 from services.domain.errors import Forbidden, InvalidRequest, NotFound
-from services.domain.notifications import Channel, check_events, check_target
+from services.domain.notifications import CHECKPOINT, Channel, check_events, check_target
 from services.operations.access import order_by_coi, own_subscription
 from services.operations.notifications import forget_subscriptions
+
+WITNESS_ROLES = (Role.QA, Role.ADMIN)
 
 
 def default_subscription(session: Session, *, order: Order, actor: Actor) -> Subscription:
@@ -45,11 +47,20 @@ def subscribe(
     events = check_events(events)
     order_id: int | None = None
     site_id: int | None = None
-    if (coi is None) == (site is None):
+    if events and CHECKPOINT in events:
+        # a witness: the installation's signed checkpoints, kept outside its database
+        if events != [CHECKPOINT] or coi is not None:
+            raise InvalidRequest(
+                'a witness subscribes to checkpoints alone: events ["checkpoint"] and no coi'
+            )
+        if actor.role not in WITNESS_ROLES:
+            raise Forbidden("only QA and admins subscribe witnesses to the audit checkpoints")
+        site = site or actor.site.code  # kept by the subscriber's site, like a site's news
+    elif (coi is None) == (site is None):
         raise InvalidRequest("subscribe to one order (coi) or to one site (site), not both")
     if coi is not None:
         order_id = order_by_coi(session, actor, coi).id
-    else:
+    elif site is not None:
         if site != actor.site.code:
             raise Forbidden(f"you act for site {actor.site.code}; subscribe to your own site")
         site_id = actor.site_id

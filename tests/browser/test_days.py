@@ -306,6 +306,25 @@ def test_qa_reviews_a_refused_scan_with_a_signed_note(live: Any, page: Any, axe:
     nav(page, "Control tower")
     check_page(page, "control-tower", axe)
 
+    # the order's record as documents, from its timeline
+    page.goto(f"{base}/orders/{bag['coi']}")
+    report = page.get_by_role("link", name="Chain-of-custody report (PDF)")
+    bundle = page.get_by_role("link", name="Evidence bundle (JSON)")
+    pdf = page.request.get(base + report.get_attribute("href"))
+    assert pdf.headers["content-type"] == "application/pdf"
+    assert pdf.body().startswith(b"%PDF-")
+    evidence = page.request.get(base + bundle.get_attribute("href")).json()
+    assert evidence["format"] == "vein2vein-evidence/1"
+    assert evidence["order"]["coi"] == bag["coi"]
+    # QA keeps a witness copy of every signed checkpoint in its mailbox
+    nav(page, "Subscriptions")
+    page.get_by_label("For", exact=True).select_option("checkpoints")
+    page.get_by_label(re.compile("^To")).fill("qa-witness@example.org")
+    page.get_by_role("button", name="Subscribe").click()
+    expect(page.locator(".notice")).to_contain_text("Subscribed: email to qa-witness@example.org")
+    expect(page.locator("#subscriptions")).to_contain_text("audit checkpoints (witness)")
+    check_page(page, "subscriptions-witness", axe)
+
 
 def test_an_admin_adds_a_user_who_must_change_the_temporary_password(
     live: Any, page: Any, axe: Path

@@ -266,6 +266,19 @@ CASES: dict[tuple[str, str], Request] = {
             },
         },
     ),
+    # the record as documents (issue 17)
+    ("GET", "/api/v1/orders/<coi>/report.pdf"): lambda a: (
+        "GET",
+        f"/api/v1/orders/{a['coi']}/report.pdf",
+        None,
+    ),
+    ("GET", "/api/v1/orders/<coi>/evidence"): lambda a: (
+        "GET",
+        f"/api/v1/orders/{a['coi']}/evidence",
+        None,
+    ),
+    # the installation's public keys: published to everyone (they name no order)
+    ("GET", "/api/v1/keys"): lambda a: ("GET", "/api/v1/keys", None),
 }
 # answers event by event (200 with each refused): what matters is that nothing of A's changes
 PER_ITEM = {("POST", "/api/v1/epcis/capture")}
@@ -344,6 +357,12 @@ PAGE_CASES: dict[tuple[str, str], Request] = {
         {"barcode": a["barcode"], "action": "pickup", "site": "APH-1"},
     ),
     ("GET", "/orders/<coi>"): lambda a: ("GET", f"/orders/{a['coi']}", None),
+    ("GET", "/orders/<coi>/report.pdf"): lambda a: ("GET", f"/orders/{a['coi']}/report.pdf", None),
+    ("GET", "/orders/<coi>/evidence.json"): lambda a: (
+        "GET",
+        f"/orders/{a['coi']}/evidence.json",
+        None,
+    ),
     ("POST", "/orders/<coi>/events/<int:sequence>/sign"): lambda a: (
         "POST",
         f"/orders/{a['coi2']}/events/6/sign",

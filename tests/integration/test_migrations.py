@@ -57,6 +57,7 @@ RECORD_TABLES = (
     "temperature_readings",
     "alarm_rules",
     "condition_alarms",
+    "signing_keys",
 )
 IDENTITY_TABLES = ("orders", "units", "users", "sites")
 

@@ -14,6 +14,12 @@ def test_embedded_defaults(tmp_path: Path) -> None:
     settings = Settings(_env_file=None, var_dir=tmp_path, database_url="", broker_url="")
     assert settings.sqlalchemy_url == f"sqlite:///{tmp_path.resolve() / 'vein2vein.db'}"
     assert settings.broker_url == "filesystem://"
+    assert settings.signing_key_path == tmp_path.resolve() / "keys" / "checkpoint-ed25519.pem"
+
+
+def test_an_empty_signing_key_path_as_in_env_example_is_the_default(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, var_dir=tmp_path, signing_key_path="")
+    assert settings.signing_key_path == tmp_path.resolve() / "keys" / "checkpoint-ed25519.pem"
 
 
 def test_postgres_urls_use_psycopg_3() -> None:

@@ -4,6 +4,7 @@ from services.web.api import (  # noqa: F401 - routes
     batches,
     condition,
     epcis,
+    evidence,
     identifiers,
     labels,
     notifications,

@@ -68,11 +68,13 @@ NAV: dict[Role, list[tuple[str, str]]] = {
         ("pages.batch_board", "Batches"),
         ("pages.control_tower", "Control tower"),
         ("pages.scan_station", "Scan"),
+        ("pages.subscriptions", "Subscriptions"),  # witnesses of the audit checkpoints
     ],
     Role.ADMIN: [
         ("pages.admin", "Admin"),
         ("pages.new_order", "New order"),
         ("pages.control_tower", "Control tower"),
+        ("pages.subscriptions", "Subscriptions"),
     ],
 }
 # pages a user with a temporary password may open: to change it, or to leave

@@ -8,10 +8,11 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
 from services.domain.errors import DomainError
-from services.domain.notifications import EVENT_KINDS, Channel, summary
+from services.domain.notifications import CHECKPOINT, EVENT_KINDS, Channel, summary
 from services.operations import subscriptions as subscription_ops
 from services.operations.directory import Directory
 from services.operations.queries import coi_value
+from services.operations.subscriptions import WITNESS_ROLES
 from services.web import forms
 from services.web.pages import pages
 from services.web.security import session_actor
@@ -86,9 +87,11 @@ def subscriptions() -> Any:
     status = 200
     if request.method == "POST":
         try:
-            scope = forms.text("scope", max_length=8, required=True)
+            scope = forms.text("scope", max_length=12, required=True)
             coi = forms.optional("coi", max_length=64, label="the order's COI")
             events = request.form.getlist("events") or None
+            if scope == "checkpoints":  # a witness: the signed audit checkpoints alone
+                events, coi = [CHECKPOINT], None
             if events and (len(events) > 64 or any(len(e) > 32 for e in events)):
                 raise DomainError("choose the kinds from the list")
             with unit_of_work() as uow:
@@ -119,7 +122,12 @@ def subscriptions() -> Any:
             for row in rows
         ]
     page = render_template(
-        "subscriptions.html", actor=actor, rows=listed, secret=secret, kinds=EVENT_KINDS
+        "subscriptions.html",
+        actor=actor,
+        rows=listed,
+        secret=secret,
+        kinds=[kind for kind in EVENT_KINDS if kind != CHECKPOINT],
+        witness=actor.role in WITNESS_ROLES,
     )
     return page, status
 

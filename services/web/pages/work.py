@@ -13,12 +13,13 @@ import labels
 
 if TYPE_CHECKING:
     from services.db.models import Site
+from services.documents import report_pdf
 from services.domain.batches import STEPS, BatchState, next_step
 from services.domain.custody import Action, Role, UnitState
 from services.domain.errors import DomainError
 from services.domain.identifiers import batch_number
 from services.domain.signatures import MEANINGS
-from services.operations import access, audit, batches, condition, signing, tower
+from services.operations import access, audit, batches, condition, evidence, report, signing, tower
 from services.operations import labels as label_ops
 from services.operations.directory import Directory
 from services.operations.labels import label_spec
@@ -207,6 +208,29 @@ def order_timeline(coi: str) -> str:
         printer=bool(state().settings.label_printer_url),
         conditions=conditions,
     )
+
+
+@pages.route("/orders/<coi>/report.pdf")
+@login_required
+def order_report(coi: str) -> Response:
+    """The chain-of-custody report, as the API gives it."""
+    with unit_of_work() as uow:
+        data = report.report_data(uow.session, actor=session_actor(), coi=coi_value(coi))
+    response = Response(report_pdf.render(data), mimetype="application/pdf")
+    response.headers["Content-Disposition"] = f'inline; filename="coc-{data.coi}.pdf"'
+    return response
+
+
+@pages.route("/orders/<coi>/evidence.json")
+@login_required
+def order_evidence(coi: str) -> Response:
+    with unit_of_work() as uow:
+        body = evidence.bundle(uow.session, actor=session_actor(), coi=coi_value(coi), now=utcnow())
+    response = jsonify(body)
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="evidence-{body["order"]["coi"]}.json"'
+    )
+    return response
 
 
 @pages.route("/units/<din>/label.<fmt>")

@@ -1,0 +1,77 @@
+"""The record as documents: the chain-of-custody report (PDF), the evidence bundle (JSON), and
+the installation's public keys that sign checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Response
+from flask_openapi3 import Tag
+
+from services.documents import report_pdf
+from services.operations import evidence, keys, report
+from services.operations.queries import coi_value
+from services.web.api.blueprint import api
+from services.web.api.schemas import OrderPath
+from services.web.state import current_actor, unit_of_work, utcnow
+
+tag = Tag(name="evidence", description="The report, the evidence bundle and the signing keys")
+
+
+@api.get(
+    "/orders/<coi>/report.pdf",
+    tags=[tag],
+    responses={
+        200: {"content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}}
+    },
+)
+def order_report(path: OrderPath) -> Response:
+    """The order's chain-of-custody report: the same record gives the same bytes."""
+    with unit_of_work() as uow:
+        data = report.report_data(uow.session, actor=current_actor(), coi=coi_value(path.coi))
+    response = Response(report_pdf.render(data), mimetype="application/pdf")
+    response.headers["Content-Disposition"] = f'inline; filename="coc-{data.coi}.pdf"'
+    return response
+
+
+@api.get(
+    "/orders/<coi>/evidence",
+    tags=[tag],
+    responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}},
+)
+def order_evidence(path: OrderPath) -> Response:
+    """The order's evidence bundle: its chain's records, signatures and reviews, the signed
+    checkpoints that cover it (with Merkle proofs), and the public keys. `vein2vein audit
+    verify --bundle FILE` (or `python -m services.bundle FILE`) checks it with no database."""
+    with unit_of_work() as uow:
+        body = evidence.bundle(
+            uow.session, actor=current_actor(), coi=coi_value(path.coi), now=utcnow()
+        )
+    response = Response(json.dumps(body, indent=2, sort_keys=True), mimetype="application/json")
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="evidence-{body["order"]["coi"]}.json"'
+    )
+    return response
+
+
+@api.get(
+    "/keys",
+    tags=[tag],
+    responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}},
+)
+def signing_keys() -> Response:
+    """Every public key that has signed a checkpoint (Ed25519, base64 of the raw 32 bytes)."""
+    with unit_of_work() as uow:
+        rows = keys.public_keys(uow.session)
+        body = {
+            "keys": [
+                {
+                    "key_id": row.key_id,
+                    "algorithm": row.algorithm,
+                    "public_key": row.public_key,
+                    "first_used_at": row.first_used_at.isoformat(),
+                }
+                for row in rows
+            ]
+        }
+    return Response(json.dumps(body), mimetype="application/json")
