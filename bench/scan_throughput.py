@@ -23,6 +23,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -69,31 +70,38 @@ def seed(url: str, bags: int) -> tuple[str, list[str]]:
         )
         uow.commit()
     barcodes = []
-    with UnitOfWork(database.session_factory) as uow:
-        for n in range(bags):
-            order = orders.enroll_order(
-                uow.session,
-                actor=actor,
-                patient_ref=f"B-{n}",
-                product="axi-cel",
-                collection_site="APH",
-                manufacturing_site="MFG",
-                treatment_site="TRT",
-                now=now,
-            )
-            unit, _ = orders.register_collection(
-                uow.session,
-                actor=actor,
-                coi=order.coi,
-                collected_at=now,
-                volume_ml=None,
-                now=now,
-                max_clock_skew=dt.timedelta(minutes=5),
-            )
-            barcodes.append(f"={unit.din}00")
-        uow.commit()
+    for start in range(0, bags, 100):  # short transactions: a small session flushes fast
+        with UnitOfWork(database.session_factory) as uow:
+            barcodes += _orders_with_a_bag(uow, actor, range(start, min(start + 100, bags)), now)
+            uow.commit()
     database.engine.dispose()
     return token, barcodes
+
+
+def _orders_with_a_bag(uow: UnitOfWork, actor: Any, numbers: range, now: dt.datetime) -> list[str]:
+    barcodes = []
+    for n in numbers:
+        order = orders.enroll_order(
+            uow.session,
+            actor=actor,
+            patient_ref=f"B-{n}",
+            product="axi-cel",
+            collection_site="APH",
+            manufacturing_site="MFG",
+            treatment_site="TRT",
+            now=now,
+        )
+        unit, _ = orders.register_collection(
+            uow.session,
+            actor=actor,
+            coi=order.coi,
+            collected_at=now,
+            volume_ml=None,
+            now=now,
+            max_clock_skew=dt.timedelta(minutes=5),
+        )
+        barcodes.append(f"={unit.din}00")
+    return barcodes
 
 
 def wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
