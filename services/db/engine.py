@@ -11,6 +11,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
+from services.db.cache import SITE_CACHE, SiteCache
+
 # SQLite: one writer at a time. Write-ahead log, full fsync, foreign keys, and a busy timeout
 # instead of "database is locked" errors; every transaction takes the write lock at BEGIN so two
 # scans can never both read a state and then both write (SQLAlchemy's pysqlite "BEGIN" recipe).
@@ -76,5 +78,8 @@ class Database:
     def from_url(cls, url: str, **kwargs: Any) -> Database:
         engine = make_engine(url, **kwargs)
         check_sqlite_settings(engine)
-        factory = sessionmaker(engine, class_=Session, expire_on_commit=False)
+        # one cache of the sites' immutable ids, codes and kinds per database (services.db.cache)
+        factory = sessionmaker(
+            engine, class_=Session, expire_on_commit=False, info={SITE_CACHE: SiteCache()}
+        )
         return cls(engine=engine, session_factory=factory)

@@ -63,6 +63,17 @@ LEGS: Mapping[tuple[UnitKind, Leg], LegRule] = {
 }
 # batch start -> release is a batch's leg, not a bag's: it is timed when batches exist.
 
+
+def moves_legs(kind: UnitKind, action: str) -> bool:
+    """Whether an event of ``action`` on a bag of ``kind`` can open or close any of its legs
+    (the only events :func:`spans` looks at)."""
+    return action in _ENDS or any(
+        action == rule.opens or action in rule.closes
+        for (unit_kind, _leg), rule in LEGS.items()
+        if unit_kind is kind
+    )
+
+
 HOUR = 3600.0
 DAY = 24 * HOUR
 

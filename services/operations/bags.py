@@ -5,15 +5,19 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlmodel import Session, select
+import sqlalchemy as sa
+from sqlmodel import Session, col, func, select
 
-from services.db.models import Order, Shipment, Site, Unit
+from services.db.cache import site_cache
+from services.db.models import ChainHead, CustodyEvent, Order, Shipment, Unit
 from services.domain.custody import BagView, ShipmentView
 from services.domain.identifiers import shipment_code
+from services.operations.record import heads_locked
 
 
 def site_codes(session: Session) -> dict[int, str]:
-    return {site.id: site.code for site in session.exec(select(Site)).all()}  # type: ignore[misc]
+    """Every site's code by id (codes never change: kept per process, services.db.cache)."""
+    return site_cache(session).codes(session)
 
 
 def lock_bags(session: Session, units: Sequence[Unit]) -> list[tuple[Unit, Order]]:
@@ -46,6 +50,32 @@ def lock_bags(session: Session, units: Sequence[Unit]) -> list[tuple[Unit, Order
         ).all()
     }
     return [(locked[unit.id], orders[unit.order_id]) for unit in units]
+
+
+def lock_bag_by_din(session: Session, din: str) -> tuple[Unit, Order, dt.datetime | None] | None:
+    """The bag with ``din``, its order and its chain's head, locked in one statement (FOR NO
+    KEY UPDATE, in the order lock_bags takes them: the order's row, then the bag's, then the
+    head's), with the scanner's time of the bag's latest event. None: no such bag."""
+    latest = (
+        select(func.max(CustodyEvent.occurred_at))
+        .where(CustodyEvent.unit_id == Unit.id)
+        .correlate(Unit)
+        .scalar_subquery()
+    )
+    head_key = sa.literal("order:") + sa.cast(Order.id, sa.String)
+    found = session.exec(
+        select(Order, Unit, ChainHead, latest)
+        .join(Unit, col(Unit.order_id) == col(Order.id))
+        .join(ChainHead, col(ChainHead.key) == head_key)
+        .where(Unit.din == din)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    ).first()
+    if found is None:
+        return None
+    order, unit, head, previous = found
+    heads_locked(session, [head])
+    return unit, order, previous
 
 
 def bag_view(

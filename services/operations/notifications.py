@@ -9,14 +9,17 @@ commit together or not at all. The dispatcher claims due rows and hands each tas
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Session, col, select
 
+from services.db.cache import site_code
 from services.db.models import (
     CustodyEvent,
     Notification,
@@ -25,7 +28,6 @@ from services.db.models import (
     OrderEvent,
     RefusedScan,
     Shipment,
-    Site,
     Subscription,
     Unit,
 )
@@ -39,7 +41,6 @@ from services.domain.notifications import (
     Channel,
     NotificationState,
     backoff,
-    wants,
 )
 from services.operations import access
 from services.operations.access import order_site_ids
@@ -63,69 +64,85 @@ def enqueue(
     payload: dict[str, Any],
     now: dt.datetime,
     also_sites: tuple[int, ...] = (),
-) -> list[Notification]:
+) -> int:
     """One notification per active subscription that wants this kind of event on this order
-    (or on its sites, and ``also_sites``: the courier holding a bag, for its escalations)."""
-    subscriptions = _subscriptions(session, order, also_sites)
-    written = []
-    for subscription in subscriptions:
-        if not wants(subscription.events, kind):
-            continue
-        feed = subscription.channel is Channel.FEED
-        notification = Notification(
-            subscription_id=subscription.id,  # type: ignore[arg-type]
-            order_id=order.id,
-            source=source,
-            source_id=source_id,
-            kind=kind,
-            channel=subscription.channel,
-            target=subscription.target,
-            payload=payload,
+    (or on its sites, and ``also_sites``: the courier holding a bag, for its escalations), in
+    one INSERT ... SELECT from the subscriptions. Returns how many were written."""
+    subscriptions, outbox = Subscription.__table__, Notification.__table__  # type: ignore[attr-defined]
+    feed = subscriptions.c.channel == Channel.FEED
+
+    def value(column: str, given: Any) -> Any:
+        return sa.literal(given, outbox.c[column].type)
+
+    chosen = (
+        sa.select(
+            subscriptions.c.id,
+            value("order_id", order.id),
+            value("source", source),
+            value("source_id", source_id),
+            value("kind", kind),
+            subscriptions.c.channel,
+            subscriptions.c.target,
+            value("payload", payload),
             # the feed is this database: written is delivered
-            state=NotificationState.DELIVERED if feed else NotificationState.PENDING,
-            delivered_at=now if feed else None,
-            next_attempt_at=now,
-            created_at=now,
+            sa.case(
+                (feed, value("state", NotificationState.DELIVERED)),
+                else_=value("state", NotificationState.PENDING),
+            ),
+            sa.case((feed, value("delivered_at", now)), else_=sa.null()),
+            value("next_attempt_at", now),
+            value("created_at", now),
         )
-        session.add(notification)
-        written.append(notification)
-        if not feed:
-            session.info[PENDING_FLAG] = True
-    return written
+        .where(
+            subscriptions.c.active.is_(True),
+            sa.or_(
+                subscriptions.c.order_id == order.id,
+                subscriptions.c.site_id.in_((*order_site_ids(order), *also_sites)),
+            ),
+            _wants(session, subscriptions.c.events, kind),
+        )
+        .order_by(subscriptions.c.id)
+    )
+    columns = (
+        "subscription_id", "order_id", "source", "source_id", "kind", "channel", "target",
+        "payload", "state", "delivered_at", "next_attempt_at", "created_at",
+    )  # fmt: skip
+    channels = session.execute(
+        sa.insert(outbox)
+        .from_select([outbox.c[name] for name in columns], chosen)
+        .returning(outbox.c.channel)
+    ).all()
+    if any(channel != Channel.FEED for (channel,) in channels):
+        session.info[PENDING_FLAG] = True
+    return len(channels)
+
+
+def _wants(session: Session, events: Any, kind: str) -> Any:
+    """``wants(events, kind)`` in SQL: no list (SQL or JSON null) is every kind."""
+    if session.get_bind().dialect.name == "postgresql":
+        listed = sa.cast(events, JSONB)
+        return sa.or_(
+            events.is_(None),
+            listed == sa.cast(sa.literal("null"), JSONB),
+            listed.contains(sa.cast(sa.literal(json.dumps([kind])), JSONB)),
+        )
+    each = sa.func.json_each(events).table_valued("value")
+    return sa.or_(
+        events.is_(None),
+        sa.func.json_type(events) == "null",
+        sa.exists(sa.select(sa.literal(1)).select_from(each).where(each.c.value == kind)),
+    )
 
 
 def forget_subscriptions(session: Session) -> None:
-    """Subscriptions changed in this session: read them afresh next time."""
+    """Subscriptions changed in this session (kept for callers: the outbox reads them in the
+    same statement that writes the notifications, so there is nothing to forget)."""
     session.info.pop(SUBSCRIPTIONS_CACHE, None)
-
-
-def _subscriptions(
-    session: Session, order: Order, also_sites: tuple[int, ...]
-) -> list[Subscription]:
-    """The active subscriptions an order's news goes to, cached for the session's transaction
-    (a sweep flags many legs of few orders)."""
-    cache: dict[Any, list[Subscription]] = session.info.setdefault(SUBSCRIPTIONS_CACHE, {})
-    key = (order.id, also_sites)
-    if key not in cache:
-        cache[key] = list(
-            session.exec(
-                select(Subscription)
-                .where(
-                    col(Subscription.active).is_(True),
-                    sa.or_(
-                        col(Subscription.order_id) == order.id,
-                        col(Subscription.site_id).in_((*order_site_ids(order), *also_sites)),
-                    ),
-                )
-                .order_by(col(Subscription.id))
-            ).all()
-        )
-    return cache[key]
 
 
 def enqueue_for_event(
     session: Session, *, event: CustodyEvent, order: Order, unit: Unit | None
-) -> list[Notification]:
+) -> int:
     assert event.id is not None
     payload = {
         "type": f"custody.{event.action}",
@@ -157,15 +174,13 @@ def enqueue_for_event(
 
 
 def _code(session: Session, site_id: int) -> str:
-    """A site's code; the identity map usually has the row, so this costs no query."""
-    site = session.get(Site, site_id)
-    assert site is not None
-    return site.code
+    """A site's code (codes never change: kept per process, so this costs no query)."""
+    return site_code(session, site_id)
 
 
 def report_discrepancy(
     session: Session, *, order: Order, shipment: Shipment, missing: list[str], now: dt.datetime
-) -> list[Notification]:
+) -> int:
     """Bags of a shipment's manifest that did not arrive: on the order's record, and notified."""
     assert shipment.id is not None
     detail = {
@@ -233,9 +248,9 @@ def notify_witnesses(session: Session, row: Any) -> list[Notification]:
     return written
 
 
-def enqueue_for_refusal(session: Session, *, refusal: RefusedScan) -> list[Notification]:
+def enqueue_for_refusal(session: Session, *, refusal: RefusedScan) -> int:
     if refusal.order_id is None or refusal.id is None:
-        return []  # a scan of nothing we know: on record for QA, but no order to tell
+        return 0  # a scan of nothing we know: on record for QA, but no order to tell
     order = session.get(Order, refusal.order_id)
     unit = session.get(Unit, refusal.unit_id) if refusal.unit_id else None
     assert order is not None

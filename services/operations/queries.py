@@ -174,6 +174,36 @@ def unit_events(session: Session, unit: Unit) -> list[EventRecord]:
     return event_records(session, CustodyEvent.unit_id == unit.id)
 
 
+def event_record_of(event: CustodyEvent, scan_event_id: str | None) -> EventRecord | None:
+    """An event just written, as event_records would read it back, from the identities it
+    sealed (None when it sealed none: an event from before identities were sealed)."""
+    sealed = event.identity or {}
+    if event.id is None or "custodian" not in sealed or event.corrects_id is not None:
+        return None
+    return EventRecord(
+        id=event.id,
+        sequence=event.sequence,
+        event_id=scan_event_id,
+        coi=sealed["coi"],
+        din=sealed["din"],
+        action=event.action,
+        from_state=event.from_state,
+        to_state=event.to_state,
+        site=sealed["site"],
+        actor=sealed["actor"],
+        custodian=sealed["custodian"],
+        shipment=shipment_code(event.shipment_id) if event.shipment_id else None,
+        occurred_at=event.occurred_at,
+        recorded_at=event.recorded_at,
+        needs_review=event.needs_review,
+        review_reason=event.review_reason,
+        batch=batch_code(event.batch_id) if event.batch_id else None,
+        batch_status=event.batch_state.value if event.batch_state else None,
+        reason=event.reason,
+        details=event.details,
+    )
+
+
 def events_by_id(session: Session, ids: list[int]) -> list[EventRecord]:
     return event_records(session, col(CustodyEvent.id).in_(ids)) if ids else []
 

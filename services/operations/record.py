@@ -10,17 +10,46 @@ transaction, so they commit together or not at all. The record that opens an ord
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Protocol
 
 from sqlmodel import Session, select
 
+from services.db.cache import site_code
 from services.db.models import Batch, ChainHead, CustodyEvent, Order, RefusedScan, Site, Unit
 from services.domain.audit import GENESIS, chain_key, content, link, patient_digest, site_seal
 from services.domain.custody import ENROLL, Actor, UnitState
+from services.domain.sla import moves_legs
 from services.operations.deadlines import refresh_deadlines
 from services.operations.notifications import enqueue_for_event, enqueue_for_refusal
 
 EVENTS, REFUSALS = "custody_events", "refused_scans"  # the two tables a chain runs through
+LOCKED_HEADS = "locked_chain_heads"  # session.info: heads this transaction has read locked
+
+
+class SiteLike(Protocol):
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def code(self) -> str: ...
+
+
+def heads_locked(session: Session, heads: list[ChainHead]) -> None:
+    """Heads the caller has just read FOR UPDATE in this transaction (with the bags they
+    lock, in one statement): seal uses them as they are, without reading them again. Kept
+    here (the session's identity map holds its rows only weakly)."""
+    transaction = session.get_transaction()
+    held = session.info.get(LOCKED_HEADS)
+    if held is None or held[0] is not transaction:
+        rows: dict[str, ChainHead] = {}
+        held = session.info[LOCKED_HEADS] = (transaction, rows)
+    held[1].update((head.key, head) for head in heads)
+
+
+def _locked_head(session: Session, key: str) -> ChainHead | None:
+    held = session.info.get(LOCKED_HEADS)
+    if held is None or held[0] is not session.get_transaction():
+        return None
+    return held[1].get(key)
 
 
 def seal(session: Session, record: CustodyEvent | RefusedScan) -> None:
@@ -29,12 +58,15 @@ def seal(session: Session, record: CustodyEvent | RefusedScan) -> None:
     The chain's head row is locked until commit, so two transactions appending to one chain
     (two scans of different bags of one order, or a scan and a refusal) take turns."""
     key = chain_key(record.order_id)
-    head = session.exec(
-        select(ChainHead)
-        .where(ChainHead.key == key)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).first()
+    head = (
+        _locked_head(session, key)
+        or session.exec(
+            select(ChainHead)
+            .where(ChainHead.key == key)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).first()
+    )
     if head is None:
         # an order's first record: its order row is locked by the caller, so no race here;
         # the unattributed chain's head is created by the migration
@@ -48,9 +80,7 @@ def seal(session: Session, record: CustodyEvent | RefusedScan) -> None:
 
 
 def _code(session: Session, site_id: int) -> str:
-    site = session.get(Site, site_id)  # the identity map has it in every caller: no query
-    assert site is not None
-    return site.code
+    return site_code(session, site_id)  # codes never change: kept per process, no query
 
 
 def append_event(
@@ -60,7 +90,7 @@ def append_event(
     unit: Unit | None,
     action: str,
     from_state: UnitState | None,
-    site: Site,
+    site: SiteLike,
     actor: Actor,
     occurred_at: dt.datetime,
     recorded_at: dt.datetime,
@@ -112,7 +142,9 @@ def append_event(
     session.add(event)
     session.flush()
     enqueue_for_event(session, event=event, order=order, unit=unit)
-    if unit is not None:
+    if unit is not None and moves_legs(unit.kind, action):
+        # only an event that opens or closes a leg can move the bag's deadlines (whenever
+        # it happened by the scanner's clock): the rest leave them as they are
         refresh_deadlines(session, unit=unit, order=order)
     return event
 

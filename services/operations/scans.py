@@ -6,9 +6,13 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, func, select
 
+from services.db.cache import site_cache
 from services.db.models import (
     CustodyEvent,
     Order,
@@ -35,15 +39,21 @@ from services.domain.custody import (
     order_completed,
     shipment_state_after,
 )
-from services.domain.errors import CoiMismatch, DomainError, EventIdReused, InvalidRequest
+from services.domain.errors import (
+    CoiMismatch,
+    DomainError,
+    EventIdReused,
+    InvalidRequest,
+    NotFound,
+)
 from services.domain.identifiers import parse_scan, shipment_code, shipment_number
 from services.domain.sla import Leg
 from services.operations import access, shippers
 from services.operations.access import visible_order
 from services.operations.admin import site_by_code
-from services.operations.bags import bag_view, lock_bags, site_codes
+from services.operations.bags import bag_view, lock_bag_by_din, lock_bags, site_codes
 from services.operations.deadlines import current_policy
-from services.operations.record import append_event, append_refusal
+from services.operations.record import SiteLike, append_event, append_refusal
 from services.operations.shipments import add_to_shipment, lock_shipment, visible_shipment
 
 
@@ -91,19 +101,26 @@ def record_scan(
     now: dt.datetime,
     max_clock_skew: dt.timedelta,
 ) -> ScanOutcome:
-    """Apply one scan to the bag (or every bag of the shipment) it names, or refuse it whole."""
-    digest = scan.digest()
-    replay = _replay(session, scan.event_id, digest)
-    if replay:
-        return replay
+    """Apply one scan to the bag (or every bag of the shipment) it names, or refuse it whole.
 
-    site = site_by_code(session, scan.site)
+    The scan's row is written first, claiming its event_id (INSERT ... ON CONFLICT DO
+    NOTHING): a replay finds the row there, and a concurrent request with the same id waits
+    on it until this transaction ends. Then the bag, its order and its chain's head are read
+    and locked in one statement; nothing is read twice."""
+    digest = scan.digest()
+    site = site_cache(session).by_code(session, scan.site)
+    if site is None:
+        raise NotFound(f"no site has code {scan.site!r}")
     occurred_at = device_time(scan.occurred_at, now=now, skew=max_clock_skew, what="occurred_at")
-    units, scanned_coi, shipment_scanned = _bags_named(session, actor, scan)
+    scanned = parse_scan(scan.barcode)
+    scanned_coi = _scanned_coi(scan, scanned)
     named_shipment = (
         visible_shipment(session, actor, scan.shipment) if scan.shipment is not None else None
     )
-    if shipment_scanned is not None:
+    shipment_scanned = None
+    _check_names_a_bag(scan, scanned)
+    if scanned.shipment_number is not None:
+        shipment_scanned = visible_shipment(session, actor, scanned.shipment_number)
         named_shipment = named_shipment or shipment_scanned
         if named_shipment.id != shipment_scanned.id:
             raise InvalidRequest(
@@ -111,11 +128,23 @@ def record_scan(
                 f"named, {shipment_code(named_shipment.id or 0)}"
             )
 
-    locked = lock_bags(session, units)
-    # a concurrent request with the same event id may have committed while we waited
-    replay = _replay(session, scan.event_id, digest)
-    if replay:
+    row = _claim(session, scan, digest, site.id, actor, named_shipment, occurred_at, now)
+    if row is None:
+        replay = _replay(session, scan.event_id, digest)
+        assert replay is not None  # the row that claimed the id is committed: DO NOTHING saw it
         return replay
+
+    if shipment_scanned is not None:
+        locked = [
+            (unit, order, _latest(session, unit))
+            for unit, order in lock_bags(session, _shipment_bags(session, actor, shipment_scanned))
+        ]
+    else:
+        assert scanned.din is not None
+        found = lock_bag_by_din(session, scanned.din.value)
+        visible_order(session, actor, found[1] if found else None, f"bag {scanned.din.value}")
+        assert found is not None
+        locked = [found]
     if named_shipment is not None:
         named_shipment = lock_shipment(session, named_shipment.id)
 
@@ -134,30 +163,16 @@ def record_scan(
     )
     # decide every bag before writing anything: a shipment scan moves all its bags or none
     decisions = []
-    for unit, order in locked:
+    for unit, order, latest in locked:
         current = session.get(Shipment, unit.shipment_id) if unit.shipment_id else None
         thawed_at, thaw_limit = _thaw(session, unit, order, scan.action)
         view = bag_view(unit, order, current, codes, thawed_at=thawed_at, thaw_limit=thaw_limit)
         rule = decide_scan(view, request)
-        decisions.append((unit, order, rule, current))
-
-    row = Scan(
-        event_id=scan.event_id,
-        request_digest=digest,
-        action=scan.action,
-        barcode=scan.barcode.strip()[:128],
-        site_id=site.id,  # type: ignore[arg-type]
-        actor_id=actor.user_id,
-        shipment_id=named_shipment.id if named_shipment else None,
-        occurred_at=occurred_at,
-        recorded_at=now,
-    )
-    session.add(row)
-    session.flush()
+        decisions.append((unit, order, rule, current, latest))
 
     events = []
     touched_shipments: dict[int, Shipment] = {}
-    for unit, order, rule, current in decisions:
+    for unit, order, rule, current, latest in decisions:
         from_state = _apply(unit, rule.to_state, scan.action, site, actor)
         _claim_carrier(current, scan.action, actor)
         if scan.action is Action.PACK and named_shipment is not None:
@@ -178,7 +193,7 @@ def record_scan(
                 recorded_at=now,
                 scan_id=row.id,
                 shipment_id=current.id if current else None,
-                review_reason=_out_of_order(session, unit, occurred_at),
+                review_reason=_out_of_order(latest, occurred_at),
             )
         )
         if current is not None and current.id is not None:
@@ -188,7 +203,7 @@ def record_scan(
     for shipment in touched_shipments.values():
         update_shipment_state(session, shipment, now=now)
     if scan.action is Action.INFUSE:
-        for order in {id(order): order for _unit, order, _rule, _shipment in decisions}.values():
+        for order in {id(order): order for _u, order, _r, _s, _l in decisions}.values():
             close_if_infused(session, order)
     session.flush()
     return ScanOutcome(scan=row, events=events, replayed=False)
@@ -234,7 +249,9 @@ def _claim_carrier(shipment: Shipment | None, action: Action, actor: Actor) -> N
         shipment.carrier_site_id = actor.site_id
 
 
-def _apply(unit: Unit, to_state: UnitState, action: Action, site: Site, actor: Actor) -> UnitState:
+def _apply(
+    unit: Unit, to_state: UnitState, action: Action, site: SiteLike, actor: Actor
+) -> UnitState:
     """Move the bag to its new state and custodian; returns the state it left. A quarantined
     bag remembers the state it left, to which QA's release returns it."""
     from_state = unit.state
@@ -246,18 +263,17 @@ def _apply(unit: Unit, to_state: UnitState, action: Action, site: Site, actor: A
     if action is Action.PICKUP:
         unit.custodian_site_id = actor.site_id  # the courier holds it now
     elif action in (Action.DELIVER, Action.RECEIVE):
-        unit.custodian_site_id = site.id  # type: ignore[assignment]
+        assert site.id is not None
+        unit.custodian_site_id = site.id
     if action is Action.RECEIVE:
         unit.shipment_id = None  # the journey is over; the manifest keeps the record
     return from_state
 
 
-def _bags_named(
-    session: Session, actor: Actor, scan: ScanInput
-) -> tuple[list[Unit], str | None, Shipment | None]:
-    """The bags a barcode names, the COI it carries (if any), and the shipment scanned (if any)."""
-    scanned = parse_scan(scan.barcode)
-    scanned_coi = scanned.coi.value if scanned.coi else None
+def _scanned_coi(scan: ScanInput, scanned: Any) -> str | None:
+    """The COI the label's 2-D code carries, or the one the scanner says it works on; both
+    given and different: the wrong patient's bag, refused before anything else."""
+    scanned_coi: str | None = scanned.coi.value if scanned.coi else None
     if scan.coi is not None:
         if scanned_coi is not None and scanned_coi != scan.coi:
             raise CoiMismatch(
@@ -265,6 +281,11 @@ def _bags_named(
                 f"working on {scan.coi}: do not proceed; set the bag aside and call QA"
             )
         scanned_coi = scan.coi
+    return scanned_coi
+
+
+def _check_names_a_bag(scan: ScanInput, scanned: Any) -> None:
+    """A barcode names a bag, or a shipment for the actions that move whole shipments."""
     if scanned.shipment_number is not None:
         if scan.action not in SHIPMENT_ACTIONS:
             raise InvalidRequest(
@@ -272,40 +293,71 @@ def _bags_named(
                 f"{' or '.join(sorted(a.value for a in SHIPMENT_ACTIONS))}; for "
                 f"{scan.action.value}, scan each bag"
             )
-        shipment = visible_shipment(session, actor, scanned.shipment_number)
-        units = list(
-            session.exec(
-                select(Unit).where(Unit.shipment_id == shipment.id).order_by(Unit.id)  # type: ignore[arg-type]
-            ).all()
-        )
-        if not units:
-            raise InvalidRequest(f"shipment {shipment_code(scanned.shipment_number)} holds no bags")
-        for unit in units:
-            visible_order(session, actor, session.get(Order, unit.order_id), f"bag {unit.din}")
-        return units, scanned_coi, shipment
-    if scanned.din is None:
+    elif scanned.din is None:
         raise InvalidRequest(
             "that is a chain of identity identifier, not a bag: scan the bag's DIN barcode"
         )
-    bag = session.exec(select(Unit).where(Unit.din == scanned.din.value)).first()
-    order = session.get(Order, bag.order_id) if bag else None
-    visible_order(session, actor, order, f"bag {scanned.din.value}")
-    assert bag is not None
-    return [bag], scanned_coi, None
 
 
-def _out_of_order(session: Session, unit: Unit, occurred_at: dt.datetime) -> str | None:
-    """A scan that says it happened before the bag's latest recorded event is kept, for review."""
-    previous = session.exec(
-        select(CustodyEvent)
-        .where(CustodyEvent.unit_id == unit.id)
-        .order_by(CustodyEvent.occurred_at.desc())  # type: ignore[attr-defined]
-        .limit(1)
-    ).first()
-    if previous is None:
+def _shipment_bags(session: Session, actor: Actor, shipment: Shipment) -> list[Unit]:
+    units = list(
+        session.exec(
+            select(Unit).where(Unit.shipment_id == shipment.id).order_by(Unit.id)  # type: ignore[arg-type]
+        ).all()
+    )
+    if not units:
+        raise InvalidRequest(f"shipment {shipment_code(shipment.id or 0)} holds no bags")
+    for unit in units:
+        visible_order(session, actor, session.get(Order, unit.order_id), f"bag {unit.din}")
+    return units
+
+
+def _claim(
+    session: Session,
+    scan: ScanInput,
+    digest: str,
+    site_id: int,
+    actor: Actor,
+    shipment: Shipment | None,
+    occurred_at: dt.datetime,
+    now: dt.datetime,
+) -> Scan | None:
+    """Write the scan's row unless its event_id is taken (then None: a replay, or a reuse)."""
+    values = {
+        "event_id": scan.event_id,
+        "request_digest": digest,
+        "action": scan.action,
+        "barcode": scan.barcode.strip()[:128],
+        "site_id": site_id,
+        "actor_id": actor.user_id,
+        "shipment_id": shipment.id if shipment else None,
+        "occurred_at": occurred_at,
+        "recorded_at": now,
+    }
+    dialect = session.get_bind().dialect.name  # the same statement, in each one's words
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    new_id = session.execute(
+        insert(Scan)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(col(Scan.id))
+    ).scalar_one_or_none()
+    if new_id is None:
         return None
-    latest = previous.occurred_at
-    if occurred_at < latest:
+    return Scan(id=new_id, **values)  # type: ignore[arg-type]  # as written; never read back
+
+
+def _latest(session: Session, unit: Unit) -> dt.datetime | None:
+    """The scanner's time of the bag's latest event."""
+    latest: dt.datetime | None = session.exec(
+        select(func.max(CustodyEvent.occurred_at)).where(CustodyEvent.unit_id == unit.id)
+    ).one()
+    return latest
+
+
+def _out_of_order(latest: dt.datetime | None, occurred_at: dt.datetime) -> str | None:
+    """A scan that says it happened before the bag's latest recorded event is kept, for review."""
+    if latest is not None and occurred_at < latest:
         return (
             f"scanned at {occurred_at.isoformat()} by the scanner's clock, before the bag's "
             f"previous event at {latest.isoformat()}"
@@ -441,11 +493,15 @@ def check_infusion(
         event_id="",
         patient_ref=patient_ref,
     )
-    units, scanned_coi, shipment = _bags_named(session, actor, scan)
-    if shipment is not None or len(units) != 1:
+    scanned = parse_scan(scan.barcode)
+    scanned_coi = _scanned_coi(scan, scanned)
+    _check_names_a_bag(scan, scanned)
+    if scanned.din is None:
         raise InvalidRequest("at the bedside, scan the product bag itself")
-    (unit,) = units
-    order = session.get(Order, unit.order_id)
+    unit = session.exec(select(Unit).where(Unit.din == scanned.din.value)).first()
+    order = session.get(Order, unit.order_id) if unit else None
+    visible_order(session, actor, order, f"bag {scanned.din.value}")
+    assert unit is not None
     assert order is not None
     site = site_by_code(session, actor.site.code)
     thawed_at, thaw_limit = _thaw(session, unit, order, Action.INFUSE)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from sqlmodel import Session
 
+from services.db.cache import site_code
 from services.domain.batches import BatchState
 from services.domain.custody import Actor
 from services.domain.identifiers import Coi, Din, batch_code, shipment_code
@@ -17,6 +18,7 @@ from services.operations.directory import Directory
 from services.operations.queries import (
     EventRecord,
     UnitRecord,
+    event_record_of,
     events_by_id,
     order_events,
     refusals_of_order,
@@ -217,14 +219,18 @@ def batch_public(session: Session, record: BatchRecord) -> BatchPublic:
 
 
 def scan_result(session: Session, actor: Actor, outcome: ScanOutcome) -> ScanResult:
-    ids = [event.id for event in outcome.events]
-    records = events_by_id(session, [i for i in ids if i is not None])
+    # what the scan just wrote is answered from memory; a replay reads the record
+    fresh = [event_record_of(event, outcome.scan.event_id) for event in outcome.events]
+    records: list[EventRecord] = [record for record in fresh if record is not None]
+    if outcome.replayed or len(records) != len(fresh):
+        ids = [event.id for event in outcome.events]
+        records = events_by_id(session, [i for i in ids if i is not None])
     events = [event_public(record) for record in records]
     single = events[0] if len(events) == 1 else None
     return ScanResult(
         event_id=outcome.scan.event_id,
         action=outcome.scan.action,
-        site=Directory(session).code(outcome.scan.site_id),
+        site=site_code(session, outcome.scan.site_id),
         actor=records[0].actor if records else actor.email,
         occurred_at=outcome.scan.occurred_at,
         recorded_at=outcome.scan.recorded_at,

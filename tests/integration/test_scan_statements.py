@@ -1,0 +1,73 @@
+"""What a scan costs in round trips to the database: a property of the code, not a timing.
+
+A plain scan (one bag, no shipment, no leg opened or closed) reads its token, claims its
+event_id, locks and reads the bag, its order and its chain's head in one statement, and writes
+the head, the event, the order, the bag and its news: eight statements. Nothing it wrote is
+read back, and the sites come from the per-process cache (services.db.cache).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+
+from tests.world import World
+
+PLAIN_SCAN_STATEMENTS = 8
+
+
+@contextmanager
+def statements(world: World) -> Iterator[list[str]]:
+    engine = world.app.extensions["vein2vein"].db.engine
+    seen: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if not statement.lstrip().upper().startswith(("BEGIN", "COMMIT", "ROLLBACK")):
+            seen.append(" ".join(statement.split())[:120])
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+
+
+def test_a_plain_scan_takes_at_most_eight_statements(world: World) -> None:
+    unit = world.bag_at("collected")
+    world.scan("aph", unit["barcode"], "verify_label", "APH-1")  # the sites are cached by now
+    other = world.bag_at("collected", "PAT-OTHER")
+    with statements(world) as seen:
+        response = world.scan("aph", other["barcode"], "verify_label", "APH-1")
+    assert response.status_code == 201, response.json
+    assert len(seen) <= PLAIN_SCAN_STATEMENTS, "\n".join(seen)
+    # and the answer is what the record says
+    timeline = world.get("aph", f"/api/v1/orders/{other['coi']}/events").json["events"]
+    (event,) = [e for e in timeline if e["action"] == "verify_label"]
+    answered = response.json["events"][0]
+    for field in ("sequence", "din", "coi", "site", "actor", "custodian", "from_state", "to_state"):
+        assert answered[field] == event[field], field
+    assert response.json["event_id"] == event["event_id"]
+
+
+def test_a_replay_answers_from_the_record_and_writes_nothing(world: World) -> None:
+    unit = world.bag_at("collected")
+    body = {
+        "barcode": unit["barcode"],
+        "action": "verify_label",
+        "site": "APH-1",
+        "event_id": "0b7c54bc-54cb-4d8e-9b5b-34c1f1c0a001",
+    }
+    first = world.post("aph", "/api/v1/scans", body)
+    assert first.status_code == 201
+    with statements(world) as seen:
+        again = world.post("aph", "/api/v1/scans", body)
+    assert again.status_code == 200
+    assert again.json["events"] == first.json["events"]
+    assert again.json["replayed"] is True
+    assert not [s for s in seen if s.upper().startswith(("UPDATE", "DELETE"))], seen
+    assert [s for s in seen if s.upper().startswith("INSERT")] == [seen[1]]  # the claim only
+    reused = world.post("aph", "/api/v1/scans", {**body, "action": "cryopreserve"})
+    assert reused.status_code == 422, reused.json
+    assert reused.json["code"] == "event_id_reused"
