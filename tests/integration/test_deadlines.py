@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 import threading
 from typing import Any
 
@@ -11,9 +12,10 @@ import time_machine
 from sqlmodel import select
 
 from services.db import UnitOfWork
-from services.db.models import Deadline, Notification, OrderEvent
-from services.domain.sla import DEFAULT_LIMITS, Leg
-from services.operations import deadlines
+from services.db.models import Deadline, Notification, Order, OrderEvent, Unit
+from services.domain.custody import UnitKind, UnitState
+from services.domain.sla import DEFAULT_LIMITS, Leg, percentile
+from services.operations import admin, deadlines
 from tests.world import World
 
 T0 = dt.datetime(2026, 11, 2, 8, 0, tzinfo=dt.UTC)
@@ -211,6 +213,61 @@ def test_projection_and_turnaround_summary(world: World) -> None:
         assert (pickup["site"], pickup["count"], pickup["late"]) == ("APH-1", 3, 1)
         assert pickup["median_hours"] == pytest.approx(30)
         assert pickup["p90_hours"] == pytest.approx(46)
+
+
+def test_turnaround_percentiles_from_the_database_match_the_inclusive_method(
+    world: World,
+) -> None:
+    """The median and 90th percentile the database computes (percentile_cont on PostgreSQL,
+    ranks on SQLite) against the domain's own statistics.quantiles oracle."""
+    order = world.enroll("PAT-STATS")
+    rng = random.Random(17)
+    durations: dict[Leg, list[float]] = {Leg.COLLECTION_TO_PICKUP: [], Leg.PICKUP_TO_DELIVERY: []}
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        row = uow.session.exec(select(Order).where(Order.coi == order["coi"])).one()
+        site = admin.site_by_code(uow.session, "APH-1")
+        for n in range(42):  # (n - 1) x 0.5 and x 0.9 fall between ranks: interpolated
+            unit = Unit(
+                din=f"X{n:012d}",
+                kind=UnitKind.APHERESIS,
+                order_id=row.id,  # type: ignore[arg-type]
+                state=UnitState.COLLECTED,
+                custodian_site_id=site.id,  # type: ignore[arg-type]
+                collected_at=T0,
+            )
+            uow.session.add(unit)
+            uow.session.flush()
+            for leg, values in durations.items():
+                hours = rng.uniform(1, 100)
+                values.append(hours)
+                start = T0 + n * HOUR
+                uow.session.add(
+                    Deadline(
+                        order_id=row.id,  # type: ignore[arg-type]
+                        unit_id=unit.id,  # type: ignore[arg-type]
+                        leg=leg,
+                        site_id=site.id,  # type: ignore[arg-type]
+                        policy_version=0,
+                        limit_seconds=48 * 3600,
+                        at_risk_fraction=0.75,
+                        escalate_after_seconds=12 * 3600,
+                        started_at=start,
+                        at_risk_at=start + 36 * HOUR,
+                        due_at=start + 48 * HOUR,
+                        escalate_at=start + 60 * HOUR,
+                        closed_at=start + dt.timedelta(hours=hours),
+                    )
+                )
+        uow.commit()
+    summary = world.get(
+        "care", "/api/v1/turnaround?since=2026-11-01T00:00:00Z&until=2026-11-30T00:00:00Z"
+    ).json["items"]
+    for leg, values in durations.items():
+        (found,) = [s for s in summary if s["leg"] == leg.value and s["site"] == "APH-1"]
+        assert found["count"] == 42
+        assert found["late"] == sum(1 for hours in values if hours > 48)
+        assert found["median_hours"] == pytest.approx(percentile(values, 0.5), abs=1e-3)
+        assert found["p90_hours"] == pytest.approx(percentile(values, 0.9), abs=1e-3)
 
 
 def test_an_order_projected_over_its_target(world: World) -> None:
