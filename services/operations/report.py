@@ -94,7 +94,7 @@ def report_data(session: Session, *, actor: Actor | None, coi: str) -> ReportDat
     events = order_events(session, order)
     check = audit.verify(session, order_id=order.id)
     head = session.get(ChainHead, chain_key(order.id))
-    signed = audit.signatures_of(session, [e.id for e in events])
+    signed = audit.signatures_of(session, [e.id for e in events], order_id=order.id)
     sequences = {e.id: e.sequence for e in events}
     signatures = [
         SignatureLine(

@@ -79,7 +79,7 @@ def unit_public(record: UnitRecord) -> UnitPublic:
 
 def deadline_public(session: Session, row: Deadline, now: dt.datetime) -> DeadlinePublic:
     names = Directory(session)
-    order, unit, site = names.order(row.order_id), names.unit(row.unit_id), names.site(row.site_id)
+    order, unit = names.order(row.order_id), names.unit(row.unit_id)
     if row.closed_at is not None:
         status = "closed_late" if row.closed_at > row.due_at else "closed_on_time"
     elif now >= row.due_at:
@@ -93,7 +93,7 @@ def deadline_public(session: Session, row: Deadline, now: dt.datetime) -> Deadli
         coi=order.coi,
         din=unit.din,
         leg=row.leg.value,
-        site=site.code,
+        site=names.code(row.site_id),
         status=status,  # type: ignore[arg-type]
         started_at=row.started_at,
         at_risk_at=row.at_risk_at,
@@ -110,7 +110,9 @@ def deadline_public(session: Session, row: Deadline, now: dt.datetime) -> Deadli
 def order_public(session: Session, actor: Actor, order: Order) -> OrderPublic:
     coi = Coi.from_value(order.coi)
     names = Directory(session)
-    units = unit_records(session, units_of_order(session, order), order.coi)
+    bags = units_of_order(session, order)
+    names.remember([order, *bags])
+    units = unit_records(session, bags, order.coi)
     now = dt.datetime.now(dt.UTC)
     return OrderPublic(
         coi=coi.value,
@@ -173,7 +175,7 @@ def event_public(record: EventRecord) -> EventPublic:
 def timeline_events(session: Session, order: Order) -> list[EventPublic]:
     """The order's events in sequence, each with its signatures and whether it awaits one."""
     records = order_events(session, order)
-    signed = audit.signatures_of(session, [record.id for record in records])
+    signed = audit.signatures_of(session, [record.id for record in records], order_id=order.id)
     status = signing.signature_status(
         session, records, {event_id: [row for row, _ in rows] for event_id, rows in signed.items()}
     )
@@ -275,7 +277,7 @@ def audit_public(session: Session, order: Order) -> AuditPublic:
     report = audit.verify(session, order_id=order.id, links=chain)
     dins = {unit.id: unit.din for unit in units_of_order(session, order)}
     signed = audit.signatures_of(
-        session, [item.id for item in chain if item.table == "custody_events"]
+        session, [item.id for item in chain if item.table == "custody_events"], order_id=order.id
     )
     return AuditPublic(
         coi=order.coi,
