@@ -46,10 +46,24 @@ def plain(record: Mapping[str, Any]) -> dict[str, Any]:
     return {key: _plain(value) for key, value in record.items()}
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (dt.datetime, Enum)):
+        return _plain(value)
+    raise TypeError(f"{type(value).__name__} has no canonical form")
+
+
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default
+)
+
+
 def canonical(record: Mapping[str, Any]) -> bytes:
-    """Sorted keys, no spaces, UTC timestamps to the microsecond, enums as their values."""
-    plain = {key: _plain(value) for key, value in record.items()}
-    return json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    """Sorted keys, no spaces, UTC timestamps to the microsecond, enums as their values.
+
+    The encoder turns timestamps and enums into their canonical text as it meets them (a
+    string enum is its value already), rather than copying every record first: the same
+    bytes, at a fraction of the cost, for the millions of records a verify reads."""
+    return _CANONICAL.encode(record).encode()
 
 
 def link(prev_hash: str, record: Mapping[str, Any]) -> str:

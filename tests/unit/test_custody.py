@@ -384,3 +384,33 @@ def test_a_product_is_released_with_its_batch_never_by_a_scan() -> None:
     with pytest.raises(IllegalTransition, match="with its batch"):
         decide_scan(bag, scan)
     assert decide_scan(bag, replace(scan, via_batch=True)).to_state is UnitState.RELEASED
+
+
+def test_the_canonical_form_is_the_one_every_stored_hash_was_made_with() -> None:
+    """canonical() serializes timestamps and enums as it goes; the bytes must be those of the
+    form the chains were sealed with: every value made plain first, then json.dumps."""
+    import datetime as dt
+    import json
+
+    from services.domain.audit import canonical, plain
+    from services.domain.custody import Action, UnitState
+
+    record = {
+        "table": "custody_events",
+        "action": Action.VERIFY_LABEL,
+        "to_state": UnitState.COLLECTED,
+        "from_state": None,
+        "occurred_at": dt.datetime(
+            2026, 12, 2, 1, 2, 3, 456789, tzinfo=dt.timezone(dt.timedelta(hours=2))
+        ),
+        "site_id": 3,
+        "needs_review": False,
+        "reason": 'Ünïcode — quoted "text"',
+        "identity": {"coi": "CHA100126000001", "din": None, "actor": "a@example.org"},
+        "volume": 12.5,
+    }
+    sealed_with = json.dumps(
+        plain(record), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    ).encode()
+    assert canonical(record) == sealed_with
+    assert b'"occurred_at":"2026-12-01T23:02:03.456789Z"' in canonical(record)
