@@ -389,16 +389,28 @@ def unsealed_finding(live: Live, *, order_ids: Iterable[int] | None = None) -> F
     """An order or a bag that no record of any chain ever sealed: a row written behind the
     application's back (the application seals every order and bag in the transaction that
     makes it)."""
+    order, unit = unsealed_findings(live, order_ids=order_ids)
+    return order or unit
+
+
+def unsealed_findings(
+    live: Live, *, order_ids: Iterable[int] | None = None
+) -> tuple[Finding | None, Finding | None]:
+    """The first unsealed order (by id) and the first unsealed bag (by id), apart: a verify
+    split over processes picks the first of each across them."""
     orders = sorted(live.orders if order_ids is None else order_ids)
+    first_order = first_unit = None
     for order_id in orders:
         if order_id in live.orders and order_id not in live.sealed_orders:
-            return Finding(
+            first_order = Finding(
                 chain_key(order_id), None, "orders", order_id, "no record of its chain seals it"
             )
+            break
     wanted = set(orders)
     for unit_id, unit in sorted(live.units.items()):
         if unit.order_id in wanted and unit_id not in live.sealed_units:
-            return Finding(
+            first_unit = Finding(
                 chain_key(unit.order_id), None, "units", unit_id, "no record of its chain seals it"
             )
-    return None
+            break
+    return first_order, first_unit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +43,7 @@ from services.domain.audit import (
     review_content,
     signature_content,
     signature_hash,
-    unsealed_finding,
+    unsealed_findings,
     verify_chain,
 )
 from services.domain.evidence import decode_key, merkle_root, sign, signature_valid, statement
@@ -75,7 +75,9 @@ def _sealed_columns(model: Any, table: str) -> list[Any]:
     return [model.__table__.c[name] for name in dict.fromkeys(names)]
 
 
-def _links(session: Session, order_id: int | None = None) -> Iterator[Link]:
+def _links(
+    session: Session, order_id: int | None = None, *, part: int = 0, parts: int = 1
+) -> Iterator[Link]:
     """Every record, in (chain, position) order, streamed from both tables as plain rows (no
     ORM objects: a verify of millions of records builds none)."""
     events = sa.select(*_sealed_columns(CustodyEvent, EVENTS)).order_by(
@@ -90,6 +92,12 @@ def _links(session: Session, order_id: int | None = None) -> Iterator[Link]:
     if order_id is not None:
         events = events.where(col(CustodyEvent.order_id) == order_id)
         refusals = refusals.where(col(RefusedScan.order_id) == order_id)
+    if parts > 1:
+        events = events.where(col(CustodyEvent.order_id) % parts == part)
+        mine = col(RefusedScan.order_id) % parts == part
+        refusals = refusals.where(
+            sa.or_(mine, col(RefusedScan.order_id).is_(None)) if part == 0 else mine
+        )
 
     def stream(query: Any, table: str) -> Iterator[Link]:
         for row in session.execute(query.execution_options(yield_per=5000)).mappings():
@@ -110,18 +118,35 @@ def _links(session: Session, order_id: int | None = None) -> Iterator[Link]:
     yield from heapq.merge(stream(events, EVENTS), stream(refusals, REFUSALS), key=sort_key)
 
 
-def verify(
+@dataclass(frozen=True)
+class ChainPass:
+    """One pass over chains (all, one order's, or one part of a verify split over processes)."""
+
+    records: int
+    chains: int
+    seen: dict[str, tuple[int, str]]  # chain -> (length, head) of the chains that held
+    finding: Finding | None  # the first broken chain's, in chain order
+    unsealed: tuple[Finding | None, Finding | None]  # first unsealed order, first bag
+
+
+def chain_order(chain: str) -> int:
+    """Where a chain comes in a verify: orders by id, the unattributed chain last."""
+    return int(chain.split(":", 1)[1]) if chain.startswith("order:") else 2**62
+
+
+def verify_chains(
     session: Session,
     *,
     progress: Callable[[int], None] | None = None,
     order_id: int | None = None,
     links: Iterable[Link] | None = None,
-) -> Report:
-    """Check every chain, every head, every checkpoint and every signature; stop at the first
-    thing wrong and name it. ``progress`` is called with the records checked so far.
-    ``links``: the order's chain when the caller has read it already (``order_chain``)."""
-    heads = {row.key: (row.length, row.head) for row in session.exec(select(ChainHead))}
-    live = live_identities(session, order_id)
+    part: int = 0,
+    parts: int = 1,
+) -> ChainPass:
+    """Check each chain record by record (links, hashes, the identities each record sealed),
+    stopping at the first broken one. ``part`` of ``parts``: only the orders whose id is
+    ``part`` modulo ``parts`` (and, in part 0, the unattributed chain)."""
+    live = live_identities(session, order_id, part=part, parts=parts)
     records = chains = 0
     finding: Finding | None = None
     current: str | None = None
@@ -139,7 +164,8 @@ def verify(
         seen[chain] = (len(items), items[-1].hash)
         return None
 
-    for item in links if links is not None else _links(session, order_id):
+    stream = links if links is not None else _links(session, order_id, part=part, parts=parts)
+    for item in stream:
         records += 1
         if progress is not None and records % 1000 == 0:
             progress(records)
@@ -155,10 +181,42 @@ def verify(
             finding = finish(current, batch)
     if progress is not None:
         progress(records)
+    unsealed = unsealed_findings(live, order_ids=None if order_id is None else [order_id])
+    return ChainPass(records, chains, seen, finding, unsealed)
+
+
+def chain_heads(session: Session) -> dict[str, tuple[int, str]]:
+    """Every chain's head, read before the chains are (a record appended meanwhile then makes
+    a chain longer than its head, never shorter)."""
+    return {row.key: (row.length, row.head) for row in session.exec(select(ChainHead))}
+
+
+def conclude(
+    session: Session,
+    passes: Sequence[ChainPass],
+    *,
+    heads: dict[str, tuple[int, str]],
+    order_id: int | None = None,
+) -> Report:
+    """The rest of a verify, after its chain passes: the heads against the chains, an order or
+    bag no record seals, the checkpoints, the signatures and the reviews. Names the first thing
+    wrong, in the order a single pass would have met it."""
+    records = sum(p.records for p in passes)
+    chains = sum(p.chains for p in passes)
+    broken = [p.finding for p in passes if p.finding is not None]
+    finding = min(broken, key=lambda f: chain_order(f.chain)) if broken else None
+    seen: dict[str, tuple[int, str]] = {}
+    for one in passes:
+        seen.update(one.seen)
     if finding is None:
         finding = _check_heads(seen, heads, order_id)
     if finding is None:
-        finding = unsealed_finding(live, order_ids=None if order_id is None else [order_id])
+        orders = [p.unsealed[0] for p in passes if p.unsealed[0] is not None]
+        units = [p.unsealed[1] for p in passes if p.unsealed[1] is not None]
+        if orders:
+            finding = min(orders, key=lambda f: f.id or 0)
+        elif units:
+            finding = min(units, key=lambda f: f.id or 0)
     checkpoints = 0
     if finding is None and order_id is None:
         checkpoints, finding = _check_checkpoints(session, seen)
@@ -170,11 +228,31 @@ def verify(
     return Report(records, chains, checkpoints, signatures, finding)
 
 
-def live_identities(session: Session, order_id: int | None = None) -> Live:
-    """The identity rows as they are now: the orders and bags (all, or one order's), every
-    user's e-mail and every site's code and FIN."""
+def verify(
+    session: Session,
+    *,
+    progress: Callable[[int], None] | None = None,
+    order_id: int | None = None,
+    links: Iterable[Link] | None = None,
+) -> Report:
+    """Check every chain, every head, every checkpoint and every signature; stop at the first
+    thing wrong and name it. ``progress`` is called with the records checked so far.
+    ``links``: the order's chain when the caller has read it already (``order_chain``)."""
+    heads = chain_heads(session)
+    one = verify_chains(session, progress=progress, order_id=order_id, links=links)
+    return conclude(session, [one], heads=heads, order_id=order_id)
+
+
+def live_identities(
+    session: Session, order_id: int | None = None, *, part: int = 0, parts: int = 1
+) -> Live:
+    """The identity rows as they are now: the orders and bags (all, one order's, or one part's
+    of ``parts``), every user's e-mail and every site's code and FIN."""
     order_query = select(Order)
     unit_query = select(col(Unit.id), col(Unit.din), col(Unit.kind), col(Unit.order_id))
+    if parts > 1:
+        order_query = order_query.where(col(Order.id) % parts == part)
+        unit_query = unit_query.where(col(Unit.order_id) % parts == part)
     if order_id is not None:
         order_query = order_query.where(Order.id == order_id)
         unit_query = unit_query.where(Unit.order_id == order_id)

@@ -33,8 +33,19 @@ def _engine(world: World) -> sa.Engine:
 
 
 def _verify(world: World) -> audit.Report:
-    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
-        return audit.verify(uow.session)
+    """A verify, and the same verify split in three parts by order id (as `audit verify
+    --jobs 3` runs it): both must name the same first thing wrong."""
+    factory = world.app.extensions["vein2vein"].db.session_factory
+    with UnitOfWork(factory) as uow:
+        single = audit.verify(uow.session)
+    with UnitOfWork(factory) as uow:
+        heads = audit.chain_heads(uow.session)
+        passes = [audit.verify_chains(uow.session, part=k, parts=3) for k in range(3)]
+        split = audit.conclude(uow.session, passes, heads=heads)
+    assert split.finding == single.finding
+    if single.finding is None:
+        assert (split.records, split.chains) == (single.records, single.chains)
+    return single
 
 
 def _checkpoint(world: World) -> None:
@@ -269,6 +280,9 @@ def test_the_cli_verifies_the_demo_and_names_the_break(
     good = run("audit", "verify")
     assert good.returncode == 0, good.stderr
     assert "verified:" in good.stdout
+    split = run("audit", "verify", "--jobs", "3")  # three processes, each a part of the orders
+    assert split.returncode == 0, split.stderr
+    assert split.stdout == good.stdout
     engine = sa.create_engine(database_url)
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
@@ -286,6 +300,9 @@ def test_the_cli_verifies_the_demo_and_names_the_break(
     assert bad.returncode == 1
     assert f"custody_events id {target}" in bad.stderr
     assert "edited" in bad.stderr
+    split_bad = run("audit", "verify", "--jobs", "3")
+    assert split_bad.returncode == 1
+    assert split_bad.stderr.splitlines()[-2] == bad.stderr.splitlines()[-2]  # the BROKEN line
 
 
 def _received(world: World) -> dict[str, Any]:
