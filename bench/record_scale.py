@@ -66,11 +66,8 @@ def timed(call: Any, count: int) -> list[float]:
     return samples
 
 
-def archive(url: str, *, events: int = 0, legs: int = 0, years: float = 2.0) -> None:
-    """History under one archive order: ``events`` custody events on bags of their own, and
-    ``legs`` closed legs spread over ``years`` (four per bag)."""
-    database = Database.from_url(url)
-    now = dt.datetime.now(dt.UTC)
+def enroll(database: Database, patient_ref: str) -> tuple[int, int, str]:
+    """An order enrolled by the seeded apheresis user: its id, the user's id, its COI."""
     with UnitOfWork(database.session_factory) as uow:
         actor = admin.actor_for(
             admin.user_by_email(uow.session, "s@example.org"),
@@ -79,15 +76,23 @@ def archive(url: str, *, events: int = 0, legs: int = 0, years: float = 2.0) -> 
         order = orders.enroll_order(
             uow.session,
             actor=actor,
-            patient_ref="ARCHIVE",
+            patient_ref=patient_ref,
             product="axi-cel",
             collection_site="APH",
             manufacturing_site="MFG",
             treatment_site="TRT",
-            now=now,
+            now=dt.datetime.now(dt.UTC),
         )
         uow.commit()
-        order_id, user_id = order.id, actor.user_id
+        assert order.id is not None
+        return order.id, actor.user_id, order.coi
+
+
+def archive(url: str, *, events: int = 0, legs: int = 0, years: float = 2.0) -> None:
+    """History under one archive order: ``events`` custody events on bags of their own, and
+    ``legs`` closed legs spread over ``years`` (four per bag)."""
+    database = Database.from_url(url)
+    order_id, user_id, _coi = enroll(database, "ARCHIVE")
     bags = max(-(-events // 10), -(-legs // 4), 1)
     with database.engine.begin() as connection:
         aph = connection.execute(sa.text("SELECT id FROM sites WHERE code = 'APH'")).scalar_one()
@@ -204,24 +209,8 @@ def timeline(server: str, count: int, requests: int) -> dict[str, list[float]]:
         migrate.upgrade(url)
         token, _ = seed(url, 0)
         database = Database.from_url(url)
+        _order_id, _user_id, coi = enroll(database, "BUSY")
         now = dt.datetime.now(dt.UTC)
-        with UnitOfWork(database.session_factory) as uow:
-            actor = admin.actor_for(
-                admin.user_by_email(uow.session, "s@example.org"),
-                admin.site_by_code(uow.session, "APH"),
-            )
-            order = orders.enroll_order(
-                uow.session,
-                actor=actor,
-                patient_ref="BUSY",
-                product="axi-cel",
-                collection_site="APH",
-                manufacturing_site="MFG",
-                treatment_site="TRT",
-                now=now,
-            )
-            uow.commit()
-            coi = order.coi
         database.engine.dispose()
         app = app_for(url)
         client = app.test_client()

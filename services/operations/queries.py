@@ -180,18 +180,42 @@ def event_record_of(event: CustodyEvent, scan_event_id: str | None) -> EventReco
     sealed = event.identity or {}
     if event.id is None or "custodian" not in sealed or event.corrects_id is not None:
         return None
-    return EventRecord(
-        id=event.id,
-        sequence=event.sequence,
+    return _event_record(
+        event,
         event_id=scan_event_id,
         coi=sealed["coi"],
         din=sealed["din"],
-        action=event.action,
-        from_state=event.from_state,
-        to_state=event.to_state,
         site=sealed["site"],
         actor=sealed["actor"],
         custodian=sealed["custodian"],
+        corrects=None,
+    )
+
+
+def _event_record(
+    event: CustodyEvent,
+    *,
+    event_id: str | None,
+    coi: str,
+    din: str | None,
+    site: str,
+    actor: str,
+    custodian: str,
+    corrects: int | None,
+) -> EventRecord:
+    assert event.id is not None
+    return EventRecord(
+        id=event.id,
+        sequence=event.sequence,
+        event_id=event_id,
+        coi=coi,
+        din=din,
+        action=event.action,
+        from_state=event.from_state,
+        to_state=event.to_state,
+        site=site,
+        actor=actor,
+        custodian=custodian,
         shipment=shipment_code(event.shipment_id) if event.shipment_id else None,
         occurred_at=event.occurred_at,
         recorded_at=event.recorded_at,
@@ -200,6 +224,7 @@ def event_record_of(event: CustodyEvent, scan_event_id: str | None) -> EventReco
         batch=batch_code(event.batch_id) if event.batch_id else None,
         batch_status=event.batch_state.value if event.batch_state else None,
         reason=event.reason,
+        corrects=corrects,
         details=event.details,
     )
 
@@ -239,28 +264,15 @@ def event_records(session: Session, *conditions: object) -> list[EventRecord]:
         else {}
     )
     return [
-        EventRecord(
-            id=event.id,
-            sequence=event.sequence,
+        _event_record(
+            event,
             event_id=event_id,
             coi=coi,
             din=din,
-            action=event.action,
-            from_state=event.from_state,
-            to_state=event.to_state,
             site=site_code,
             actor=email,
             custodian=custodian_code,
-            shipment=shipment_code(event.shipment_id) if event.shipment_id else None,
-            occurred_at=event.occurred_at,
-            recorded_at=event.recorded_at,
-            needs_review=event.needs_review,
-            review_reason=event.review_reason,
-            batch=batch_code(event.batch_id) if event.batch_id else None,
-            batch_status=event.batch_state.value if event.batch_state else None,
-            reason=event.reason,
             corrects=corrected.get(event.corrects_id) if event.corrects_id else None,
-            details=event.details,
         )
         for event, din, coi, site_code, custodian_code, email, event_id in rows
     ]

@@ -142,6 +142,11 @@ def record_scan(
     else:
         assert scanned.din is not None
         found = lock_bag_by_din(session, scanned.din.value)
+        if found is None:  # no such bag, or (a chain from before heads were kept) no head yet
+            bag = session.exec(select(Unit).where(Unit.din == scanned.din.value)).first()
+            if bag is not None:
+                ((unit, order),) = lock_bags(session, [bag])
+                found = (unit, order, _latest(session, unit))
         visible_order(session, actor, found[1] if found else None, f"bag {scanned.din.value}")
         assert found is not None
         locked = [found]
