@@ -45,6 +45,7 @@ HOW_TO_GET = {
     "Redis": "docker compose up -d redis (or set TEST_REDIS_URL)",
     "Chromium": "apt-get install chromium (Debian's package; Playwright drives it)",
     "axe-core": "npm install --prefix .venv/axe axe-core@4 (make install runs it if npm is there)",
+    "poppler-utils": "apt-get install poppler-utils (pdftotext, pdftoppm read the report back)",
 }
 
 

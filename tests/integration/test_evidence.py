@@ -28,7 +28,7 @@ from services.domain.audit import GENESIS, canonical_time, checkpoint_content, l
 from services.domain.evidence import sign, statement, verify_bundle
 from services.operations import audit, keys
 from services.operations.report import report_data
-from tests.conftest import HOW_TO_GET, _service_missing
+from tests.conftest import _service_missing
 from tests.integration.test_audit import tamper
 from tests.integration.test_epcis import whole_loop
 from tests.integration.test_notifications import deliver_due, subscribe
@@ -37,7 +37,6 @@ from tests.world import World
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 ROOT = Path(__file__).resolve().parents[2]
-HOW_TO_GET.setdefault("poppler-utils", "apt-get install poppler-utils (pdftotext, pdftoppm)")
 
 
 def poppler() -> None:
