@@ -32,7 +32,7 @@ from services.domain.sla import (
     spans,
 )
 from services.operations.access import check_policy_change
-from services.operations.notifications import enqueue, forget_subscriptions
+from services.operations.notifications import enqueue
 
 AT_RISK, LATE, ESCALATED = "deadline_at_risk", "deadline_late", "deadline_escalated"
 
@@ -294,8 +294,7 @@ def _escalate_to(session: Session, row: Deadline) -> None:
                 events=[ESCALATED],
             )
         )
-        session.flush()
-        forget_subscriptions(session)
+        session.flush()  # the next INSERT ... SELECT of the outbox reads it
 
 
 def _system_user(session: Session, row: Deadline) -> int:

@@ -46,7 +46,6 @@ from services.operations import access
 from services.operations.access import order_site_ids
 from services.operations.admin import user_by_email
 
-SUBSCRIPTIONS_CACHE = "subscriptions_by_order"  # session.info, cleared with the transaction
 SOURCE_EVENT = "custody_event"
 SOURCE_REFUSAL = "refused_scan"
 
@@ -132,12 +131,6 @@ def _wants(session: Session, events: Any, kind: str) -> Any:
         sa.func.json_type(events) == "null",
         sa.exists(sa.select(sa.literal(1)).select_from(each).where(each.c.value == kind)),
     )
-
-
-def forget_subscriptions(session: Session) -> None:
-    """Subscriptions changed in this session (kept for callers: the outbox reads them in the
-    same statement that writes the notifications, so there is nothing to forget)."""
-    session.info.pop(SUBSCRIPTIONS_CACHE, None)
 
 
 def enqueue_for_event(
@@ -426,7 +419,6 @@ def begin_attempt(
         subscription.active = False
         subscription.disabled_reason = f"{refusal} ({now.isoformat()})"[:500]
         session.add(subscription)
-        forget_subscriptions(session)
         return None
     return Attempt(
         notification_id=notification_id,

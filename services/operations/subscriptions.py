@@ -14,7 +14,6 @@ from services.domain.custody import Actor, Role
 from services.domain.errors import Forbidden, InvalidRequest, NotFound
 from services.domain.notifications import CHECKPOINT, Channel, check_events, check_target
 from services.operations.access import order_by_coi, own_subscription
-from services.operations.notifications import forget_subscriptions
 
 WITNESS_ROLES = (Role.QA, Role.ADMIN)
 
@@ -27,7 +26,6 @@ def default_subscription(session: Session, *, order: Order, actor: Actor) -> Sub
         created_by_id=actor.user_id, order_id=order.id, channel=Channel.FEED, target=site.code
     )
     session.add(subscription)
-    forget_subscriptions(session)
     return subscription
 
 
@@ -78,7 +76,6 @@ def subscribe(
     )
     session.add(subscription)
     session.flush()
-    forget_subscriptions(session)
     return subscription, secret
 
 
@@ -97,7 +94,6 @@ def unsubscribe(session: Session, *, actor: Actor, subscription_id: int) -> Subs
     subscription.active = False
     subscription.disabled_reason = "unsubscribed"
     session.add(subscription)
-    forget_subscriptions(session)
     return subscription
 
 
