@@ -224,20 +224,18 @@ def verify_bundle(bundle: Mapping[str, Any], *, trusted_keys: Sequence[bytes] = 
     head = (len(records), prev)
 
     # signatures and reviews: bound to a record of the chain, and sealed
-    for number, signature in enumerate(bundle.get("signatures", []), start=1):
-        counts["signatures"] += 1
-        where = f"signature {number} ({signature.get('content', {}).get('printed_name', '?')})"
-        if signature.get("record_hash") not in by_hash:
-            return report(BundleFinding(where, "is bound to no record of this chain"))
-        if link(signature["record_hash"], signature["content"]) != signature.get("hash"):
-            return report(BundleFinding(where, "its content does not match its hash: altered"))
-    for number, review in enumerate(bundle.get("reviews", []), start=1):
-        counts["reviews"] += 1
-        where = f"review {number}"
-        if review.get("record_hash") not in by_hash:
-            return report(BundleFinding(where, "is bound to no record of this chain"))
-        if link(review["record_hash"], review["content"]) != review.get("hash"):
-            return report(BundleFinding(where, "its content does not match its hash: altered"))
+    for kind in ("signatures", "reviews"):
+        for number, item in enumerate(bundle.get(kind, []), start=1):
+            counts[kind] += 1
+            where = (
+                f"signature {number} ({item.get('content', {}).get('printed_name', '?')})"
+                if kind == "signatures"
+                else f"review {number}"
+            )
+            if item.get("record_hash") not in by_hash:
+                return report(BundleFinding(where, "is bound to no record of this chain"))
+            if link(item["record_hash"], item["content"]) != item.get("hash"):
+                return report(BundleFinding(where, "its content does not match its hash: altered"))
 
     # checkpoints: signed by the installation, their root proving this chain's head then
     hashes = [r["hash"] for r in records]

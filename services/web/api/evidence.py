@@ -8,12 +8,11 @@ import json
 from flask import Response
 from flask_openapi3 import Tag
 
-from services.documents import report_pdf
-from services.operations import evidence, keys, report
-from services.operations.queries import coi_value
+from services.operations import keys
 from services.web.api.blueprint import api
 from services.web.api.schemas import OrderPath
-from services.web.state import current_actor, unit_of_work, utcnow
+from services.web.documents import evidence_response, report_response
+from services.web.state import current_actor, unit_of_work
 
 tag = Tag(name="evidence", description="The report, the evidence bundle and the signing keys")
 
@@ -27,11 +26,7 @@ tag = Tag(name="evidence", description="The report, the evidence bundle and the 
 )
 def order_report(path: OrderPath) -> Response:
     """The order's chain-of-custody report: the same record gives the same bytes."""
-    with unit_of_work() as uow:
-        data = report.report_data(uow.session, actor=current_actor(), coi=coi_value(path.coi))
-    response = Response(report_pdf.render(data), mimetype="application/pdf")
-    response.headers["Content-Disposition"] = f'inline; filename="coc-{data.coi}.pdf"'
-    return response
+    return report_response(current_actor(), path.coi)
 
 
 @api.get(
@@ -43,15 +38,7 @@ def order_evidence(path: OrderPath) -> Response:
     """The order's evidence bundle: its chain's records, signatures and reviews, the signed
     checkpoints that cover it (with Merkle proofs), and the public keys. `vein2vein audit
     verify --bundle FILE` (or `python -m services.bundle FILE`) checks it with no database."""
-    with unit_of_work() as uow:
-        body = evidence.bundle(
-            uow.session, actor=current_actor(), coi=coi_value(path.coi), now=utcnow()
-        )
-    response = Response(json.dumps(body, indent=2, sort_keys=True), mimetype="application/json")
-    response.headers["Content-Disposition"] = (
-        f'attachment; filename="evidence-{body["order"]["coi"]}.json"'
-    )
-    return response
+    return evidence_response(current_actor(), path.coi)
 
 
 @api.get(

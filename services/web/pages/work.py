@@ -13,13 +13,12 @@ import labels
 
 if TYPE_CHECKING:
     from services.db.models import Site
-from services.documents import report_pdf
 from services.domain.batches import STEPS, BatchState, next_step
 from services.domain.custody import Action, Role, UnitState
 from services.domain.errors import DomainError
 from services.domain.identifiers import batch_number
 from services.domain.signatures import MEANINGS
-from services.operations import access, audit, batches, condition, evidence, report, signing, tower
+from services.operations import access, audit, batches, condition, signing, tower
 from services.operations import labels as label_ops
 from services.operations.directory import Directory
 from services.operations.labels import label_spec
@@ -27,6 +26,7 @@ from services.operations.queries import coi_value, unit_by_din
 from services.operations.scans import ScanInput
 from services.web import charts, forms
 from services.web.api.present import batch_public, order_public, timeline_events
+from services.web.documents import evidence_response, report_response
 from services.web.pages import pages
 from services.web.pages.condition import condition_view
 from services.web.scanning import submit_scan
@@ -214,23 +214,14 @@ def order_timeline(coi: str) -> str:
 @login_required
 def order_report(coi: str) -> Response:
     """The chain-of-custody report, as the API gives it."""
-    with unit_of_work() as uow:
-        data = report.report_data(uow.session, actor=session_actor(), coi=coi_value(coi))
-    response = Response(report_pdf.render(data), mimetype="application/pdf")
-    response.headers["Content-Disposition"] = f'inline; filename="coc-{data.coi}.pdf"'
-    return response
+    return report_response(session_actor(), coi)
 
 
 @pages.route("/orders/<coi>/evidence.json")
 @login_required
 def order_evidence(coi: str) -> Response:
-    with unit_of_work() as uow:
-        body = evidence.bundle(uow.session, actor=session_actor(), coi=coi_value(coi), now=utcnow())
-    response = jsonify(body)
-    response.headers["Content-Disposition"] = (
-        f'attachment; filename="evidence-{body["order"]["coi"]}.json"'
-    )
-    return response
+    """The evidence bundle, as the API gives it."""
+    return evidence_response(session_actor(), coi)
 
 
 @pages.route("/units/<din>/label.<fmt>")
