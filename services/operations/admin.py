@@ -11,11 +11,11 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from services.db.models import ApiToken, Site, User
-from services.domain.custody import Actor, Role, SiteKind
+from services.domain.custody import Actor, Role, SiteKind, SiteRef
 from services.domain.errors import Conflict, InvalidRequest, NotFound
 from services.domain.identifiers import validate_fin
 from services.domain.targets import check_email_address
-from services.operations.access import actor_for
+from services.operations.access import actor_for as actor_for  # re-exported: how callers build one
 
 SITE_CODE = re.compile(r"[A-Z0-9][A-Z0-9_-]{0,31}")  # ASCII upper case, as scanners type it
 TOKEN_PREFIX = "v2v_"  # noqa: S105 - a marker that makes leaked tokens easy to find
@@ -135,19 +135,36 @@ def revoke_token(session: Session, *, actor: Actor, token_id: int, now: dt.datet
     return row
 
 
-def actor_for_token(session: Session, token: str, *, now: dt.datetime) -> Actor | None:
+# one statement, built once: a bearer token is looked up on every API request
+_TOKENS, _USERS, _SITES = ApiToken.__table__, User.__table__, Site.__table__  # type: ignore[attr-defined]
+_TOKEN_ACTOR = (
+    sa.select(
+        _TOKENS.c.revoked_at,
+        _TOKENS.c.expires_at,
+        _USERS.c.id,
+        _USERS.c.email,
+        _USERS.c.role,
+        _USERS.c.active,
+        _SITES.c.id,
+        _SITES.c.code,
+        _SITES.c.kind,
+    )
+    .join(_USERS, _USERS.c.id == _TOKENS.c.user_id)
+    .join(_SITES, _SITES.c.id == _USERS.c.site_id)
+    .where(_TOKENS.c.token_hash == sa.bindparam("token_hash"))
+)
+
+
+def actor_for_token(db: Session | sa.Connection, token: str, *, now: dt.datetime) -> Actor | None:
     """The acting user for a bearer token, or None when it is unknown, expired or revoked."""
-    row = session.exec(
-        select(ApiToken, User, Site)
-        .join(User, User.id == ApiToken.user_id)  # type: ignore[arg-type]
-        .join(Site, Site.id == User.site_id)  # type: ignore[arg-type]
-        .where(ApiToken.token_hash == hash_token(token))
-    ).first()
+    row = db.execute(_TOKEN_ACTOR, {"token_hash": hash_token(token)}).first()
     if row is None:
         return None
-    api_token, user, site = row
-    if api_token.revoked_at is not None or not user.active:
+    revoked_at, expires_at, user_id, email, role, active, site_id, code, kind = row
+    if revoked_at is not None or not active:
         return None
-    if api_token.expires_at is not None and api_token.expires_at <= now:
+    if expires_at is not None and expires_at <= now:
         return None
-    return actor_for(user, site)
+    return Actor(
+        user_id=user_id, email=email, role=role, site=SiteRef(code=code, kind=kind), site_id=site_id
+    )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
@@ -52,10 +54,9 @@ def lock_bags(session: Session, units: Sequence[Unit]) -> list[tuple[Unit, Order
     return [(locked[unit.id], orders[unit.order_id]) for unit in units]
 
 
-def lock_bag_by_din(session: Session, din: str) -> tuple[Unit, Order, dt.datetime | None] | None:
-    """The bag with ``din``, its order and its chain's head, locked in one statement (FOR NO
-    KEY UPDATE, in the order lock_bags takes them: the order's row, then the bag's, then the
-    head's), with the scanner's time of the bag's latest event. None: no such bag."""
+@functools.cache
+def _lock_by_din_statement() -> Any:
+    """lock_bag_by_din's statement, built once (it runs with every scan)."""
     latest = (
         select(func.max(CustodyEvent.occurred_at))
         .where(CustodyEvent.unit_id == Unit.id)
@@ -63,14 +64,21 @@ def lock_bag_by_din(session: Session, din: str) -> tuple[Unit, Order, dt.datetim
         .scalar_subquery()
     )
     head_key = sa.literal("order:") + sa.cast(Order.id, sa.String)
-    found = session.exec(
+    return (
         select(Order, Unit, ChainHead, latest)
         .join(Unit, col(Unit.order_id) == col(Order.id))
         .join(ChainHead, col(ChainHead.key) == head_key)
-        .where(Unit.din == din)
+        .where(Unit.din == sa.bindparam("din"))
         .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
-    ).first()
+    )
+
+
+def lock_bag_by_din(session: Session, din: str) -> tuple[Unit, Order, dt.datetime | None] | None:
+    """The bag with ``din``, its order and its chain's head, locked in one statement (FOR NO
+    KEY UPDATE, in the order lock_bags takes them: the order's row, then the bag's, then the
+    head's), with the scanner's time of the bag's latest event. None: no such bag."""
+    found = session.exec(_lock_by_din_statement(), params={"din": din}).first()
     if found is None:
         return None
     order, unit, head, previous = found

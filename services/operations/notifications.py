@@ -9,6 +9,7 @@ commit together or not at all. The dispatcher claims due rows and hands each tas
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import random
 import uuid
@@ -67,38 +68,63 @@ def enqueue(
     """One notification per active subscription that wants this kind of event on this order
     (or on its sites, and ``also_sites``: the courier holding a bag, for its escalations), in
     one INSERT ... SELECT from the subscriptions. Returns how many were written."""
+    channels = session.execute(
+        _outbox_insert(session.get_bind().dialect.name),
+        {
+            "order_id": order.id,
+            "site_ids": [*order_site_ids(order), *also_sites],
+            "source": source,
+            "source_id": source_id,
+            "kind": kind,
+            "wanted": json.dumps([kind]),
+            "payload": payload,
+            "now": now,
+        },
+    ).all()
+    if any(channel != Channel.FEED for (channel,) in channels):
+        session.info[PENDING_FLAG] = True
+    return len(channels)
+
+
+@functools.cache
+def _outbox_insert(dialect: str) -> sa.Insert:
+    """enqueue's statement, built once per dialect (it runs with every scan): only its
+    parameters change."""
     subscriptions, outbox = Subscription.__table__, Notification.__table__  # type: ignore[attr-defined]
     feed = subscriptions.c.channel == Channel.FEED
 
-    def value(column: str, given: Any) -> Any:
+    def value(name: str, column: str) -> Any:
+        return sa.bindparam(name, type_=outbox.c[column].type)
+
+    def constant(given: Any, column: str) -> Any:
         return sa.literal(given, outbox.c[column].type)
 
     chosen = (
         sa.select(
             subscriptions.c.id,
-            value("order_id", order.id),
-            value("source", source),
-            value("source_id", source_id),
-            value("kind", kind),
+            value("order_id", "order_id"),
+            value("source", "source"),
+            value("source_id", "source_id"),
+            value("kind", "kind"),
             subscriptions.c.channel,
             subscriptions.c.target,
-            value("payload", payload),
+            value("payload", "payload"),
             # the feed is this database: written is delivered
             sa.case(
-                (feed, value("state", NotificationState.DELIVERED)),
-                else_=value("state", NotificationState.PENDING),
+                (feed, constant(NotificationState.DELIVERED, "state")),
+                else_=constant(NotificationState.PENDING, "state"),
             ),
-            sa.case((feed, value("delivered_at", now)), else_=sa.null()),
-            value("next_attempt_at", now),
-            value("created_at", now),
+            sa.case((feed, value("now", "delivered_at")), else_=sa.null()),
+            value("now", "next_attempt_at"),
+            value("now", "created_at"),
         )
         .where(
             subscriptions.c.active.is_(True),
             sa.or_(
-                subscriptions.c.order_id == order.id,
-                subscriptions.c.site_id.in_((*order_site_ids(order), *also_sites)),
+                subscriptions.c.order_id == sa.bindparam("order_id"),
+                subscriptions.c.site_id.in_(sa.bindparam("site_ids", expanding=True)),
             ),
-            _wants(session, subscriptions.c.events, kind),
+            _wants(dialect, subscriptions.c.events),
         )
         .order_by(subscriptions.c.id)
     )
@@ -106,30 +132,31 @@ def enqueue(
         "subscription_id", "order_id", "source", "source_id", "kind", "channel", "target",
         "payload", "state", "delivered_at", "next_attempt_at", "created_at",
     )  # fmt: skip
-    channels = session.execute(
+    return (
         sa.insert(outbox)
         .from_select([outbox.c[name] for name in columns], chosen)
         .returning(outbox.c.channel)
-    ).all()
-    if any(channel != Channel.FEED for (channel,) in channels):
-        session.info[PENDING_FLAG] = True
-    return len(channels)
+    )
 
 
-def _wants(session: Session, events: Any, kind: str) -> Any:
+def _wants(dialect: str, events: Any) -> Any:
     """``wants(events, kind)`` in SQL: no list (SQL or JSON null) is every kind."""
-    if session.get_bind().dialect.name == "postgresql":
+    if dialect == "postgresql":
         listed = sa.cast(events, JSONB)
         return sa.or_(
             events.is_(None),
             listed == sa.cast(sa.literal("null"), JSONB),
-            listed.contains(sa.cast(sa.literal(json.dumps([kind])), JSONB)),
+            listed.contains(sa.cast(sa.bindparam("wanted", type_=sa.String), JSONB)),
         )
     each = sa.func.json_each(events).table_valued("value")
     return sa.or_(
         events.is_(None),
         sa.func.json_type(events) == "null",
-        sa.exists(sa.select(sa.literal(1)).select_from(each).where(each.c.value == kind)),
+        sa.exists(
+            sa.select(sa.literal(1))
+            .select_from(each)
+            .where(each.c.value == sa.bindparam("kind", type_=sa.String))
+        ),
     )
 
 

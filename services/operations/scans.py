@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -339,17 +340,25 @@ def _claim(
         "occurred_at": occurred_at,
         "recorded_at": now,
     }
-    dialect = session.get_bind().dialect.name  # the same statement, in each one's words
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
     new_id = session.execute(
-        insert(Scan)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(col(Scan.id))
+        _claim_statement(session.get_bind().dialect.name), values
     ).scalar_one_or_none()
     if new_id is None:
         return None
     return Scan(id=new_id, **values)  # type: ignore[arg-type]  # as written; never read back
+
+
+@functools.cache
+def _claim_statement(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT (event_id) DO NOTHING RETURNING id, the same statement in each
+    dialect's words, built once (it runs with every scan)."""
+    scans = Scan.__table__  # type: ignore[attr-defined]
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        insert(scans)  # its columns: the keys of the values it is executed with
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(scans.c.id)
+    )
 
 
 def _latest(session: Session, unit: Unit) -> dt.datetime | None:

@@ -8,7 +8,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from services.operations.admin import actor_for_token
 from services.web.api.schemas import Problem
 from services.web.errors import problem
-from services.web.state import unit_of_work, utcnow
+from services.web.state import state, utcnow
 
 api = APIBlueprint(
     "api",
@@ -30,8 +30,8 @@ def authenticate() -> Response | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return _unauthorized("send 'Authorization: Bearer <token>' (vein2vein token create EMAIL)")
-    with unit_of_work() as uow:
-        actor = actor_for_token(uow.session, token.strip(), now=utcnow())
+    with state().db.reading() as connection:
+        actor = actor_for_token(connection, token.strip(), now=utcnow())
     if actor is None:
         return _unauthorized("the token is unknown, expired or revoked")
     g.actor = actor
