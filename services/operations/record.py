@@ -10,8 +10,12 @@ transaction, so they commit together or not at all. The record that opens an ord
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any, Protocol
 
+import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.session import make_transient_to_detached
 from sqlmodel import Session, select
 
 from services.db.cache import site_code
@@ -52,7 +56,7 @@ def _locked_head(session: Session, key: str) -> ChainHead | None:
     return held[1].get(key)
 
 
-def seal(session: Session, record: CustodyEvent | RefusedScan) -> None:
+def seal(session: Session, record: CustodyEvent | RefusedScan) -> ChainHead:
     """Give a record, not yet inserted, its place in its order's chain and its hash.
 
     The chain's head row is locked until commit, so two transactions appending to one chain
@@ -77,6 +81,7 @@ def seal(session: Session, record: CustodyEvent | RefusedScan) -> None:
     record.hash = link(record.prev_hash, content(table, record))
     head.length, head.head = record.chain_position, record.hash
     session.add(head)
+    return head
 
 
 def _code(session: Session, site_id: int) -> str:
@@ -137,16 +142,100 @@ def append_event(
             custodian=_code(session, custodian_id),
         ),
     )
-    seal(session, event)
-    session.add(order)
-    session.add(event)
-    session.flush()
+    head = seal(session, event)
+    if not _write_at_once(session, event, head, order, unit):
+        session.add(order)
+        session.add(event)
+        session.flush()
     enqueue_for_event(session, event=event, order=order, unit=unit)
     if unit is not None and moves_legs(unit.kind, action):
         # only an event that opens or closes a leg can move the bag's deadlines (whenever
         # it happened by the scanner's clock): the rest leave them as they are
         refresh_deadlines(session, unit=unit, order=order)
     return event
+
+
+def _write_at_once(
+    session: Session, event: CustodyEvent, head: ChainHead, order: Order, unit: Unit | None
+) -> bool:
+    """On PostgreSQL, the event, its chain's head, its order's sequence and its bag's new
+    state written in one statement (INSERT ... RETURNING id, the three UPDATEs as
+    data-modifying CTEs), where the ORM's flush sends four. The rows were read and locked by
+    this transaction (the head by the bag's lock, heads_locked); they are left as the
+    session would after flushing them. False, having written nothing: the caller flushes (on
+    SQLite, or when the head was not read locked with the bag, or rows are pending that the
+    event may refer to)."""
+    if (
+        session.get_bind().dialect.name != "postgresql"
+        or _locked_head(session, head.key) is not head
+        or session.new
+        or session.deleted
+    ):
+        return False
+    rows: list[tuple[str, Any, dict[str, Any]]] = [("order", order, _changed(order))]
+    if unit is not None:
+        rows.append(("unit", unit, _changed(unit)))
+    statement = _event_write(tuple((name, tuple(changed)) for name, _row, changed in rows))
+    values = {f"e_{key}": getattr(event, key) for key in _EVENT_KEYS}
+    values |= {"h_key": head.key, "h_length": head.length, "h_head": head.head}
+    for name, row, changed in rows:
+        values[f"{name}_row"] = row.id  # no column is called so: Core would SET it
+        values |= {f"{name}_{key}": value for key, value in changed.items()}
+    with session.no_autoflush:  # this statement is the flush
+        event.id = session.execute(statement, values).scalar_one()
+    for obj, changed in [(head, {"length": head.length, "head": head.head})] + [
+        (row, changed) for _name, row, changed in rows
+    ]:
+        for key, value in changed.items():
+            set_committed_value(obj, key, value)
+    make_transient_to_detached(event)
+    session.add(event)  # persistent, as the flush would have left it
+    return True
+
+
+def _changed(row: Order | Unit) -> dict[str, Any]:
+    """A loaded row's attributes changed since it was read, with their new values."""
+    state = sa.inspect(row)
+    return {
+        attribute.key: attribute.value
+        for attribute in state.attrs
+        if attribute.history.has_changes()
+    }
+
+
+_EVENTS, _HEADS = CustodyEvent.__table__, ChainHead.__table__  # type: ignore[attr-defined]
+_TABLES = {"order": Order.__table__, "unit": Unit.__table__}  # type: ignore[attr-defined]
+_EVENT_KEYS = tuple(column.name for column in _EVENTS.c if column.name != "id")
+
+
+@functools.cache
+def _event_write(changes: tuple[tuple[str, tuple[str, ...]], ...]) -> sa.Insert:
+    """_write_at_once's statement for the rows and columns it changes, built once each."""
+
+    def bound(name: str, column: sa.Column[Any]) -> Any:
+        return sa.bindparam(name, type_=column.type)
+
+    ctes = [
+        sa.update(_HEADS)
+        .where(_HEADS.c.key == sa.bindparam("h_key"))
+        .values(length=bound("h_length", _HEADS.c.length), head=bound("h_head", _HEADS.c.head))
+        .cte("sealed_head")
+    ]
+    for name, keys in changes:
+        if keys:
+            table = _TABLES[name]
+            ctes.append(
+                sa.update(table)
+                .where(table.c.id == sa.bindparam(f"{name}_row"))
+                .values({key: bound(f"{name}_{key}", table.c[key]) for key in keys})
+                .cte(f"moved_{name}")
+            )
+    return (
+        sa.insert(_EVENTS)
+        .values({key: bound(f"e_{key}", _EVENTS.c[key]) for key in _EVENT_KEYS})
+        .returning(_EVENTS.c.id)
+        .add_cte(*ctes)
+    )
 
 
 def open_order(

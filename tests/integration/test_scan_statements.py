@@ -2,8 +2,11 @@
 
 A plain scan (one bag, no shipment, no leg opened or closed) reads its token, claims its
 event_id, locks and reads the bag, its order and its chain's head in one statement, and writes
-the head, the event, the order, the bag and its news: eight statements. Nothing it wrote is
-read back, and the sites come from the per-process cache (services.db.cache).
+the head, the event, the order, the bag and its news: eight statements. On PostgreSQL the
+head, the event, the order and the bag are one statement (data-modifying CTEs, written by
+services.operations.record._write_at_once), and the token is read outside any transaction: five.
+Nothing it wrote is read back, and the sites come from the per-process cache
+(services.db.cache).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import sqlalchemy as sa
 
 from tests.world import World
 
-PLAIN_SCAN_STATEMENTS = 8
+PLAIN_SCAN_STATEMENTS = {"sqlite": 8, "postgresql": 5}
 
 
 @contextmanager
@@ -34,14 +37,15 @@ def statements(world: World) -> Iterator[list[str]]:
         sa.event.remove(engine, "before_cursor_execute", count)
 
 
-def test_a_plain_scan_takes_at_most_eight_statements(world: World) -> None:
+def test_a_plain_scan_takes_eight_statements_five_on_postgresql(world: World) -> None:
     unit = world.bag_at("collected")
     world.scan("aph", unit["barcode"], "verify_label", "APH-1")  # the sites are cached by now
     other = world.bag_at("collected", "PAT-OTHER")
     with statements(world) as seen:
         response = world.scan("aph", other["barcode"], "verify_label", "APH-1")
     assert response.status_code == 201, response.json
-    assert len(seen) <= PLAIN_SCAN_STATEMENTS, "\n".join(seen)
+    dialect = world.app.extensions["vein2vein"].db.engine.dialect.name
+    assert len(seen) <= PLAIN_SCAN_STATEMENTS[dialect], "\n".join(seen)
     # and the answer is what the record says
     timeline = world.get("aph", f"/api/v1/orders/{other['coi']}/events").json["events"]
     (event,) = [e for e in timeline if e["action"] == "verify_label"]
