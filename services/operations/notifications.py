@@ -70,31 +70,56 @@ def enqueue(
     one INSERT ... SELECT from the subscriptions. Returns how many were written."""
     channels = session.execute(
         _outbox_insert(session.get_bind().dialect.name),
-        {
-            "order_id": order.id,
-            "site_ids": [*order_site_ids(order), *also_sites],
-            "source": source,
-            "source_id": source_id,
-            "kind": kind,
-            "wanted": json.dumps([kind]),
-            "payload": payload,
-            "now": now,
-        },
+        outbox_parameters(
+            order, source=source, kind=kind, payload=payload, now=now, also_sites=also_sites
+        )
+        | {"n_source_id": source_id},
     ).all()
     if any(channel != Channel.FEED for (channel,) in channels):
         session.info[PENDING_FLAG] = True
     return len(channels)
 
 
+def outbox_parameters(
+    order: Order,
+    *,
+    source: str,
+    kind: str,
+    payload: dict[str, Any],
+    now: dt.datetime,
+    also_sites: tuple[int, ...] = (),
+) -> dict[str, Any]:
+    """The parameters of outbox_insert's statement (all but n_source_id). Named n_*: no
+    column is called so, and Core would add a parameter named like a column to an INSERT or
+    UPDATE sent with it."""
+    return {
+        "n_order_id": order.id,
+        "n_site_ids": [*order_site_ids(order), *also_sites],
+        "n_source": source,
+        "n_kind": kind,
+        "n_wanted": json.dumps([kind]),
+        "n_payload": payload,
+        "n_now": now,
+    }
+
+
 @functools.cache
 def _outbox_insert(dialect: str) -> sa.Insert:
     """enqueue's statement, built once per dialect (it runs with every scan): only its
     parameters change."""
+    outbox = Notification.__table__  # type: ignore[attr-defined]
+    return outbox_insert(dialect, sa.bindparam("n_source_id", type_=outbox.c.source_id.type))
+
+
+def outbox_insert(dialect: str, source_id: Any) -> sa.Insert:
+    """INSERT INTO notifications ... SELECT from the subscriptions that want the news,
+    RETURNING each one's channel; ``source_id``: a bound parameter, or (written in one
+    statement with its event, services.operations.record) the event's new id."""
     subscriptions, outbox = Subscription.__table__, Notification.__table__  # type: ignore[attr-defined]
     feed = subscriptions.c.channel == Channel.FEED
 
     def value(name: str, column: str) -> Any:
-        return sa.bindparam(name, type_=outbox.c[column].type)
+        return sa.bindparam(f"n_{name}", type_=outbox.c[column].type)
 
     def constant(given: Any, column: str) -> Any:
         return sa.literal(given, outbox.c[column].type)
@@ -104,7 +129,7 @@ def _outbox_insert(dialect: str) -> sa.Insert:
             subscriptions.c.id,
             value("order_id", "order_id"),
             value("source", "source"),
-            value("source_id", "source_id"),
+            source_id,
             value("kind", "kind"),
             subscriptions.c.channel,
             subscriptions.c.target,
@@ -121,8 +146,8 @@ def _outbox_insert(dialect: str) -> sa.Insert:
         .where(
             subscriptions.c.active.is_(True),
             sa.or_(
-                subscriptions.c.order_id == sa.bindparam("order_id"),
-                subscriptions.c.site_id.in_(sa.bindparam("site_ids", expanding=True)),
+                subscriptions.c.order_id == sa.bindparam("n_order_id"),
+                subscriptions.c.site_id.in_(sa.bindparam("n_site_ids", expanding=True)),
             ),
             _wants(dialect, subscriptions.c.events),
         )
@@ -146,7 +171,7 @@ def _wants(dialect: str, events: Any) -> Any:
         return sa.or_(
             events.is_(None),
             listed == sa.cast(sa.literal("null"), JSONB),
-            listed.contains(sa.cast(sa.bindparam("wanted", type_=sa.String), JSONB)),
+            listed.contains(sa.cast(sa.bindparam("n_wanted", type_=sa.String), JSONB)),
         )
     each = sa.func.json_each(events).table_valued("value")
     return sa.or_(
@@ -155,7 +180,7 @@ def _wants(dialect: str, events: Any) -> Any:
         sa.exists(
             sa.select(sa.literal(1))
             .select_from(each)
-            .where(each.c.value == sa.bindparam("kind", type_=sa.String))
+            .where(each.c.value == sa.bindparam("n_kind", type_=sa.String))
         ),
     )
 
@@ -164,7 +189,22 @@ def enqueue_for_event(
     session: Session, *, event: CustodyEvent, order: Order, unit: Unit | None
 ) -> int:
     assert event.id is not None
-    payload = {
+    return enqueue(
+        session,
+        order=order,
+        source=SOURCE_EVENT,
+        source_id=event.id,
+        kind=event.action,
+        payload=event_payload(session, event=event, order=order, unit=unit),
+        now=event.recorded_at,
+    )
+
+
+def event_payload(
+    session: Session, *, event: CustodyEvent, order: Order, unit: Unit | None
+) -> dict[str, Any]:
+    """A custody event's news, as subscribers receive it (it names no database id)."""
+    return {
         "type": f"custody.{event.action}",
         "kind": event.action,
         "coi": order.coi,
@@ -182,15 +222,6 @@ def enqueue_for_event(
         "recorded_at": event.recorded_at.isoformat(),
         "needs_review": event.needs_review,
     }
-    return enqueue(
-        session,
-        order=order,
-        source=SOURCE_EVENT,
-        source_id=event.id,
-        kind=event.action,
-        payload=payload,
-        now=event.recorded_at,
-    )
 
 
 def _code(session: Session, site_id: int) -> str:

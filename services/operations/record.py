@@ -20,11 +20,20 @@ from sqlmodel import Session, select
 
 from services.db.cache import site_code
 from services.db.models import Batch, ChainHead, CustodyEvent, Order, RefusedScan, Site, Unit
+from services.db.uow import PENDING_FLAG
 from services.domain.audit import GENESIS, chain_key, content, link, patient_digest, site_seal
 from services.domain.custody import ENROLL, Actor, UnitState
+from services.domain.notifications import Channel
 from services.domain.sla import moves_legs
 from services.operations.deadlines import refresh_deadlines
-from services.operations.notifications import enqueue_for_event, enqueue_for_refusal
+from services.operations.notifications import (
+    SOURCE_EVENT,
+    enqueue_for_event,
+    enqueue_for_refusal,
+    event_payload,
+    outbox_insert,
+    outbox_parameters,
+)
 
 EVENTS, REFUSALS = "custody_events", "refused_scans"  # the two tables a chain runs through
 LOCKED_HEADS = "locked_chain_heads"  # session.info: heads this transaction has read locked
@@ -147,7 +156,7 @@ def append_event(
         session.add(order)
         session.add(event)
         session.flush()
-    enqueue_for_event(session, event=event, order=order, unit=unit)
+        enqueue_for_event(session, event=event, order=order, unit=unit)
     if unit is not None and moves_legs(unit.kind, action):
         # only an event that opens or closes a leg can move the bag's deadlines (whenever
         # it happened by the scanner's clock): the rest leave them as they are
@@ -158,13 +167,14 @@ def append_event(
 def _write_at_once(
     session: Session, event: CustodyEvent, head: ChainHead, order: Order, unit: Unit | None
 ) -> bool:
-    """On PostgreSQL, the event, its chain's head, its order's sequence and its bag's new
-    state written in one statement (INSERT ... RETURNING id, the three UPDATEs as
-    data-modifying CTEs), where the ORM's flush sends four. The rows were read and locked by
-    this transaction (the head by the bag's lock, heads_locked); they are left as the
-    session would after flushing them. False, having written nothing: the caller flushes (on
-    SQLite, or when the head was not read locked with the bag, or rows are pending that the
-    event may refer to)."""
+    """On PostgreSQL, the event, its chain's head, its order's sequence, its bag's new state
+    and its news in the outbox, written in one statement (data-modifying CTEs: the three
+    UPDATEs, the event's INSERT ... RETURNING id, the outbox's INSERT ... SELECT naming that
+    id), where the ORM's flush and enqueue send five. The rows were read and locked by this
+    transaction (the head by the bag's lock, heads_locked); they are left as the session
+    would after flushing them. False, having written nothing: the caller flushes and enqueues
+    (on SQLite, or when the head was not read locked with the bag, or rows are pending that
+    the event may refer to)."""
     if (
         session.get_bind().dialect.name != "postgresql"
         or _locked_head(session, head.key) is not head
@@ -181,8 +191,17 @@ def _write_at_once(
     for name, row, changed in rows:
         values[f"{name}_row"] = row.id  # no column is called so: Core would SET it
         values |= {f"{name}_{key}": value for key, value in changed.items()}
+    values |= outbox_parameters(
+        order,
+        source=SOURCE_EVENT,
+        kind=event.action,
+        payload=event_payload(session, event=event, order=order, unit=unit),
+        now=event.recorded_at,
+    )
     with session.no_autoflush:  # this statement is the flush
-        event.id = session.execute(statement, values).scalar_one()
+        event.id, pending = session.execute(statement, values).one()
+    if pending:
+        session.info[PENDING_FLAG] = True  # news for the workers: kicked after commit
     for obj, changed in [(head, {"length": head.length, "head": head.head})] + [
         (row, changed) for _name, row, changed in rows
     ]:
@@ -209,7 +228,7 @@ _EVENT_KEYS = tuple(column.name for column in _EVENTS.c if column.name != "id")
 
 
 @functools.cache
-def _event_write(changes: tuple[tuple[str, tuple[str, ...]], ...]) -> sa.Insert:
+def _event_write(changes: tuple[tuple[str, tuple[str, ...]], ...]) -> sa.Select[Any]:
     """_write_at_once's statement for the rows and columns it changes, built once each."""
 
     def bound(name: str, column: sa.Column[Any]) -> Any:
@@ -230,12 +249,21 @@ def _event_write(changes: tuple[tuple[str, tuple[str, ...]], ...]) -> sa.Insert:
                 .values({key: bound(f"{name}_{key}", table.c[key]) for key in keys})
                 .cte(f"moved_{name}")
             )
-    return (
+    new_event = (
         sa.insert(_EVENTS)
         .values({key: bound(f"e_{key}", _EVENTS.c[key]) for key in _EVENT_KEYS})
         .returning(_EVENTS.c.id)
-        .add_cte(*ctes)
+        .cte("new_event")
     )
+    event_id = sa.select(new_event.c.id).scalar_subquery()
+    news = outbox_insert("postgresql", event_id).cte("news")
+    pending = (
+        sa.select(sa.func.count())
+        .select_from(news)
+        .where(news.c.channel != Channel.FEED)
+        .scalar_subquery()
+    )
+    return sa.select(event_id, pending).add_cte(*ctes)
 
 
 def open_order(

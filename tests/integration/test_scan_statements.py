@@ -3,8 +3,8 @@
 A plain scan (one bag, no shipment, no leg opened or closed) reads its token, claims its
 event_id, locks and reads the bag, its order and its chain's head in one statement, and writes
 the head, the event, the order, the bag and its news: eight statements. On PostgreSQL the
-head, the event, the order and the bag are one statement (data-modifying CTEs, written by
-services.operations.record._write_at_once), and the token is read outside any transaction: five.
+head, the event, the order, the bag and the news are one statement (data-modifying CTEs,
+services.operations.record._write_at_once), and the token is read outside any transaction: four.
 Nothing it wrote is read back, and the sites come from the per-process cache
 (services.db.cache).
 """
@@ -15,10 +15,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import sqlalchemy as sa
+from sqlmodel import select
 
+from services.db import UnitOfWork
+from services.db.models import CustodyEvent, Notification
 from tests.world import World
 
-PLAIN_SCAN_STATEMENTS = {"sqlite": 8, "postgresql": 5}
+PLAIN_SCAN_STATEMENTS = {"sqlite": 8, "postgresql": 4}
 
 
 @contextmanager
@@ -37,7 +40,7 @@ def statements(world: World) -> Iterator[list[str]]:
         sa.event.remove(engine, "before_cursor_execute", count)
 
 
-def test_a_plain_scan_takes_eight_statements_five_on_postgresql(world: World) -> None:
+def test_a_plain_scan_takes_eight_statements_four_on_postgresql(world: World) -> None:
     unit = world.bag_at("collected")
     world.scan("aph", unit["barcode"], "verify_label", "APH-1")  # the sites are cached by now
     other = world.bag_at("collected", "PAT-OTHER")
@@ -75,3 +78,27 @@ def test_a_replay_answers_from_the_record_and_writes_nothing(world: World) -> No
     reused = world.post("aph", "/api/v1/scans", {**body, "action": "cryopreserve"})
     assert reused.status_code == 422, reused.json
     assert reused.json["code"] == "event_id_reused"
+
+
+def test_the_news_of_a_plain_scan_names_its_event(world: World) -> None:
+    """The outbox row written in the scan's one statement (PostgreSQL) or after its flush
+    (SQLite) points at the event it tells of, and waits for the workers."""
+    unit = world.bag_at("collected")
+    body = {"coi": unit["coi"], "channel": "webhook", "target": "https://example.org/hook"}
+    hook = world.post("care", "/api/v1/subscriptions", body)
+    assert hook.status_code == 201, hook.json
+    with statements(world) as seen:
+        response = world.scan("aph", unit["barcode"], "verify_label", "APH-1")
+    assert response.status_code == 201, response.json
+    dialect = world.app.extensions["vein2vein"].db.engine.dialect.name
+    assert len(seen) <= PLAIN_SCAN_STATEMENTS[dialect], "\n".join(seen)
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        event = uow.session.exec(
+            select(CustodyEvent).where(CustodyEvent.action == "verify_label")
+        ).one()
+        (news,) = uow.session.exec(
+            select(Notification).where(Notification.subscription_id == hook.json["id"])
+        ).all()
+    assert (news.source, news.source_id, news.kind) == ("custody_event", event.id, "verify_label")
+    assert news.state == "pending"
+    assert news.payload["sequence"] == event.sequence == response.json["events"][0]["sequence"]
