@@ -2,15 +2,16 @@
 endpoint (bench/floor_app.py), under the same gunicorn and PostgreSQL, in one run.
 
     .venv/bin/python bench/scan_floor.py [--rounds 3] [--seconds 8] [--connections 16]
-                                         [--workers 4] [--bags 12000]
+                                         [--workers 4] [--bags 12000] [--warmup 2]
 
 Needs `wrk` (Debian: apt-get install wrk). Creates a database of its own on PostgreSQL
 (BENCH_DATABASE_URL, default the local server), seeds --bags orders with one collected bag
 each, then for each round runs wrk -t2 -c16 for --seconds against the floor and against
 vein2vein (APP_ENV=production, rate limits counted in Redis as in production), each scan a
-plain verify_label of a bag of its own. Prints requests/s, p50/p95/p99 per round, the best
-round's ratio of vein2vein to the floor, and the SQL statements one plain scan executes
-(counted in-process on the same database).
+plain verify_label of a bag of its own, after --warmup seconds of each (uncounted: a worker's
+first requests fill its caches and prepare its statements). Prints requests/s and
+p50/p95/p99 per round, each round's ratio of vein2vein to the floor and their median, and the
+SQL statements one plain scan executes (counted in-process on the same database).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from bench.scan_throughput import DEFAULT_SERVER, drop_database, fresh_database,
 from services.config import Settings
 from services.db import migrate
 
+WARM_BAGS = 1000  # enough for --warmup seconds of scans
 LUA = r"""
 local round, path, action, site, token = %(round)d, %(path)s, %(action)s, %(site)s, %(token)s
 local threads = {}
@@ -176,6 +178,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--bags", type=int, default=12000)
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="seconds of each app, before the rounds, uncounted"
+    )
     parser.add_argument("--show-statements", action="store_true")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -192,6 +197,8 @@ def main() -> None:
         print(f"seeded {len(barcodes)} collected bags in {time.perf_counter() - started:.1f} s")
         os.environ["V2V_BENCH_TOKEN"] = token
         counted, statements = statements_per_scan(url, barcodes.pop(), barcodes.pop())
+        warm_bags = barcodes[-WARM_BAGS:] if args.warmup else []
+        barcodes = barcodes[: len(barcodes) - len(warm_bags)]
         per_round = len(barcodes) // args.rounds
         env = {
             **os.environ,
@@ -210,6 +217,19 @@ def main() -> None:
         processes += [floor, v2v]
         wait_ready(f"http://127.0.0.1:{floor_port}/", floor)
         wait_ready(f"http://127.0.0.1:{v2v_port}/api/v1/openapi.json", v2v)
+        if warm_bags:  # each worker's first requests fill its caches and prepare statements
+            bag_file = Path(tempfile.mkstemp(suffix=".txt")[1])
+            bag_file.write_text("\n".join(warm_bags) + "\n")
+            common = {"bags": bag_file, "seconds": args.warmup, "connections": args.connections}
+            run_wrk(f"http://127.0.0.1:{floor_port}", round_=99, path="/floor", token="", **common)
+            run_wrk(
+                f"http://127.0.0.1:{v2v_port}",
+                round_=99,
+                path="/api/v1/scans",
+                token=token,
+                **common,
+            )
+            bag_file.unlink()
         rows: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
         for number in range(args.rounds):
             bag_file = Path(tempfile.mkstemp(suffix=".txt")[1])

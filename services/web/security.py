@@ -109,7 +109,10 @@ def install(app: Flask, settings: Settings) -> None:
         storage_uri=settings.ratelimit_storage_url,
         strategy="moving-window",
         on_breach=_too_many,
-        headers_enabled=True,
+        # no X-RateLimit-* headers on every answer: each costs the counter store a second
+        # round trip per request (the window's state, read after the hit); a refusal still
+        # says when to try again (Retry-After, _too_many)
+        headers_enabled=False,
         # a counter store that is down must not stop scans: fall back to per-process counting
         in_memory_fallback_enabled=True,
         key_prefix="vein2vein",
