@@ -14,7 +14,6 @@ import functools
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.session import make_transient_to_detached
 from sqlmodel import Session, select
 
@@ -202,11 +201,11 @@ def _write_at_once(
         event.id, pending = session.execute(statement, values).one()
     if pending:
         session.info[PENDING_FLAG] = True  # news for the workers: kicked after commit
-    for obj, changed in [(head, {"length": head.length, "head": head.head})] + [
-        (row, changed) for _name, row, changed in rows
-    ]:
-        for key, value in changed.items():
-            set_committed_value(obj, key, value)
+    for row in (head, *(row for _name, row, _changed in rows)):
+        # every change of these rows is written: mark them clean, as a flush does after its
+        # UPDATEs (SQLAlchemy's own step; a flush would otherwise walk them again for nothing)
+        state = sa.inspect(row)
+        state._commit_all(state.dict, session.identity_map)
     make_transient_to_detached(event)
     session.add(event)  # persistent, as the flush would have left it
     return True
