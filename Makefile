@@ -43,7 +43,7 @@ run: migrate ## run web, worker and beat on the embedded default (SQLite + files
 	@echo "Try it:            curl -H 'Authorization: Bearer <token above>' 'http://127.0.0.1:$(PORT)/api/v1/identifiers?text=G123417654321A'"
 	@echo "Demo logins saved: var/demo-logins.txt. Ctrl-C stops web, worker and beat."
 	@echo
-	@trap 'kill 0' EXIT INT TERM; \
+	@trap 'kill $$(jobs -p) 2>/dev/null; wait' EXIT INT TERM; \
 	 $(BIN)/celery -A workers.celery_app worker --concurrency=1 --loglevel=WARNING & \
 	 $(BIN)/celery -A workers.celery_app beat --loglevel=WARNING & \
 	 $(BIN)/vein2vein run --port $(PORT) & \
