@@ -42,10 +42,7 @@ def seed(url: str, count: int, per_bag: int) -> int:
         admin.add_user(
             uow.session, email="s@example.org", role=Role.APHERESIS_STAFF, site_code="APH"
         )
-        actor = admin.actor_for(
-            admin.user_by_email(uow.session, "s@example.org"),
-            admin.site_by_code(uow.session, "APH"),
-        )
+        actor = admin.actor_by_email(uow.session, "s@example.org")
         uow.commit()
     started = time.perf_counter()
     for n in range(count):

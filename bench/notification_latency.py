@@ -44,8 +44,7 @@ STEPS = ("verify_label", "cryopreserve", "pack")
 def subscribe_site(url: str, target: str) -> None:
     database = Database.from_url(url)
     with UnitOfWork(database.session_factory) as uow:
-        user = admin.user_by_email(uow.session, "s@example.org")
-        actor = admin.actor_for(user, admin.site_by_code(uow.session, "APH"))
+        actor = admin.actor_by_email(uow.session, "s@example.org")
         subscriptions.subscribe(
             uow.session,
             actor=actor,

@@ -66,9 +66,7 @@ def fresh_shipment(app: Any, start: dt.datetime) -> int:
     skew = dt.timedelta(minutes=5)
     with UnitOfWork(app.extensions["vein2vein"].db.session_factory) as uow:
         session = uow.session
-        actor = admin.actor_for(
-            admin.user_by_email(session, "aph@example.org"), admin.site_by_code(session, "APH")
-        )
+        actor = admin.actor_by_email(session, "aph@example.org")
         order = orders.enroll_order(
             session,
             actor=actor,

@@ -69,10 +69,7 @@ def timed(call: Any, count: int) -> list[float]:
 def enroll(database: Database, patient_ref: str) -> tuple[int, int, str]:
     """An order enrolled by the seeded apheresis user: its id, the user's id, its COI."""
     with UnitOfWork(database.session_factory) as uow:
-        actor = admin.actor_for(
-            admin.user_by_email(uow.session, "s@example.org"),
-            admin.site_by_code(uow.session, "APH"),
-        )
+        actor = admin.actor_by_email(uow.session, "s@example.org")
         order = orders.enroll_order(
             uow.session,
             actor=actor,

@@ -42,10 +42,7 @@ def fill(url: str, open_legs: int, due: int) -> None:
         ):
             admin.add_site(uow.session, code=code, kind=kind, name=code, fin=fin)
         admin.add_user(uow.session, email="care@example.org", role=Role.CARE_TEAM, site_code="TRT")
-        actor = admin.actor_for(
-            admin.user_by_email(uow.session, "care@example.org"),
-            admin.site_by_code(uow.session, "TRT"),
-        )
+        actor = admin.actor_by_email(uow.session, "care@example.org")
         order = orders.enroll_order(
             uow.session,
             actor=actor,

@@ -121,19 +121,12 @@ def load_demo(transaction: Transaction, *, echo: Callable[[str], None]) -> None:
             echo(f"  {email:28} {role.value:23} {site_code:10} {secret}")
 
 
-def _actor(session: Session, email: str) -> Actor:
-    user = admin.user_by_email(session, email)
-    site = session.get(Site, user.site_id)
-    assert site is not None
-    return admin.actor_for(user, site)
-
-
 def _manufacture_and_return(
     session: Session, patient_ref: str, stage: str, clock: DemoClock, days_ago: float
 ) -> None:
     """A received order through its batch and, as far as ``stage``, back to the bedside."""
-    operator = _actor(session, "operator@eastfield.demo")
-    qa = _actor(session, "qa@eastfield.demo")
+    operator = admin.actor_by_email(session, "operator@eastfield.demo")
+    qa = admin.actor_by_email(session, "qa@eastfield.demo")
     order = session.exec(select(Order).where(Order.patient_ref == patient_ref)).one()
     day = days_ago - 1.0  # the batch starts the day after collection
 
@@ -207,7 +200,7 @@ def _manufacture_and_return(
     for action, email, site, offset in legs:
         _scan(
             session,
-            _actor(session, email),
+            admin.actor_by_email(session, email),
             scans.ScanInput(
                 barcode=f"={product.din}00",
                 action=action,
@@ -241,8 +234,8 @@ def _event_id(key: str) -> str:
 def _build_order(
     session: Session, patient_ref: str, steps: int, clock: DemoClock, days_ago: float
 ) -> None:
-    staff = _actor(session, "apheresis@northgate.demo")
-    care = _actor(session, "care@northgate.demo")
+    staff = admin.actor_by_email(session, "apheresis@northgate.demo")
+    care = admin.actor_by_email(session, "care@northgate.demo")
     order = orders.enroll_order(
         session,
         actor=care,
@@ -278,7 +271,7 @@ def _build_order(
         Action.START_MANUFACTURING: "MFG-EAST",
     }
     for index, action in enumerate(OUTBOUND[:steps]):
-        actor = _actor(session, who.get(action, "apheresis@northgate.demo"))
+        actor = admin.actor_by_email(session, who.get(action, "apheresis@northgate.demo"))
         if action is Action.PACK:
             shipment = shipments.create_shipment(
                 session,

@@ -73,6 +73,14 @@ def user_by_email(session: Session, email: str) -> User:
     return user
 
 
+def actor_by_email(session: Session, email: str) -> Actor:
+    """The user with ``email``, acting for their own site (the demo, benchmarks, tests)."""
+    user = user_by_email(session, email)
+    site = session.get(Site, user.site_id)
+    assert site is not None
+    return actor_for(user, site)
+
+
 def hash_token(token: str) -> str:
     # API tokens are 256-bit random values: a fast hash is enough, no password stretching needed.
     return hashlib.sha256(token.encode()).hexdigest()

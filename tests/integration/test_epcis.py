@@ -246,9 +246,7 @@ def _orders_with_events(world: World, count: int) -> int:
     skew = dt.timedelta(minutes=5)
     with UnitOfWork(state.db.session_factory) as uow:
         session = uow.session
-        actor = admin.actor_for(
-            admin.user_by_email(session, "aph@example.org"), admin.site_by_code(session, "APH-1")
-        )
+        actor = admin.actor_by_email(session, "aph@example.org")
         for n in range(count):
             order = orders.enroll_order(
                 session,
