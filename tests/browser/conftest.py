@@ -110,6 +110,17 @@ def axe() -> Path:
     return AXE
 
 
+def scanner(page: Any, text: str) -> None:
+    """A handheld scanner: types into whatever has the focus, fast, then Enter. Like the person
+    holding it, it scans once the page has put the focus in a field: an answer that is a new
+    page focuses its field a moment after it shows, and keys typed before that go nowhere."""
+    page.wait_for_function(
+        "document.activeElement !== null && document.activeElement.matches('input, textarea')"
+    )
+    page.keyboard.type(text, delay=3)
+    page.keyboard.press("Enter")
+
+
 def check_page(page: Any, name: str, axe_path: Path) -> None:
     """Every page, as people see it: a screenshot at desktop and phone width, no sideways
     scrolling at either, and no serious or critical accessibility violation (axe-core)."""

@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from services.db import UnitOfWork
 from services.operations import deadlines, passwords
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import scanner, screenshot
 from tests.world import PASSWORD, World
 
 
@@ -29,13 +29,6 @@ def sign_in(page: Any, base: str, world: World, who: str) -> None:
     expect(page.locator("main h1")).to_contain_text("what waits for you")
 
 
-def scan(page: Any, barcode: str) -> None:
-    """What a handheld scanner does: type the barcode into whatever has the focus, fast, and
-    press Enter."""
-    page.keyboard.type(barcode, delay=4)
-    page.keyboard.press("Enter")
-
-
 def test_sign_in_and_scan_a_bag_through_the_collection_steps(live: Any, page: Any) -> None:
     base, world = live
     bag = world.bag_at("collected", "PAT-PAGES")
@@ -49,7 +42,7 @@ def test_sign_in_and_scan_a_bag_through_the_collection_steps(live: Any, page: An
         ("pack", "packed"),
     ):
         page.select_option("#action", action)
-        scan(page, bag["barcode"])
+        scanner(page, bag["barcode"])
         expect(page.locator("#result")).to_have_class(re.compile(r"\bok\b"))
         expect(page.locator("#result .headline")).to_have_text("ACCEPTED")
         expect(page.locator("#result .detail")).to_contain_text(f"now {state}")
@@ -69,7 +62,7 @@ def test_a_wrong_site_scan_is_refused_in_words_with_its_code(live: Any, page: An
     page.select_option("#action", "pickup")
     page.select_option("#site", "APH-2")
     page.locator("#barcode").focus()
-    scan(page, bag["barcode"])
+    scanner(page, bag["barcode"])
     expect(page.locator("#result")).to_have_class(re.compile(r"\bbad\b"))
     expect(page.locator("#result .headline")).to_have_text("REFUSED")
     expect(page.locator("#result")).to_contain_text("wrong_site")
@@ -86,7 +79,7 @@ def test_a_scan_made_offline_is_kept_and_sent_once_when_back(live: Any, page: An
     page.select_option("#action", "verify_label")
     page.context.set_offline(True)
     page.locator("#barcode").focus()
-    scan(page, bag["barcode"])
+    scanner(page, bag["barcode"])
     expect(page.locator("#result .headline")).to_have_text("KEPT OFFLINE")
     expect(page.locator("#queued")).to_contain_text("1 waiting")
     assert world.get("aph", f"/api/v1/units/{bag['din']}").json["state"] == "collected"
