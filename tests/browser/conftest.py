@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 from werkzeug.serving import make_server
 
+from services.db import UnitOfWork
+from services.operations import passwords
 from tests.conftest import _service_missing, _settings
-from tests.world import World
+from tests.world import PASSWORD, World
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,6 +111,26 @@ def axe() -> Path:
     if not AXE.exists():
         _service_missing("axe-core", f"{AXE} is missing")
     return AXE
+
+
+def sign_in(page: Any, base: str, world: World, who: str, password: str = PASSWORD) -> None:
+    """Sign in as ``who`` (given ``password``) from the login page, with the keyboard."""
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        passwords.set_password(uow.session, email=f"{who}@example.org", password=password)
+        uow.commit()
+    page.context.clear_cookies()
+    type_credentials(page, base, f"{who}@example.org", password)
+    expect(page.locator("main h1")).to_contain_text("what waits for you")
+
+
+def type_credentials(page: Any, base: str, email: str, password: str) -> None:
+    """The login page, used with the keyboard: e-mail, Tab, password, Enter."""
+    page.goto(f"{base}/login")
+    expect(page.locator("#email")).to_be_focused()  # typing starts where the page put the cursor
+    page.keyboard.type(email)
+    page.keyboard.press("Tab")
+    page.keyboard.type(password)
+    page.keyboard.press("Enter")
 
 
 def scanner(page: Any, text: str) -> None:

@@ -12,8 +12,8 @@ from typing import Any
 import time_machine
 from playwright.sync_api import expect
 
-from tests.browser.conftest import check_page
-from tests.browser.test_days import nav, sign_in
+from tests.browser.conftest import check_page, sign_in
+from tests.browser.test_days import nav
 from tests.integration.test_condition import MINUTE, csv_file, now, packed_order
 
 

@@ -16,26 +16,18 @@ from playwright.sync_api import expect
 import labels
 from services.db import UnitOfWork
 from services.domain.identifiers import Din
-from services.operations import admin, passwords, signing
+from services.operations import admin, signing
 from services.operations.labels import label_spec
 from services.operations.queries import bag_by_din
-from tests.browser.conftest import LabelPrinter, check_page, scanner
+from tests.browser.conftest import (
+    LabelPrinter,
+    check_page,
+    scanner,
+    sign_in,
+    type_credentials,
+)
 from tests.integration.test_vein_to_vein import bc, released_batch, ship_back
 from tests.world import PASSWORD, World
-
-
-def sign_in(page: Any, base: str, world: World, who: str, password: str = PASSWORD) -> None:
-    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
-        passwords.set_password(uow.session, email=f"{who}@example.org", password=password)
-        uow.commit()
-    page.context.clear_cookies()
-    page.goto(f"{base}/login")
-    expect(page.locator("#email")).to_be_focused()  # typing starts where the page put the cursor
-    page.keyboard.type(f"{who}@example.org")
-    page.keyboard.press("Tab")
-    page.keyboard.type(password)
-    page.keyboard.press("Enter")
-    expect(page.locator("main h1")).to_contain_text("what waits for you")
 
 
 def decoded_pdf(content: bytes) -> dict[str, str]:
@@ -340,11 +332,7 @@ def test_an_admin_adds_a_user_who_must_change_the_temporary_password(
     page.get_by_role("button", name="Sign out").click()
     expect(page.locator("h1")).to_contain_text("Sign in")
     check_page(page, "login", axe)
-    page.goto(f"{base}/login")
-    page.keyboard.type("new.nurse@example.org")
-    page.keyboard.press("Tab")
-    page.keyboard.type(temporary)
-    page.keyboard.press("Enter")
+    type_credentials(page, base, "new.nurse@example.org", temporary)
     expect(page.locator("h1")).to_contain_text("Change your password")
     page.goto(f"{base}/")  # anything else leads back here until it is changed
     expect(page.locator("h1")).to_contain_text("Change your password")

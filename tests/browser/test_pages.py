@@ -11,22 +11,9 @@ from typing import Any
 from playwright.sync_api import expect
 
 from services.db import UnitOfWork
-from services.operations import deadlines, passwords
-from tests.browser.conftest import scanner, screenshot
-from tests.world import PASSWORD, World
-
-
-def sign_in(page: Any, base: str, world: World, who: str) -> None:
-    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
-        passwords.set_password(uow.session, email=f"{who}@example.org", password=PASSWORD)
-        uow.commit()
-    page.goto(f"{base}/login")
-    expect(page.locator("#email")).to_be_focused()  # the page puts the cursor there
-    page.keyboard.type(f"{who}@example.org")
-    page.keyboard.press("Tab")
-    page.keyboard.type(PASSWORD)
-    page.keyboard.press("Enter")
-    expect(page.locator("main h1")).to_contain_text("what waits for you")
+from services.operations import deadlines
+from tests.browser.conftest import scanner, screenshot, sign_in
+from tests.world import PASSWORD
 
 
 def test_sign_in_and_scan_a_bag_through_the_collection_steps(live: Any, page: Any) -> None:
