@@ -104,6 +104,9 @@ class Finding:
         return f"{self.chain}{at} ({where}): {self.problem}"
 
 
+EDITED = "its content does not match its hash: the record was edited"
+
+
 def verify_chain(chain: str, links: Iterable[Link]) -> Iterator[Finding]:
     """Positions gapless from 1, each link naming its predecessor's hash, each hash matching
     its content. Yields what is wrong, in chain order."""
@@ -135,7 +138,7 @@ def verify_chain(chain: str, links: Iterable[Link]) -> Iterator[Finding]:
                 item.position,
                 item.table,
                 item.id,
-                "its content does not match its hash: the record was edited",
+                EDITED,
             )
             return
         prev, expected_position = item.hash, expected_position + 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
+import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,9 @@ from services.db.models import (
     Unit,
     User,
 )
+from services.db.types import UTCDateTime
 from services.domain.audit import (
+    EDITED,
     GENESIS,
     SEALED_IF_PRESENT,
     TABLE_FIELDS,
@@ -47,7 +50,7 @@ from services.domain.audit import (
     verify_chain,
 )
 from services.domain.evidence import decode_key, merkle_root, sign, signature_valid, statement
-from services.operations import access, keys
+from services.operations import keys
 from services.operations.notifications import notify_witnesses
 
 EVENTS, REFUSALS = "custody_events", "refused_scans"  # the two tables a chain runs through
@@ -75,15 +78,17 @@ def _sealed_columns(model: Any, table: str) -> list[Any]:
     return [model.__table__.c[name] for name in dict.fromkeys(names)]
 
 
-def _links(
-    session: Session, order_id: int | None = None, *, part: int = 0, parts: int = 1
-) -> Iterator[Link]:
-    """Every record, in (chain, position) order, streamed from both tables as plain rows (no
-    ORM objects: a verify of millions of records builds none)."""
-    events = sa.select(*_sealed_columns(CustodyEvent, EVENTS)).order_by(
+def _chain_queries(
+    columns: Callable[[Any, str], list[Any]],
+    order_id: int | None,
+    part: int,
+    parts: int,
+) -> tuple[Any, Any]:
+    """The two tables' records in (chain, position) order: all, one order's, or one part's."""
+    events = sa.select(*columns(CustodyEvent, EVENTS)).order_by(
         col(CustodyEvent.order_id), col(CustodyEvent.chain_position), col(CustodyEvent.id)
     )
-    refusals = sa.select(*_sealed_columns(RefusedScan, REFUSALS)).order_by(
+    refusals = sa.select(*columns(RefusedScan, REFUSALS)).order_by(
         sa.case((col(RefusedScan.order_id).is_(None), 1), else_=0),
         col(RefusedScan.order_id),
         col(RefusedScan.chain_position),
@@ -98,6 +103,15 @@ def _links(
         refusals = refusals.where(
             sa.or_(mine, col(RefusedScan.order_id).is_(None)) if part == 0 else mine
         )
+    return events, refusals
+
+
+def _links(
+    session: Session, order_id: int | None = None, *, part: int = 0, parts: int = 1
+) -> Iterator[Link]:
+    """Every record, in (chain, position) order, streamed from both tables as plain rows (no
+    ORM objects: a verify of millions of records builds none)."""
+    events, refusals = _chain_queries(_sealed_columns, order_id, part, parts)
 
     def stream(query: Any, table: str) -> Iterator[Link]:
         for row in session.execute(query.execution_options(yield_per=5000)).mappings():
@@ -111,11 +125,107 @@ def _links(
                 content=content(table, row),
             )
 
-    def sort_key(item: Link) -> tuple[int, int, int]:
-        order = item.content["order_id"]  # the unattributed chain (no order) comes last
-        return (order if order is not None else 2**62, item.position, item.table != EVENTS)
+    yield from heapq.merge(stream(events, EVENTS), stream(refusals, REFUSALS), key=_sort_key)
 
-    yield from heapq.merge(stream(events, EVENTS), stream(refusals, REFUSALS), key=sort_key)
+
+def _links_of_chain(session: Session, chain: str) -> Iterator[Link]:
+    """One chain's records through ``_links``: an order's, or the unattributed chain."""
+    if chain != UNATTRIBUTED:
+        return _links(session, int(chain.split(":", 1)[1]))
+    query = sa.select(*_sealed_columns(RefusedScan, REFUSALS)).where(
+        col(RefusedScan.order_id).is_(None)
+    )
+    rows = session.execute(query.order_by(col(RefusedScan.chain_position), col(RefusedScan.id)))
+    return (
+        Link(
+            REFUSALS,
+            row["id"],
+            chain,
+            row["chain_position"],
+            row["prev_hash"],
+            row["hash"],
+            content(REFUSALS, row),
+        )
+        for row in rows.mappings()
+    )
+
+
+def _sort_key(item: Link) -> tuple[int, int, int]:
+    order = item.content["order_id"]  # the unattributed chain (no order) comes last
+    return (order if order is not None else 2**62, item.position, item.table != EVENTS)
+
+
+def _as_hashed(column: Any, dialect: str) -> Any:
+    """A sealed column read in the form its hash spells it, so that the database does the
+    formatting once per value in C rather than Python per record: a timestamp as its canonical
+    UTC text, an enum as its value, a JSON document as its stored text."""
+    if isinstance(column.type, UTCDateTime):
+        text: Any
+        if dialect == "postgresql":
+            text = sa.func.to_char(sa.func.timezone("UTC", column), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+        else:  # SQLite keeps "YYYY-MM-DD HH:MM:SS.ffffff" (always six digits), in UTC
+            text = sa.func.replace(sa.type_coerce(column, sa.Text), " ", "T") + "Z"
+        return text.label(column.name)
+    if isinstance(column.type, sa.JSON):  # cast: psycopg would parse a json column itself
+        return sa.cast(column, sa.Text).label(column.name)
+    if isinstance(column.type, sa.Enum):
+        return sa.type_coerce(column, sa.Text).label(column.name)
+    return column
+
+
+def hashed_links(
+    session: Session, order_id: int | None = None, *, part: int = 0, parts: int = 1
+) -> Iterator[Link]:
+    """The records as ``_links`` reads them, for a verify: timestamps and enums arrive as the
+    text the canonical form spells, and each JSON document is parsed once however many records
+    carry the same one (an order's records mostly seal the same identity). The content hashes
+    to the same bytes as ``_links``'s; where a record's does not match its hash, the verify
+    reads that chain again through ``_links`` before calling it edited, so a difference in
+    rendering is never taken for tampering."""
+    dialect = session.get_bind().dialect.name
+
+    def columns(model: Any, table: str) -> list[Any]:
+        return [_as_hashed(column, dialect) for column in _sealed_columns(model, table)]
+
+    events, refusals = _chain_queries(columns, order_id, part, parts)
+
+    def stream(query: Any, table: str) -> Iterator[Link]:
+        names = [column.name for column in query.selected_columns]
+        optional = SEALED_IF_PRESENT[table]
+        documents: dict[str, Any] = {}
+        rows = session.connection().execute(query.execution_options(yield_per=5000))
+        for row in rows:
+            body = dict(zip(names, row, strict=True))
+            record_id, prev_hash, record_hash = (
+                body.pop("id"),
+                body.pop("prev_hash"),
+                body.pop("hash"),
+            )
+            for name in optional:
+                text = body[name]
+                value = None
+                if text is not None:
+                    if text not in documents:
+                        if len(documents) > 1024:
+                            documents.clear()
+                        documents[text] = json.loads(text)
+                    value = documents[text]
+                if value is None:
+                    del body[name]
+                else:
+                    body[name] = value
+            body["table"] = table
+            yield Link(
+                table=table,
+                id=record_id,
+                chain=chain_key(body["order_id"]),
+                position=body["chain_position"],
+                prev_hash=prev_hash,
+                hash=record_hash,
+                content=body,
+            )
+
+    yield from heapq.merge(stream(events, EVENTS), stream(refusals, REFUSALS), key=_sort_key)
 
 
 @dataclass(frozen=True)
@@ -155,16 +265,34 @@ def verify_chains(
 
     def finish(chain: str, items: list[Link]) -> Finding | None:
         problem = next(verify_chain(chain, items), None)
+        if problem is not None and links is None and problem.problem == EDITED:
+            items = list(_links_of_chain(session, chain))  # read as the seal wrote it
+            problem = next(verify_chain(chain, items), None)
         if problem is not None:
             return problem
+        held: set[tuple[Any, ...]] = set()
         for item in items:
+            # the same sealed identity naming the same rows holds as it did a record before
+            # (identity_finding reads nothing else); the records of a bag mostly repeat it
+            record = item.content
+            same = (
+                id(record.get("identity")),
+                record["order_id"],
+                record["unit_id"],
+                record["actor_id"],
+                record.get("site_id"),
+                record.get("custodian_site_id"),
+            )
+            if same in held:
+                continue
             problem = identity_finding(item, live)
             if problem is not None:
                 return problem
+            held.add(same)
         seen[chain] = (len(items), items[-1].hash)
         return None
 
-    stream = links if links is not None else _links(session, order_id, part=part, parts=parts)
+    stream = links if links is not None else hashed_links(session, order_id, part=part, parts=parts)
     for item in stream:
         records += 1
         if progress is not None and records % 1000 == 0:
@@ -248,23 +376,25 @@ def live_identities(
 ) -> Live:
     """The identity rows as they are now: the orders and bags (all, one order's, or one part's
     of ``parts``), every user's e-mail and every site's code and FIN."""
-    order_query = select(Order)
+    order_query = sa.select(
+        col(Order.id),
+        col(Order.coi),
+        col(Order.patient_ref),
+        col(Order.product),
+        col(Order.collection_site_id),
+        col(Order.manufacturing_site_id),
+        col(Order.treatment_site_id),
+    )
     unit_query = select(col(Unit.id), col(Unit.din), col(Unit.kind), col(Unit.order_id))
     if parts > 1:
         order_query = order_query.where(col(Order.id) % parts == part)
         unit_query = unit_query.where(col(Unit.order_id) % parts == part)
     if order_id is not None:
-        order_query = order_query.where(Order.id == order_id)
+        order_query = order_query.where(col(Order.id) == order_id)
         unit_query = unit_query.where(Unit.order_id == order_id)
-    orders = {
-        order.id: LiveOrder(
-            coi=order.coi,
-            patient_ref=order.patient_ref,
-            product=order.product,
-            site_ids=access.order_site_ids(order),
-        )
-        for order in session.exec(order_query)
-        if order.id is not None
+    orders = {  # plain rows, not ORM objects: a verify holds every order
+        key: LiveOrder(coi=coi, patient_ref=ref, product=product, site_ids=(one, two, three))
+        for key, coi, ref, product, one, two, three in session.connection().execute(order_query)
     }
     units = {
         unit_id: LiveUnit(din=din, kind=kind.value, order_id=owner)

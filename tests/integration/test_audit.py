@@ -10,11 +10,14 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import time_machine
 from sqlalchemy.exc import DBAPIError
 
 from services.db import UnitOfWork
+from services.domain.audit import UNATTRIBUTED, canonical, link
 from services.operations import admin, audit, signing
 from tests.integration.test_cli import VEIN2VEIN, cli_env  # noqa: F401 - fixture
+from tests.integration.test_condition import MINUTE, csv_file, now, shipped, upload
 from tests.world import PASSWORD, World
 
 APPEND_ONLY = (
@@ -233,6 +236,84 @@ def test_reordered_records_are_found(world: World) -> None:
     finding = _verify(world).finding
     assert finding is not None
     assert finding.position == 2
+
+
+def _readings_and_a_hold(world: World) -> None:
+    """A shipper's logger file with an excursion: a readings record whose details carry
+    floats, and the holds it puts on both bags."""
+    start = now() - dt.timedelta(days=2)
+    with time_machine.travel(start, tick=True):
+        _order, _units, shipment = shipped(world, serial="DS-AUDIT")
+    hot = csv_file(start + MINUTE, 24 * 60, lambda i: -140.25 if 600 <= i < 620 else -186.0)
+    assert upload(world, shipment, hot).status_code == 201
+
+
+def test_a_verify_reads_every_record_as_its_seal_wrote_it(world: World) -> None:
+    """The verify reads the record its own way (timestamps and enums as text from the
+    database, each JSON document parsed once for all the records carrying it): for every kind
+    of record that reading is the content the reference reading gives, byte for byte."""
+    a_record(world)
+    _readings_and_a_hold(world)
+    assert world.scan("op", "=W000099999999900", "receive", "MFG-1").status_code in (404, 422)
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        reference = list(audit.all_links(uow.session))
+        fast = list(audit.hashed_links(uow.session))
+    assert [(i.table, i.id, i.chain, i.position) for i in fast] == [
+        (i.table, i.id, i.chain, i.position) for i in reference
+    ]
+    assert [canonical(i.content) for i in fast] == [canonical(i.content) for i in reference]
+    assert [i.hash for i in fast] == [link(i.prev_hash, i.content) for i in fast]
+    assert any("details" in i.content for i in fast)
+    assert any(i.chain == UNATTRIBUTED for i in fast)
+    assert {i.table for i in fast} == {"custody_events", "refused_scans"}
+
+
+EDITABLE = {"custody_events": "review_reason", "refused_scans": "detail"}
+
+
+@pytest.mark.parametrize(
+    ("whose", "table"),
+    [("bag", "refused_scans"), ("other", "custody_events"), ("nobody", "refused_scans")],
+)
+def test_a_timestamp_the_database_spells_otherwise_is_not_taken_for_an_edit(
+    world: World, whose: str, table: str
+) -> None:
+    """Where the database spells a value unlike the canonical form (a year before 1000 is
+    0999 to PostgreSQL and SQLite, 999 to Python's strftime), the verify reads that chain the
+    reference way before it calls a record edited: the chain's last record (an order's, or
+    the chain of refusals that name no bag), resealed with such a timestamp, verifies, and the
+    same record with a field changed still does not."""
+    made = a_record(world)
+    assert world.scan("op", "=W000099999999900", "receive", "MFG-1").status_code in (404, 422)
+    if whose == "nobody":
+        key = UNATTRIBUTED
+    else:
+        (order_id,) = _rows(world, f"SELECT id FROM orders WHERE coi = '{made[whose]['coi']}'")[0]
+        key = f"order:{order_id}"
+    factory = world.app.extensions["vein2vein"].db.session_factory
+    with UnitOfWork(factory) as uow:
+        last = [i for i in audit.all_links(uow.session) if i.chain == key][-1]
+    assert last.table == table
+    long_ago = dt.datetime(999, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    resealed = link(last.prev_hash, {**last.content, "occurred_at": long_ago})
+    postgres = _engine(world).dialect.name == "postgresql"
+    stored = "0999-01-02 03:04:05" + ("+00" if postgres else ".000000")
+    tamper(
+        world,
+        f"UPDATE {table} SET occurred_at = '{stored}', hash = '{resealed}' WHERE id = {last.id}",
+        f"UPDATE chain_heads SET head = '{resealed}' WHERE key = '{key}'",
+    )
+    with UnitOfWork(factory) as uow:
+        links = audit.hashed_links(uow.session)
+        (read,) = [i for i in links if (i.table, i.id) == (table, last.id)]
+    assert link(read.prev_hash, read.content) != resealed  # the fast reading differs here
+    report = _verify(world)
+    assert report.ok, report.finding
+    tamper(world, f"UPDATE {table} SET {EDITABLE[table]} = 'rewritten' WHERE id = {last.id}")
+    finding = _verify(world).finding
+    assert finding is not None
+    assert (finding.table, finding.id) == (table, last.id)
+    assert "edited" in finding.problem
 
 
 @pytest.mark.postgres
