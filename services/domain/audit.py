@@ -67,7 +67,12 @@ def canonical(record: Mapping[str, Any]) -> bytes:
 
 
 def link(prev_hash: str, record: Mapping[str, Any]) -> str:
-    return hashlib.sha256(prev_hash.encode() + b"\n" + canonical(record)).hexdigest()
+    return chained(prev_hash, canonical(record))
+
+
+def chained(prev_hash: str, body: bytes) -> str:
+    """The hash of a record whose canonical form is ``body``, after ``prev_hash``."""
+    return hashlib.sha256(prev_hash.encode() + b"\n" + body).hexdigest()
 
 
 def signature_hash(record_hash: str, signature: Mapping[str, Any]) -> str:
@@ -86,6 +91,14 @@ class Link:
     prev_hash: str
     hash: str
     content: Mapping[str, Any]  # the fields the hash covers
+    # the canonical bytes themselves, where the reader rendered them as it read (its content
+    # then holds what an identity check needs, not every field)
+    sealed: bytes | None = None
+
+    def links_up(self) -> bool:
+        """Whether the record's hash is the hash of its predecessor's and its content."""
+        body = self.sealed if self.sealed is not None else canonical(self.content)
+        return chained(self.prev_hash, body) == self.hash
 
 
 @dataclass(frozen=True)
@@ -132,7 +145,7 @@ def verify_chain(chain: str, links: Iterable[Link]) -> Iterator[Finding]:
                 "removed, inserted or reordered",
             )
             return
-        if link(item.prev_hash, item.content) != item.hash:
+        if not item.links_up():
             yield Finding(
                 chain,
                 item.position,
@@ -210,6 +223,36 @@ TABLE_FIELDS = {"custody_events": EVENT_FIELDS, "refused_scans": REFUSAL_FIELDS}
 # Sealed only where present: records from before identity was sealed have none, and hash as
 # they always did; on any newer record, removing it changes the hash like any other edit.
 SEALED_IF_PRESENT = {"custody_events": ("identity", "details"), "refused_scans": ("identity",)}
+
+
+def canonical_layout(table: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A table's canonical form laid out for a reader that has each field's JSON text
+    already: ``(literals, fields)``, one more literal than fields, so that the record's
+    canonical bytes are ``literals[0] + text(fields[0]) + literals[1] + ... + literals[-1]``.
+    The literals hold the keys, sorted as ``canonical`` sorts them, and the table's name. An
+    optional field's text is ``optional_text(name, json)`` when the record has it and nothing
+    when it has not (the comma comes and goes with it)."""
+    keys = sorted(("table", *TABLE_FIELDS[table], *SEALED_IF_PRESENT[table]))
+    if keys[0] in SEALED_IF_PRESENT[table]:
+        raise ValueError(f"{keys[0]!r} would open the object: its comma has nowhere to go")
+    literals, fields, pending = [], [], "{"
+    for at, key in enumerate(keys):
+        comma = "," if at else ""
+        if key == "table":
+            pending += f"{comma}{_CANONICAL.encode(key)}:{_CANONICAL.encode(table)}"
+            continue
+        if key not in SEALED_IF_PRESENT[table]:
+            pending += f"{comma}{_CANONICAL.encode(key)}:"
+        literals.append(pending)
+        fields.append(key)
+        pending = ""
+    literals.append(pending + "}")
+    return tuple(literals), tuple(fields)
+
+
+def optional_text(name: str, text: str) -> str:
+    """An optional field's text in ``canonical_layout``, when the record has it."""
+    return f",{_CANONICAL.encode(name)}:{text}"
 
 
 def content(table: str, row: Any) -> dict[str, Any]:

@@ -37,12 +37,15 @@ from services.domain.audit import (
     LiveOrder,
     LiveSite,
     LiveUnit,
+    canonical,
+    canonical_layout,
     canonical_time,
     chain_key,
     checkpoint_content,
     content,
     identity_finding,
     link,
+    optional_text,
     review_content,
     signature_content,
     signature_hash,
@@ -155,74 +158,116 @@ def _sort_key(item: Link) -> tuple[int, int, int]:
     return (order if order is not None else 2**62, item.position, item.table != EVENTS)
 
 
-def _as_hashed(column: Any, dialect: str) -> Any:
-    """A sealed column read in the form its hash spells it, so that the database does the
-    formatting once per value in C rather than Python per record: a timestamp as its canonical
-    UTC text, an enum as its value, a JSON document as its stored text."""
+# what an identity check reads of a record (``identity_finding``), besides its sealed identity
+_CHECKED = ("order_id", "unit_id", "actor_id", "site_id", "custodian_site_id")
+
+
+def _json_text(column: Any, dialect: str) -> Any:
+    """The JSON text of a sealed field's canonical value, rendered by the database (in C, once
+    per value, rather than in Python per record): a timestamp as its UTC text to the
+    microsecond, a flag as true or false, anything else as the database writes it in JSON
+    (PostgreSQL's ``to_json``, SQLite's ``json_quote``), null for no value. A JSON document
+    comes as its stored text, for the caller to put in canonical form."""
+    postgres = dialect == "postgresql"
+    if isinstance(column.type, sa.JSON):  # cast: psycopg would parse a json column itself
+        return sa.cast(column, sa.Text)
     if isinstance(column.type, UTCDateTime):
         text: Any
-        if dialect == "postgresql":
+        if postgres:
             text = sa.func.to_char(sa.func.timezone("UTC", column), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
         else:  # SQLite keeps "YYYY-MM-DD HH:MM:SS.ffffff" (always six digits), in UTC
             text = sa.func.replace(sa.type_coerce(column, sa.Text), " ", "T") + "Z"
-        return text.label(column.name)
-    if isinstance(column.type, sa.JSON):  # cast: psycopg would parse a json column itself
-        return sa.cast(column, sa.Text).label(column.name)
-    if isinstance(column.type, sa.Enum):
-        return sa.type_coerce(column, sa.Text).label(column.name)
-    return column
+        quote = sa.literal_column("'\"'", sa.Text)
+        rendered: Any = quote + text + quote
+    elif isinstance(column.type, sa.Boolean):
+        rendered = sa.case((column.is_(True), "true"), (column.is_(False), "false"))
+    elif postgres:
+        rendered = sa.cast(sa.func.to_json(column), sa.Text)
+    else:
+        rendered = sa.func.json_quote(column)
+    return sa.func.coalesce(rendered, "null")
+
+
+def _rendered_columns(model: Any, table: str, dialect: str) -> list[Any]:
+    """What ``hashed_links`` reads of a record: its id, hashes and position, the fields an
+    identity check reads, then its canonical form as the database renders it, in segments
+    split by the JSON documents (which come as stored, for Python to put in canonical form):
+    ``segment, document, segment, ...``."""
+    fields = model.__table__.c
+    literals, names = canonical_layout(table)
+    head = [fields[name] for name in ("id", "prev_hash", "hash", "chain_position")]
+    checked = [fields[name] for name in _CHECKED if name in fields]
+    rendered: list[Any] = []
+    parts: list[Any] = []
+
+    def close() -> None:
+        joined = parts[0] if parts else sa.literal("", sa.Text)
+        for part in parts[1:]:
+            joined = joined.op("||")(part)
+        rendered.append(joined.label(f"_segment{len(rendered)}"))
+        parts.clear()
+
+    for literal, name in zip(literals, names, strict=False):
+        if literal:
+            parts.append(sa.literal(literal, sa.Text))
+        if name in SEALED_IF_PRESENT[table]:
+            close()
+            rendered.append(_json_text(fields[name], dialect).label(f"_{name}"))
+        else:
+            parts.append(_json_text(fields[name], dialect))
+    parts.append(sa.literal(literals[-1], sa.Text))
+    close()
+    return [*head, *checked, *rendered]
 
 
 def hashed_links(
     session: Session, order_id: int | None = None, *, part: int = 0, parts: int = 1
 ) -> Iterator[Link]:
-    """The records as ``_links`` reads them, for a verify: timestamps and enums arrive as the
-    text the canonical form spells, and each JSON document is parsed once however many records
-    carry the same one (an order's records mostly seal the same identity). The content hashes
-    to the same bytes as ``_links``'s; where a record's does not match its hash, the verify
-    reads that chain again through ``_links`` before calling it edited, so a difference in
-    rendering is never taken for tampering."""
+    """The records as ``_links`` reads them, for a verify, with each one's canonical bytes
+    rendered as it is read: the database writes each field's JSON text and joins them along
+    ``canonical_layout``, and each JSON document is put in canonical form once however many
+    records carry it (an order's records mostly seal the same identity). A link's content
+    holds what an identity check reads. The bytes are ``canonical`` of the record; where they
+    do not match its hash, the verify reads that chain again through ``_links`` before
+    calling it edited, so a difference in rendering is never taken for tampering."""
     dialect = session.get_bind().dialect.name
 
     def columns(model: Any, table: str) -> list[Any]:
-        return [_as_hashed(column, dialect) for column in _sealed_columns(model, table)]
+        return _rendered_columns(model, table, dialect)
 
     events, refusals = _chain_queries(columns, order_id, part, parts)
 
     def stream(query: Any, table: str) -> Iterator[Link]:
-        names = [column.name for column in query.selected_columns]
-        optional = SEALED_IF_PRESENT[table]
-        documents: dict[str, Any] = {}
+        names = list(query.selected_columns.keys())
+        checked = [name for name in _CHECKED if name in names]
+        first = 4 + len(checked)  # where the rendered segments start
+        optional = [(names.index(f"_{name}"), name) for name in SEALED_IF_PRESENT[table]]
+        documents: dict[tuple[str, str], tuple[Any, str]] = {}
         rows = session.connection().execute(query.execution_options(yield_per=5000))
         for row in rows:
-            body = dict(zip(names, row, strict=True))
-            record_id, prev_hash, record_hash = (
-                body.pop("id"),
-                body.pop("prev_hash"),
-                body.pop("hash"),
-            )
-            for name in optional:
-                text = body[name]
-                value = None
-                if text is not None:
-                    if text not in documents:
-                        if len(documents) > 1024:
-                            documents.clear()
-                        documents[text] = json.loads(text)
-                    value = documents[text]
-                if value is None:
-                    del body[name]
-                else:
-                    body[name] = value
-            body["table"] = table
+            body = dict(zip(checked, row[4:first], strict=True))
+            pieces = list(row)
+            for at, name in optional:
+                text = pieces[at]
+                known = documents.get((name, text))
+                if known is None:
+                    if len(documents) > 1024:
+                        documents.clear()
+                    value = json.loads(text)
+                    slot = "" if value is None else optional_text(name, canonical(value).decode())
+                    known = documents[(name, text)] = (value, slot)
+                if known[0] is not None:
+                    body[name] = known[0]
+                pieces[at] = known[1]
             yield Link(
                 table=table,
-                id=record_id,
+                id=row[0],
                 chain=chain_key(body["order_id"]),
-                position=body["chain_position"],
-                prev_hash=prev_hash,
-                hash=record_hash,
+                position=row[3],
+                prev_hash=row[1],
+                hash=row[2],
                 content=body,
+                sealed="".join(pieces[first:]).encode(),
             )
 
     yield from heapq.merge(stream(events, EVENTS), stream(refusals, REFUSALS), key=_sort_key)
@@ -316,7 +361,8 @@ def verify_chains(
 def chain_heads(session: Session) -> dict[str, tuple[int, str]]:
     """Every chain's head, read before the chains are (a record appended meanwhile then makes
     a chain longer than its head, never shorter)."""
-    return {row.key: (row.length, row.head) for row in session.exec(select(ChainHead))}
+    query = select(col(ChainHead.key), col(ChainHead.length), col(ChainHead.head))
+    return {key: (length, head) for key, length, head in session.exec(query)}
 
 
 def conclude(
