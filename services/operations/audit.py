@@ -358,10 +358,12 @@ def verify_chains(
     return ChainPass(records, chains, seen, finding, unsealed)
 
 
-def chain_heads(session: Session) -> dict[str, tuple[int, str]]:
-    """Every chain's head, read before the chains are (a record appended meanwhile then makes
-    a chain longer than its head, never shorter)."""
+def chain_heads(session: Session, order_id: int | None = None) -> dict[str, tuple[int, str]]:
+    """Every chain's head (or one order's), read before the chains are (a record appended
+    meanwhile then makes a chain longer than its head, never shorter)."""
     query = select(col(ChainHead.key), col(ChainHead.length), col(ChainHead.head))
+    if order_id is not None:  # an order's page reads its own head, not every order's
+        query = query.where(col(ChainHead.key) == chain_key(order_id))
     return {key: (length, head) for key, length, head in session.exec(query)}
 
 
@@ -412,7 +414,7 @@ def verify(
     """Check every chain, every head, every checkpoint and every signature; stop at the first
     thing wrong and name it. ``progress`` is called with the records checked so far.
     ``links``: the order's chain when the caller has read it already (``order_chain``)."""
-    heads = chain_heads(session)
+    heads = chain_heads(session, order_id)
     one = verify_chains(session, progress=progress, order_id=order_id, links=links)
     return conclude(session, [one], heads=heads, order_id=order_id)
 
