@@ -253,7 +253,8 @@ def hashed_links(
                 if known is None:
                     if len(documents) > 1024:
                         documents.clear()
-                    value = json.loads(text)
+                    # NULL: a record from before the field was sealed (a migration's NULL)
+                    value = None if text is None else json.loads(text)
                     slot = "" if value is None else optional_text(name, canonical(value).decode())
                     known = documents[(name, text)] = (value, slot)
                 if known[0] is not None:

@@ -274,6 +274,27 @@ def test_a_verify_reads_every_record_as_its_seal_wrote_it(world: World) -> None:
     assert any(b'\\"quoted\\"' in (i.sealed or b"") for i in fast)  # escapes, as Python's
 
 
+def test_records_from_before_a_document_was_sealed_verify(world: World) -> None:
+    """A record with no details (JSON null) hashes as one from before details were sealed,
+    whose column a migration left NULL: both verify, and the verify reads both."""
+    made = a_record(world)
+    tamper(
+        world,
+        "UPDATE custody_events SET details = NULL WHERE order_id = "
+        f"{made['order_id']} AND chain_position = 2",
+    )
+    assert (
+        _rows(
+            world,
+            f"SELECT count(*) FROM custody_events WHERE order_id = {made['order_id']} "
+            "AND details IS NULL",
+        )[0][0]
+        == 1
+    )
+    report = _verify(world)
+    assert report.ok, report.finding
+
+
 EDITABLE = {"custody_events": "review_reason", "refused_scans": "detail"}
 
 
