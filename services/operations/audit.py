@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import heapq
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -188,11 +189,13 @@ def _json_text(column: Any, dialect: str) -> Any:
     return sa.func.coalesce(rendered, "null")
 
 
-def _rendered_columns(model: Any, table: str, dialect: str) -> list[Any]:
+@functools.cache
+def _rendered_columns(model: Any, table: str, dialect: str) -> tuple[Any, ...]:
     """What ``hashed_links`` reads of a record: its id, hashes and position, the fields an
     identity check reads, then its canonical form as the database renders it, in segments
     split by the JSON documents (which come as stored, for Python to put in canonical form):
-    ``segment, document, segment, ...``."""
+    ``segment, document, segment, ...``. Built once per table and database (an order page's
+    verify would otherwise spend more building it than reading its chain)."""
     fields = model.__table__.c
     literals, names = canonical_layout(table)
     head = [fields[name] for name in ("id", "prev_hash", "hash", "chain_position")]
@@ -217,7 +220,7 @@ def _rendered_columns(model: Any, table: str, dialect: str) -> list[Any]:
             parts.append(_json_text(fields[name], dialect))
     parts.append(sa.literal(literals[-1], sa.Text))
     close()
-    return [*head, *checked, *rendered]
+    return (*head, *checked, *rendered)
 
 
 def hashed_links(
@@ -233,7 +236,7 @@ def hashed_links(
     dialect = session.get_bind().dialect.name
 
     def columns(model: Any, table: str) -> list[Any]:
-        return _rendered_columns(model, table, dialect)
+        return list(_rendered_columns(model, table, dialect))
 
     events, refusals = _chain_queries(columns, order_id, part, parts)
 
