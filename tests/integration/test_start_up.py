@@ -1,0 +1,36 @@
+"""A server's app keeps what start-up made out of the garbage collector's sight (gc.freeze), so
+a full collection walks only what requests make; an app built for a test does not, since tests
+build one per test and a frozen one is never freed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROBE = """
+import gc
+from services.web import create_app
+app = create_app()
+print(gc.get_freeze_count())
+"""
+
+
+@pytest.mark.parametrize(("env", "frozen"), [("development", True), ("test", False)])
+def test_a_servers_app_freezes_what_start_up_made(tmp_path: Path, env: str, frozen: bool) -> None:
+    environment = {
+        **os.environ,
+        "APP_ENV": env,
+        "SECRET_KEY": "x" * 40,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'probe.db'}",
+        "VAR_DIR": str(tmp_path / "var"),
+    }
+    ran = subprocess.run(
+        [sys.executable, "-c", PROBE], env=environment, capture_output=True, text=True, check=False
+    )
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    count = int(ran.stdout.strip().splitlines()[-1])
+    assert (count > 10_000) is frozen, count
