@@ -42,7 +42,7 @@ def app_for(url: str) -> Any:
 
     settings = Settings(
         _env_file=None,
-        app_env="test",
+        app_env="development",  # as a server runs it (start-up frozen; see create_app)
         database_url=url,
         secret_key=secrets.token_urlsafe(32),
         var_dir=Path(tempfile.mkdtemp()),
