@@ -87,8 +87,11 @@ def _chain_queries(
     order_id: int | None,
     part: int,
     parts: int,
+    *,
+    unattributed: bool = False,
 ) -> tuple[Any, Any]:
-    """The two tables' records in (chain, position) order: all, one order's, or one part's."""
+    """The two tables' records in (chain, position) order: all, one order's, one part's, or
+    (``unattributed``) the chain of refusals that name no bag."""
     events = sa.select(*columns(CustodyEvent, EVENTS)).order_by(
         col(CustodyEvent.order_id), col(CustodyEvent.chain_position), col(CustodyEvent.id)
     )
@@ -101,6 +104,9 @@ def _chain_queries(
     if order_id is not None:
         events = events.where(col(CustodyEvent.order_id) == order_id)
         refusals = refusals.where(col(RefusedScan.order_id) == order_id)
+    if unattributed:
+        events = events.where(sa.false())
+        refusals = refusals.where(col(RefusedScan.order_id).is_(None))
     if parts > 1:
         events = events.where(col(CustodyEvent.order_id) % parts == part)
         mine = col(RefusedScan.order_id) % parts == part
@@ -111,11 +117,18 @@ def _chain_queries(
 
 
 def _links(
-    session: Session, order_id: int | None = None, *, part: int = 0, parts: int = 1
+    session: Session,
+    order_id: int | None = None,
+    *,
+    part: int = 0,
+    parts: int = 1,
+    unattributed: bool = False,
 ) -> Iterator[Link]:
     """Every record, in (chain, position) order, streamed from both tables as plain rows (no
     ORM objects: a verify of millions of records builds none)."""
-    events, refusals = _chain_queries(_sealed_columns, order_id, part, parts)
+    events, refusals = _chain_queries(
+        _sealed_columns, order_id, part, parts, unattributed=unattributed
+    )
 
     def stream(query: Any, table: str) -> Iterator[Link]:
         for row in session.execute(query.execution_options(yield_per=5000)).mappings():
@@ -134,24 +147,9 @@ def _links(
 
 def _links_of_chain(session: Session, chain: str) -> Iterator[Link]:
     """One chain's records through ``_links``: an order's, or the unattributed chain."""
-    if chain != UNATTRIBUTED:
-        return _links(session, int(chain.split(":", 1)[1]))
-    query = sa.select(*_sealed_columns(RefusedScan, REFUSALS)).where(
-        col(RefusedScan.order_id).is_(None)
-    )
-    rows = session.execute(query.order_by(col(RefusedScan.chain_position), col(RefusedScan.id)))
-    return (
-        Link(
-            REFUSALS,
-            row["id"],
-            chain,
-            row["chain_position"],
-            row["prev_hash"],
-            row["hash"],
-            content(REFUSALS, row),
-        )
-        for row in rows.mappings()
-    )
+    if chain == UNATTRIBUTED:
+        return _links(session, unattributed=True)
+    return _links(session, int(chain.split(":", 1)[1]))
 
 
 def _sort_key(item: Link) -> tuple[int, int, int]:
@@ -161,6 +159,8 @@ def _sort_key(item: Link) -> tuple[int, int, int]:
 
 # what an identity check reads of a record (``identity_finding``), besides its sealed identity
 _CHECKED = ("order_id", "unit_id", "actor_id", "site_id", "custodian_site_id")
+# what hashed_links reads first of every record, in this order
+_PLACE = ("id", "prev_hash", "hash", "chain_position")
 
 
 def _json_text(column: Any, dialect: str) -> Any:
@@ -198,7 +198,7 @@ def _rendered_columns(model: Any, table: str, dialect: str) -> tuple[Any, ...]:
     verify would otherwise spend more building it than reading its chain)."""
     fields = model.__table__.c
     literals, names = canonical_layout(table)
-    head = [fields[name] for name in ("id", "prev_hash", "hash", "chain_position")]
+    head = [fields[name] for name in _PLACE]
     checked = [fields[name] for name in _CHECKED if name in fields]
     rendered: list[Any] = []
     parts: list[Any] = []
@@ -243,12 +243,13 @@ def hashed_links(
     def stream(query: Any, table: str) -> Iterator[Link]:
         names = list(query.selected_columns.keys())
         checked = [name for name in _CHECKED if name in names]
-        first = 4 + len(checked)  # where the rendered segments start
+        place = len(_PLACE)
+        first = place + len(checked)  # where the rendered segments start
         optional = [(names.index(f"_{name}"), name) for name in SEALED_IF_PRESENT[table]]
         documents: dict[tuple[str, str], tuple[Any, str]] = {}
         rows = session.connection().execute(query.execution_options(yield_per=5000))
         for row in rows:
-            body = dict(zip(checked, row[4:first], strict=True))
+            body = dict(zip(checked, row[place:first], strict=True))
             pieces = list(row)
             for at, name in optional:
                 text = pieces[at]
@@ -324,14 +325,7 @@ def verify_chains(
             # the same sealed identity naming the same rows holds as it did a record before
             # (identity_finding reads nothing else); the records of a bag mostly repeat it
             record = item.content
-            same = (
-                id(record.get("identity")),
-                record["order_id"],
-                record["unit_id"],
-                record["actor_id"],
-                record.get("site_id"),
-                record.get("custodian_site_id"),
-            )
+            same = (id(record.get("identity")), *map(record.get, _CHECKED))
             if same in held:
                 continue
             problem = identity_finding(item, live)
