@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import or_
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
@@ -167,6 +169,52 @@ def refusals_of_order(session: Session, order: Order) -> list[tuple[RefusedScan,
 def order_events(session: Session, order: Order) -> list[EventRecord]:
     """The order's whole record, in its sequence."""
     return event_records(session, CustodyEvent.order_id == order.id)
+
+
+@dataclass(frozen=True)
+class EventStep:
+    """What an event's signature and review are judged on, without the rest of its record:
+    few columns, cheap to read for every event of a long order."""
+
+    id: int
+    sequence: int
+    site: str
+    action: str
+    batch_status: str | None
+    needs_review: bool
+
+
+def order_event_steps(session: Session, order: Order) -> list[EventStep]:
+    """Every event of the order as an EventStep, in its sequence."""
+    rows = session.exec(
+        select(  # type: ignore[call-overload]
+            CustodyEvent.id,
+            CustodyEvent.sequence,
+            Site.code,
+            CustodyEvent.action,
+            CustodyEvent.batch_state,
+            CustodyEvent.needs_review,
+        )
+        .join(Site, Site.id == CustodyEvent.site_id)
+        .where(CustodyEvent.order_id == order.id)
+        .order_by(CustodyEvent.sequence)
+    ).all()
+    return [
+        EventStep(id, sequence, site, action, batch.value if batch else None, review)
+        for id, sequence, site, action, batch, review in rows
+    ]
+
+
+def order_events_among(
+    session: Session, order: Order, *, from_sequence: int, earlier: Sequence[int]
+) -> list[EventRecord]:
+    """The order's events from ``from_sequence`` on, and the earlier ones whose ids are in
+    ``earlier``, in their sequence."""
+    return event_records(
+        session,
+        CustodyEvent.order_id == order.id,
+        or_(col(CustodyEvent.sequence) >= from_sequence, col(CustodyEvent.id).in_(earlier)),
+    )
 
 
 def unit_events(session: Session, unit: Unit) -> list[EventRecord]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Literal, Protocol
 
 from sqlmodel import Session, select
 
@@ -23,7 +23,6 @@ from services.domain.signatures import MEANINGS, WITNESS, check_signature, statu
 from services.operations.access import order_by_coi
 from services.operations.orders import lock_order
 from services.operations.passwords import LoginPolicy, check_password
-from services.operations.queries import EventRecord
 from services.operations.record import append_event
 
 CORRECTING_ROLES = frozenset({Role.QA, Role.ADMIN})
@@ -33,6 +32,20 @@ DEFAULT_STEPS: dict[SiteKind, dict[str, bool]] = {
     SiteKind.TREATMENT: {"infuse": False},
 }
 SignatureStatus = Literal["not_required", "awaiting", "awaiting_witness", "signed"]
+AWAITING: frozenset[SignatureStatus] = frozenset({"awaiting", "awaiting_witness"})
+
+
+class Step(Protocol):
+    """What a signature's need is judged on: an EventRecord or an EventStep."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def site(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def batch_status(self) -> str | None: ...
 
 
 def correct_event(
@@ -234,7 +247,7 @@ def step_requirement(session: Session, site_id: int, step: str) -> bool | None:
 
 
 def signature_status(
-    session: Session, events: Sequence[EventRecord], signed: Mapping[int, Sequence[Signature]]
+    session: Session, events: Sequence[Step], signed: Mapping[int, Sequence[Signature]]
 ) -> dict[int, SignatureStatus]:
     """Whether each event needs a signature, and whether ``signed`` (its signatures, by event
     id) gives it what it needs."""

@@ -54,11 +54,14 @@ class Projection:
     vein_to_vein_days: float | None = None  # first collection to infusion, once infused
 
 
-def projection(session: Session, *, order: Order, now: dt.datetime) -> Projection:
+def projection(
+    session: Session, *, order: Order, now: dt.datetime, deadlines: list[Deadline] | None = None
+) -> Projection:
     """Elapsed vein-to-vein time, and when infusion is likely from the remaining legs' typical
-    durations: our own medians where we have enough history, the policy's limits otherwise."""
+    durations: our own medians where we have enough history, the policy's limits otherwise.
+    ``deadlines``: the order's, when the caller has just read them."""
     policy = current_policy(session, order.product)
-    rows = deadlines_of(session, order)
+    rows = deadlines_of(session, order) if deadlines is None else deadlines
     if not rows:
         return Projection(None, 0.0, None, policy.target_days, None, False)
     started = min(row.started_at for row in rows)

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import expect
 
 from services.db import UnitOfWork
 from services.operations import deadlines
-from tests.browser.conftest import scanner, screenshot, sign_in
+from tests.browser.conftest import check_page, scanner, screenshot, sign_in
+from tests.integration.test_timeline_window import long_order
 from tests.world import PASSWORD
 
 
@@ -154,3 +156,35 @@ def test_a_receipt_is_signed_and_an_event_corrected_from_the_timeline(live: Any,
     expect(page.locator(".notice")).to_contain_text("Correction of event 2 recorded")
     expect(page.locator("table.timeline")).to_contain_text("corrects #2")
     screenshot(page, "order-signed-and-corrected")
+
+
+def test_a_long_order_pages_its_timeline_and_keeps_what_awaits_a_signature(
+    live: Any, page: Any, axe: Path
+) -> None:
+    base, world = live
+    bag, receipt, review = long_order(world)
+    total = len(world.get("op", f"/api/v1/orders/{bag['coi']}/events").json["events"])
+    sign_in(page, base, world, "op")
+    page.goto(f"{base}/orders/{bag['coi']}")
+    expect(page.locator("#timeline-window")).to_contain_text(f"of {total} events")
+    expect(page.locator("#event-0")).to_have_count(0)
+    expect(page.locator(f"#event-{review}")).to_contain_text("review")
+    row = page.locator(f"#event-{receipt}")
+    expect(row).to_contain_text("awaiting")
+    check_page(page, "order-timeline-long", axe)
+    # sign the old receipt from the shortened page: it stays in sight once signed
+    row.get_by_label("E-mail").focus()
+    page.keyboard.type("op@example.org")
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    row.get_by_label("Meaning").select_option("verified")
+    row.get_by_label("Password").press("Enter")
+    expect(page.locator(".notice")).to_contain_text(f"Event {receipt} signed")
+    expect(page.locator(f"#event-{receipt}")).to_contain_text("op, verified")
+    # the whole record, by keyboard
+    page.get_by_role("link", name=f"Show all {total} events").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#timeline-window")).to_contain_text(f"Showing all {total} events")
+    expect(page.locator("#event-0")).to_contain_text("enroll")
+    expect(page.locator("table.timeline tbody tr")).to_have_count(total)
+    check_page(page, "order-timeline-all", axe)

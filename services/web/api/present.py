@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sqlmodel import Session
@@ -20,7 +22,9 @@ from services.operations.queries import (
     UnitRecord,
     event_record_of,
     events_by_id,
+    order_event_steps,
     order_events,
+    order_events_among,
     refusals_of_order,
     shipment_units,
     unit_records,
@@ -114,6 +118,7 @@ def order_public(session: Session, actor: Actor, order: Order) -> OrderPublic:
     names.remember([order, *bags])
     units = unit_records(session, bags, order.coi)
     now = dt.datetime.now(dt.UTC)
+    deadlines = deadlines_of(session, order)
     return OrderPublic(
         coi=coi.value,
         check_character=coi.check_character,
@@ -141,9 +146,11 @@ def order_public(session: Session, actor: Actor, order: Order) -> OrderPublic:
             )
             for refusal, email in refusals_of_order(session, order)
         ],
-        deadlines=[deadline_public(session, row, now) for row in deadlines_of(session, order)],
+        deadlines=[deadline_public(session, row, now) for row in deadlines],
         batches=[batch_public(session, r) for r in batches_of_order(session, order)],
-        turnaround=TurnaroundPublic(**vars(projection(session, order=order, now=now))),
+        turnaround=TurnaroundPublic(
+            **vars(projection(session, order=order, now=now, deadlines=deadlines))
+        ),
     )
 
 
@@ -179,6 +186,51 @@ def timeline_events(session: Session, order: Order) -> list[EventPublic]:
     status = signing.signature_status(
         session, records, {event_id: [row for row, _ in rows] for event_id, rows in signed.items()}
     )
+    return _signed_events(records, signed, status)
+
+
+@dataclass(frozen=True)
+class TimelineWindow:
+    events: list[EventPublic]
+    total: int  # the order's events in all
+    left_out: int  # earlier events not in ``events``
+    first: int  # the sequence of the order's first event
+
+
+def timeline_window(
+    session: Session, order: Order, *, latest: int | None, also: Collection[int] = ()
+) -> TimelineWindow:
+    """The order's latest ``latest`` events (None: all), with every earlier one that awaits a
+    signature or is flagged for review, and those whose sequence is in ``also``: what a person
+    acts on, without reading and drawing the whole record of a long order."""
+    steps = order_event_steps(session, order)
+    signed = audit.signatures_of(session, [step.id for step in steps], order_id=order.id)
+    status = signing.signature_status(
+        session, steps, {event_id: [row for row, _ in rows] for event_id, rows in signed.items()}
+    )
+    if latest is None or len(steps) <= latest:
+        records = order_events(session, order)
+    else:
+        recent = steps[-latest].sequence
+        earlier = [
+            step.id
+            for step in steps[:-latest]
+            if step.needs_review or status[step.id] in signing.AWAITING or step.sequence in also
+        ]
+        records = order_events_among(session, order, from_sequence=recent, earlier=earlier)
+    return TimelineWindow(
+        events=_signed_events(records, signed, status),
+        total=len(steps),
+        left_out=len(steps) - len(records),
+        first=steps[0].sequence if steps else 0,
+    )
+
+
+def _signed_events(
+    records: list[EventRecord],
+    signed: dict[int, list[tuple[Signature, str]]],
+    status: dict[int, signing.SignatureStatus],
+) -> list[EventPublic]:
     events = []
     for record in records:
         event = event_public(record)

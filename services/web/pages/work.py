@@ -25,7 +25,7 @@ from services.operations.labels import label_spec
 from services.operations.queries import coi_value, unit_by_din
 from services.operations.scans import ScanInput
 from services.web import charts, forms
-from services.web.api.present import batch_public, order_public, timeline_events
+from services.web.api.present import batch_public, order_public, timeline_window
 from services.web.documents import evidence_response, report_response
 from services.web.pages import pages
 from services.web.pages.condition import condition_view
@@ -168,6 +168,8 @@ def _station(
 
 # the order timeline
 
+TIMELINE_LATEST = 100  # events a long order's page shows unless asked for all of them
+
 
 @pages.route("/orders/<coi>")
 @login_required
@@ -176,7 +178,11 @@ def order_timeline(coi: str) -> str:
     with unit_of_work() as uow:
         order = access.order_by_coi(uow.session, actor, coi_value(coi))
         public = order_public(uow.session, actor, order)
-        events = timeline_events(uow.session, order)
+        whole = request.args.get("events") == "all"
+        also = [n for n in (request.args.get("event", type=int),) if n is not None]
+        timeline = timeline_window(
+            uow.session, order, latest=None if whole else TIMELINE_LATEST, also=also
+        )
         report = audit.verify(uow.session, order_id=order.id)
         prints = label_ops.prints_of(uow.session, order)
         directory = Directory(uow.session)
@@ -191,7 +197,11 @@ def order_timeline(coi: str) -> str:
         "order.html",
         actor=actor,
         order=public,
-        events=events,
+        events=timeline.events,
+        events_total=timeline.total,
+        events_left_out=timeline.left_out,
+        events_first=timeline.first,
+        timeline_latest=TIMELINE_LATEST,
         verified=report.ok,
         finding=str(report.finding) if report.finding else None,
         now=utcnow(),
@@ -340,7 +350,9 @@ def sign_event(coi: str, sequence: int) -> Any:
         except DomainError as error:
             flash(f"Not signed: {error.detail}")
         uow.commit()  # a wrong password counts towards the lock-out
-    return redirect(url_for("pages.order_timeline", coi=coi, _anchor=f"event-{sequence}")), 303
+    return redirect(
+        url_for("pages.order_timeline", coi=coi, event=sequence, _anchor=f"event-{sequence}")
+    ), 303
 
 
 @pages.route("/orders/<coi>/corrections", methods=["POST"])
