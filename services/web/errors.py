@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask, Response, json, render_template, request
 from flask_wtf.csrf import CSRFError
 from pydantic import ValidationError
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, DBAPIError
 from werkzeug.exceptions import HTTPException
 
 from labels import LabelError
@@ -88,6 +88,27 @@ def validation_problem(error: ValidationError) -> Response:
     )
 
 
+# SQLSTATEs of a lost or refused connection: class 08, and the server shutting down or
+# starting up (admin_shutdown, crash_shutdown, cannot_connect_now)
+_UNREACHABLE_STATES = ("57P01", "57P02", "57P03")
+
+
+def database_unreachable(error: DBAPIError) -> bool:
+    """Whether the database could not be reached or dropped the connection (not a refusal of
+    the statement itself): SQLAlchemy saw the connection die, the server's SQLSTATE says so, a
+    connection attempt failed (psycopg gives those no SQLSTATE), or SQLite's file stayed locked
+    past its busy timeout."""
+    if error.connection_invalidated:
+        return True
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if sqlstate:
+        return sqlstate.startswith("08") or sqlstate in _UNREACHABLE_STATES
+    module = type(error.orig).__module__
+    if module.startswith("psycopg"):
+        return type(error.orig).__name__ in ("OperationalError", "InterfaceError")
+    return module == "sqlite3" and "database is locked" in str(error.orig)
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def _domain(error: DomainError) -> Response:
@@ -129,6 +150,25 @@ def register_error_handlers(app: Flask) -> None:
         if wants_page():
             return error_page("invalid_request", "Invalid request", detail, 422)
         return problem("invalid_request", "Invalid request", detail, 422)
+
+    @app.errorhandler(DBAPIError)
+    def _database(error: DBAPIError) -> Response:
+        if not database_unreachable(error):
+            return _unexpected(error)
+        # a restart or a failover: the transaction was rolled back, or (a commit cut off) its
+        # fate is unknown; either way the same request sent again is safe (a scan's event_id
+        # is recorded once), so say so instead of a 500
+        log.warning("the database could not be reached: %s", error.orig)
+        detail = (
+            "the database could not be reached just now, so this may not have been recorded: "
+            "send it again (a scan sent again with its event_id is recorded once)"
+        )
+        if wants_page():
+            response = error_page("database_unavailable", "Try again", detail, 503)
+        else:
+            response = problem("database_unavailable", "Database unavailable", detail, 503)
+        response.headers["Retry-After"] = "1"
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
