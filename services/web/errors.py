@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, json, render_template, request
+from flask import Flask, Response, current_app, json, render_template, request
 from flask_wtf.csrf import CSRFError
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError, DBAPIError
@@ -164,7 +164,11 @@ def register_error_handlers(app: Flask) -> None:
             "send it again (a scan sent again with its event_id is recorded once)"
         )
         if wants_page():
-            response = error_page("database_unavailable", "Try again", detail, 503)
+            # not render_template: its context processors ask the database who is signed in
+            page = current_app.jinja_env.get_template("unavailable.html").render(
+                code="database_unavailable", title="Try again in a moment", detail=detail
+            )
+            response = Response(page, status=503, mimetype="text/html")
         else:
             response = problem("database_unavailable", "Database unavailable", detail, 503)
         response.headers["Retry-After"] = "1"

@@ -61,3 +61,22 @@ def test_connections_the_server_dropped_are_replaced_before_the_next_request(
     assert ended is not None
     assert ended[0] >= 1
     assert world.scan("aph", second["barcode"], "verify_label", "APH-1").status_code == 201
+
+
+def test_a_signed_in_page_is_a_503_page_to_try_again(world: World, tmp_path: Path) -> None:
+    """The page is drawn without the signed-in header (who is signed in is in the database)."""
+    name = world.app.config["SESSION_COOKIE_NAME"]
+    cookie = world.browser("aph").get_cookie(name)
+    assert cookie is not None
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/test"
+    app = create_app(_settings(url, tmp_path / "var"))  # the same secret: the session holds
+    client = app.test_client()
+    client.set_cookie(name, cookie.value)
+    response = client.get("/orders/CH?x=1")
+    assert response.status_code == 503
+    assert response.mimetype == "text/html"
+    assert response.headers["Retry-After"] == "1"
+    page = response.get_data(as_text=True)
+    assert "database_unavailable" in page
+    assert 'href="/orders/CH?x=1">Try again' in page
+    app.extensions["vein2vein"].db.engine.dispose()
