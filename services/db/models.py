@@ -409,7 +409,8 @@ class Notification(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    subscription_id: int = Field(foreign_key="subscriptions.id", index=True)
+    # indexed as the first column of ix_notifications_stream: no index of its own to keep up
+    subscription_id: int = Field(foreign_key="subscriptions.id")
     order_id: int | None = Field(default=None, foreign_key="orders.id", index=True)
     source: str = Field(max_length=32)  # custody_event | refused_scan
     source_id: int
@@ -503,7 +504,7 @@ class Deadline(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     order_id: int = Field(foreign_key="orders.id", index=True)
-    unit_id: int = Field(foreign_key="units.id", index=True)
+    unit_id: int = Field(foreign_key="units.id")  # indexed first in UNIQUE (unit_id, leg)
     leg: Leg = Field(sa_type=enum_type(Leg, "leg"))
     site_id: int = Field(foreign_key="sites.id", index=True)  # who holds the bag on this leg
     policy_version: int
