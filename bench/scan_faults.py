@@ -24,12 +24,10 @@ import argparse
 import os
 import queue
 import random
-import secrets
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -43,7 +41,14 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.scan_floor import gunicorn, wait_ready
-from bench.scan_throughput import DEFAULT_SERVER, STEPS, drop_database, fresh_database, seed
+from bench.scan_throughput import (
+    DEFAULT_SERVER,
+    STEPS,
+    drop_database,
+    fresh_database,
+    seed,
+    server_env,
+)
 from services.db import Database, UnitOfWork, migrate
 from services.domain.notifications import Channel
 from services.operations import admin, subscriptions
@@ -221,15 +226,7 @@ def main() -> None:
         migrate.upgrade(url)
         token, barcodes = seed(url, args.bags)
         subscribe_site(url)
-        env = {
-            **os.environ,
-            "DATABASE_URL": url,
-            "APP_ENV": "production",
-            "SECRET_KEY": secrets.token_urlsafe(32),
-            "VAR_DIR": tempfile.mkdtemp(),
-            "RATELIMIT_STORAGE_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
-            "API_RATE_LIMIT": "100000 per second",  # one token drives every simulated scanner
-        }
+        env = server_env(url)
         port = 19600 + os.getpid() % 300
         process = gunicorn("services.web:create_app()", port, args.workers, env)
         base = f"http://127.0.0.1:{port}"

@@ -36,7 +36,13 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.floor_app import FLOOR_SCANS, METADATA
-from bench.scan_throughput import DEFAULT_SERVER, drop_database, fresh_database, seed
+from bench.scan_throughput import (
+    DEFAULT_SERVER,
+    drop_database,
+    fresh_database,
+    seed,
+    server_env,
+)
 from services.config import Settings
 from services.db import migrate
 
@@ -200,17 +206,7 @@ def main() -> None:
         warm_bags = barcodes[-WARM_BAGS:] if args.warmup else []
         barcodes = barcodes[: len(barcodes) - len(warm_bags)]
         per_round = len(barcodes) // args.rounds
-        env = {
-            **os.environ,
-            "DATABASE_URL": url,
-            "FLOOR_DATABASE_URL": url,
-            "APP_ENV": "production",
-            "SECRET_KEY": secrets.token_urlsafe(32),
-            "VAR_DIR": tempfile.mkdtemp(),
-            "RATELIMIT_STORAGE_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
-            # one token drives every simulated scanner (a real scanner has its own)
-            "API_RATE_LIMIT": "100000 per second",
-        }
+        env = {**server_env(url), "FLOOR_DATABASE_URL": url}
         floor_port, v2v_port = 18500 + os.getpid() % 500, 19000 + os.getpid() % 500
         floor = gunicorn("bench.floor_app:create_app()", floor_port, args.workers, env)
         v2v = gunicorn("services.web:create_app()", v2v_port, args.workers, env)

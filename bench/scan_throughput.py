@@ -37,6 +37,21 @@ DEFAULT_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 STEPS = ("verify_label", "cryopreserve", "pack")
 
 
+def server_env(url: str) -> dict[str, str]:
+    """The environment of a production server on ``url``, for gunicorn."""
+    return {
+        **os.environ,
+        "DATABASE_URL": url,
+        "APP_ENV": "production",
+        "SECRET_KEY": secrets.token_urlsafe(32),
+        "VAR_DIR": tempfile.mkdtemp(),
+        # production counts API calls in Redis; one token drives every simulated scanner
+        # here (a real scanner has its own), so its limit is raised out of the way
+        "RATELIMIT_STORAGE_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
+        "API_RATE_LIMIT": "100000 per second",
+    }
+
+
 def fresh_database(server_url: str) -> str:
     name = f"v2v_bench_{uuid.uuid4().hex[:8]}"
     libpq = sa.make_url(server_url).set(drivername="postgresql").render_as_string(False)
@@ -172,17 +187,7 @@ def main() -> None:
         migrate.upgrade(url)
         token, barcodes = seed(url, args.bags)
         port = 18000 + os.getpid() % 1000
-        env = {
-            **os.environ,
-            "DATABASE_URL": url,
-            "APP_ENV": "production",
-            "SECRET_KEY": secrets.token_urlsafe(32),
-            "VAR_DIR": tempfile.mkdtemp(),
-            # production counts API calls in Redis; one token drives every simulated scanner
-            # here (a real scanner has its own), so its limit is raised out of the way
-            "RATELIMIT_STORAGE_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
-            "API_RATE_LIMIT": "100000 per second",
-        }
+        env = server_env(url)
         gunicorn = str(Path(sys.executable).with_name("gunicorn"))
         process = subprocess.Popen(
             [

@@ -127,6 +127,16 @@ def test_the_batch_board_moves_a_batch_by_keyboard(live: Any, page: Any) -> None
     assert world.get("op", f"/api/v1/batches/{batch}").json["state"] == "transduction"
 
 
+def sign_by_keyboard(page: Any, row: Any, email: str, meaning: str) -> None:
+    """Sign an event from its timeline row: e-mail, Tab, password, the meaning, Enter."""
+    row.get_by_label("E-mail").focus()
+    page.keyboard.type(email)
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    row.get_by_label("Meaning").select_option(meaning)
+    row.get_by_label("Password").press("Enter")
+
+
 def test_a_receipt_is_signed_and_an_event_corrected_from_the_timeline(live: Any, page: Any) -> None:
     base, world = live
     bag = world.bag_at("receive", "PAT-SIGNED")
@@ -137,12 +147,7 @@ def test_a_receipt_is_signed_and_an_event_corrected_from_the_timeline(live: Any,
     page.goto(f"{base}/orders/{bag['coi']}")
     row = page.locator(f"#event-{sequence}")
     expect(row).to_contain_text("awaiting")
-    row.get_by_label("E-mail").focus()
-    page.keyboard.type("op@example.org")
-    page.keyboard.press("Tab")
-    page.keyboard.type(PASSWORD)
-    row.get_by_label("Meaning").select_option("verified")
-    row.get_by_label("Password").press("Enter")
+    sign_by_keyboard(page, row, "op@example.org", "verified")
     expect(page.locator(".notice")).to_contain_text(f"Event {sequence} signed")
     expect(page.locator(f"#event-{sequence}")).to_contain_text("op, verified")
     assert world.get("op", f"/api/v1/orders/{bag['coi']}/audit").json["verified"] is True
@@ -173,12 +178,7 @@ def test_a_long_order_pages_its_timeline_and_keeps_what_awaits_a_signature(
     expect(row).to_contain_text("awaiting")
     check_page(page, "order-timeline-long", axe)
     # sign the old receipt from the shortened page: it stays in sight once signed
-    row.get_by_label("E-mail").focus()
-    page.keyboard.type("op@example.org")
-    page.keyboard.press("Tab")
-    page.keyboard.type(PASSWORD)
-    row.get_by_label("Meaning").select_option("verified")
-    row.get_by_label("Password").press("Enter")
+    sign_by_keyboard(page, row, "op@example.org", "verified")
     expect(page.locator(".notice")).to_contain_text(f"Event {receipt} signed")
     expect(page.locator(f"#event-{receipt}")).to_contain_text("op, verified")
     # the whole record, by keyboard
