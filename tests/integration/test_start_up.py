@@ -34,3 +34,15 @@ def test_a_servers_app_freezes_what_start_up_made(tmp_path: Path, env: str, froz
     assert ran.returncode == 0, ran.stderr[-2000:]
     count = int(ran.stdout.strip().splitlines()[-1])
     assert (count > 10_000) is frozen, count
+
+
+@pytest.mark.parametrize(
+    "module", ["services.web.pages.work", "services.web.scanning", "services.web.api.epcis"]
+)
+def test_each_web_module_imports_first(module: str) -> None:
+    """No import cycle depends on which web module a process (a worker, a CLI command, a test)
+    happens to import first."""
+    ran = subprocess.run(
+        [sys.executable, "-c", f"import {module}"], capture_output=True, text=True, check=False
+    )
+    assert ran.returncode == 0, ran.stderr[-2000:]

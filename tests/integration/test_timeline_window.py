@@ -7,7 +7,6 @@ import datetime as dt
 import re
 from typing import Any
 
-import services.web.api  # noqa: F401 - as create_app does: the API before the pages
 from services.web.pages.work import TIMELINE_LATEST
 from tests.world import PASSWORD, World
 

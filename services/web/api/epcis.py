@@ -16,10 +16,10 @@ from services.domain.errors import DomainError, InvalidRequest
 from services.operations import epcis
 from services.operations.queries import coi_value
 from services.operations.scans import ScanInput
+from services.web import scanning  # the module: scanning imports this package in turn
 from services.web.api.blueprint import api
 from services.web.api.schemas import OrderPath
 from services.web.errors import problem
-from services.web.scanning import submit_scan
 from services.web.state import current_actor, state, unit_of_work, utcnow
 
 tag = Tag(name="epcis", description="GS1 EPCIS 2.0: export, query and capture")
@@ -188,7 +188,7 @@ def _capture_one(actor: Any, item: epcis.Captured) -> dict[str, Any]:
         shipment=item.shipment,
     )
     try:
-        outcome, result = submit_scan(actor, scan)
+        outcome, result = scanning.submit_scan(actor, scan)
     except DomainError as error:
         return {**answer, "accepted": False, "code": error.code, "detail": error.detail}
     return {

@@ -6,10 +6,10 @@ from flask import Response, jsonify
 
 from services.domain.errors import DomainError
 from services.operations.scans import ScanInput
+from services.web import scanning  # the module: scanning imports this package in turn
 from services.web.api.blueprint import api, scans_tag
 from services.web.api.schemas import Problem, ScanCreate, ScanResult, new_event_id
 from services.web.errors import domain_problem
-from services.web.scanning import submit_scan
 from services.web.state import current_actor
 
 
@@ -31,7 +31,7 @@ def scan(body: ScanCreate) -> Response | tuple[Response, int]:
         patient_ref=body.patient_ref,
     )
     try:
-        outcome, result = submit_scan(current_actor(), scan_input)
+        outcome, result = scanning.submit_scan(current_actor(), scan_input)
     except DomainError as error:
         return domain_problem(error)
     return jsonify(result.model_dump(mode="json")), 200 if outcome.replayed else 201
