@@ -3,11 +3,13 @@ endpoint (bench/floor_app.py), under the same gunicorn and PostgreSQL, in one ru
 
     .venv/bin/python bench/scan_floor.py [--rounds 3] [--seconds 8] [--connections 16]
                                          [--workers 4] [--bags 16000] [--warmup 2]
+                                         [--api-limit on|off]
 
 Needs `wrk` (Debian: apt-get install wrk). Creates a database of its own on PostgreSQL
 (BENCH_DATABASE_URL, default the local server), seeds --bags orders with one collected bag
 each, then for each round runs wrk -t2 -c16 for --seconds against the floor and against
-vein2vein (APP_ENV=production, rate limits counted in Redis as in production), each scan a
+vein2vein (APP_ENV=production, rate limits counted in Redis as in production; --api-limit off:
+API_RATE_LIMIT=off, as where the reverse proxy limits the API), each scan a
 plain verify_label of a bag of its own, after --warmup seconds of each (uncounted: a worker's
 first requests fill its caches and prepare its statements). Prints requests/s and
 p50/p95/p99 per round, each round's ratio of vein2vein to the floor and their median, and the
@@ -188,6 +190,13 @@ def main() -> None:
         "--warmup", type=int, default=2, help="seconds of each app, before the rounds, uncounted"
     )
     parser.add_argument("--show-statements", action="store_true")
+    parser.add_argument(
+        "--api-limit",
+        choices=["on", "off"],
+        default="on",
+        help="on: every scan counted against its token in Redis, as production does by default; "
+        "off: API_RATE_LIMIT=off, for a deployment whose reverse proxy limits the API",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -207,6 +216,8 @@ def main() -> None:
         barcodes = barcodes[: len(barcodes) - len(warm_bags)]
         per_round = len(barcodes) // args.rounds
         env = {**server_env(url), "FLOOR_DATABASE_URL": url}
+        if args.api_limit == "off":
+            env["API_RATE_LIMIT"] = "off"
         floor_port, v2v_port = 18500 + os.getpid() % 500, 19000 + os.getpid() % 500
         floor = gunicorn("bench.floor_app:create_app()", floor_port, args.workers, env)
         v2v = gunicorn("services.web:create_app()", v2v_port, args.workers, env)
@@ -258,7 +269,8 @@ def main() -> None:
 
     print(
         f"\nscan vs floor: gunicorn {args.workers} workers, PostgreSQL, wrk -t2 "
-        f"-c{args.connections} for {args.seconds} s per run, {args.rounds} rounds"
+        f"-c{args.connections} for {args.seconds} s per run, {args.rounds} rounds, "
+        f"API limit {args.api_limit}"
     )
     header = ("round", "", "req/s", "p50 ms", "p95 ms", "p99 ms", "non-2xx")
     print("{:>5} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8}".format(*header))

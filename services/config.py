@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from limits import parse_many
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_SECRET = "dev-only-not-secret"  # noqa: S105 - the default refused outside development
+API_LIMIT_OFF = "off"  # API_RATE_LIMIT=off: the reverse proxy limits the API
 
 
 class Settings(BaseSettings):
@@ -53,7 +55,9 @@ class Settings(BaseSettings):
     login_lockout_seconds: int = 900  # ... for this long
     session_hours: float = 12.0  # a login lasts one shift
     login_rate_limit: str = "10 per minute"  # login attempts per client address
-    api_rate_limit: str = "100 per second"  # API calls per token (or per address without one)
+    # API calls per token (or per address without one); "off": none counted here, for a
+    # deployment whose reverse proxy limits the API (each API call then skips a Redis round trip)
+    api_rate_limit: str = "100 per second"
     # where the counters live: memory:// is per process, so production needs Redis (all
     # gunicorn workers count together); empty means BROKER_URL when that is Redis
     ratelimit_storage_url: str = ""
@@ -66,6 +70,21 @@ class Settings(BaseSettings):
     # the installation's Ed25519 key that signs checkpoints (`vein2vein keys init` makes it);
     # empty: VAR_DIR/keys/checkpoint-ed25519.pem. Readable by the beat/worker and the CLI only
     signing_key_path: Path | None = None
+
+    @field_validator("login_rate_limit", "api_rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str, info: ValidationInfo) -> str:
+        value = value.strip()
+        if info.field_name == "api_rate_limit" and value.lower() == API_LIMIT_OFF:
+            return API_LIMIT_OFF
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a rate limit: write it like '100 per second' or "
+                "'10 per minute' (API_RATE_LIMIT may also be 'off')"
+            ) from None
+        return value
 
     @field_validator("signing_key_path", mode="before")
     @classmethod

@@ -17,7 +17,7 @@ from flask_limiter.util import get_remote_address
 from flask_login import LoginManager, UserMixin, current_user
 from flask_wtf.csrf import CSRFProtect
 
-from services.config import Settings
+from services.config import API_LIMIT_OFF, Settings
 from services.domain.custody import Actor
 from services.operations.admin import hash_token
 from services.operations.passwords import actor_for_session
@@ -120,7 +120,8 @@ def install(app: Flask, settings: Settings) -> None:
     app.extensions["vein2vein_limiter"] = limiter
     from services.web.api.blueprint import api
 
-    limiter.limit(settings.api_rate_limit)(api)
+    if settings.api_rate_limit != API_LIMIT_OFF:
+        limiter.limit(settings.api_rate_limit)(api)
     # the limiter is per app (tests make several), so the login view is wrapped here
     login_limit = limiter.limit(
         settings.login_rate_limit, key_func=get_remote_address, methods=["POST"]

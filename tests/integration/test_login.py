@@ -9,8 +9,10 @@ import pytest
 import redis
 import sqlalchemy as sa
 import time_machine
+from pydantic import ValidationError
 from sqlmodel import SQLModel, select
 
+from services.config import Settings
 from services.db import UnitOfWork
 from services.db.models import User
 from services.domain.errors import InvalidRequest
@@ -191,6 +193,38 @@ def test_api_calls_are_rate_limited_per_token(app_factory: Any) -> None:
     assert third.json["code"] == "rate_limited"
     assert int(third.headers["Retry-After"]) > 0
     assert world.get("op", "/api/v1/delays").status_code == 200  # another token, its own count
+
+
+def test_an_api_limit_switched_off_counts_no_call_and_keeps_the_sign_in_limit(
+    app_factory: Any,
+) -> None:
+    """API_RATE_LIMIT=off is for a deployment whose reverse proxy limits the API."""
+    world = World.build(app_factory(api_rate_limit="1000 per minute"))
+    off = app_factory(api_rate_limit="off", login_rate_limit="1 per minute")
+    headers = world.headers("care")
+    for app in (world.app, off):
+        for _ in range(30):
+            assert app.test_client().get("/api/v1/delays", headers=headers).status_code == 200
+
+    def counters(app: Any) -> list[str]:
+        # the counters the app's limiter keeps (in memory in tests) for API tokens
+        return [
+            key for key in app.extensions["vein2vein_limiter"].storage.events if "token:" in key
+        ]
+
+    assert counters(world.app)
+    assert counters(off) == []
+    _set_password(world, "care")
+    assert sign_in(off.test_client(), "care@example.org", "wrong password!").status_code == 401
+    assert sign_in(off.test_client(), "care@example.org", "wrong password!").status_code == 429
+
+
+@pytest.mark.parametrize("limit", ["lots", "100 per fortnight", "per second", ""])
+def test_a_rate_limit_that_is_not_one_is_refused_at_start_up(limit: str) -> None:
+    with pytest.raises(ValidationError, match="is not a rate limit"):
+        Settings(_env_file=None, api_rate_limit=limit)
+    with pytest.raises(ValidationError, match="is not a rate limit"):
+        Settings(_env_file=None, login_rate_limit="off")
 
 
 @pytest.mark.redis
