@@ -201,6 +201,7 @@ def order_timeline(coi: str) -> str:
         events_total=timeline.total,
         events_left_out=timeline.left_out,
         events_first=timeline.first,
+        events_all=whole,
         timeline_latest=TIMELINE_LATEST,
         verified=report.ok,
         finding=str(report.finding) if report.finding else None,
