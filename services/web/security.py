@@ -3,8 +3,9 @@
 - API calls authenticate with bearer tokens (``api/blueprint.py``); they carry no cookies, so
   they need no CSRF token. Pages authenticate with a login session (Flask-Login) and every form
   they post carries a CSRF token (Flask-WTF).
-- Rate limits (Flask-Limiter) count login attempts per client address and API calls per token,
-  in Redis in production so that every gunicorn worker counts together.
+- Rate limits count login attempts per client address (Flask-Limiter) and API calls per token
+  (``api_limit.ApiLimit``, which leases shares of a window so a call seldom waits on Redis), in
+  Redis in production so that every gunicorn worker counts together.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from services.config import API_LIMIT_OFF, Settings
 from services.domain.custody import Actor
 from services.operations.admin import hash_token
 from services.operations.passwords import actor_for_session
+from services.web.api_limit import ApiLimit
 from services.web.errors import error_page, problem, wants_page
 from services.web.state import unit_of_work
 
@@ -57,7 +59,11 @@ def _credential_key() -> str:
 
 def _too_many(limit: RequestLimit) -> Response:
     retry = max(1, int(limit.reset_at - dt.datetime.now(dt.UTC).timestamp()))
-    detail = f"more than {limit.limit} from this client; try again in {retry} s"
+    return _refusal(str(limit.limit), retry)
+
+
+def _refusal(limit: str, retry: int) -> Response:
+    detail = f"more than {limit} from this client; try again in {retry} s"
     if wants_page():
         response = error_page("rate_limited", "Too many attempts", detail, 429)
     else:
@@ -118,10 +124,20 @@ def install(app: Flask, settings: Settings) -> None:
         key_prefix="vein2vein",
     )
     app.extensions["vein2vein_limiter"] = limiter
-    from services.web.api.blueprint import api
-
+    api_limit = None
     if settings.api_rate_limit != API_LIMIT_OFF:
-        limiter.limit(settings.api_rate_limit)(api)
+        api_limit = ApiLimit(settings.api_rate_limit, settings.ratelimit_storage_url)
+    app.extensions["vein2vein_api_limit"] = api_limit
+
+    @app.before_request
+    def _api_limit() -> Response | None:
+        # app-wide hooks run before the API blueprint's, so a call is counted before its token
+        # is checked: a flood of bad tokens is refused as cheaply as one of good ones
+        if api_limit is None or not request.path.startswith(API_PREFIX):
+            return None
+        refused = api_limit.take(_credential_key())
+        return None if refused is None else _refusal(str(refused.limit), refused.retry_after)
+
     # the limiter is per app (tests make several), so the login view is wrapped here
     login_limit = limiter.limit(
         settings.login_rate_limit, key_func=get_remote_address, methods=["POST"]
