@@ -10,6 +10,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_SECRET = "dev-only-not-secret"  # noqa: S105 - the default refused outside development
+RATELIMIT_STORES = ("redis://", "rediss://", "unix://", "memory://")  # what the limits count in
 API_LIMIT_OFF = "off"  # API_RATE_LIMIT=off: the reverse proxy limits the API
 
 
@@ -56,7 +57,7 @@ class Settings(BaseSettings):
     session_hours: float = 12.0  # a login lasts one shift
     login_rate_limit: str = "10 per minute"  # login attempts per client address
     # API calls per token (or per address without one); "off": none counted here, for a
-    # deployment whose reverse proxy limits the API (each API call then skips a Redis round trip)
+    # deployment whose reverse proxy limits the API
     api_rate_limit: str = "100 per second"
     # where the counters live: memory:// is per process, so production needs Redis (all
     # gunicorn workers count together); empty means BROKER_URL when that is Redis
@@ -106,6 +107,10 @@ class Settings(BaseSettings):
         if not self.ratelimit_storage_url:
             redis_broker = self.broker_url.startswith(("redis://", "rediss://"))
             self.ratelimit_storage_url = self.broker_url if redis_broker else "memory://"
+        if not self.ratelimit_storage_url.startswith(RATELIMIT_STORES):
+            raise ValueError(
+                f"RATELIMIT_STORAGE_URL must start with one of {', '.join(RATELIMIT_STORES)}"
+            )
         if self.app_env == "production" and self.ratelimit_storage_url.startswith("memory"):
             raise ValueError(
                 "RATELIMIT_STORAGE_URL must be redis://... in production: in-memory counters "

@@ -46,3 +46,9 @@ def test_rate_limits_count_in_redis_in_production() -> None:
     with pytest.raises(ValidationError, match="RATELIMIT_STORAGE_URL"):
         Settings(_env_file=None, app_env="production", secret_key="a-real-secret")
     assert Settings(_env_file=None, broker_url="").ratelimit_storage_url == "memory://"
+
+
+@pytest.mark.parametrize("url", ["memcached://127.0.0.1:11211", "redis:/nowhere", "localhost"])
+def test_a_counter_store_the_limits_cannot_use_stops_start_up(url: str) -> None:
+    with pytest.raises(ValidationError, match="RATELIMIT_STORAGE_URL must start with"):
+        Settings(_env_file=None, ratelimit_storage_url=url)
