@@ -8,8 +8,9 @@ endpoint (bench/floor_app.py), under the same gunicorn and PostgreSQL, in one ru
 Needs `wrk` (Debian: apt-get install wrk). Creates a database of its own on PostgreSQL
 (BENCH_DATABASE_URL, default the local server), seeds --bags orders with one collected bag
 each, then for each round runs wrk -t2 -c16 for --seconds against the floor and against
-vein2vein (APP_ENV=production, rate limits counted in Redis as in production; --api-limit off:
-API_RATE_LIMIT=off, as where the reverse proxy limits the API), each scan a
+vein2vein (APP_ENV=production, rate limits counted in Redis as in production, each worker
+leasing a share of the token's window at once; --api-limit off: API_RATE_LIMIT=off, as where
+the reverse proxy limits the API), each scan a
 plain verify_label of a bag of its own, after --warmup seconds of each (uncounted: a worker's
 first requests fill its caches and prepare its statements). Prints requests/s and
 p50/p95/p99 per round, each round's ratio of vein2vein to the floor and their median, and the
@@ -194,7 +195,8 @@ def main() -> None:
         "--api-limit",
         choices=["on", "off"],
         default="on",
-        help="on: every scan counted against its token in Redis, as production does by default; "
+        help="on: scans counted against their token in Redis (leased shares of the window), as "
+        "production does by default; "
         "off: API_RATE_LIMIT=off, for a deployment whose reverse proxy limits the API",
     )
     args = parser.parse_args()
