@@ -124,6 +124,8 @@ def install(app: Flask, settings: Settings) -> None:
         key_prefix="vein2vein",
     )
     app.extensions["vein2vein_limiter"] = limiter
+    # Flask-Limiter counts sign-ins only: it need not resolve limits for each API call
+    limiter.request_filter(lambda: request.path.startswith(API_PREFIX))
     api_limit = None
     if settings.api_rate_limit != API_LIMIT_OFF:
         api_limit = ApiLimit(settings.api_rate_limit, settings.ratelimit_storage_url)
