@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,21 @@ SQLITE_PRAGMAS = {
     "synchronous": 2,  # FULL
     "foreign_keys": 1,
 }
+# PostgreSQL: a connection that sat in the pool this long is pinged before it is handed out (a
+# restart or failover ends every connection; the ping finds a dead one and the pool replaces it
+# and every older one). One used within the last second is not: under load no checkout waits on
+# a ping, and a connection that died in that second fails its first statement, which invalidates
+# the pool as the ping would; the scan and the token lookup, which may, then try once more.
+PING_IF_IDLE_SECONDS = 1.0
 
 
 def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 30_000, **kwargs: Any) -> Engine:
     sa_url = sa.make_url(url)
     if sa_url.get_backend_name() != "sqlite":
-        kwargs.setdefault("pool_pre_ping", True)
-        return sa.create_engine(sa_url, **kwargs)
+        engine = sa.create_engine(sa_url, **kwargs)
+        if not kwargs.get("pool_pre_ping"):
+            ping_idle_connections(engine)
+        return engine
 
     if sa_url.database and sa_url.database != ":memory:":
         Path(sa_url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -50,6 +59,29 @@ def make_engine(url: str, *, sqlite_busy_timeout_ms: int = 30_000, **kwargs: Any
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def ping_idle_connections(engine: Engine) -> None:
+    """Ping a pooled connection on checkout only when it has been idle ``PING_IF_IDLE_SECONDS``
+    (SQLAlchemy's ``pool_pre_ping`` pings on every checkout: two round trips on every scan)."""
+
+    @sa.event.listens_for(engine.pool, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        # record.info lasts as long as the DBAPI connection: a replaced one starts without it
+        record.info["checked_in"] = time.monotonic()
+
+    @sa.event.listens_for(engine.pool, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        checked_in = record.info.get("checked_in")
+        if checked_in is None or time.monotonic() - checked_in < PING_IF_IDLE_SECONDS:
+            return  # just connected, or in use a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            # the pool replaces this connection and every one older than it, then retries
+            raise sa.exc.InvalidatePoolError(
+                f"connection found dead on checkout: {error}"
+            ) from error
 
 
 def check_sqlite_settings(engine: Engine) -> None:

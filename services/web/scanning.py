@@ -3,7 +3,7 @@ or refused and the refusal kept in another."""
 
 from __future__ import annotations
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from services.domain.custody import Actor
 from services.domain.errors import DomainError
@@ -33,8 +33,12 @@ def keep_refusal(actor: Actor, scan_input: ScanInput, error: DomainError) -> Non
 def _record(actor: Actor, scan_input: ScanInput) -> tuple[ScanOutcome, ScanResult]:
     """One transaction for the scan. When a concurrent scan with the same event_id committed
     first (the unique constraint is the last line of defence), try once more: the second try
-    finds that scan and answers as a replay, or refuses the reuse of its id."""
+    finds that scan and answers as a replay, or refuses the reuse of its id. When the pooled
+    connection turned out to be dead before the COMMIT was sent, nothing was written: try once
+    more on a new one. A connection lost during the COMMIT is a 503 to send again (whether it
+    committed is unknown; the resend with the same event_id is answered as a replay)."""
     for attempt in (1, 2):
+        committing = False
         try:
             with unit_of_work() as uow:
                 outcome = record_scan(
@@ -44,9 +48,13 @@ def _record(actor: Actor, scan_input: ScanInput) -> tuple[ScanOutcome, ScanResul
                     now=utcnow(),
                     max_clock_skew=max_clock_skew(),
                 )
+                committing = True
                 uow.commit()
                 return outcome, scan_result(uow.session, actor, outcome)
         except IntegrityError:
             if attempt == 2:
+                raise
+        except DBAPIError as error:
+            if attempt == 2 or committing or not error.connection_invalidated:
                 raise
     raise AssertionError("unreachable")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from flask import Response, g, request
 from flask_openapi3 import APIBlueprint, Tag
+from sqlalchemy.exc import DBAPIError
 
+from services.domain.custody import Actor
 from services.operations.admin import actor_for_token
 from services.web.api.schemas import Problem
 from services.web.errors import problem
@@ -30,12 +32,24 @@ def authenticate() -> Response | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return _unauthorized("send 'Authorization: Bearer <token>' (vein2vein token create EMAIL)")
-    with state().db.reading() as connection:
-        actor = actor_for_token(connection, token.strip(), now=utcnow())
+    actor = _actor_for_token(token.strip())
     if actor is None:
         return _unauthorized("the token is unknown, expired or revoked")
     g.actor = actor
     return None
+
+
+def _actor_for_token(token: str) -> Actor | None:
+    # a read, so safe to repeat: once more if the pooled connection turned out to be dead
+    # (services/db/engine.py pings only connections idle for a second)
+    for attempt in (1, 2):
+        try:
+            with state().db.reading() as connection:
+                return actor_for_token(connection, token, now=utcnow())
+        except DBAPIError as error:
+            if attempt == 2 or not error.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _unauthorized(detail: str) -> Response:
