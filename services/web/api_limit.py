@@ -31,44 +31,15 @@ from dataclasses import dataclass
 
 import redis
 from limits import RateLimitItem, parse_many
+from limits.storage import MemoryStorage, Storage, storage_from_string
 
 log = logging.getLogger(__name__)
 
 LEASE_MAX = 20  # calls one lease may take: at most one call in 20 waits on Redis
 RETRY_REDIS_AFTER = 5.0  # seconds of counting in-process after Redis failed, before asking again
 _PRUNE_AT = 4096  # shares kept per process before those of past windows are dropped
-
-
-class MemoryCounts:
-    """One process's counts: what the embedded default and a Redis outage use."""
-
-    def __init__(self) -> None:
-        self._counts: dict[str, tuple[int, float]] = {}
-
-    def add(self, key: str, amount: int, ttl: int) -> int:
-        """Add ``amount`` to ``key``'s count (kept ``ttl`` seconds); return the new count."""
-        now = time.monotonic()
-        if len(self._counts) > _PRUNE_AT:
-            self._counts = {k: v for k, v in self._counts.items() if v[1] > now}
-        count, expires = self._counts.get(key, (0, now + ttl))
-        count = count + amount if expires > now else amount
-        self._counts[key] = (count, expires if expires > now else now + ttl)
-        return count
-
-
-class RedisCounts:
-    """Counts every process shares: INCRBY and EXPIRE in one transaction, one round trip."""
-
-    def __init__(self, url: str) -> None:
-        # short timeouts: a Redis that hangs must cost a scan a quarter second, not the request
-        self._redis = redis.Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25)
-
-    def add(self, key: str, amount: int, ttl: int) -> int:
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.incrby(key, amount)
-        pipe.expire(key, ttl)
-        count, _ = pipe.execute()
-        return int(count)
+# a Redis that hangs must cost a scan a quarter second, not the request
+_REDIS_TIMEOUTS = {"socket_timeout": 0.25, "socket_connect_timeout": 0.25}
 
 
 @dataclass
@@ -101,11 +72,15 @@ class ApiLimit:
     ) -> None:
         self.limits = parse_many(limits)
         self._clock = clock
-        self._prefix = prefix
-        self._memory = MemoryCounts()
-        self._shared: RedisCounts | None = None
+        # the limits library's storages: its Redis one adds and sets the expiry in one script,
+        # one round trip; its memory one is the embedded default's and a Redis outage's
+        self._memory = MemoryStorage()
+        self._shared: Storage | None = None
         if not storage_url.startswith("memory://"):  # the settings took only Redis or memory
-            self._shared = RedisCounts(storage_url)
+            shared = storage_from_string(storage_url, key_prefix=prefix, **_REDIS_TIMEOUTS)
+            if not isinstance(shared, Storage):  # an async:// URL: not for a sync worker
+                raise ValueError(f"RATELIMIT_STORAGE_URL names an asyncio storage: {storage_url}")
+            self._shared = shared
         self._shares: dict[str, _Share] = {}
         self._lock = threading.Lock()  # a gthread worker's threads share one process's shares
         self._redis_failed_at = -math.inf
@@ -122,7 +97,7 @@ class ApiLimit:
         period = limit.get_expiry()
         window = int(now // period)
         ends = (window + 1) * period
-        key = f"{self._prefix}:api:{limit.key_for(credential)}:{window}"
+        key = f"api:{limit.key_for(credential)}:{window}"
         with self._lock:
             share = self._shares.get(key)
             if share is None:
@@ -148,7 +123,7 @@ class ApiLimit:
         now = time.monotonic()
         if self._shared is not None and now - self._redis_failed_at >= RETRY_REDIS_AFTER:
             try:
-                return self._shared.add(key, amount, ttl)
+                return self._shared.incr(key, ttl, amount)
             except redis.RedisError as error:
                 self._redis_failed_at = now
                 log.warning(
@@ -156,4 +131,4 @@ class ApiLimit:
                     error,
                     RETRY_REDIS_AFTER,
                 )
-        return self._memory.add(key, amount, ttl)
+        return self._memory.incr(key, ttl, amount)
