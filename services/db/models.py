@@ -110,6 +110,10 @@ class Order(SQLModel, table=True):
     coi: str = Field(max_length=15, unique=True)
     # pseudonymous reference the treatment centre uses for its patient; never on labels or events
     patient_ref: str = Field(max_length=64)
+    # the patient's second identifier (and, optionally, name), recorded at enrolment by the
+    # collection or treatment site: seen only where the patient reference is
+    patient_birth_date: dt.date | None = Field(default=None)
+    patient_name: str | None = Field(default=None, max_length=200)
     product: str = Field(max_length=64)
     collection_site_id: int = Field(foreign_key="sites.id", index=True)
     manufacturing_site_id: int = Field(foreign_key="sites.id", index=True)
@@ -137,6 +141,9 @@ class Batch(SQLModel, table=True):
     updated_at: dt.datetime = Field(sa_type=UTCDateTime)
     failure_reason: str | None = Field(default=None, max_length=1000)
     created_at: dt.datetime = _created_at()
+    # when its QA release was complete (signed as the site requires): its product bags may
+    # leave only then
+    release_signed_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class BatchInput(SQLModel, table=True):
@@ -163,6 +170,10 @@ class Shipment(SQLModel, table=True):
     reconciled_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     reconciled_by_id: int | None = Field(default=None, foreign_key="users.id")
     missing: list[str] | None = Field(default=None, sa_type=sa.JSON)  # DINs not received
+    # opened by mistake: cancelled before pickup, with who, when and why
+    cancelled_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    cancelled_by_id: int | None = Field(default=None, foreign_key="users.id")
+    cancel_reason: str | None = Field(default=None, max_length=500)
 
 
 class Unit(SQLModel, table=True):
@@ -187,6 +198,8 @@ class Unit(SQLModel, table=True):
     held_from: UnitState | None = Field(
         default=None, sa_type=enum_type(UnitState, "unit_held_from")
     )
+    # a product bag's expiry, from its filling
+    expires_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class ShipmentUnit(SQLModel, table=True):
@@ -272,6 +285,9 @@ class CustodyEvent(SQLModel, table=True):
     identity: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
     # what a condition record says (a logger file's SHA-256, the alarms of a hold): sealed
     details: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    # what its step needed by the site's rules when it was recorded (none | signed |
+    # witnessed; services.domain.signatures), sealed; None: recorded before this was kept
+    signing: str | None = Field(default=None, max_length=16)
 
 
 class RefusedScan(SQLModel, table=True):
@@ -357,6 +373,8 @@ class Signature(SQLModel, table=True):
     witness: bool = Field(default=False)  # a second person's signature on the same step
     signed_at: dt.datetime = Field(sa_type=UTCDateTime)
     signer_email: str | None = Field(default=None, max_length=254)  # as it was, sealed
+    # a QA release's one signature covers its batch's product bags too: their DINs, sealed
+    covers: list[str] | None = Field(default=None, sa_type=sa.JSON)
     record_hash: str = Field(max_length=64)
     hash: str = Field(default="", max_length=64, unique=True)
 
@@ -469,6 +487,10 @@ class SlaPolicy(SQLModel, table=True):
     target_days: float
     created_by_id: int | None = Field(default=None, foreign_key="users.id")
     created_at: dt.datetime = _created_at()
+    # the owning site's QA signs each change (services.operations.products): why, who, when
+    reason: str | None = Field(default=None, max_length=500)
+    signer_name: str | None = Field(default=None, max_length=200)
+    signed_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 _OPEN = "closed_at IS NULL"
@@ -637,13 +659,17 @@ class LoggerFile(SQLModel, table=True):
     last_at: dt.datetime = Field(sa_type=UTCDateTime)
     uploaded_by_id: int = Field(foreign_key="users.id")
     uploaded_at: dt.datetime = Field(sa_type=UTCDateTime)
+    # whose logger it is, by who uploaded it: origin | destination | carrier (a file of the
+    # shipment's own sites outranks the carrier's); None: uploaded before this was kept
+    source: str | None = Field(default=None, max_length=16)
 
 
 class TemperatureReading(SQLModel, table=True):
-    """One logger reading, in °C. One device, one moment: one reading."""
+    """One logger reading, in °C, as one file gave it. Files that disagree about a moment are
+    all kept (a discrepancy for QA): one file never pre-empts another."""
 
     __tablename__ = "temperature_readings"
-    __table_args__ = (sa.UniqueConstraint("shipment_id", "device_id", "at"),)
+    __table_args__ = (sa.UniqueConstraint("shipment_id", "device_id", "at", "file_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     shipment_id: int = Field(foreign_key="shipments.id")
@@ -670,6 +696,9 @@ class AlarmRuleVersion(SQLModel, table=True):
     gap_minutes: float
     created_by_id: int | None = Field(default=None, foreign_key="users.id")
     created_at: dt.datetime = _created_at()
+    reason: str | None = Field(default=None, max_length=500)
+    signer_name: str | None = Field(default=None, max_length=200)
+    signed_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class ConditionAlarm(SQLModel, table=True):
@@ -693,3 +722,38 @@ class ConditionAlarm(SQLModel, table=True):
     description: str = Field(max_length=500)
     file_id: int = Field(foreign_key="logger_files.id")
     raised_at: dt.datetime = Field(sa_type=UTCDateTime)
+
+
+# products and who owns their settings; couriers by contract
+
+
+class Product(SQLModel, table=True):
+    """A product and its owning manufacturing site: only that site's QA changes the product's
+    safety settings (turnaround policy, alarm rule, thaw limit), within clinical bounds."""
+
+    __tablename__ = "products"
+
+    code: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    owner_site_id: int | None = Field(default=None, foreign_key="sites.id", index=True)
+    # the label's thaw-to-infusion limit (None: not confirmed): no setting may exceed it
+    label_thaw_minutes: float | None = Field(default=None)
+    # a product bag's shelf life from filling, for its expiry (None: set per bag)
+    shelf_life_days: float | None = Field(default=None)
+    source: str | None = Field(default=None, max_length=500)  # where the label values came from
+    created_at: dt.datetime = _created_at()
+
+
+class CourierContract(SQLModel, table=True):
+    """A site's contract with a courier: a shipment that names no carrier is seen and claimed
+    only by the couriers its origin has contracted."""
+
+    __tablename__ = "courier_contracts"
+    __table_args__ = (sa.UniqueConstraint("site_id", "courier_site_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    site_id: int = Field(foreign_key="sites.id")
+    courier_site_id: int = Field(foreign_key="sites.id", index=True)
+    created_by_id: int | None = Field(default=None, foreign_key="users.id")
+    created_at: dt.datetime = _created_at()
+    ended_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)

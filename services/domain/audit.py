@@ -222,7 +222,10 @@ REVIEW_FIELDS = (
 TABLE_FIELDS = {"custody_events": EVENT_FIELDS, "refused_scans": REFUSAL_FIELDS}
 # Sealed only where present: records from before identity was sealed have none, and hash as
 # they always did; on any newer record, removing it changes the hash like any other edit.
-SEALED_IF_PRESENT = {"custody_events": ("identity", "details"), "refused_scans": ("identity",)}
+SEALED_IF_PRESENT = {
+    "custody_events": ("identity", "details", "signing"),
+    "refused_scans": ("identity",),
+}
 
 
 def canonical_layout(table: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -269,9 +272,10 @@ def content(table: str, row: Any) -> dict[str, Any]:
 def signature_content(row: Any) -> dict[str, Any]:
     get = _getter(row)
     body = {name: get(name) for name in SIGNATURE_FIELDS}
-    email = get("signer_email") if _has(row, "signer_email") else None
-    if email is not None:
-        body["signer_email"] = email
+    for optional in ("signer_email", "covers"):
+        value = get(optional) if _has(row, optional) else None
+        if value is not None:
+            body[optional] = value
     return body
 
 
@@ -310,6 +314,8 @@ class LiveOrder:
     patient_ref: str
     product: str
     site_ids: tuple[int, int, int]  # collection, manufacturing, treatment
+    birth_date: str | None = None  # ISO date, when recorded at enrolment
+    name: str | None = None  # the patient's name, when recorded at enrolment
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,6 +410,15 @@ def _order_finding(
     """The record that opens an order's chain seals who the order is for and where it goes."""
     if patient_digest(order.coi, order.patient_ref) != opened["patient"]:
         return changed("orders", order_id, "patient reference", None, None)
+    for key, value, what in (
+        ("birth_date", order.birth_date, "date of birth"),
+        ("name", order.name, "patient's name"),
+    ):
+        sealed = opened.get(key)
+        if (sealed is None) != (value is None) or (
+            sealed is not None and patient_digest(order.coi, value or "") != sealed
+        ):
+            return changed("orders", order_id, what, None, None)
     if order.product != opened["product"]:
         return changed("orders", order_id, "product", order.product, opened["product"])
     for site_id, sealed_site in zip(order.site_ids, opened["sites"], strict=True):

@@ -35,8 +35,12 @@ STEPS: tuple[BatchState, ...] = (
     BatchState.QC_TESTING,
 )
 FINAL = frozenset({BatchState.RELEASED, BatchState.FAILED})
-# product bags are filled at formulation and frozen with the batch; none after QC has begun
-FILLING = frozenset({BatchState.FORMULATION, BatchState.CRYOPRESERVATION})
+# product bags are filled from formulation on, and registered up to QA's release (a bag
+# forgotten at formulation can still be registered during QC testing)
+FILLING = frozenset({BatchState.FORMULATION, BatchState.CRYOPRESERVATION, BatchState.QC_TESTING})
+# a batch leaves these steps only with product bags: without any, release would be refused
+# and nothing could be registered after it (a dead end but for failing it)
+NEEDS_PRODUCTS = frozenset({BatchState.FORMULATION, BatchState.CRYOPRESERVATION})
 OPENING_ROLES = frozenset({Role.MANUFACTURING_OPERATOR})
 STEP_ROLES = frozenset({Role.MANUFACTURING_OPERATOR})
 FAIL_ROLES = frozenset({Role.MANUFACTURING_OPERATOR, Role.QA})
@@ -71,8 +75,8 @@ def check_status_change(
             )
         if products == 0:
             raise IllegalTransition(
-                "the batch has no product bags to release: register them first "
-                "(POST /api/v1/batches/{id}/products)",
+                "the batch has no product bags to release: register them first (Register "
+                "product bags on the batch board)",
                 state=current.value,
                 action=target.value,
             )
@@ -80,6 +84,13 @@ def check_status_change(
     if role not in STEP_ROLES:
         raise Forbidden(f"a user with role {role.value} may not move a batch to {target.value}")
     expected = next_step(current)
+    if target is expected and current in NEEDS_PRODUCTS and products == 0:
+        raise IllegalTransition(
+            f"register the batch's product bags before it leaves {current.value}: a batch "
+            "without product bags cannot be released",
+            state=current.value,
+            action=target.value,
+        )
     if target is not expected:
         raise IllegalTransition(
             f"the batch is at {current.value}; its next step is "
@@ -101,8 +112,8 @@ def check_filling(current: BatchState, *, role: Role, existing: int, adding: int
         raise Forbidden("product bags are registered by manufacturing operators")
     if current not in FILLING:
         raise IllegalTransition(
-            f"product bags are filled at formulation or cryopreservation; the batch is at "
-            f"{current.value}",
+            "product bags are registered from formulation until QA's release; the batch is "
+            f"{current.value.replace('_', ' ')}",
             state=current.value,
             action="produce",
         )

@@ -309,6 +309,17 @@ def default_rule(product: str) -> AlarmRule:
     return AlarmRule(product=product, version=0)
 
 
+# Clinical bounds of an alarm rule (a product's owner changes it within them, never beyond):
+# cryopreserved cells stay at or below -150 °C in LN2 vapour, so no limit is warmer than
+# -120 °C and no single reading warmer than -100 °C passes; an excursion or a gap in the data
+# is judged within an hour, and time beyond the limit adds up over at most 4 hours.
+LIMIT_BOUNDS_C = (-196.0, -120.0)
+INSTANT_LIMIT_HIGHEST_C = -100.0
+CONTINUOUS_BOUNDS_MINUTES = (1.0, 60.0)
+CUMULATIVE_BOUNDS_MINUTES = (1.0, 240.0)
+GAP_BOUNDS_MINUTES = (1.0, 60.0)
+
+
 def check_rule(
     *,
     limit_c: float,
@@ -317,21 +328,25 @@ def check_rule(
     cumulative_minutes: float,
     gap_minutes: float,
 ) -> None:
-    """Bounds a rule must keep, so that no one site's change can make an alarm meaningless."""
+    """The clinical bounds a rule must keep, so that no change can make an alarm meaningless."""
     values = (limit_c, instant_limit_c, continuous_minutes, cumulative_minutes, gap_minutes)
     if not all(math.isfinite(v) for v in values):
         raise InvalidRequest("an alarm rule's values are numbers")
-    if not -196.0 <= limit_c <= -60.0:
-        raise InvalidRequest("the limit is between -196 and -60 °C")
-    if not limit_c <= instant_limit_c <= 0.0:
-        raise InvalidRequest("the instant limit is at or above the limit, and below 0 °C")
-    for name, value in (
-        ("continuous", continuous_minutes),
-        ("cumulative", cumulative_minutes),
-        ("gap", gap_minutes),
+    low, high = LIMIT_BOUNDS_C
+    if not low <= limit_c <= high:
+        raise InvalidRequest(f"the limit is between {low:g} and {high:g} °C")
+    if not limit_c <= instant_limit_c <= INSTANT_LIMIT_HIGHEST_C:
+        raise InvalidRequest(
+            "the instant limit is at or above the limit, and at most "
+            f"{INSTANT_LIMIT_HIGHEST_C:g} °C"
+        )
+    for name, value, (low, high) in (
+        ("continuous", continuous_minutes, CONTINUOUS_BOUNDS_MINUTES),
+        ("cumulative", cumulative_minutes, CUMULATIVE_BOUNDS_MINUTES),
+        ("gap", gap_minutes, GAP_BOUNDS_MINUTES),
     ):
-        if not 1.0 <= value <= 24 * 60.0:
-            raise InvalidRequest(f"the {name} minutes are between 1 and 1440")
+        if not low <= value <= high:
+            raise InvalidRequest(f"the {name} minutes are between {low:g} and {high:g}")
     if cumulative_minutes < continuous_minutes:
         raise InvalidRequest("the cumulative minutes are at least the continuous minutes")
 
@@ -341,6 +356,9 @@ class AlarmKind(StrEnum):
     CONTINUOUS = "continuous"
     CUMULATIVE = "cumulative"
     GAP = "gap"
+    # readings of one logger that disagree: two files with different values for the same
+    # moment (a carrier's file against the origin's or destination's, say)
+    CONFLICT = "conflict"
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +372,11 @@ class Alarm:
 
     def describe(self, rule: AlarmRule) -> str:
         span = f"{self.started_at:%Y-%m-%d %H:%M} to {self.ended_at:%H:%M} UTC"
+        if self.kind is AlarmKind.CONFLICT:
+            return (
+                f"logger {self.device_id}'s files disagree about its readings ({span}): a "
+                "discrepancy in the record of condition, for QA to resolve"
+            )
         if self.kind is AlarmKind.GAP:
             return f"no reading for {self.minutes:.0f} min ({span}), over {rule.gap_minutes:g}"
         if self.kind is AlarmKind.INSTANT:
@@ -480,3 +503,53 @@ def summarise(
             )
         )
     return out
+
+
+# readings of one logger from several files
+
+CARRIER_SOURCE, SITE_SOURCE = 1, 2
+"""How much a logger file's readings count (higher wins): the shipment's origin's or
+destination's logger file over the carrier's."""
+SAME_VALUE_C = 1e-6
+
+
+def reconcile(
+    readings: Iterable[tuple[Reading, int]],
+    *,
+    window: tuple[dt.datetime, dt.datetime | None],
+) -> tuple[list[Reading], list[Alarm]]:
+    """The readings to judge a leg by, and a ``conflict`` alarm per logger whose files disagree
+    within the leg. ``readings``: each with its file's precedence. Per logger and moment the
+    reading of the highest precedence counts; where files of the same precedence disagree,
+    the warmest (the worst case) counts. A file never pre-empts another: whatever disagrees is
+    a discrepancy, whoever came first."""
+    start, end = window
+    by_moment: dict[tuple[str, dt.datetime], list[tuple[int, float]]] = {}
+    for reading, precedence in readings:
+        by_moment.setdefault((reading.device_id, reading.at), []).append(
+            (precedence, reading.value_c)
+        )
+    chosen: list[Reading] = []
+    disputed: dict[str, list[tuple[dt.datetime, float]]] = {}
+    for (device, at), values in by_moment.items():
+        top = max(precedence for precedence, _ in values)
+        value = max(v for precedence, v in values if precedence == top)
+        chosen.append(Reading(device, at, value))
+        low, high = min(v for _, v in values), max(v for _, v in values)
+        if high - low > SAME_VALUE_C and at >= start and (end is None or at <= end):
+            disputed.setdefault(device, []).append((at, high))
+    alarms = []
+    for device, moments in sorted(disputed.items()):
+        first, last = min(at for at, _ in moments), max(at for at, _ in moments)
+        alarms.append(
+            Alarm(
+                AlarmKind.CONFLICT,
+                device,
+                first,
+                last,
+                (last - first).total_seconds() / 60,
+                max(value for _, value in moments),
+            )
+        )
+    chosen.sort(key=lambda r: (r.device_id, r.at))
+    return chosen, alarms

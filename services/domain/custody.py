@@ -18,7 +18,10 @@ from services.domain.errors import (
     Forbidden,
     IllegalTransition,
     InvalidRequest,
+    LabelNotPrinted,
+    LabelNotVerified,
     NotInShipment,
+    NotReleased,
     OnHold,
     ThawExpired,
     WrongSite,
@@ -345,6 +348,12 @@ class BagView:
     patient_ref: str | None = None
     thawed_at: dt.datetime | None = None
     thaw_limit: dt.timedelta | None = None
+    # the order's second patient identifier, when it was recorded at enrolment
+    patient_birth_date: dt.date | None = None
+    # a product bag: whether its batch's QA release is signed (complete)
+    release_complete: bool = True
+    # whether the bag's label was ever printed (or downloaded), for verify_label
+    label_printed: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,6 +364,10 @@ class ScanRequest:
     scanned_coi: str | None = None  # a COI read from the bag's own 2-D code, or asked for
     shipment: str | None = None  # the shipment the scan names (its code), if any
     patient_ref: str | None = None  # scanned from the patient's wristband or typed, at infusion
+    patient_birth_date: dt.date | None = None  # the wristband's second identifier, at infusion
+    # the scan carried both of the label's identifiers: its 2-D code, or the DIN and the COI
+    # keyed with their check characters (what verify_label checks)
+    label_read: bool = False
     occurred_at: dt.datetime | None = None
     recorded_at: dt.datetime | None = None  # our clock, when we hear of the scan
     via_batch: bool = False  # the batch's QA release, not a scan of the bag
@@ -390,9 +403,51 @@ def decide_scan(bag: BagView, scan: ScanRequest) -> Rule:
     _check_performer(rule, scan)
     _check_place(rule, bag, scan)
     _check_route(bag, scan)
+    if scan.action is Action.VERIFY_LABEL:
+        check_label(bag, scan)
+    if bag.kind is UnitKind.PRODUCT and scan.action in RELEASE_GATED and not bag.release_complete:
+        raise NotReleased(
+            f"product {bag.din}'s batch release is not signed by QA: it is not released. Do not "
+            f"{scan.action.value.replace('_', ' ')} it until QA signs the release",
+            din=bag.din,
+        )
     if rule.bedside:
         _check_thaw(bag, scan)
     return rule
+
+
+RELEASE_GATED = frozenset(
+    {
+        Action.PACK,
+        Action.PICKUP,
+        Action.DELIVER,
+        Action.RECEIVE,
+        Action.STORE,
+        Action.THAW,
+        Action.INFUSE,
+    }
+)
+"""What a product bag may do only once its batch's release is signed: leave, travel, arrive,
+be stored, thawed or infused."""
+
+
+def check_label(bag: BagView, scan: ScanRequest) -> None:
+    """A label check reads the printed label: both identifiers (its 2-D code, or both keyed
+    with their check characters) of a label that was printed. The COI was compared first."""
+    if not scan.label_read:
+        raise LabelNotVerified(
+            f"checking bag {bag.din}'s label needs both its identifiers: scan the label's 2-D "
+            "code (it carries the DIN and the chain of identity). If the scanner cannot read it, "
+            "type the DIN and the COI, each with its check character. The linear DIN barcode "
+            "alone does not check the label",
+            din=bag.din,
+        )
+    if not bag.label_printed:
+        raise LabelNotPrinted(
+            f"no label of bag {bag.din} was ever printed: print it from the order's page (or "
+            "download it), apply it, then scan it",
+            din=bag.din,
+        )
 
 
 def check_bedside(bag: BagView, scan: ScanRequest) -> None:
@@ -429,8 +484,19 @@ def check_patient(bag: BagView, scan: ScanRequest) -> None:
             state=bag.state.value,
             action=Action.INFUSE.value,
         )
-    if bag.patient_ref is None or not same_patient(bag.patient_ref, scan.patient_ref):
-        # the message names the product and its COI, never the other patient's reference
+    if bag.patient_birth_date is not None and scan.patient_birth_date is None:
+        raise InvalidRequest(
+            "an infusion checks two identifiers: the wristband's patient reference and the "
+            "patient's date of birth (patient_birth_date)"
+        )
+    if (
+        bag.patient_ref is None
+        or not same_patient(bag.patient_ref, scan.patient_ref)
+        or (
+            bag.patient_birth_date is not None and scan.patient_birth_date != bag.patient_birth_date
+        )
+    ):
+        # the message names the product and its COI, never the other patient's identifiers
         raise CoiMismatch(
             f"product {bag.din} of chain of identity {bag.coi} is NOT for this patient: "
             "DO NOT INFUSE. Set the bag aside and call QA",
@@ -567,6 +633,9 @@ BATCH_STATUS = "batch_status"
 """A manufacturing batch moved to a new status (no bag changes state)."""
 CORRECT = "correct"
 """A correction of an earlier event: a new event pointing at it, with a reason."""
+UNPACK = "unpack"
+"""A shipment cancelled before pickup: the bag is taken out of it, back to its state before
+packing (EPCIS unpacking)."""
 
 READINGS = "readings"
 """A logger's temperature readings of a shipment were imported: the order-level record that
@@ -586,6 +655,7 @@ EVENT_ACTIONS: tuple[str, ...] = (
     PRODUCE,
     BATCH_STATUS,
     CORRECT,
+    UNPACK,
     READINGS,
     HOLD,
     RELEASE_HOLD,
@@ -612,6 +682,7 @@ class ShipmentState(StrEnum):
     IN_TRANSIT = "in_transit"  # the courier has picked up its bags
     DELIVERED = "delivered"  # handed over at the destination
     RECEIVED = "received"  # every bag received, or otherwise accounted for
+    CANCELLED = "cancelled"  # opened by mistake and cancelled before pickup; its bags went back
 
 
 def shipment_state_after(bag_states: list[UnitState]) -> ShipmentState:

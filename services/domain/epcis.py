@@ -103,6 +103,7 @@ STEPS: Mapping[str, tuple[str, str]] = {
     "release_hold": ("inspecting", "conformant"),
     "reject_hold": ("inspecting", "non_conformant"),
     "correct": ("other", "active"),
+    "unpack": ("unpacking", "active"),
 }
 BATCH_STEPS: Mapping[str, tuple[str, str]] = {
     "released": ("inspecting", "conformant"),

@@ -85,3 +85,36 @@ class ThawExpired(DomainError):
 class SignatureRefused(DomainError):
     code = "signature_refused"
     title = "Signature refused"
+
+
+class NotReleased(DomainError):
+    code = "not_released"
+    title = "Not released by QA"
+
+
+class SignatureRequired(DomainError):
+    code = "signature_required"
+    title = "Signature required"
+
+
+class SignatureInvalid(SignatureRefused):
+    """A signature that came with an act and was refused: like a refused signature, it counts
+    towards the signer's lock-out."""
+
+    code = "signature_invalid"
+    title = "Signature invalid"
+
+
+class LabelNotVerified(DomainError):
+    code = "label_not_verified"
+    title = "Label not checked"
+
+
+class LabelNotPrinted(DomainError):
+    code = "label_not_printed"
+    title = "Label never printed"
+
+
+class UnknownProduct(DomainError):
+    code = "unknown_product"
+    title = "Unknown product"

@@ -255,6 +255,9 @@ class ScannedCode:
     din: Din | None = None
     coi: Coi | None = None
     shipment_number: int | None = None
+    # how it was read: "label" (a bag label's 2-D code: both identifiers), "barcode" (one
+    # linear barcode), "keyboard" (typed with its check character), "shipment"
+    form: str = "barcode"
 
 
 def parse_scan(text: str) -> ScannedCode:
@@ -262,7 +265,7 @@ def parse_scan(text: str) -> ScannedCode:
     compact = _compact(text)
     shipment = SHIPMENT_RE.fullmatch(compact)
     if shipment:
-        return ScannedCode(shipment_number=int(shipment.group(1)))
+        return ScannedCode(shipment_number=int(shipment.group(1)), form="shipment")
     if compact.startswith(DIN_DATA_IDENTIFIER) and COI_DATA_IDENTIFIER in compact:
         # A label's 2-D code: the DIN data structure followed by the COI data structure.
         split = compact.index(COI_DATA_IDENTIFIER)
@@ -270,11 +273,24 @@ def parse_scan(text: str) -> ScannedCode:
         coi = parse_identifier(compact[split:])
         assert isinstance(din, ParsedDin)
         assert isinstance(coi, ParsedCoi)
-        return ScannedCode(din=din.din, coi=coi.coi)
+        return ScannedCode(din=din.din, coi=coi.coi, form="label")
     parsed = parse_identifier(compact)
     if isinstance(parsed, ParsedDin):
-        return ScannedCode(din=parsed.din)
-    return ScannedCode(coi=parsed.coi)
+        return ScannedCode(din=parsed.din, form=parsed.form)
+    return ScannedCode(coi=parsed.coi, form=parsed.form)
+
+
+def coi_given(text: str) -> tuple[Coi, bool]:
+    """A COI a scanner or a person gave beside a scan: the bare 15 characters (a system naming
+    one), its barcode, or keyed with its check character. Returns it and whether it came keyed
+    with its check character (what a person typing both identifiers of a label gives)."""
+    compact = _compact(text)
+    if len(compact) == COI_LENGTH:
+        return Coi.from_value(compact), False
+    parsed = parse_identifier(compact)
+    if not isinstance(parsed, ParsedCoi):
+        raise InvalidIdentifier(f"{text!r} is a DIN, not a chain of identity identifier")
+    return parsed.coi, parsed.form == "keyboard"
 
 
 def din_reference(text: str) -> Din:
