@@ -9,9 +9,10 @@
 - **Batches** are seen as their order is; **shipments** by their origin, destination and the
   courier named on them; **subscriptions** by the user who made them; **turnaround rows**
   (deadlines) by the sites their order names and by the site holding the bag on that leg.
-- **Turnaround policies** are the product's, read by everyone: they are changed by an admin,
-  or by QA of a manufacturing site (the manufacturer owns the product's specification), within
-  the bounds of ``services.domain.sla``; every change is a new version, on record with who.
+- **A product's settings** (turnaround policy, alarm rule, thaw limit) are read by everyone
+  and changed only by QA of its owning manufacturing site, signed (services.operations.products).
+- **Shipments that name no courier** are seen and claimed only by the couriers their origin
+  has contracted (``shipment_condition``).
 - A subscriber is checked again at delivery (``may_receive``): losing sight of an order ends
   the news of it.
 - **Shippers** are seen by their home site, by the sites that share an order with it (its
@@ -23,11 +24,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from services.db.models import (
     Batch,
+    CourierContract,
     Deadline,
     Order,
     Shipment,
@@ -38,7 +42,7 @@ from services.db.models import (
     Unit,
     User,
 )
-from services.domain.custody import Actor, Role, ShipmentState, SiteKind, SiteRef
+from services.domain.custody import Actor, Role, ShipmentState, SiteRef
 from services.domain.errors import Forbidden, NotFound
 from services.domain.identifiers import batch_code, shipment_code
 from services.domain.notifications import Channel
@@ -66,18 +70,30 @@ def order_condition(actor: Actor) -> sa.ColumnElement[bool]:
         select(Unit.order_id)
         .join(ShipmentUnit, ShipmentUnit.unit_id == Unit.id)  # type: ignore[arg-type]
         .join(Shipment, Shipment.id == ShipmentUnit.shipment_id)  # type: ignore[arg-type]
-        .where(
-            sa.or_(
-                col(Shipment.carrier_site_id) == actor.site_id,
-                # a shipment that names no courier waits for whichever courier picks it up
-                sa.and_(
-                    col(Shipment.carrier_site_id).is_(None),
-                    col(Shipment.state) == ShipmentState.OPEN,
-                ),
-            )
-        )
+        .where(shipment_condition(actor))
     )
     return sa.or_(_names_site(actor), col(Order.id).in_(held), col(Order.id).in_(carried))
+
+
+def contracting_sites(courier_site_id: int) -> Any:
+    """The sites that have a contract with the courier now."""
+    return select(CourierContract.site_id).where(
+        CourierContract.courier_site_id == courier_site_id,
+        col(CourierContract.ended_at).is_(None),
+    )
+
+
+def shipment_condition(actor: Actor) -> sa.ColumnElement[bool]:
+    """The shipments a courier carries or may claim, as a condition on ``shipments``: those
+    naming it, and those naming no courier while open, from a site that contracted it."""
+    return sa.or_(
+        col(Shipment.carrier_site_id) == actor.site_id,
+        sa.and_(
+            col(Shipment.carrier_site_id).is_(None),
+            col(Shipment.state) == ShipmentState.OPEN,
+            col(Shipment.origin_site_id).in_(contracting_sites(actor.site_id)),
+        ),
+    )
 
 
 def can_view_order(session: Session, actor: Actor, order: Order) -> bool:
@@ -124,24 +140,38 @@ def visible_batch(session: Session, actor: Actor, number: int) -> tuple[Batch, O
     return batch, order
 
 
-def can_view_shipment(actor: Actor, shipment: Shipment) -> bool:
+def can_view_shipment(session: Session, actor: Actor, shipment: Shipment) -> bool:
     """A shipment is seen by its origin, its destination and the courier named to carry it;
-    while it is open and names no courier, by any courier (whichever picks it up claims it)."""
+    while it is open and names no courier, by the couriers its origin has contracted
+    (whichever picks it up claims it)."""
     if actor.site_id in (
         shipment.origin_site_id,
         shipment.destination_site_id,
         shipment.carrier_site_id,
     ):
         return True
-    return (
-        actor.role is Role.COURIER
-        and shipment.carrier_site_id is None
-        and shipment.state is ShipmentState.OPEN
+    return may_claim(session, actor, shipment)
+
+
+def may_claim(session: Session, actor: Actor, shipment: Shipment) -> bool:
+    """Whether a courier may pick up a shipment that names no courier: it is open and its
+    origin has contracted the courier."""
+    if (
+        actor.role is not Role.COURIER
+        or shipment.carrier_site_id is not None
+        or shipment.state is not ShipmentState.OPEN
+    ):
+        return False
+    found = contracting_sites(actor.site_id).where(
+        col(CourierContract.site_id) == shipment.origin_site_id
     )
+    return bool(session.scalar(select(sa.exists(found.subquery()))))
 
 
-def visible_shipment(actor: Actor, shipment: Shipment | None, number: int) -> Shipment:
-    if shipment is None or not can_view_shipment(actor, shipment):
+def visible_shipment(
+    session: Session, actor: Actor, shipment: Shipment | None, number: int
+) -> Shipment:
+    if shipment is None or not can_view_shipment(session, actor, shipment):
         raise NotFound(f"no shipment {shipment_code(number)} you can see")
     return shipment
 
@@ -157,19 +187,6 @@ def own_subscription(session: Session, actor: Actor, subscription_id: int) -> Su
 def deadline_condition(actor: Actor) -> sa.ColumnElement[bool]:
     """Turnaround rows the actor may see, as a condition on ``deadlines`` joined to ``orders``."""
     return sa.or_(_names_site(actor), col(Deadline.site_id) == actor.site_id)
-
-
-POLICY_ROLES = frozenset({Role.ADMIN, Role.QA})
-
-
-def check_policy_change(actor: Actor) -> None:
-    """A product's turnaround policy binds every site that handles it: it is changed by an
-    admin, or by QA of a manufacturing site, and nobody else."""
-    if actor.role is Role.ADMIN:
-        return
-    if actor.role is Role.QA and actor.site.kind is SiteKind.MANUFACTURING:
-        return
-    raise Forbidden("turnaround policies are changed by an admin or by QA of a manufacturing site")
 
 
 def actor_for(user: User, site: Site) -> Actor:

@@ -5,14 +5,24 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
 from services.db.cache import site_cache
-from services.db.models import ChainHead, CustodyEvent, Order, Shipment, Unit
-from services.domain.custody import BagView, ShipmentView
+from services.db.models import (
+    Batch,
+    ChainHead,
+    CustodyEvent,
+    LabelPrint,
+    Order,
+    Shipment,
+    SignatureRule,
+    Unit,
+)
+from services.domain.custody import BagView, ShipmentView, UnitKind
 from services.domain.identifiers import shipment_code
 from services.operations.record import heads_locked
 
@@ -56,16 +66,42 @@ def lock_bags(session: Session, units: Sequence[Unit]) -> list[tuple[Unit, Order
 
 @functools.cache
 def _lock_by_din_statement() -> Any:
-    """lock_bag_by_din's statement, built once (it runs with every scan)."""
+    """lock_bag_by_din's statement, built once (it runs with every scan). Besides the rows it
+    locks it reads, as scalar subqueries of the same statement (no round trip of their own):
+    the bag's latest scanner time, the scan site's signing rules for the step, whether the
+    bag's label was ever printed, and whether its batch's release is signed."""
     latest = (
         select(func.max(CustodyEvent.occurred_at))
         .where(CustodyEvent.unit_id == Unit.id)
         .correlate(Unit)
         .scalar_subquery()
     )
+    site_rules = (
+        select(func.count())
+        .select_from(SignatureRule)
+        .where(SignatureRule.site_id == sa.bindparam("site_id"))
+        .scalar_subquery()
+    )
+    step_rule = (
+        select(col(SignatureRule.witness_required))
+        .where(
+            SignatureRule.site_id == sa.bindparam("site_id"),
+            SignatureRule.step == sa.bindparam("step"),
+        )
+        .scalar_subquery()
+    )
+    printed = sa.exists(select(LabelPrint.id).where(LabelPrint.unit_id == Unit.id).correlate(Unit))
+    release_signed = (
+        select(Batch.release_signed_at)
+        .where(Batch.id == Unit.batch_id)
+        .correlate(Unit)
+        .scalar_subquery()
+    )
     head_key = sa.literal("order:") + sa.cast(Order.id, sa.String)
     return (
-        select(Order, Unit, ChainHead, latest)
+        select(  # type: ignore[call-overload]
+            Order, Unit, ChainHead, latest, site_rules, step_rule, printed, release_signed
+        )
         .join(Unit, col(Unit.order_id) == col(Order.id))
         .join(ChainHead, col(ChainHead.key) == head_key)
         .where(Unit.din == sa.bindparam("din"))
@@ -74,16 +110,54 @@ def _lock_by_din_statement() -> Any:
     )
 
 
-def lock_bag_by_din(session: Session, din: str) -> tuple[Unit, Order, dt.datetime | None] | None:
+@dataclass(frozen=True)
+class LockedBag:
+    """A bag locked for a scan, with what the scan's decision needs besides its rows."""
+
+    unit: Unit
+    order: Order
+    latest: dt.datetime | None  # the scanner's time of its latest event
+    steps: dict[str, bool] | None  # the scan site's configured signing rules (None: none)
+    label_printed: bool
+    release_complete: bool
+    rules_read: bool = True  # False: ``steps`` was not read with the bag (read them apart)
+
+
+def lock_bag_by_din(session: Session, din: str, *, site_id: int, step: str) -> LockedBag | None:
     """The bag with ``din``, its order and its chain's head, locked in one statement (FOR NO
     KEY UPDATE, in the order lock_bags takes them: the order's row, then the bag's, then the
-    head's), with the scanner's time of the bag's latest event. None: no such bag."""
-    found = session.exec(_lock_by_din_statement(), params={"din": din}).first()
+    head's), with what a scan at ``site_id`` for ``step`` decides on. None: no such bag."""
+    found = session.exec(
+        _lock_by_din_statement(), params={"din": din, "site_id": site_id, "step": step}
+    ).first()
     if found is None:
         return None
-    order, unit, head, previous = found
+    order, unit, head, previous, configured, witness, printed, signed = found
     heads_locked(session, [head])
-    return unit, order, previous
+    return LockedBag(
+        unit=unit,
+        order=order,
+        latest=previous,
+        # the one step the scan needs is enough: whether it is configured, and how
+        steps=None if not configured else ({step: bool(witness)} if witness is not None else {}),
+        label_printed=bool(printed),
+        release_complete=unit.kind is not UnitKind.PRODUCT or signed is not None,
+    )
+
+
+def release_complete(session: Session, unit: Unit) -> bool:
+    """A product bag may leave only once its batch's release is signed (an apheresis bag is
+    not released at all)."""
+    if unit.kind is not UnitKind.PRODUCT:
+        return True
+    batch = session.get(Batch, unit.batch_id) if unit.batch_id else None
+    return batch is not None and batch.release_signed_at is not None
+
+
+def label_printed(session: Session, unit: Unit) -> bool:
+    """Whether the bag's label was ever printed or downloaded (every copy is on record)."""
+    found = select(LabelPrint.id).where(LabelPrint.unit_id == unit.id)
+    return bool(session.scalar(select(sa.exists(found.subquery()))))
 
 
 def bag_view(
@@ -94,6 +168,8 @@ def bag_view(
     *,
     thawed_at: dt.datetime | None = None,
     thaw_limit: dt.timedelta | None = None,
+    release_complete: bool = True,
+    label_printed: bool = True,
 ) -> BagView:
     return BagView(
         din=unit.din,
@@ -108,6 +184,9 @@ def bag_view(
         patient_ref=order.patient_ref,
         thawed_at=thawed_at,
         thaw_limit=thaw_limit,
+        patient_birth_date=order.patient_birth_date,
+        release_complete=release_complete,
+        label_printed=label_printed,
     )
 
 

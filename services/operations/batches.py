@@ -8,10 +8,20 @@ from dataclasses import dataclass
 
 from sqlmodel import Session, col, select
 
-from services.db.models import Batch, BatchInput, CustodyEvent, Order, Site, Unit
+from services.db.models import (
+    Batch,
+    BatchInput,
+    CustodyEvent,
+    Order,
+    Product,
+    RefusedScan,
+    Site,
+    Unit,
+)
 from services.domain.batches import (
     FINAL,
     OPENING_ROLES,
+    RELEASE_ROLES,
     BatchState,
     check_filling,
     check_status_change,
@@ -19,7 +29,10 @@ from services.domain.batches import (
 from services.domain.clock import device_time
 from services.domain.custody import (
     BATCH_STATUS,
+    HOLD,
     PRODUCE,
+    REJECT_HOLD,
+    RELEASE_HOLD,
     Action,
     Actor,
     OrderState,
@@ -39,6 +52,8 @@ from services.domain.errors import (
     NotFound,
 )
 from services.domain.identifiers import DIN_SEQUENCE_MAX, Din, batch_code, din_reference
+from services.domain.signatures import NOT_REQUIRED
+from services.operations import signing
 from services.operations.access import (
     can_view_order,
     order_by_coi,
@@ -47,10 +62,13 @@ from services.operations.access import (
 )
 from services.operations.bags import bag_view, lock_bags, site_codes
 from services.operations.orders import lock_order
+from services.operations.queries import refusals_of_order
 from services.operations.record import append_event
 from services.operations.sequences import next_number
+from services.operations.signing import NO_SIGNERS, Signers
 
 DEFAULT_SKEW = dt.timedelta(minutes=5)
+RELEASE_STEP = "release"  # the step a site signs when QA releases a batch
 
 
 @dataclass(frozen=True)
@@ -194,9 +212,13 @@ def change_status(
     now: dt.datetime,
     occurred_at: dt.datetime | None = None,
     max_clock_skew: dt.timedelta = DEFAULT_SKEW,
+    signers: Signers = NO_SIGNERS,
 ) -> Batch:
     """Move a batch to its next step, release it (QA, after QC) or fail it (with a reason).
-    A release releases its product bags; a failure rejects those not yet shipped."""
+    A release is one signed act: where the site signs releases (the default), QA's signature
+    (and a witness's, where required) comes with it, and one signature covers the batch and
+    all its product bags, which may leave from then on. A failure rejects the bags not yet
+    shipped."""
     batch, order = visible_batch(session, actor, number)
     if actor.site_id != batch.site_id:
         raise Forbidden(f"batch {batch_code(number)} is worked on at its manufacturing site")
@@ -210,31 +232,43 @@ def change_status(
         reason=reason,
         products=sum(1 for unit in products if unit.state is UnitState.PRODUCED),
     )
+    site = session.get(Site, batch.site_id)
+    assert site is not None
+    needed = NOT_REQUIRED
+    if status is BatchState.RELEASED:
+        needed = signing.signing_of(session, site, RELEASE_STEP)
+        signing.check_act(step=RELEASE_STEP, signing=needed, actor=actor, signers=signers)
     occurred = _after_last_step(
         batch, device_time(occurred_at, now=now, skew=max_clock_skew, what="occurred_at")
     )
-    site = session.get(Site, batch.site_id)
-    assert site is not None
     batch.state = status
     batch.updated_at = occurred
     if status is BatchState.FAILED:
         batch.failure_reason = (reason or "").strip()
     session.add(batch)
     step = _Step(order, batch, site, actor, occurred, now)
-    _event(
+    event = _event(
         session,
         step,
         unit=None,
         action=BATCH_STATUS,
         from_state=None,
         reason=reason.strip() if reason else None,
+        signing=needed,
     )
     if status in FINAL:
-        _dispose(session, step, products)
+        released = _dispose(session, step, products)
+        if status is BatchState.RELEASED:
+            signing.sign_in_act(
+                session, event=event, signers=signers, step=RELEASE_STEP, now=now, covers=released
+            )
+            batch.release_signed_at = now
+            session.add(batch)
     return batch
 
 
-def _dispose(session: Session, step: _Step, products: list[Unit]) -> None:
+def _dispose(session: Session, step: _Step, products: list[Unit]) -> list[str]:
+    """Release (or, for a failed batch, reject) its product bags; returns their DINs."""
     codes = site_codes(session)
     release = step.batch.state is BatchState.RELEASED
     action = Action.RELEASE if release else Action.REJECT
@@ -245,6 +279,7 @@ def _dispose(session: Session, step: _Step, products: list[Unit]) -> None:
         actor=step.actor,
         via_batch=True,
     )
+    moved: list[str] = []
     for unit, _order in lock_bags(session, products):
         if unit.state not in (UnitState.PRODUCED, UnitState.RELEASED):
             continue  # already shipped, quarantined or otherwise accounted for
@@ -263,6 +298,8 @@ def _dispose(session: Session, step: _Step, products: list[Unit]) -> None:
             from_state=from_state,
             reason=step.batch.failure_reason,
         )
+        moved.append(unit.din)
+    return moved
 
 
 def add_products(
@@ -275,9 +312,11 @@ def add_products(
     now: dt.datetime,
     filled_at: dt.datetime | None = None,
     max_clock_skew: dt.timedelta = DEFAULT_SKEW,
+    expires_at: dt.datetime | None = None,
 ) -> list[Unit]:
     """Register the product bags filled from a batch: new DINs from the manufacturing site's
-    FIN, on the order's COI, each with its own record from its filling on."""
+    FIN, on the order's COI, each with its own record from its filling on, and its expiry
+    (given, or the product's shelf life from filling)."""
     batch, order = visible_batch(session, actor, number)
     if actor.site_id != batch.site_id:
         raise Forbidden(f"batch {batch_code(number)} is worked on at its manufacturing site")
@@ -292,6 +331,11 @@ def add_products(
         batch, device_time(filled_at, now=now, skew=max_clock_skew, what="filled_at")
     )
     step = _Step(order, batch, site, actor, filled, now)
+    product = session.get(Product, order.product)
+    if expires_at is None and product is not None and product.shelf_life_days is not None:
+        expires_at = filled + dt.timedelta(days=product.shelf_life_days)
+    if expires_at is not None and expires_at <= filled:
+        raise InvalidRequest("a product bag expires after it is filled")
     made = []
     for _ in range(count):
         sequence = next_number(
@@ -307,6 +351,7 @@ def add_products(
             volume_ml=volume_ml,
             batch_id=_id(batch),
             created_at=now,
+            expires_at=expires_at,
         )
         session.add(unit)
         session.flush()
@@ -318,6 +363,48 @@ def add_products(
 def batch_record(session: Session, actor: Actor, number: int) -> BatchRecord:
     batch, order = visible_batch(session, actor, number)
     return _record(session, batch, order)
+
+
+@dataclass(frozen=True)
+class ReleaseReview:
+    """What QA reviews before releasing a batch in one signed act: the batch record (its steps
+    with their times, its product bags with DIN, volume and expiry), the order's holds,
+    quarantines and their dispositions, and its refused scans; and what the release needs."""
+
+    record: BatchRecord
+    holds: list[CustodyEvent]
+    refusals: list[tuple[RefusedScan, str]]
+    signing: str  # none | signed | witnessed, at the batch's site now
+    problems: list[str]  # why it cannot be released now (empty: it can)
+
+
+HOLD_ACTIONS = (HOLD, RELEASE_HOLD, REJECT_HOLD, Action.QUARANTINE.value)
+
+
+def release_review(session: Session, actor: Actor, number: int) -> ReleaseReview:
+    batch, order = visible_batch(session, actor, number)
+    record = _record(session, batch, order)
+    holds = session.exec(
+        select(CustodyEvent)
+        .where(CustodyEvent.order_id == order.id, col(CustodyEvent.action).in_(HOLD_ACTIONS))
+        .order_by(col(CustodyEvent.sequence))
+    ).all()
+    site = session.get(Site, batch.site_id)
+    assert site is not None
+    problems = []
+    if actor.role not in RELEASE_ROLES or actor.site_id != batch.site_id:
+        problems.append(f"only QA of {site.code} releases this batch")
+    if batch.state is not BatchState.QC_TESTING:
+        problems.append(f"the batch is {batch.state.value.replace('_', ' ')}, not in QC testing")
+    if not any(unit.state is UnitState.PRODUCED for unit in record.products):
+        problems.append("the batch has no product bag to release: register them first")
+    return ReleaseReview(
+        record=record,
+        holds=list(holds),
+        refusals=refusals_of_order(session, order),
+        signing=signing.signing_of(session, site, RELEASE_STEP),
+        problems=problems,
+    )
 
 
 def batches_of_order(session: Session, order: Order) -> list[BatchRecord]:
@@ -389,6 +476,7 @@ def _event(
     action: str,
     from_state: UnitState | None,
     reason: str | None = None,
+    signing: str = NOT_REQUIRED,
 ) -> CustodyEvent:
     return append_event(
         session,
@@ -402,6 +490,7 @@ def _event(
         recorded_at=step.now,
         batch=step.batch,
         reason=reason,
+        signing=signing,
     )
 
 

@@ -4,10 +4,14 @@
 - **Readings** arrive as a logger's file (JSON through the API, CSV from a page or the command
   line). The original file is kept; each order on the manifest gets a ``readings`` record that
   seals its SHA-256. The same file twice is one import; the same reading twice is one reading;
-  one bad reading refuses the whole file and nothing of it is stored.
-- Every import evaluates the shipment's readings during its leg (packing to receipt) against
-  each product's **alarm rule**. A new excursion or gap puts every bag of that product on the
-  manifest **on hold** (a ``hold`` record each, notified through the outbox like any other).
+  one bad reading refuses the whole file and nothing of it is stored. A file that disagrees
+  with readings stored before (the same logger, the same moment, another value) is kept too:
+  one file never pre-empts another. The disagreement is a ``conflict`` alarm that holds the
+  bags like an excursion, and the origin's or destination's file outranks the carrier's.
+- Every import evaluates the shipment's readings during its leg (from its first handoff to the
+  last receipt, by the scanners' clocks) against each product's **alarm rule**. A new
+  excursion, gap or conflict puts every bag of that product on the manifest **on hold** (a
+  ``hold`` record each, notified through the outbox like any other).
 - QA **disposes** of a held or quarantined bag with a reason and a signature: released back to
   the state it left, or rejected.
 """
@@ -38,15 +42,17 @@ from services.db.models import (
     User,
 )
 from services.domain.condition import (
+    CARRIER_SOURCE,
+    SAME_VALUE_C,
+    SITE_SOURCE,
     Alarm,
     AlarmRule,
-    BadReadings,
     Reading,
-    RowError,
     Summary,
     check_rule,
     default_rule,
     evaluate,
+    reconcile,
     summarise,
 )
 from services.domain.custody import (
@@ -101,12 +107,12 @@ def set_rule(
     actor: Actor | None,
     product: str,
     now: dt.datetime,
+    signed: tuple[str, str, dt.datetime] | None = None,
     **values: float | None,
 ) -> AlarmRule:
-    """A new version of a product's alarm rule (an admin, or QA of a manufacturing site; or
-    the command line). Values left out keep the current ones."""
-    if actor is not None:
-        access.check_policy_change(actor)
+    """A new version of a product's alarm rule (who may is services.operations.products' to
+    check; ``signed``: the reason, the signer's printed name and when). Values left out keep
+    the current ones; the new rule keeps the clinical bounds."""
     current = current_rule(session, product)
     merged = {
         name: float(values[name]) if values.get(name) is not None else getattr(current, name)  # type: ignore[arg-type]
@@ -129,17 +135,23 @@ def set_rule(
         gap_minutes=merged["gap_minutes"],
         created_by_id=actor.user_id if actor else None,
         created_at=now,
+        reason=signed[0] if signed else None,
+        signer_name=signed[1] if signed else None,
+        signed_at=signed[2] if signed else None,
     )
     session.add(row)
     session.flush()
+    after: dict[str, Any] = {"version": row.version, **merged}
+    if signed:
+        after["reason"] = signed[0]
     staff.log_change(
         session,
         actor=actor,
-        action="alarm_rule.set",
+        action="alarm rule changed",
         subject=product,
         now=now,
         before={"version": current.version, **_rule_values(current)},
-        after={"version": row.version, **merged},
+        after=after,
         every_site=True,
     )
     return current_rule(session, product)
@@ -212,6 +224,7 @@ def import_readings(
     fresh = _not_stored(session, found, readings)
     site = session.get(Site, actor.site_id)
     assert site is not None
+    source = _source(found, actor.site_id)
     file = LoggerFile(
         shipment_id=found.id,  # type: ignore[arg-type]
         sha256=digest,
@@ -226,6 +239,7 @@ def import_readings(
         last_at=max(r.at for r in readings),
         uploaded_by_id=actor.user_id,
         uploaded_at=now,
+        source=source,
     )
     session.add(file)
     session.flush()
@@ -260,9 +274,14 @@ def import_readings(
             details=details,
         )
 
-    only_new = len(fresh) == file.new_readings and _count(session, found) == len(fresh)
-    series = list(fresh) if only_new else _stored(session, found)
-    alarms, held = _raise_alarms(session, found, file, series, locked, site, actor, now)
+    window = leg_window(session, found)
+    if _count(session, found) == len(fresh):  # the shipment's first readings: nothing to weigh
+        series, conflicts = list(fresh), list[Alarm]()
+    else:
+        series, conflicts = reconcile(_sourced(session, found), window=window)
+    alarms, held = _raise_alarms(
+        session, found, file, series, conflicts, locked, site, actor, now, window
+    )
     session.flush()
     return ImportResult(found, file, duplicate=False, alarms=alarms, held=held)
 
@@ -287,42 +306,47 @@ def _file(session: Session, shipment_id: int | None, digest: str) -> LoggerFile 
     ).first()
 
 
+SOURCES = {"origin": SITE_SOURCE, "destination": SITE_SOURCE, "carrier": CARRIER_SOURCE}
+
+
+def _source(shipment: Shipment, site_id: int | None) -> str:
+    """Whose logger a file is, by the uploader's site: the shipment's origin, its destination,
+    or its carrier (access.check_readings_upload allows no one else)."""
+    if site_id == shipment.origin_site_id:
+        return "origin"
+    if site_id == shipment.destination_site_id:
+        return "destination"
+    return "carrier"
+
+
 def _not_stored(session: Session, shipment: Shipment, readings: Sequence[Reading]) -> list[Reading]:
-    """The readings not stored yet; one stored already at the same moment with another value
-    refuses the upload, naming its line."""
+    """The readings not stored yet with the same value: the same reading twice is one reading.
+    A reading that disagrees with one stored (another file's value for the same logger and
+    moment) is stored too, and weighed by reconcile."""
     devices = sorted({r.device_id for r in readings})
     start, end = min(r.at for r in readings), max(r.at for r in readings)
-    stored = {
-        (device, at): value
-        for device, at, value in session.exec(
-            select(
-                TemperatureReading.device_id, TemperatureReading.at, TemperatureReading.value_c
-            ).where(
-                TemperatureReading.shipment_id == shipment.id,
-                col(TemperatureReading.device_id).in_(devices),
-                TemperatureReading.at >= start,
-                TemperatureReading.at <= end,
-            )
-        ).all()
-    }
+    stored: dict[tuple[str, dt.datetime], list[float]] = {}
+    for device, at, value in session.exec(
+        select(
+            TemperatureReading.device_id, TemperatureReading.at, TemperatureReading.value_c
+        ).where(
+            TemperatureReading.shipment_id == shipment.id,
+            col(TemperatureReading.device_id).in_(devices),
+            TemperatureReading.at >= start,
+            TemperatureReading.at <= end,
+        )
+    ).all():
+        stored.setdefault((device, at), []).append(value)
     if not stored:
         return list(readings)
-    fresh, errors = [], []
-    for reading in readings:
-        value = stored.get((reading.device_id, reading.at))
-        if value is None:
-            fresh.append(reading)
-        elif abs(value - reading.value_c) > 1e-6:
-            errors.append(
-                RowError(
-                    reading.line,
-                    f"{reading.at.isoformat()} of {reading.device_id} is stored already as "
-                    f"{value:g} °C, not {reading.value_c:g} °C",
-                )
-            )
-    if errors:
-        raise BadReadings(errors, where="line" if readings[0].line else "reading")
-    return fresh
+    return [
+        reading
+        for reading in readings
+        if not any(
+            abs(value - reading.value_c) <= SAME_VALUE_C
+            for value in stored.get((reading.device_id, reading.at), ())
+        )
+    ]
 
 
 def _insert(
@@ -361,28 +385,56 @@ def _count(session: Session, shipment: Shipment) -> int:
     )
 
 
-def _stored(session: Session, shipment: Shipment) -> list[Reading]:
+def _sourced(session: Session, shipment: Shipment) -> list[tuple[Reading, int]]:
+    """Every stored reading of the shipment with the precedence of its file's logger (a file
+    kept before its source was, by its uploader's site)."""
     rows = session.exec(
-        select(TemperatureReading.device_id, TemperatureReading.at, TemperatureReading.value_c)
+        select(  # type: ignore[call-overload]
+            TemperatureReading.device_id,
+            TemperatureReading.at,
+            TemperatureReading.value_c,
+            LoggerFile.source,
+            User.site_id,
+        )
+        .join(LoggerFile, col(LoggerFile.id) == col(TemperatureReading.file_id))
+        .join(User, col(User.id) == col(LoggerFile.uploaded_by_id))
         .where(TemperatureReading.shipment_id == shipment.id)
         .order_by(col(TemperatureReading.device_id), col(TemperatureReading.at))
     ).all()
-    return [Reading(device, at, value) for device, at, value in rows]
+    return [
+        (Reading(device, at, value), SOURCES[source or _source(shipment, uploader)])
+        for device, at, value, source, uploader in rows
+    ]
+
+
+def _stored(
+    session: Session, shipment: Shipment, window: tuple[dt.datetime, dt.datetime | None]
+) -> tuple[list[Reading], list[Alarm]]:
+    """The readings the leg is judged by (reconcile), and the loggers whose files disagree."""
+    return reconcile(_sourced(session, shipment), window=window)
+
+
+HANDOFFS = ("pack", "pickup")  # what starts a shipment's leg, by the scanners' clocks
 
 
 def leg_window(session: Session, shipment: Shipment) -> tuple[dt.datetime, dt.datetime | None]:
-    """A shipment's leg: from its packing (opened) to the last receipt of a bag out of it (or
-    open-ended while any is still on its way)."""
+    """A shipment's leg, by when its handoffs happened (the scanners' clocks), not when the
+    server heard of them: from its first packing or pickup (or its opening, if earlier) to the
+    last receipt of a bag out of it (open-ended while any is still on its way)."""
     manifest = _manifest(session, shipment)
-    received = session.exec(
-        select(sa.func.max(CustodyEvent.occurred_at)).where(
-            CustodyEvent.shipment_id == shipment.id, CustodyEvent.action == "receive"
-        )
+    received, first = session.exec(
+        select(
+            sa.func.max(sa.case((col(CustodyEvent.action) == "receive", CustodyEvent.occurred_at))),
+            sa.func.min(
+                sa.case((col(CustodyEvent.action).in_(HANDOFFS), CustodyEvent.occurred_at))
+            ),
+        ).where(CustodyEvent.shipment_id == shipment.id)
     ).one()
     on_the_way = any(
         unit.shipment_id == shipment.id and unit.state not in TERMINAL_STATES for unit in manifest
     )
-    return shipment.created_at, None if on_the_way or received is None else received
+    start = min(shipment.created_at, first) if first is not None else shipment.created_at
+    return start, None if on_the_way or received is None else received
 
 
 def _raise_alarms(
@@ -390,12 +442,13 @@ def _raise_alarms(
     shipment: Shipment,
     file: LoggerFile,
     series: list[Reading],
+    conflicts: list[Alarm],
     locked: list[tuple[Unit, Order]],
     site: Site,
     actor: Actor,
     now: dt.datetime,
+    window: tuple[dt.datetime, dt.datetime | None],
 ) -> tuple[list[ConditionAlarm], list[str]]:
-    window = leg_window(session, shipment)
     existing = {
         (row.product, row.kind.value, row.device_id, row.started_at)
         for row in session.exec(
@@ -411,7 +464,7 @@ def _raise_alarms(
         rule = current_rule(session, product)
         new = [
             alarm
-            for alarm in evaluate(series, rule, window=window)
+            for alarm in [*conflicts, *evaluate(series, rule, window=window)]
             if (product, alarm.kind.value, alarm.device_id, alarm.started_at) not in existing
         ]
         if not new:
@@ -521,7 +574,7 @@ def condition_of(session: Session, actor: Actor, shipment: str | int) -> Conditi
 
 def shipment_condition(session: Session, shipment: Shipment) -> Condition:
     window = leg_window(session, shipment)
-    readings = _stored(session, shipment)
+    readings, _conflicts = _stored(session, shipment, window)
     products = session.exec(
         select(Order.product)
         .join(Unit, Unit.order_id == Order.id)  # type: ignore[arg-type]
@@ -740,6 +793,6 @@ def order_conditions(session: Session, actor: Actor, order: Order) -> list[Condi
     return [
         shipment_condition(session, shipment)
         for shipment in shipments_of_order(session, order)
-        if access.can_view_shipment(actor, shipment)
+        if access.can_view_shipment(session, actor, shipment)
         and (_count(session, shipment) or alarms_of(session, shipment))
     ]

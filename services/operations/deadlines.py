@@ -13,6 +13,7 @@ from services.db.models import (
     Deadline,
     Order,
     OrderEvent,
+    Product,
     Site,
     SlaPolicy,
     Subscription,
@@ -22,7 +23,6 @@ from services.domain.custody import Actor
 from services.domain.notifications import Channel
 from services.domain.sla import (
     LEGS,
-    VEIN_TO_VEIN_TARGET_DAYS,
     Leg,
     Policy,
     Span,
@@ -31,7 +31,6 @@ from services.domain.sla import (
     default_policy,
     spans,
 )
-from services.operations.access import check_policy_change
 from services.operations.notifications import enqueue
 
 AT_RISK, LATE, ESCALATED = "deadline_at_risk", "deadline_late", "deadline_escalated"
@@ -61,9 +60,8 @@ def current_policy(session: Session, product: str) -> Policy:
 
 
 def products(session: Session) -> list[str]:
-    """The products we know: those with a default vein-to-vein target, and any with a policy."""
-    named = set(session.exec(select(SlaPolicy.product).distinct()).all())
-    return sorted(named | set(VEIN_TO_VEIN_TARGET_DAYS))
+    """The products set up here (services.operations.products)."""
+    return list(session.exec(select(Product.code).order_by(col(Product.code))).all())
 
 
 def set_policy(
@@ -76,10 +74,11 @@ def set_policy(
     escalate_after: float | None,
     target_days: float | None,
     typical: dict[str, float] | None = None,
+    signed: tuple[str, str, dt.datetime] | None = None,
 ) -> Policy:
-    """A new version of a product's policy; legs already open keep the limits they had."""
-    if actor is not None:  # None: the installation's operator, at the command line
-        check_policy_change(actor)
+    """A new version of a product's policy; legs already open keep the limits they had.
+    Who may change it is services.operations.products' to check; ``signed``: the reason, the
+    signer's printed name and when they signed."""
     current = current_policy(session, product)
     merged = check_policy(
         {**{leg.value: s for leg, s in current.limits.items()}, **limits},
@@ -99,6 +98,9 @@ def set_policy(
         else current.escalate_after,
         target_days=target_days if target_days is not None else current.target_days,
         created_by_id=actor.user_id if actor else None,
+        reason=signed[0] if signed else None,
+        signer_name=signed[1] if signed else None,
+        signed_at=signed[2] if signed else None,
     )
     session.add(row)
     session.flush()

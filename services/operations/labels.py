@@ -59,6 +59,8 @@ def label_spec(session: Session, unit: Unit, order: Order) -> LabelSpec:
 
 PRINTING_ROLES = frozenset({Role.APHERESIS_STAFF, Role.MANUFACTURING_OPERATOR, Role.QA})
 TARGETS = ("pdf", "printer")
+DOWNLOAD = "download"  # a label file taken from the API (or a page's link): it can be printed
+RECENT_PRINT = dt.timedelta(minutes=15)  # the page's own print shows its label this long
 
 
 def _may_print(actor: Actor, site_id: int) -> None:
@@ -83,6 +85,32 @@ def record_print(
     )
     _may_print(actor, labelling)
     return _record(session, actor, target, reason, now, order_id=order.id, unit_id=unit.id)
+
+
+def record_download(
+    session: Session, *, actor: Actor, unit: Unit, order: Order, via: str, now: dt.datetime
+) -> LabelPrint:
+    """A bag's label file downloaded (the API, a page's link): whoever may see the bag may take
+    it, and since it can be printed it is on record like a print (who, when, how)."""
+    return _record(
+        session, actor, DOWNLOAD, f"downloaded ({via})", now, order_id=order.id, unit_id=unit.id
+    )
+
+
+def print_shown(
+    session: Session, *, actor: Actor, unit: Unit, print_id: int | None, now: dt.datetime
+) -> bool:
+    """Whether ``print_id`` is the actor's own print of this bag's label, just recorded (the
+    print page shows the label it recorded without recording it twice)."""
+    if print_id is None:
+        return False
+    row = session.get(LabelPrint, print_id)
+    return (
+        row is not None
+        and row.unit_id == unit.id
+        and row.user_id == actor.user_id
+        and now - row.printed_at <= RECENT_PRINT
+    )
 
 
 def record_shipment_print(
@@ -110,7 +138,7 @@ def _record(
     unit_id: int | None = None,
     shipment_id: int | None = None,
 ) -> LabelPrint:
-    if target not in TARGETS:
+    if target not in (*TARGETS, DOWNLOAD):
         raise InvalidRequest(f"a label is printed to {' or '.join(TARGETS)}")
     earlier = session.exec(
         select(func.count())

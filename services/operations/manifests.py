@@ -80,11 +80,7 @@ def board(session: Session, actor: Actor, *, limit: int = 100) -> Board:
     if actor.role is Role.COURIER:
         waiting = session.exec(
             select(Shipment)
-            .where(
-                col(Shipment.state) == ShipmentState.OPEN,
-                (col(Shipment.carrier_site_id) == actor.site_id)
-                | col(Shipment.carrier_site_id).is_(None),
-            )
+            .where(col(Shipment.state) == ShipmentState.OPEN, access.shipment_condition(actor))
             .order_by(col(Shipment.id).desc())
             .limit(limit)
         ).all()

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from services.db.models import CustodyEvent, Order, Site, Unit
+from services.db.models import CustodyEvent, Order, Product, Site, Unit
 from services.domain.clock import device_time
 from services.domain.custody import COLLECT, Actor, OrderState, Role, SiteKind, UnitKind, UnitState
-from services.domain.errors import Forbidden, IllegalTransition, WrongSite
+from services.domain.errors import (
+    Forbidden,
+    IllegalTransition,
+    InvalidRequest,
+    UnknownProduct,
+    WrongSite,
+)
 from services.domain.identifiers import COI_SERIAL_MAX, DIN_SEQUENCE_MAX, Coi, Din
 from services.operations.access import order_by_coi
 from services.operations.admin import site_by_code
@@ -30,10 +36,19 @@ def enroll_order(
     manufacturing_site: str,
     treatment_site: str,
     now: dt.datetime,
+    patient_birth_date: dt.date | None = None,
+    patient_name: str | None = None,
 ) -> Order:
-    """A new order with a new chain of identity (COI) from the collection site's FIN."""
+    """A new order with a new chain of identity (COI) from the collection site's FIN, for a
+    product that is set up, with the patient's two identifiers (reference and date of birth)
+    and, where given, name."""
     if actor.role not in ENROLLING_ROLES:
         raise Forbidden(f"a user with role {actor.role.value} may not enroll orders")
+    known_product(session, product)
+    if patient_birth_date is not None:
+        check_birth_date(patient_birth_date, today=now.date())
+    if patient_name is not None:
+        patient_name = " ".join(patient_name.split()) or None
     sites = {
         SiteKind.COLLECTION: site_by_code(session, collection_site),
         SiteKind.MANUFACTURING: site_by_code(session, manufacturing_site),
@@ -58,6 +73,8 @@ def enroll_order(
     order = Order(
         coi=coi.value,
         patient_ref=patient_ref,
+        patient_birth_date=patient_birth_date,
+        patient_name=patient_name,
         product=product,
         collection_site_id=_id(collection),
         manufacturing_site_id=_id(sites[SiteKind.MANUFACTURING]),
@@ -73,6 +90,21 @@ def enroll_order(
     assert enrolling_site is not None
     open_order(session, order=order, actor=actor, site=enrolling_site, now=now)
     return order
+
+
+def known_product(session: Session, product: str) -> Product:
+    row = session.get(Product, product)
+    if row is None:
+        names = ", ".join(session.exec(select(Product.code).order_by(col(Product.code))).all())
+        raise UnknownProduct(f"{product!r} is not a product set up here; the products are {names}")
+    return row
+
+
+def check_birth_date(born: dt.date, *, today: dt.date) -> None:
+    if born > today:
+        raise InvalidRequest("the date of birth is in the future")
+    if born.year < 1900:
+        raise InvalidRequest("the date of birth is before 1900")
 
 
 def register_collection(

@@ -52,6 +52,8 @@ class EventRecord:
     reason: str | None = None
     corrects: int | None = None  # the sequence of the event a correction corrects
     details: dict[str, Any] | None = None  # a condition record's: its file, its alarms
+    # what its step needed when recorded (none | signed | witnessed); None: not kept then
+    signing: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class UnitRecord:
     batch: str | None = None
     made_from: tuple[str, ...] = ()  # a product's apheresis bags
     products: tuple[str, ...] = ()  # an apheresis bag's products
+    expires_at: dt.datetime | None = None  # a product bag's expiry
 
 
 def unit_by_din(session: Session, actor: Actor, text: str) -> tuple[Unit, Order]:
@@ -142,6 +145,7 @@ def unit_records(session: Session, units: list[Unit], coi: str) -> list[UnitReco
                 batch=batch_code(link) if link else None,
                 made_from=made_from,
                 products=made,
+                expires_at=unit.expires_at,
             )
         )
     return records
@@ -182,6 +186,7 @@ class EventStep:
     action: str
     batch_status: str | None
     needs_review: bool
+    signing: str | None = None
 
 
 def order_event_steps(session: Session, order: Order) -> list[EventStep]:
@@ -194,14 +199,15 @@ def order_event_steps(session: Session, order: Order) -> list[EventStep]:
             CustodyEvent.action,
             CustodyEvent.batch_state,
             CustodyEvent.needs_review,
+            CustodyEvent.signing,
         )
         .join(Site, Site.id == CustodyEvent.site_id)
         .where(CustodyEvent.order_id == order.id)
         .order_by(CustodyEvent.sequence)
     ).all()
     return [
-        EventStep(id, sequence, site, action, batch.value if batch else None, review)
-        for id, sequence, site, action, batch, review in rows
+        EventStep(id, sequence, site, action, batch.value if batch else None, review, signing)
+        for id, sequence, site, action, batch, review, signing in rows
     ]
 
 
@@ -274,6 +280,7 @@ def _event_record(
         reason=event.reason,
         corrects=corrects,
         details=event.details,
+        signing=event.signing,
     )
 
 

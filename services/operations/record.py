@@ -23,6 +23,7 @@ from services.db.uow import PENDING_FLAG
 from services.domain.audit import GENESIS, chain_key, content, link, patient_digest, site_seal
 from services.domain.custody import ENROLL, Actor, UnitState
 from services.domain.notifications import Channel
+from services.domain.signatures import NOT_REQUIRED
 from services.domain.sla import moves_legs
 from services.operations.deadlines import refresh_deadlines
 from services.operations.notifications import (
@@ -114,9 +115,11 @@ def append_event(
     reason: str | None = None,
     corrects_id: int | None = None,
     details: dict[str, Any] | None = None,
+    signing: str = NOT_REQUIRED,
 ) -> CustodyEvent:
     """The next event in the order's gapless sequence: a bag's step, or (without a bag) a
-    batch's status change. The caller holds the order's lock."""
+    batch's status change. The caller holds the order's lock. ``signing``: what the step
+    needs by its site's rules now (an act that signs passes it; nothing else is signed)."""
     assert order.id is not None
     assert site.id is not None
     order.last_sequence += 1
@@ -142,6 +145,7 @@ def append_event(
         review_reason=review_reason,
         corrects_id=corrects_id,
         details=details,
+        signing=signing,
         identity=_identity(
             order.coi,
             unit,
@@ -286,6 +290,14 @@ def open_order(
         "product": order.product,
         "sites": [site_seal(s.code, s.fin) for s in sites if s is not None],
     }
+    # the second identifier (and a name, where recorded), sealed like the first: never in the
+    # record itself
+    if order.patient_birth_date is not None:
+        identity["order"]["birth_date"] = patient_digest(
+            order.coi, order.patient_birth_date.isoformat()
+        )
+    if order.patient_name is not None:
+        identity["order"]["name"] = patient_digest(order.coi, order.patient_name)
     event = CustodyEvent(
         order_id=order.id,
         sequence=0,
@@ -296,6 +308,7 @@ def open_order(
         occurred_at=now,
         recorded_at=now,
         identity=identity,
+        signing=NOT_REQUIRED,
     )
     seal(session, event)
     session.add(event)

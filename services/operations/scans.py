@@ -6,7 +6,7 @@ import datetime as dt
 import functools
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -21,6 +21,7 @@ from services.db.models import (
     Scan,
     Shipment,
     ShipmentUnit,
+    Signature,
     Site,
     Unit,
 )
@@ -44,18 +45,29 @@ from services.domain.errors import (
     CoiMismatch,
     DomainError,
     EventIdReused,
+    Forbidden,
     InvalidRequest,
     NotFound,
 )
-from services.domain.identifiers import parse_scan, shipment_code, shipment_number
+from services.domain.identifiers import coi_given, parse_scan, shipment_code, shipment_number
+from services.domain.signatures import requirement, site_steps
 from services.domain.sla import Leg
-from services.operations import access, shippers
+from services.operations import access, shippers, signing
 from services.operations.access import visible_order
 from services.operations.admin import site_by_code
-from services.operations.bags import bag_view, lock_bag_by_din, lock_bags, site_codes
+from services.operations.bags import (
+    LockedBag,
+    bag_view,
+    label_printed,
+    lock_bag_by_din,
+    lock_bags,
+    release_complete,
+    site_codes,
+)
 from services.operations.deadlines import current_policy
 from services.operations.record import SiteLike, append_event, append_refusal
 from services.operations.shipments import add_to_shipment, lock_shipment, visible_shipment
+from services.operations.signing import NO_SIGNERS, Signers
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,7 @@ class ScanInput:
     shipment: str | int | None = None  # its code (SHP-00000012) or its number (12)
     coi: str | None = None
     patient_ref: str | None = None  # at the bedside: the patient's wristband, for infuse
+    patient_birth_date: dt.date | None = None  # the wristband's second identifier
 
     def digest(self) -> str:
         """What the scan asked for, so a replay can be told from another scan reusing its id."""
@@ -84,6 +97,8 @@ class ScanInput:
             "coi": self.coi,
             "patient_ref": self.patient_ref,
         }
+        if self.patient_birth_date is not None:  # absent: the digest of a scan before it came
+            body["patient_birth_date"] = self.patient_birth_date.isoformat()
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
@@ -92,6 +107,7 @@ class ScanOutcome:
     scan: Scan
     events: list[CustodyEvent]
     replayed: bool
+    signatures: list[Signature] = field(default_factory=list)  # given with the act
 
 
 def record_scan(
@@ -101,20 +117,23 @@ def record_scan(
     scan: ScanInput,
     now: dt.datetime,
     max_clock_skew: dt.timedelta,
+    signers: Signers = NO_SIGNERS,
 ) -> ScanOutcome:
     """Apply one scan to the bag (or every bag of the shipment) it names, or refuse it whole.
 
     The scan's row is written first, claiming its event_id (INSERT ... ON CONFLICT DO
     NOTHING): a replay finds the row there, and a concurrent request with the same id waits
     on it until this transaction ends. Then the bag, its order and its chain's head are read
-    and locked in one statement; nothing is read twice."""
+    and locked in one statement, with the scan site's signing rule for the step; nothing is
+    read twice. Where the site signs the step, ``signers`` (authenticated before, by
+    signing.authenticate_signers) sign it in the same transaction, or the scan is refused."""
     digest = scan.digest()
     site = site_cache(session).by_code(session, scan.site)
     if site is None:
         raise NotFound(f"no site has code {scan.site!r}")
     occurred_at = device_time(scan.occurred_at, now=now, skew=max_clock_skew, what="occurred_at")
     scanned = parse_scan(scan.barcode)
-    scanned_coi = _scanned_coi(scan, scanned)
+    scanned_coi, label_read = _scanned_coi(scan, scanned)
     named_shipment = (
         visible_shipment(session, actor, scan.shipment) if scan.shipment is not None else None
     )
@@ -135,20 +154,22 @@ def record_scan(
         assert replay is not None  # the row that claimed the id is committed: DO NOTHING saw it
         return replay
 
+    assert site.id is not None
+    step = scan.action.value
     if shipment_scanned is not None:
         locked = [
-            (unit, order, _latest(session, unit))
+            _locked(session, unit, order)
             for unit, order in lock_bags(session, _shipment_bags(session, actor, shipment_scanned))
         ]
     else:
         assert scanned.din is not None
-        found = lock_bag_by_din(session, scanned.din.value)
+        found = lock_bag_by_din(session, scanned.din.value, site_id=site.id, step=step)
         if found is None:  # no such bag, or (a chain from before heads were kept) no head yet
             bag = session.exec(select(Unit).where(Unit.din == scanned.din.value)).first()
             if bag is not None:
                 ((unit, order),) = lock_bags(session, [bag])
-                found = (unit, order, _latest(session, unit))
-        visible_order(session, actor, found[1] if found else None, f"bag {scanned.din.value}")
+                found = _locked(session, unit, order)
+        visible_order(session, actor, found.order if found else None, f"bag {scanned.din.value}")
         assert found is not None
         locked = [found]
     if named_shipment is not None:
@@ -164,23 +185,42 @@ def record_scan(
         if named_shipment and named_shipment.id and scan.action is not Action.PACK
         else None,
         patient_ref=scan.patient_ref,
+        patient_birth_date=scan.patient_birth_date,
+        label_read=label_read,
         occurred_at=occurred_at,
         recorded_at=now,
     )
     # decide every bag before writing anything: a shipment scan moves all its bags or none
     decisions = []
-    for unit, order, latest in locked:
+    for held in locked:
+        unit, order = held.unit, held.order
         current = session.get(Shipment, unit.shipment_id) if unit.shipment_id else None
         thawed_at, thaw_limit = _thaw(session, unit, order, scan.action)
-        view = bag_view(unit, order, current, codes, thawed_at=thawed_at, thaw_limit=thaw_limit)
+        view = bag_view(
+            unit,
+            order,
+            current,
+            codes,
+            thawed_at=thawed_at,
+            thaw_limit=thaw_limit,
+            release_complete=held.release_complete,
+            label_printed=held.label_printed,
+        )
         rule = decide_scan(view, request)
-        decisions.append((unit, order, rule, current, latest))
+        decisions.append((unit, order, rule, current, held.latest))
+    # what the step needs at this site now, fixed on its events: signed in this act, or refused
+    if len(locked) == 1 and locked[0].rules_read:
+        signing_needed = requirement(site_steps(site.kind, locked[0].steps), step)
+    else:
+        signing_needed = signing.signing_of(session, site, step)
+    signing.check_act(step=step, signing=signing_needed, actor=actor, signers=signers)
 
     events = []
+    signatures: list[Signature] = []
     touched_shipments: dict[int, Shipment] = {}
     for unit, order, rule, current, latest in decisions:
         from_state = _apply(unit, rule.to_state, scan.action, site, actor)
-        _claim_carrier(current, scan.action, actor)
+        _claim_carrier(session, current, scan.action, actor)
         if scan.action is Action.PACK and named_shipment is not None:
             add_to_shipment(
                 session, unit=unit, order=order, shipment=named_shipment, codes=codes, now=now
@@ -200,7 +240,11 @@ def record_scan(
                 scan_id=row.id,
                 shipment_id=current.id if current else None,
                 review_reason=_out_of_order(latest, occurred_at),
+                signing=signing_needed,
             )
+        )
+        signatures += signing.sign_in_act(
+            session, event=events[-1], signers=signers, step=step, now=now
         )
         if current is not None and current.id is not None:
             touched_shipments[current.id] = current
@@ -212,7 +256,21 @@ def record_scan(
         for order in {id(order): order for _u, order, _r, _s, _l in decisions}.values():
             close_if_infused(session, order)
     session.flush()
-    return ScanOutcome(scan=row, events=events, replayed=False)
+    return ScanOutcome(scan=row, events=events, replayed=False, signatures=signatures)
+
+
+def _locked(session: Session, unit: Unit, order: Order) -> LockedBag:
+    """A bag locked by lock_bags (a shipment's bags, or a bag whose chain has no head yet),
+    with what its scan decides on, read apart."""
+    return LockedBag(
+        unit=unit,
+        order=order,
+        latest=_latest(session, unit),
+        steps=None,
+        label_printed=label_printed(session, unit),
+        release_complete=release_complete(session, unit),
+        rules_read=False,
+    )
 
 
 def _thaw(
@@ -249,9 +307,17 @@ def close_if_infused(session: Session, order: Order) -> None:
     session.add(order)
 
 
-def _claim_carrier(shipment: Shipment | None, action: Action, actor: Actor) -> None:
-    """A shipment that names no courier belongs, from pickup on, to the courier who took it."""
+def _claim_carrier(
+    session: Session, shipment: Shipment | None, action: Action, actor: Actor
+) -> None:
+    """A shipment that names no courier belongs, from pickup on, to the courier who took it:
+    one its origin has contracted."""
     if action is Action.PICKUP and shipment is not None and shipment.carrier_site_id is None:
+        if not access.may_claim(session, actor, shipment):
+            raise Forbidden(
+                f"shipment {shipment_code(shipment.id or 0)} names no courier, and its origin "
+                f"has no contract with {actor.site.code}: only a contracted courier takes it"
+            )
         shipment.carrier_site_id = actor.site_id
 
 
@@ -276,18 +342,25 @@ def _apply(
     return from_state
 
 
-def _scanned_coi(scan: ScanInput, scanned: Any) -> str | None:
+def _scanned_coi(scan: ScanInput, scanned: Any) -> tuple[str | None, bool]:
     """The COI the label's 2-D code carries, or the one the scanner says it works on; both
-    given and different: the wrong patient's bag, refused before anything else."""
+    given and different: the wrong patient's bag, refused before anything else. And whether
+    the scan carried both of the label's identifiers: its 2-D code, or the DIN and the COI
+    each keyed with its check character."""
     scanned_coi: str | None = scanned.coi.value if scanned.coi else None
+    label_read = scanned.form == "label"
     if scan.coi is not None:
-        if scanned_coi is not None and scanned_coi != scan.coi:
+        given, keyed = coi_given(scan.coi)
+        if scanned_coi is not None and scanned_coi != given.value:
             raise CoiMismatch(
                 f"the label's 2-D code carries chain of identity {scanned_coi}, but you are "
-                f"working on {scan.coi}: do not proceed; set the bag aside and call QA"
+                f"working on {given.value}: do not proceed; set the bag aside and call QA"
             )
-        scanned_coi = scan.coi
-    return scanned_coi
+        scanned_coi = given.value
+        label_read = label_read or (
+            keyed and scanned.din is not None and scanned.form == "keyboard"
+        )
+    return scanned_coi, label_read
 
 
 def _check_names_a_bag(scan: ScanInput, scanned: Any) -> None:
@@ -491,10 +564,20 @@ class BedsideCheck:
     product: str
     thawed_at: dt.datetime | None
     infuse_by: dt.datetime | None  # the thaw limit runs out then
+    # the identifiers matched, for the nurse to read back: the wristband's reference and the
+    # date of birth the order recorded (None: recorded before dates of birth were kept)
+    patient_ref: str
+    patient_birth_date: dt.date | None
 
 
 def check_infusion(
-    session: Session, *, actor: Actor, barcode: str, patient_ref: str, now: dt.datetime
+    session: Session,
+    *,
+    actor: Actor,
+    barcode: str,
+    patient_ref: str,
+    now: dt.datetime,
+    patient_birth_date: dt.date | None = None,
 ) -> BedsideCheck:
     """Every check of an infusion scan (the bag, the bedside's authority, the patient, its
     state, the thaw limit), without recording anything: the bedside shows MATCH before the
@@ -506,9 +589,10 @@ def check_infusion(
         site=actor.site.code,
         event_id="",
         patient_ref=patient_ref,
+        patient_birth_date=patient_birth_date,
     )
     scanned = parse_scan(scan.barcode)
-    scanned_coi = _scanned_coi(scan, scanned)
+    scanned_coi, _label_read = _scanned_coi(scan, scanned)
     _check_names_a_bag(scan, scanned)
     if scanned.din is None:
         raise InvalidRequest("at the bedside, scan the product bag itself")
@@ -521,7 +605,13 @@ def check_infusion(
     thawed_at, thaw_limit = _thaw(session, unit, order, Action.INFUSE)
     current = session.get(Shipment, unit.shipment_id) if unit.shipment_id else None
     view = bag_view(
-        unit, order, current, site_codes(session), thawed_at=thawed_at, thaw_limit=thaw_limit
+        unit,
+        order,
+        current,
+        site_codes(session),
+        thawed_at=thawed_at,
+        thaw_limit=thaw_limit,
+        release_complete=release_complete(session, unit),
     )
     decide_scan(
         view,
@@ -531,6 +621,7 @@ def check_infusion(
             actor=actor,
             scanned_coi=scanned_coi,
             patient_ref=patient_ref,
+            patient_birth_date=patient_birth_date,
             occurred_at=now,
             recorded_at=now,
         ),
@@ -541,4 +632,6 @@ def check_infusion(
         product=order.product,
         thawed_at=thawed_at,
         infuse_by=thawed_at + thaw_limit if thawed_at and thaw_limit else None,
+        patient_ref=order.patient_ref,
+        patient_birth_date=order.patient_birth_date,
     )

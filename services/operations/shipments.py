@@ -8,11 +8,13 @@ from sqlmodel import Session, select
 
 from services.db.models import CustodyEvent, Order, Shipment, ShipmentUnit, Site, Unit
 from services.domain.custody import (
+    UNPACK,
     Action,
     Actor,
     Role,
     ShipmentState,
     SiteKind,
+    UnitKind,
     UnitState,
     check_shipment_route,
 )
@@ -22,14 +24,16 @@ from services.domain.errors import (
     IllegalTransition,
     InvalidRequest,
     NotFound,
+    NotReleased,
     WrongSite,
 )
 from services.domain.identifiers import din_reference, shipment_code, shipment_number
 from services.operations import access, shippers
 from services.operations.access import visible_order
 from services.operations.admin import site_by_code
-from services.operations.bags import bag_view, lock_bags, site_codes
+from services.operations.bags import bag_view, lock_bags, release_complete, site_codes
 from services.operations.notifications import report_discrepancy
+from services.operations.record import append_event
 
 SHIPPING_ROLES = frozenset({Role.APHERESIS_STAFF, Role.MANUFACTURING_OPERATOR})
 RECEIVING_ROLES = frozenset({Role.MANUFACTURING_OPERATOR, Role.CARE_TEAM, Role.QA})
@@ -125,6 +129,12 @@ def add_to_shipment(
         raise IllegalTransition(
             f"bag {unit.din} is already on shipment {shipment_label(unit.shipment_id)}"
         )
+    if not release_complete(session, unit):
+        raise NotReleased(
+            f"product {unit.din}'s batch release is not signed by QA: it does not go on a "
+            "shipment until QA signs the release",
+            din=unit.din,
+        )
     check_shipment_route(
         bag_view(unit, order, None, codes),
         origin=codes[shipment.origin_site_id],
@@ -164,7 +174,7 @@ def visible_shipment(session: Session, actor: Actor, code: str | int) -> Shipmen
     """A shipment by its code or number, if the actor may see it (access.can_view_shipment);
     the same 404 whether it does not exist or is not theirs to see."""
     number = shipment_number(code)
-    return access.visible_shipment(actor, session.get(Shipment, number), number)
+    return access.visible_shipment(session, actor, session.get(Shipment, number), number)
 
 
 def _din_of(text: str) -> str:
@@ -252,3 +262,73 @@ def add_packed(
     )
     session.flush()
     return unit
+
+
+def cancel_shipment(
+    session: Session, *, actor: Actor, code: str | int, reason: str, now: dt.datetime
+) -> Shipment:
+    """A shipment opened by mistake, cancelled by its origin's shipping staff before pickup,
+    with a reason: each bag on it goes back to the state it had before packing (an ``unpack``
+    event on each), and its shipper is free again. Nothing of its record is removed."""
+    shipment = visible_shipment(session, actor, code)
+    if actor.role not in SHIPPING_ROLES or actor.site_id != shipment.origin_site_id:
+        raise Forbidden("a shipment is cancelled at its origin, by its shipping staff")
+    why = " ".join((reason or "").split())
+    if not why:
+        raise InvalidRequest("cancelling a shipment needs a reason")
+    bags = session.exec(
+        select(Unit).where(Unit.shipment_id == shipment.id).order_by(Unit.id)  # type: ignore[arg-type]
+    ).all()
+    locked = lock_bags(session, list(bags))
+    shipment = lock_shipment(session, shipment.id)
+    if shipment.state is not ShipmentState.OPEN:
+        raise IllegalTransition(
+            f"shipment {shipment_label(shipment)} is {shipment.state.value.replace('_', ' ')}: "
+            "only a shipment not yet picked up can be cancelled",
+            state=shipment.state.value,
+            action="cancel",
+        )
+    site = session.get(Site, actor.site_id)
+    assert site is not None
+    for unit, order in locked:
+        if unit.shipment_id != shipment.id:
+            continue  # moved meanwhile
+        from_state = unit.state
+        if unit.state is UnitState.PACKED:
+            unit.state = _before_packing(session, unit)
+        unit.shipment_id = None
+        session.add(unit)
+        append_event(
+            session,
+            order=order,
+            unit=unit,
+            action=UNPACK,
+            from_state=from_state,
+            site=site,
+            actor=actor,
+            occurred_at=now,
+            recorded_at=now,
+            shipment_id=shipment.id,
+            reason=f"shipment {shipment_label(shipment)} cancelled before pickup: {why}"[:1000],
+        )
+    shipment.state = ShipmentState.CANCELLED
+    shipment.cancelled_at = now
+    shipment.cancelled_by_id = actor.user_id
+    shipment.cancel_reason = why[:500]
+    session.add(shipment)
+    session.flush()
+    shippers.shipment_arrived(session, shipment, now)  # the shipper never left: free again
+    return shipment
+
+
+def _before_packing(session: Session, unit: Unit) -> UnitState:
+    """The state a packed bag had before its packing, from its record."""
+    packed_from = session.exec(
+        select(CustodyEvent.from_state)
+        .where(CustodyEvent.unit_id == unit.id, CustodyEvent.action == Action.PACK.value)
+        .order_by(CustodyEvent.sequence.desc())  # type: ignore[attr-defined]
+        .limit(1)
+    ).first()
+    if packed_from is not None:
+        return UnitState(packed_from)
+    return UnitState.RELEASED if unit.kind is UnitKind.PRODUCT else UnitState.CRYOPRESERVED

@@ -10,27 +10,46 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from sqlmodel import Session, select
 
+from services.db.cache import KnownSite
 from services.db.models import Batch, CustodyEvent, Signature, SignatureRule, Site, Unit, User
 from services.domain.audit import signature_content, signature_hash
-from services.domain.batches import BatchState
-from services.domain.custody import BATCH_STATUS, CORRECT, DISPOSITIONS, Actor, Role, SiteKind
-from services.domain.errors import Forbidden, InvalidRequest, NotFound, SignatureRefused
-from services.domain.signatures import MEANINGS, WITNESS, check_signature, status
+from services.domain.custody import CORRECT, Actor, Role
+from services.domain.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    SignatureInvalid,
+    SignatureRefused,
+    SignatureRequired,
+)
+from services.domain.signatures import (
+    DISPOSITION,
+    MEANINGS,
+    NOT_REQUIRED,
+    WITNESS,
+    WITNESSED,
+    check_in_act,
+    check_signature,
+    check_step,
+    first_meaning,
+    required_by,
+    requirement,
+    site_steps,
+    status,
+    step_of,
+)
 from services.operations.access import order_by_coi
 from services.operations.orders import lock_order
 from services.operations.passwords import LoginPolicy, check_password
 from services.operations.record import append_event
 
 CORRECTING_ROLES = frozenset({Role.QA, Role.ADMIN})
-# the critical steps when a site has configured none: (step, witness required)
-DEFAULT_STEPS: dict[SiteKind, dict[str, bool]] = {
-    SiteKind.MANUFACTURING: {"receive": False, "release": False},
-    SiteKind.TREATMENT: {"infuse": False},
-}
 SignatureStatus = Literal["not_required", "awaiting", "awaiting_witness", "signed"]
 AWAITING: frozenset[SignatureStatus] = frozenset({"awaiting", "awaiting_witness"})
 
@@ -46,6 +65,8 @@ class Step(Protocol):
     def action(self) -> str: ...
     @property
     def batch_status(self) -> str | None: ...
+    @property
+    def signing(self) -> str | None: ...
 
 
 def correct_event(
@@ -77,38 +98,43 @@ def correct_event(
     )
 
 
-DISPOSITION = "disposition"
-ALWAYS_SIGNED = {DISPOSITION: False}
-"""Steps signed at every site, whatever it configures: QA's disposition of a held bag."""
+def critical_steps(session: Session, site: Site | KnownSite) -> dict[str, bool]:
+    """The site's critical steps as they are now: step -> whether a witness signs too."""
+    cache = _rules_cache(session)
+    assert site.id is not None
+    if site.id not in cache:
+        rows = session.exec(select(SignatureRule).where(SignatureRule.site_id == site.id)).all()
+        cache[site.id] = site_steps(
+            site.kind, {row.step: row.witness_required for row in rows} if rows else None
+        )
+    return dict(cache[site.id])
 
 
-def step_of(action: str, batch_state: str | None) -> str:
-    """The step an event records, as sites name their critical steps (a QA release is one)."""
-    if action == BATCH_STATUS and batch_state == BatchState.RELEASED.value:
-        return "release"
-    if action in DISPOSITIONS:
-        return DISPOSITION
-    return action
+def _rules_cache(session: Session) -> dict[int, dict[str, bool]]:
+    """The sites' rules as this transaction read them (a release reads them per product)."""
+    transaction = session.get_transaction()
+    held = session.info.get(RULES)
+    if held is None or held[0] is not transaction:
+        held = session.info[RULES] = (transaction, {})
+    return held[1]
 
 
-def critical_steps(session: Session, site: Site) -> dict[str, bool]:
-    rows = session.exec(select(SignatureRule).where(SignatureRule.site_id == site.id)).all()
-    return _steps(site, rows)
+RULES = "signature_rules_read"  # session.info: the rules read in this transaction
 
 
-def _steps(site: Site, rows: Sequence[SignatureRule]) -> dict[str, bool]:
-    if rows:
-        configured = {row.step: row.witness_required for row in rows}
-    else:
-        configured = dict(DEFAULT_STEPS.get(site.kind, {}))
-    return {**ALWAYS_SIGNED, **configured}
+def signing_of(session: Session, site: Site | KnownSite, step: str) -> str:
+    """What ``step`` needs at ``site`` now: none, signed, or witnessed."""
+    return requirement(critical_steps(session, site), step)
 
 
 def set_critical_step(
     session: Session, *, site: Site, step: str, witness: bool, required: bool
 ) -> None:
-    """Configure one step of a site (the defaults are copied in first, then changed)."""
+    """Configure one step of a site (the defaults are copied in first, then changed). Only
+    the steps an act can sign in the act (a scan, a QA release, a disposition)."""
+    check_step(step)
     current = critical_steps(session, site)
+    current.pop(DISPOSITION, None)  # signed everywhere; kept as a row only to add a witness
     if required:
         current[step] = witness
     else:
@@ -119,6 +145,133 @@ def set_critical_step(
     for name, needs_witness in current.items():
         session.add(SignatureRule(site_id=site.id, step=name, witness_required=needs_witness))  # type: ignore[arg-type]
     session.flush()
+    _rules_cache(session).pop(site.id, None)  # type: ignore[arg-type]
+
+
+# signatures in the act
+
+
+@dataclass(frozen=True)
+class Signers:
+    """The signatures that came with an act, authenticated before it: the performer's own
+    (their password again) and a witness's (a second person of the site, e-mail and
+    password). Either may be absent; the act decides whether its step needs them."""
+
+    performer: Actor | None = None
+    witness: Actor | None = None
+
+
+NO_SIGNERS = Signers()
+
+
+def authenticate_signers(
+    session: Session,
+    *,
+    actor: Actor,
+    site_id: int,
+    password: str | None,
+    witness_email: str | None,
+    witness_password: str | None,
+    now: dt.datetime,
+    policy: LoginPolicy,
+) -> Signers:
+    """Check the credentials an act carries, before the act and in a transaction of its own:
+    the caller commits even when this raises SignatureInvalid, so that a wrong password counts
+    towards the lock-out and nothing of the act is recorded. ``site_id``: where the step
+    happens (a witness is a user of that site)."""
+    performer = witness = None
+    if password is not None:
+        try:
+            authenticate(
+                session, actor=actor, email=actor.email, password=password, now=now, policy=policy
+            )
+        except SignatureRefused as error:
+            raise SignatureInvalid(error.detail) from None
+        performer = actor
+    if witness_email is not None or witness_password is not None:
+        if not witness_email or not witness_password:
+            raise SignatureRequired("a witness signs with their own e-mail and password")
+        if witness_email.strip().lower() == actor.email:
+            raise SignatureInvalid(
+                "a witness is a second person, not the one who performs the step"
+            )
+        try:
+            witness = authenticate_witness(
+                session,
+                site_id=site_id,
+                email=witness_email,
+                password=witness_password,
+                now=now,
+                policy=policy,
+            )
+        except SignatureRefused as error:
+            raise SignatureInvalid(error.detail) from None
+    return Signers(performer, witness)
+
+
+def check_act(*, step: str, signing: str, actor: Actor, signers: Signers) -> None:
+    """Refuse an act whose site requires signatures it does not carry (before it is written)."""
+    check_in_act(
+        step=step,
+        signing=signing,
+        role=actor.role,
+        signed=signers.performer is not None,
+        witnessed=signers.witness is not None,
+    )
+
+
+def sign_in_act(
+    session: Session,
+    *,
+    event: CustodyEvent,
+    signers: Signers,
+    step: str,
+    now: dt.datetime,
+    covers: list[str] | None = None,
+) -> list[Signature]:
+    """The signatures of an act, recorded with it and bound to its record's hash: the
+    performer's (meaning what they did; a QA release or disposition: approved) and, where the
+    step is witnessed, the witness's. ``covers``: the bags one signature covers besides the
+    record it signs (a release's product bags)."""
+    if event.signing in (None, NOT_REQUIRED):
+        return []
+    assert signers.performer is not None  # check_act refused the act otherwise
+    rows = [_signature(session, event, signers.performer, first_meaning(step), now, covers)]
+    if event.signing == WITNESSED:
+        assert signers.witness is not None
+        rows.append(_signature(session, event, signers.witness, WITNESS, now, None))
+    session.flush()
+    return rows
+
+
+def _signature(
+    session: Session,
+    event: CustodyEvent,
+    signer: Actor,
+    meaning: str,
+    now: dt.datetime,
+    covers: list[str] | None,
+) -> Signature:
+    user = session.get(User, signer.user_id)
+    assert user is not None
+    assert event.id is not None
+    row = Signature(
+        event_id=event.id,
+        signer_id=signer.user_id,
+        printed_name=user.name,
+        meaning=meaning,
+        witness=meaning == WITNESS,
+        signed_at=now,
+        signer_email=user.email,
+        covers=covers,
+        record_hash=event.hash,
+    )
+    row.hash = signature_hash(event.hash, signature_content(row))
+    session.add(row)
+    return row
+
+
+# signatures after the act, for steps recorded before signatures came with the act
 
 
 def sign(
@@ -133,12 +286,22 @@ def sign(
     now: dt.datetime,
     policy: LoginPolicy,
 ) -> Signature:
-    """Sign event ``sequence`` of the order. The caller commits even when this raises
-    SignatureRefused, so that a wrong password counts towards the lock-out."""
+    """Sign event ``sequence`` of the order, after the act: only for a step recorded before
+    signatures came with the act (a step recorded since was signed in its act, or needed no
+    signature). The order is locked first, so two signatures of one step cannot race. The
+    caller commits even when this raises SignatureRefused, so that a wrong password counts
+    towards the lock-out."""
     order = order_by_coi(session, actor, coi)
+    order = lock_order(session, order.id)
     event = _event(session, order.id, sequence, order.coi)
     if meaning not in MEANINGS:
         raise InvalidRequest(f"a signature means one of {', '.join(MEANINGS)}")
+    if event.signing == NOT_REQUIRED:
+        raise InvalidRequest(f"event {sequence} needed no signature when it was recorded")
+    if event.signing is not None:
+        raise Conflict(
+            f"event {sequence} was signed in its act, as its site required when it was recorded"
+        )
     _signable(session, event, actor)
     authenticate(session, actor=actor, email=email, password=password, now=now, policy=policy)
     return add_signature(session, event=event, signer=actor, meaning=meaning, now=now)
@@ -161,8 +324,10 @@ def _signable(session: Session, event: CustodyEvent, signer: Actor) -> tuple[str
 def add_signature(
     session: Session, *, event: CustodyEvent, signer: Actor, meaning: str, now: dt.datetime
 ) -> Signature:
-    """A signature by an authenticated signer, if the rules allow it (domain.signatures),
-    bound to the hash of the record it signs."""
+    """A signature after the act by an authenticated signer, if the rules allow it
+    (domain.signatures: performed, verified or approved by the person who recorded the step;
+    a witness is someone else of its site), bound to the hash of the record it signs. A QA
+    release whose signatures are complete lets its product bags leave."""
     step, witness_required = _signable(session, event, signer)
     existing = _signatures(session, event)
     check_signature(
@@ -170,25 +335,20 @@ def add_signature(
         meaning=meaning,
         role=signer.role,
         signer_id=signer.user_id,
+        actor_id=event.actor_id,
         existing=[(row.signer_id, row.meaning) for row in existing],
         witness_required=witness_required,
     )
-    actor = signer
-    user = session.get(User, actor.user_id)
-    assert user is not None
-    row = Signature(
-        event_id=event.id,  # type: ignore[arg-type]
-        signer_id=actor.user_id,
-        printed_name=user.name,
-        meaning=meaning,
-        witness=meaning == WITNESS,
-        signed_at=now,
-        signer_email=user.email,
-        record_hash=event.hash,
-    )
-    row.hash = signature_hash(event.hash, signature_content(row))
-    session.add(row)
+    row = _signature(session, event, signer, meaning, now, None)
     session.flush()
+    meanings = [r.meaning for r in existing] + [meaning]
+    complete = status(meanings, required=witness_required) == "signed"
+    if step == "release" and event.batch_id is not None and complete:
+        batch = session.get(Batch, event.batch_id)
+        if batch is not None and batch.release_signed_at is None:
+            batch.release_signed_at = now
+            session.add(batch)
+            session.flush()
     return row
 
 
@@ -234,13 +394,8 @@ def authenticate_witness(
     return witness
 
 
-def requirement(session: Session, event: CustodyEvent) -> bool | None:
-    """None when the event's site does not sign its step; else whether it needs a witness."""
-    step = step_of(event.action, event.batch_state.value if event.batch_state else None)
-    return step_requirement(session, event.site_id, step)
-
-
 def step_requirement(session: Session, site_id: int, step: str) -> bool | None:
+    """None when the site does not sign ``step`` now; else whether it needs a witness."""
     site = session.get(Site, site_id)
     assert site is not None
     return critical_steps(session, site).get(step)
@@ -250,17 +405,20 @@ def signature_status(
     session: Session, events: Sequence[Step], signed: Mapping[int, Sequence[Signature]]
 ) -> dict[int, SignatureStatus]:
     """Whether each event needs a signature, and whether ``signed`` (its signatures, by event
-    id) gives it what it needs."""
-    rules: dict[int, list[SignatureRule]] = {}
-    for row in session.exec(select(SignatureRule)).all():
-        rules.setdefault(row.site_id, []).append(row)
-    steps = {
-        site.code: _steps(site, rules.get(site.id, []))  # type: ignore[arg-type]
-        for site in session.exec(select(Site)).all()
-    }
+    id) gives it what it needs. An event is judged by what its step needed when it was
+    recorded; one recorded before that was kept, by its site's rules as they are."""
+    steps: dict[str, dict[str, bool]] | None = None
     result: dict[int, SignatureStatus] = {}
     for event in events:
-        required = steps[event.site].get(step_of(event.action, event.batch_status))
+        if event.signing is not None:
+            required = required_by(event.signing)
+        else:
+            if steps is None:
+                steps = {
+                    site.code: critical_steps(session, site)
+                    for site in session.exec(select(Site)).all()
+                }
+            required = steps[event.site].get(step_of(event.action, event.batch_status))
         meanings = [row.meaning for row in signed.get(event.id, [])]
         result[event.id] = status(meanings, required=required)  # type: ignore[assignment]
     return result

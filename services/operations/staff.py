@@ -18,7 +18,7 @@ from services.domain.custody import Actor, Role
 from services.domain.errors import Forbidden, InvalidRequest, NotFound
 from services.domain.identifiers import validate_fin
 from services.domain.sla import Policy
-from services.operations import admin, deadlines, passwords, signing
+from services.operations import admin, passwords, signing
 
 COMMAND_LINE = "command line"
 
@@ -246,7 +246,7 @@ def set_signing(
     return after
 
 
-def _policy(policy: Policy) -> dict[str, Any]:
+def policy_record(policy: Policy) -> dict[str, Any]:
     return {
         "version": policy.version,
         "limits_hours": {leg.value: seconds / 3600 for leg, seconds in policy.limits.items()},
@@ -255,41 +255,3 @@ def _policy(policy: Policy) -> dict[str, Any]:
         "escalate_after_hours": policy.escalate_after / 3600,
         "target_days": policy.target_days,
     }
-
-
-def change_policy(
-    session: Session,
-    *,
-    actor: Actor | None,
-    product: str,
-    limits: dict[str, float],
-    at_risk: float | None,
-    escalate_after: float | None,
-    target_days: float | None,
-    now: dt.datetime,
-    typical: dict[str, float] | None = None,
-) -> Policy:
-    """A new version of a product's policy (access.check_policy_change, the domain's bounds),
-    kept in the log every site's admins read."""
-    before = deadlines.current_policy(session, product)
-    after = deadlines.set_policy(
-        session,
-        actor=actor,
-        product=product,
-        limits=limits,
-        at_risk=at_risk,
-        escalate_after=escalate_after,
-        target_days=target_days,
-        typical=typical,
-    )
-    log_change(
-        session,
-        actor=actor,
-        action="turnaround policy changed",
-        subject=product,
-        before=_policy(before),
-        after=_policy(after),
-        now=now,
-        every_site=True,
-    )
-    return after
