@@ -24,7 +24,17 @@ from services.db import UnitOfWork, migrate, privileges
 from services.domain.condition import MAX_READINGS, ShipperStatus, parse_csv_upload
 from services.domain.custody import Role, SiteKind
 from services.domain.errors import DomainError
-from services.operations import admin, condition, deadlines, keys, passwords, shippers, signing
+from services.operations import (
+    admin,
+    condition,
+    contracts,
+    deadlines,
+    keys,
+    passwords,
+    products,
+    shippers,
+    signing,
+)
 from services.operations import audit as audit_ops
 from services.operations import notifications as outbox
 from services.operations.labels import label_spec
@@ -160,6 +170,74 @@ def site_signing(code: str, step: str, witness: bool, off: bool) -> None:
         steps = signing.critical_steps(uow.session, row)
     shown = ", ".join(f"{name}{' (+ witness)' if w else ''}" for name, w in sorted(steps.items()))
     click.echo(f"{code} signs: {shown or 'nothing'}")
+
+
+@site.command("contract")
+@click.argument("code")
+@click.option("--courier", required=True, help="The courier site's code")
+@click.option("--end", is_flag=True, help="End the contract")
+def site_contract(code: str, courier: str, end: bool) -> None:
+    """Contract a courier for a site (or end it): a shipment from the site that names no
+    carrier is seen and claimed only by the couriers the site has contracted."""
+    with transaction() as uow:
+        row = admin.site_by_code(uow.session, code)
+        contracts.set_contract(
+            uow.session, actor=None, site=row, courier=courier, active=not end, now=utcnow()
+        )
+        names = [s.code for s in contracts.contracted_couriers(uow.session, row.id or 0)]
+    click.echo(f"{code} contracts: {', '.join(names) or 'no courier'}")
+
+
+@main.group()
+def product() -> None:
+    """Products: each owned by one manufacturing site, whose QA changes its safety settings."""
+
+
+@product.command("list")
+def product_list() -> None:
+    with transaction() as uow:
+        rows = products.products(uow.session)
+    for row in rows:
+        thaw = f"{row.label_thaw_minutes:g} min" if row.label_thaw_minutes else "not confirmed"
+        click.echo(f"{row.code:12} owner {row.owner or '(none)':10} label thaw limit {thaw}")
+
+
+@product.command("add")
+@click.argument("code")
+@click.option("--name", default="", help="Its name (default: the code)")
+@click.option("--owner", default=None, help="The owning manufacturing site's code")
+@click.option("--label-thaw-minutes", type=float, default=None, help="The label's thaw limit")
+@click.option("--shelf-life-days", type=float, default=None, help="A product bag's shelf life")
+def product_add(
+    code: str,
+    name: str,
+    owner: str | None,
+    label_thaw_minutes: float | None,
+    shelf_life_days: float | None,
+) -> None:
+    """Set a product up (orders name only products that are set up)."""
+    with transaction() as uow:
+        products.add_product(
+            uow.session,
+            code=code,
+            name=name,
+            owner=owner,
+            label_thaw_minutes=label_thaw_minutes,
+            shelf_life_days=shelf_life_days,
+            now=utcnow(),
+        )
+    click.echo(f"product {code} set up" + (f", owned by {owner}" if owner else ""))
+
+
+@product.command("owner")
+@click.argument("code")
+@click.option("--site", "owner", required=True, help="The owning manufacturing site's code")
+def product_owner(code: str, owner: str) -> None:
+    """Name the product's owning manufacturing site: its QA alone changes the product's
+    turnaround policy, alarm rule and thaw limit."""
+    with transaction() as uow:
+        products.set_owner(uow.session, code=code, owner=owner, now=utcnow())
+    click.echo(f"{code} is owned by {owner}: its QA changes the product's settings")
 
 
 @main.group()
@@ -495,20 +573,57 @@ def sla_show(product: str) -> None:
         click.echo(f"  {leg.value:28} {seconds / 3600:8.2f} h")
 
 
+def _signed_by(options: Any) -> Any:
+    """The options of a change QA of a product's owning site signs: who, why, the password."""
+    options = click.option(
+        "--password-stdin", is_flag=True, help="Read the signer's password from stdin"
+    )(options)
+    options = click.option("--reason", required=True, help="Why the setting changes")(options)
+    return click.option(
+        "--by", "signer", required=True, metavar="EMAIL", help="QA of the product's owner"
+    )(options)
+
+
+def _signer(session: Any, email: str, password_stdin: bool) -> tuple[Any, Any]:
+    """The signing QA user as an actor, authenticated (their password, prompted or on stdin)."""
+    secret = (
+        _read_password_stdin()
+        if password_stdin
+        else click.prompt(f"Password of {email}", hide_input=True)
+    )
+    actor = admin.actor_by_email(session, email)
+    signers = signing.authenticate_signers(
+        session,
+        actor=actor,
+        site_id=actor.site_id,
+        password=secret,
+        witness_email=None,
+        witness_password=None,
+        now=utcnow(),
+        policy=passwords.LoginPolicy(),
+    )
+    return actor, signers
+
+
 @sla.command("set")
 @click.argument("product")
 @click.option("--leg", "legs", multiple=True, metavar="LEG=HOURS", help="A leg's limit")
 @click.option("--at-risk", type=float, default=None, help="Fraction of the limit, e.g. 0.75")
 @click.option("--escalate-after-hours", type=float, default=None)
 @click.option("--target-days", type=float, default=None)
+@_signed_by
 def sla_set(
     product: str,
     legs: tuple[str, ...],
     at_risk: float | None,
     escalate_after_hours: float | None,
     target_days: float | None,
+    signer: str,
+    reason: str,
+    password_stdin: bool,
 ) -> None:
-    """Add a new version of the product's policy."""
+    """Add a new version of the product's policy: QA of its owning site (--by), signed with
+    their password, with a reason."""
     limits = {}
     for item in legs:
         name, _, hours = item.partition("=")
@@ -517,14 +632,18 @@ def sla_set(
         except ValueError as error:
             raise click.BadParameter(f"{item!r}: write LEG=HOURS") from error
     with transaction() as uow:
-        policy = deadlines.set_policy(
+        actor, signers = _signer(uow.session, signer, password_stdin)
+        policy = products.change_policy(
             uow.session,
-            actor=None,
+            actor=actor,
             product=product,
             limits=limits,
             at_risk=at_risk,
             escalate_after=escalate_after_hours * 3600 if escalate_after_hours else None,
             target_days=target_days,
+            reason=reason,
+            signers=signers,
+            now=utcnow(),
         )
     click.echo(f"{product}: policy version {policy.version} in force for legs opened from now")
 
@@ -751,10 +870,23 @@ def alarm_show(product: str) -> None:
 @click.option("--continuous-minutes", type=float, default=None)
 @click.option("--cumulative-minutes", type=float, default=None)
 @click.option("--gap-minutes", type=float, default=None)
-def alarm_set(product: str, **values: float | None) -> None:
-    """Add a new version of the product's alarm rule (values left out are kept)."""
+@_signed_by
+def alarm_set(
+    product: str, signer: str, reason: str, password_stdin: bool, **values: float | None
+) -> None:
+    """Add a new version of the product's alarm rule (values left out are kept): QA of its
+    owning site (--by), signed with their password, with a reason, within clinical bounds."""
     with transaction() as uow:
-        rule = condition.set_rule(uow.session, actor=None, product=product, now=utcnow(), **values)
+        actor, signers = _signer(uow.session, signer, password_stdin)
+        rule = products.change_alarm_rule(
+            uow.session,
+            actor=actor,
+            product=product,
+            reason=reason,
+            signers=signers,
+            now=utcnow(),
+            **values,
+        )
     click.echo(f"{product}: alarm rule version {rule.version} in force for imports from now")
 
 

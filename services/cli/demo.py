@@ -3,6 +3,11 @@
 Idempotent: sites, users and orders that exist already are left as they are. Tokens are shown
 only once, so every run issues each demo user a fresh token named ``demo`` and revokes the last;
 every run also sets each demo user's web password to ``DEMO_PASSWORD`` again.
+
+The demo's past follows today's gates: each label is printed before it is checked (by its 2-D
+code), each order records the patient's date of birth, the steps its sites sign (receipt at
+manufacturing, QA release, infusion) carry the demo user's signature in the act, axi-cel is
+owned by MFG-EAST, and the sites have contracted their courier.
 """
 
 from __future__ import annotations
@@ -16,18 +21,23 @@ from dataclasses import dataclass
 from sqlmodel import Session, select
 
 from services.db import UnitOfWork
-from services.db.models import Order, Site, User
+from services.db.models import Order, Product, Site, User
 from services.domain.batches import BatchState
 from services.domain.custody import Action, Actor, Role, SiteKind
+from services.domain.identifiers import Coi, Din, label_payload
 from services.operations import (
     admin,
     batches,
+    contracts,
     deadlines,
+    labels,
     orders,
     passwords,
+    products,
     scans,
     shipments,
 )
+from services.operations.signing import Signers
 
 Transaction = Callable[[], AbstractContextManager[UnitOfWork]]
 
@@ -73,6 +83,14 @@ LATER = [
 LATE_ORDER = "DEMO-0006"
 DEMO_PASSWORD = "vein2vein-demo"  # noqa: S105 - printed by the demo; refused in production
 STEP_DAYS = 0.01  # about a quarter of an hour between a bag's scans
+PRODUCT, OWNER = "axi-cel", "MFG-EAST"  # the demo's product and its owning site
+CONTRACTS = [("APH-NORTH", "COLDCHAIN"), ("APH-SOUTH", "COLDCHAIN"), ("MFG-EAST", "COLDCHAIN")]
+SIGNED = frozenset({Action.RECEIVE, Action.INFUSE})  # at MFG-EAST and TRT-NORTH by default
+
+
+def birth_date(patient_ref: str) -> dt.date:
+    """A demo patient's date of birth, the same on every run (the second identifier)."""
+    return dt.date(1960, 1, 1) + dt.timedelta(days=401 * int(patient_ref[-4:]))
 
 
 @dataclass(frozen=True)
@@ -94,6 +112,17 @@ def load_demo(transaction: Transaction, *, echo: Callable[[str], None]) -> None:
         for email, name, role, site_code in USERS:
             if not uow.session.exec(select(User).where(User.email == email)).first():
                 admin.add_user(uow.session, email=email, role=role, site_code=site_code, name=name)
+        product = uow.session.get(Product, PRODUCT)
+        if product is not None and product.owner_site_id is None:
+            products.set_owner(uow.session, code=PRODUCT, owner=OWNER, now=now)
+        for site_code, courier in CONTRACTS:
+            site = admin.site_by_code(uow.session, site_code)
+            if courier not in {
+                s.code for s in contracts.contracted_couriers(uow.session, site.id or 0)
+            }:
+                contracts.set_contract(
+                    uow.session, actor=None, site=site, courier=courier, active=True, now=now
+                )
     for patient_ref, steps in ORDERS:
         with transaction() as uow:
             if uow.session.exec(select(Order).where(Order.patient_ref == patient_ref)).first():
@@ -174,6 +203,8 @@ def _manufacture_and_return(
             reason=None,
             now=clock.now,
             occurred_at=at(offset),
+            # QA's release is signed in the act (the demo signs for Quinn QA)
+            signers=Signers(performer=qa) if step is BatchState.RELEASED else Signers(),
         )
     shipment = shipments.create_shipment(
         session,
@@ -209,6 +240,7 @@ def _manufacture_and_return(
                 occurred_at=at(offset),
                 shipment=f"SHP-{shipment.id:08d}" if action is Action.PACK else None,
                 patient_ref=patient_ref if action is Action.INFUSE else None,
+                patient_birth_date=birth_date(patient_ref) if action is Action.INFUSE else None,
             ),
             clock,
         )
@@ -216,13 +248,15 @@ def _manufacture_and_return(
 
 def _scan(session: Session, actor: Actor, scan: scans.ScanInput, clock: DemoClock) -> None:
     """A scan of the demo's past, recorded as if the server had heard of it then (a bedside
-    check, for one, is made by the server's clock)."""
+    check, for one, is made by the server's clock). The steps its sites sign carry the demo
+    user's signature in the act, as that user would give it with their password."""
     scans.record_scan(
         session,
         actor=actor,
         scan=scan,
         now=scan.occurred_at or clock.now,
         max_clock_skew=dt.timedelta(minutes=5),
+        signers=Signers(performer=actor) if scan.action in SIGNED else Signers(),
     )
 
 
@@ -240,7 +274,8 @@ def _build_order(
         session,
         actor=care,
         patient_ref=patient_ref,
-        product="axi-cel",
+        patient_birth_date=birth_date(patient_ref),
+        product=PRODUCT,
         collection_site="APH-NORTH",
         manufacturing_site="MFG-EAST",
         treatment_site="TRT-NORTH",
@@ -270,6 +305,17 @@ def _build_order(
         Action.RECEIVE: "MFG-EAST",
         Action.START_MANUFACTURING: "MFG-EAST",
     }
+    if steps > 0:  # the label is printed as the bag is registered, then checked by its scan
+        labels.record_print(
+            session,
+            actor=staff,
+            unit=unit,
+            order=order,
+            target="pdf",
+            reason=None,
+            now=clock.at(days_ago),
+        )
+    label = label_payload(Din.from_value(unit.din), Coi.from_value(order.coi))
     for index, action in enumerate(OUTBOUND[:steps]):
         actor = admin.actor_by_email(session, who.get(action, "apheresis@northgate.demo"))
         if action is Action.PACK:
@@ -288,7 +334,7 @@ def _build_order(
             session,
             actor,
             scans.ScanInput(
-                barcode=f"={unit.din}00",
+                barcode=label if action is Action.VERIFY_LABEL else f"={unit.din}00",
                 action=action,
                 site=where.get(action, "APH-NORTH"),
                 event_id=_event_id(f"{patient_ref}:{action}"),

@@ -63,6 +63,20 @@ def number(name: str, *, low: int = 1, high: int = 2**31 - 1, label: str | None 
     return int(value)
 
 
+def date(name: str, *, label: str | None = None) -> dt.date | None:
+    """A date field (YYYY-MM-DD, as a browser's date input sends it), or None when empty."""
+    value = text(name, max_length=10, label=label)
+    if not value:
+        return None
+    try:
+        parsed = dt.date.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequest(f"{label or name} is a date such as 1970-01-31") from None
+    if not dt.date(1900, 1, 1) <= parsed <= dt.date(9998, 12, 31):
+        raise InvalidRequest(f"{label or name} is a date from 1900 on")
+    return parsed
+
+
 def password(name: str) -> str:
     """A password as typed: not stripped, at most 256 characters, no NUL."""
     value = request.form.get(name, "")

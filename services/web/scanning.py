@@ -1,22 +1,79 @@
-"""One scan, as the API and the scan station both submit it: recorded in its own transaction,
-or refused and the refusal kept in another."""
+"""One scan, as the API and the pages submit it: the signatures it carries checked first (in a
+transaction of their own, so a wrong password counts and nothing is recorded), then recorded
+in its own transaction, or refused and the refusal kept in another."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from services.domain.custody import Actor
-from services.domain.errors import DomainError
+from services.domain.errors import DomainError, SignatureRefused
+from services.operations import signing
+from services.operations.admin import site_by_code
 from services.operations.scans import ScanInput, ScanOutcome, record_refusal, record_scan
+from services.operations.signing import NO_SIGNERS, Signers
 from services.web.api.present import scan_result
 from services.web.api.schemas import ScanResult
-from services.web.state import max_clock_skew, unit_of_work, utcnow
+from services.web.state import login_policy, max_clock_skew, unit_of_work, utcnow
 
 
-def submit_scan(actor: Actor, scan_input: ScanInput) -> tuple[ScanOutcome, ScanResult]:
-    """Record the scan or raise its DomainError, after keeping the refusal on record."""
+@dataclass(frozen=True)
+class Credentials:
+    """The e-signatures an act came with: the performer's password, a witness's e-mail and
+    password (each None when not given)."""
+
+    password: str | None = None
+    witness_email: str | None = None
+    witness_password: str | None = None
+
+    @property
+    def given(self) -> bool:
+        return any(
+            v is not None for v in (self.password, self.witness_email, self.witness_password)
+        )
+
+
+NO_CREDENTIALS = Credentials()
+
+
+def signers_for(actor: Actor, site_code: str, credentials: Credentials) -> Signers:
+    """Authenticate an act's signatures before the act, in a transaction of its own that is
+    committed even when they are refused (the failure counts towards the lock-out); raises
+    SignatureInvalid (or SignatureRequired for half a witness)."""
+    if not credentials.given:
+        return NO_SIGNERS
+    with unit_of_work() as uow:
+        try:
+            site = site_by_code(uow.session, site_code)
+            assert site.id is not None
+            signers = signing.authenticate_signers(
+                uow.session,
+                actor=actor,
+                site_id=site.id,
+                password=credentials.password,
+                witness_email=credentials.witness_email,
+                witness_password=credentials.witness_password,
+                now=utcnow(),
+                policy=login_policy(),
+            )
+        except SignatureRefused:
+            uow.commit()
+            raise
+        uow.commit()
+    return signers
+
+
+def submit_scan(
+    actor: Actor, scan_input: ScanInput, credentials: Credentials = NO_CREDENTIALS
+) -> tuple[ScanOutcome, ScanResult]:
+    """Record the scan (signed in the act where its site requires it) or raise its
+    DomainError, after keeping the refusal on record. A wrong password is no refused scan: it
+    counts towards the signer's lock-out, and nothing is recorded."""
+    signers = signers_for(actor, scan_input.site, credentials)
     try:
-        return _record(actor, scan_input)
+        return _record(actor, scan_input, signers)
     except DomainError as error:
         # the scan's own transaction is rolled back; the refusal is a record of its own
         keep_refusal(actor, scan_input, error)
@@ -30,7 +87,9 @@ def keep_refusal(actor: Actor, scan_input: ScanInput, error: DomainError) -> Non
         uow.commit()
 
 
-def _record(actor: Actor, scan_input: ScanInput) -> tuple[ScanOutcome, ScanResult]:
+def _record(
+    actor: Actor, scan_input: ScanInput, signers: Signers
+) -> tuple[ScanOutcome, ScanResult]:
     """One transaction for the scan. When a concurrent scan with the same event_id committed
     first (the unique constraint is the last line of defence), try once more: the second try
     finds that scan and answers as a replay, or refuses the reuse of its id. When the pooled
@@ -47,6 +106,7 @@ def _record(actor: Actor, scan_input: ScanInput) -> tuple[ScanOutcome, ScanResul
                     scan=scan_input,
                     now=utcnow(),
                     max_clock_skew=max_clock_skew(),
+                    signers=signers,
                 )
                 committing = True
                 uow.commit()

@@ -9,6 +9,7 @@ from flask_openapi3 import Tag
 from services.domain.identifiers import batch_number
 from services.operations import batches as batch_ops
 from services.operations.queries import coi_value
+from services.web import scanning  # the module: scanning imports this package in turn
 from services.web.api.blueprint import api
 from services.web.api.present import batch_public
 from services.web.api.schemas import (
@@ -67,9 +68,19 @@ def read_batch(path: BatchPath) -> Response:
 
 @api.post("/batches/<batch>/status", tags=[tag], responses={200: BatchPublic})
 def change_status(path: BatchPath, body: BatchStatusUpdate) -> Response:
-    """The next step, QA release (after QC testing) or failure (with a reason)."""
+    """The next step, QA release (after QC testing, signed in the act: `signature`) or
+    failure (with a reason)."""
     actor = current_actor()
     number = batch_number(path.batch)
+    signers = scanning.signers_for(
+        actor,
+        actor.site.code,
+        scanning.Credentials(
+            password=body.signature.password if body.signature else None,
+            witness_email=body.witness.email if body.witness else None,
+            witness_password=body.witness.password if body.witness else None,
+        ),
+    )
     with unit_of_work() as uow:
         batch_ops.change_status(
             uow.session,
@@ -80,6 +91,7 @@ def change_status(path: BatchPath, body: BatchStatusUpdate) -> Response:
             now=utcnow(),
             occurred_at=body.occurred_at,
             max_clock_skew=max_clock_skew(),
+            signers=signers,
         )
         uow.commit()
         result = batch_public(uow.session, batch_ops.batch_record(uow.session, actor, number))
@@ -101,6 +113,7 @@ def add_products(path: BatchPath, body: ProductsCreate) -> tuple[Response, int]:
             now=utcnow(),
             filled_at=body.filled_at,
             max_clock_skew=max_clock_skew(),
+            expires_at=body.expires_at,
         )
         uow.commit()
         result = batch_public(uow.session, batch_ops.batch_record(uow.session, actor, number))

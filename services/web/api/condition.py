@@ -15,8 +15,10 @@ from services.domain.condition import AlarmRule, ShipperStatus, parse_csv_upload
 from services.domain.errors import SignatureRefused
 from services.domain.identifiers import shipment_code
 from services.operations import condition, shippers
+from services.operations import products as product_ops
 from services.operations.directory import Directory
 from services.operations.queries import events_by_id
+from services.web import scanning  # the module: scanning imports this package in turn
 from services.web.api.blueprint import api
 from services.web.api.present import event_public
 from services.web.api.schemas import (
@@ -305,15 +307,24 @@ def read_alarm_rule(path: ProductPath) -> Response:
 
 @api.post("/alarm-rules/<product>", tags=[tag], responses={201: AlarmRulePublic})
 def update_alarm_rule(path: ProductPath, body: AlarmRuleUpdate) -> tuple[Response, int]:
-    """A new version of the product's alarm rule (an admin, or QA of a manufacturing site);
-    values left out keep the current ones. Kept in the admin log."""
+    """A new version of the product's alarm rule, by QA of the product's owning manufacturing
+    site, with a reason and signed (your password), within clinical bounds; values left out
+    keep the current ones. Kept in the admin log."""
+    actor = current_actor()
+    signers = scanning.signers_for(
+        actor,
+        actor.site.code,
+        scanning.Credentials(password=body.signature.password if body.signature else None),
+    )
     with unit_of_work() as uow:
-        rule = condition.set_rule(
+        rule = product_ops.change_alarm_rule(
             uow.session,
-            actor=current_actor(),
+            actor=actor,
             product=path.product,
+            reason=body.reason or "",
+            signers=signers,
             now=utcnow(),
-            **body.model_dump(),
+            **body.model_dump(exclude={"reason", "signature"}),
         )
         uow.commit()
     return jsonify(rule_public(rule).model_dump(mode="json")), 201

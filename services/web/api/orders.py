@@ -58,6 +58,8 @@ def enroll_order(body: OrderCreate) -> tuple[Response, int]:
             manufacturing_site=body.manufacturing_site,
             treatment_site=body.treatment_site,
             now=utcnow(),
+            patient_birth_date=body.patient_birth_date,
+            patient_name=body.patient_name,
         )
         uow.commit()
         result = order_public(uow.session, actor, order)

@@ -12,7 +12,7 @@ from sqlmodel import Session
 from services.db.cache import site_code
 from services.domain.batches import BatchState
 from services.domain.custody import Actor
-from services.domain.identifiers import Coi, Din, batch_code, shipment_code
+from services.domain.identifiers import Coi, Din, batch_code, label_payload, shipment_code
 from services.operations import audit, shippers, signing
 from services.operations.access import may_see_patient_ref
 from services.operations.batches import BatchRecord, batches_of_order
@@ -76,6 +76,8 @@ def unit_public(record: UnitRecord) -> UnitPublic:
         collected_at=record.collected_at,
         volume_ml=record.volume_ml,
         batch=record.batch,
+        expires_at=record.expires_at,
+        label_2d=label_payload(din, Coi.from_value(record.coi)),
         made_from=list(record.made_from),
         products=list(record.products),
     )
@@ -127,6 +129,8 @@ def order_public(session: Session, actor: Actor, order: Order) -> OrderPublic:
         state=order.state,
         product=order.product,
         patient_ref=order.patient_ref if may_see_patient_ref(actor, order) else None,
+        patient_birth_date=order.patient_birth_date if may_see_patient_ref(actor, order) else None,
+        patient_name=order.patient_name if may_see_patient_ref(actor, order) else None,
         collection_site=names.code(order.collection_site_id),
         manufacturing_site=names.code(order.manufacturing_site_id),
         treatment_site=names.code(order.treatment_site_id),
@@ -176,6 +180,7 @@ def event_public(record: EventRecord) -> EventPublic:
         reason=record.reason,
         corrects=record.corrects,
         details=record.details,
+        signing=record.signing,
     )
 
 
@@ -256,6 +261,7 @@ def batch_public(session: Session, record: BatchRecord) -> BatchPublic:
         opened_at=batch.opened_at,
         updated_at=batch.updated_at,
         failure_reason=batch.failure_reason,
+        release_signed_at=batch.release_signed_at,
         inputs=[unit.din for unit in record.inputs],
         products=[unit_public(r) for r in unit_records(session, record.products, record.order.coi)],
         history=[
@@ -280,6 +286,17 @@ def scan_result(session: Session, actor: Actor, outcome: ScanOutcome) -> ScanRes
         ids = [event.id for event in outcome.events]
         records = events_by_id(session, [i for i in ids if i is not None])
     events = [event_public(record) for record in records]
+    if outcome.replayed:
+        signed = audit.signatures_of(session, [record.id for record in records])
+        given = [row for rows in signed.values() for row, _email in rows]
+    else:
+        given = outcome.signatures
+    for event, record in zip(events, records, strict=True):
+        event.signatures = [
+            signature_public(row, row.signer_email or "")
+            for row in given
+            if row.event_id == record.id
+        ]
     single = events[0] if len(events) == 1 else None
     return ScanResult(
         event_id=outcome.scan.event_id,
@@ -319,6 +336,8 @@ def shipment_public(session: Session, shipment: Shipment) -> ShipmentPublic:
         received=[unit.din for unit in manifest if unit.din in arrived],
         outstanding=[unit.din for unit in manifest if unit.din not in arrived],
         reconciled_at=shipment.reconciled_at,
+        cancelled_at=shipment.cancelled_at,
+        cancel_reason=shipment.cancel_reason,
         missing=shipment.missing,
         warnings=shippers.shipment_warnings(session, shipment),
     )

@@ -19,7 +19,8 @@ from services.web.state import current_actor
     responses={200: ScanResult, 201: ScanResult, 409: Problem},
 )
 def scan(body: ScanCreate) -> Response | tuple[Response, int]:
-    """Record a scan; a repeated event_id returns the event recorded the first time (200)."""
+    """Record a scan; a repeated event_id returns the event recorded the first time (200).
+    Where the site signs the step, the scan carries the signature (and witness) with it."""
     scan_input = ScanInput(
         barcode=body.barcode,
         action=body.action,
@@ -29,9 +30,15 @@ def scan(body: ScanCreate) -> Response | tuple[Response, int]:
         shipment=body.shipment,
         coi=body.coi,
         patient_ref=body.patient_ref,
+        patient_birth_date=body.patient_birth_date,
+    )
+    credentials = scanning.Credentials(
+        password=body.signature.password if body.signature else None,
+        witness_email=body.witness.email if body.witness else None,
+        witness_password=body.witness.password if body.witness else None,
     )
     try:
-        outcome, result = scanning.submit_scan(current_actor(), scan_input)
+        outcome, result = scanning.submit_scan(current_actor(), scan_input, credentials)
     except DomainError as error:
         return domain_problem(error)
     return jsonify(result.model_dump(mode="json")), 200 if outcome.replayed else 201

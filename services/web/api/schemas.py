@@ -73,6 +73,31 @@ RowId = Annotated[int, Constraint(ge=1, le=MAX_ID)]
 EventKind = Annotated[str, StringConstraints(max_length=32), AfterValidator(_printable)]
 
 
+BirthDate = Annotated[dt.date, Constraint(ge=dt.date(1900, 1, 1), le=dt.date(9998, 12, 31))]
+Password = Annotated[str, StringConstraints(max_length=256), AfterValidator(_no_nul)]
+PersonName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_printable),
+]
+EmailText = Annotated[str, StringConstraints(max_length=254), AfterValidator(_printable)]
+
+
+class ActSignature(SQLModel):
+    """The performer's e-signature, given with the act: their password again (they are
+    signed in: their identity is the first component)."""
+
+    password: Password = Field(description="Your password: the second component")
+
+
+class ActWitness(SQLModel):
+    """A witness's e-signature, given with the act: a second person of the site where the
+    step happens, with their own e-mail and password."""
+
+    email: EmailText = Field(description="The witness's e-mail")
+    password: Password = Field(description="The witness's password")
+
+
 class Problem(SQLModel):
     """An error (RFC 9457 problem details) with a stable machine ``code``."""
 
@@ -117,6 +142,14 @@ class OrderCreate(SQLModel):
     patient_ref: Text = Field(
         description="The treatment centre's pseudonymous patient reference (never a name)"
     )
+    patient_birth_date: BirthDate | None = Field(
+        default=None,
+        description="The patient's date of birth (YYYY-MM-DD): the second identifier the "
+        "bedside matches; kept only for the sites that may see the patient reference",
+    )
+    patient_name: PersonName | None = Field(
+        default=None, description="The patient's name, if the site records it"
+    )
     product: ProductName
     collection_site: Code
     manufacturing_site: Code
@@ -159,6 +192,12 @@ class UnitPublic(SQLModel):
     )
     products: list[str] = Field(
         default_factory=list, description="An apheresis bag's product bags (their DINs)"
+    )
+    expires_at: dt.datetime | None = Field(default=None, description="A product bag's expiry")
+    label_2d: str = Field(
+        default="",
+        description="The text of the bag label's 2-D code (=DIN flags &/COI): what "
+        "verify_label takes, scanned from the printed label",
     )
 
 
@@ -216,6 +255,10 @@ class OrderPublic(SQLModel):
     patient_ref: str | None = Field(
         description="Shown only to the collection and treatment sites; null for everyone else"
     )
+    patient_birth_date: dt.date | None = Field(
+        default=None, description="As patient_ref: the second identifier, where recorded"
+    )
+    patient_name: str | None = Field(default=None, description="As patient_ref, where recorded")
     collection_site: str
     manufacturing_site: str
     treatment_site: str
@@ -260,6 +303,11 @@ class EventPublic(SQLModel):
         default=None,
         description="not_required | awaiting | awaiting_witness | signed (order timeline)",
     )
+    signing: str | None = Field(
+        default=None,
+        description="What its step needed when it was recorded: none | signed | witnessed "
+        "(signed in the act); null: recorded before this was kept",
+    )
     signatures: list[SignaturePublic] = Field(default_factory=list)
 
 
@@ -302,6 +350,19 @@ class ScanCreate(SQLModel):
     patient_ref: Text | None = Field(
         default=None, description="The patient scanned at the bedside (infuse)"
     )
+    patient_birth_date: BirthDate | None = Field(
+        default=None,
+        description="The patient's date of birth from the wristband (infuse): the second "
+        "identifier, required where the order recorded one",
+    )
+    signature: ActSignature | None = Field(
+        default=None,
+        description="Where the site signs this step (defaults: manufacturing receive, "
+        "treatment infuse): your password, or the scan is refused (signature_required)",
+    )
+    witness: ActWitness | None = Field(
+        default=None, description="Where the site's rule asks for a witness: theirs"
+    )
 
 
 class ScanResult(SQLModel):
@@ -337,6 +398,10 @@ class ShipmentCreate(SQLModel):
     carrier: Code | None = Field(default=None, description="The courier site that will carry it")
 
 
+class ShipmentCancel(SQLModel):
+    reason: Reason = Field(min_length=1, description="Why the shipment is cancelled")
+
+
 class ShipmentPath(SQLModel):
     shipment: Annotated[Identifier, StringConstraints(max_length=32)] = Field(
         description="SHP-00000012 or 12"
@@ -363,6 +428,10 @@ class ShipmentPublic(SQLModel):
     missing: list[str] | None = Field(
         default=None, description="Bags the destination reported missing when it reconciled"
     )
+    cancelled_at: dt.datetime | None = Field(
+        default=None, description="Cancelled before pickup: its bags went back, with the reason"
+    )
+    cancel_reason: str | None = None
     warnings: list[str] = Field(
         default_factory=list,
         description="What to act on: a leg allowed longer than the shipper's qualified hold "
@@ -394,12 +463,23 @@ class BatchStatusUpdate(SQLModel):
     status: BatchState
     reason: Reason | None = Field(default=None, description="Required when the batch fails")
     occurred_at: Timestamp | None = None
+    signature: ActSignature | None = Field(
+        default=None,
+        description="A QA release is signed in the act (where the site signs releases, the "
+        "default): your password; one signature covers the batch and all its product bags",
+    )
+    witness: ActWitness | None = Field(
+        default=None, description="Where the site's rule asks for a witness of the release"
+    )
 
 
 class ProductsCreate(SQLModel):
     count: int = Field(ge=1, le=10, description="How many product bags were filled")
     volume_ml: Number | None = Field(default=None, gt=0, le=2000)
     filled_at: Timestamp | None = None
+    expires_at: Timestamp | None = Field(
+        default=None, description="The bags' expiry; default: the product's shelf life"
+    )
 
 
 class BatchStepPublic(SQLModel):
@@ -423,6 +503,10 @@ class BatchPublic(SQLModel):
     inputs: list[str] = Field(description="The apheresis bags it was made from (DINs)")
     products: list[UnitPublic]
     history: list[BatchStepPublic]
+    release_signed_at: dt.datetime | None = Field(
+        default=None,
+        description="When its QA release was complete (signed): its product bags may leave",
+    )
 
 
 class BatchList(SQLModel):
@@ -560,6 +644,11 @@ class SlaPolicyUpdate(SQLModel):
     at_risk: Number | None = Field(default=None, gt=0, lt=1)
     escalate_after_hours: Number | None = Field(default=None, gt=0)
     target_days: Number | None = Field(default=None, gt=0)
+    reason: Reason | None = Field(default=None, description="Why it changes (required)")
+    signature: ActSignature | None = Field(
+        default=None,
+        description="QA of the product's owning site signs the change: your password again",
+    )
 
 
 class SlaPolicyPublic(SQLModel):
@@ -728,7 +817,7 @@ class LoggerFilePublic(SQLModel):
 
 
 class AlarmPublic(SQLModel):
-    kind: Literal["instant", "continuous", "cumulative", "gap"]
+    kind: Literal["instant", "continuous", "cumulative", "gap", "conflict"]
     device_id: str
     product: str
     rule_version: int
@@ -779,6 +868,11 @@ class AlarmRuleUpdate(SQLModel):
     continuous_minutes: Number | None = None
     cumulative_minutes: Number | None = None
     gap_minutes: Number | None = None
+    reason: Reason | None = Field(default=None, description="Why it changes (required)")
+    signature: ActSignature | None = Field(
+        default=None,
+        description="QA of the product's owning site signs the change: your password again",
+    )
 
 
 class ShipmentReadings(SQLModel):

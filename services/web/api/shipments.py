@@ -7,7 +7,12 @@ from flask import Response, jsonify
 from services.operations import shipments as shipment_ops
 from services.web.api.blueprint import api, shipments_tag
 from services.web.api.present import shipment_public
-from services.web.api.schemas import ShipmentCreate, ShipmentPath, ShipmentPublic
+from services.web.api.schemas import (
+    ShipmentCancel,
+    ShipmentCreate,
+    ShipmentPath,
+    ShipmentPublic,
+)
 from services.web.state import current_actor, state, unit_of_work, utcnow
 
 
@@ -48,6 +53,20 @@ def reconcile_shipment(path: ShipmentPath) -> Response:
     with unit_of_work() as uow:
         shipment = shipment_ops.reconcile(
             uow.session, actor=current_actor(), code=path.shipment, now=utcnow()
+        )
+        uow.commit()
+        result = shipment_public(uow.session, shipment)
+    return jsonify(result.model_dump(mode="json"))
+
+
+@api.post("/shipments/<shipment>/cancel", tags=[shipments_tag], responses={200: ShipmentPublic})
+def cancel_shipment(path: ShipmentPath, body: ShipmentCancel) -> Response:
+    """Cancel a shipment opened by mistake, before pickup, with a reason (its origin's shipping
+    staff): each bag goes back to the state it had before packing (an event on each), and the
+    shipper is free again."""
+    with unit_of_work() as uow:
+        shipment = shipment_ops.cancel_shipment(
+            uow.session, actor=current_actor(), code=path.shipment, reason=body.reason, now=utcnow()
         )
         uow.commit()
         result = shipment_public(uow.session, shipment)

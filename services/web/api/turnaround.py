@@ -7,6 +7,8 @@ from flask_openapi3 import Tag
 
 from services.domain.sla import Policy
 from services.operations import deadlines, turnaround
+from services.operations import products as product_ops
+from services.web import scanning  # the module: scanning imports this package in turn
 from services.web.api.blueprint import api
 from services.web.api.present import deadline_public
 from services.web.api.schemas import (
@@ -72,17 +74,27 @@ def read_policy(path: ProductPath) -> Response:
 
 @api.post("/sla-policies/<product>", tags=[tag], responses={201: SlaPolicyPublic})
 def update_policy(path: ProductPath, body: SlaPolicyUpdate) -> tuple[Response, int]:
-    """A new version of the policy (admin or QA). Legs already open keep their limits."""
+    """A new version of the policy, by QA of the product's owning manufacturing site, with a
+    reason and signed (your password). Legs already open keep their limits."""
+    actor = current_actor()
+    signers = scanning.signers_for(
+        actor,
+        actor.site.code,
+        scanning.Credentials(password=body.signature.password if body.signature else None),
+    )
     with unit_of_work() as uow:
-        policy = deadlines.set_policy(
+        policy = product_ops.change_policy(
             uow.session,
-            actor=current_actor(),
+            actor=actor,
             product=path.product,
             limits={leg: hours * 3600 for leg, hours in body.limits_hours.items()},
             at_risk=body.at_risk,
             escalate_after=body.escalate_after_hours * 3600 if body.escalate_after_hours else None,
             target_days=body.target_days,
             typical={leg: hours * 3600 for leg, hours in body.typical_hours.items()},
+            reason=body.reason or "",
+            signers=signers,
+            now=utcnow(),
         )
         uow.commit()
     return jsonify(_public(policy).model_dump(mode="json")), 201

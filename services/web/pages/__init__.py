@@ -68,6 +68,7 @@ NAV: dict[Role, list[tuple[str, str]]] = {
         ("pages.batch_board", "Batches"),
         ("pages.control_tower", "Control tower"),
         ("pages.scan_station", "Scan"),
+        ("pages.products_page", "Products"),
         ("pages.subscriptions", "Subscriptions"),  # witnesses of the audit checkpoints
     ],
     Role.ADMIN: [
@@ -167,6 +168,7 @@ import services.web.pages.alerts  # noqa: E402
 import services.web.pages.bedside  # noqa: E402
 import services.web.pages.condition  # noqa: E402
 import services.web.pages.orders  # noqa: E402
+import services.web.pages.products  # noqa: E402
 import services.web.pages.review  # noqa: E402
 import services.web.pages.shipments  # noqa: E402
 import services.web.pages.work  # noqa: E402, F401

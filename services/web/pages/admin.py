@@ -1,5 +1,6 @@
-"""/admin: an admin's site (FIN, signing rules), its users (add, role, deactivate, reset the
-password), their API tokens, the products' turnaround policies, and the log of every change."""
+"""/admin: an admin's site (FIN, signing rules, courier contracts), its users (add, role,
+deactivate, reset the password), their API tokens, and the log of every change. A product's
+settings are its owning site's QA's (/products)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ from typing import Any
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
-from services.domain.custody import Role
+from services.domain.custody import Role, SiteKind
 from services.domain.errors import DomainError, Forbidden, InvalidRequest
-from services.domain.sla import Leg
-from services.operations import deadlines, signing, staff
+from services.operations import contracts, signing, staff
 from services.operations.directory import Directory
 from services.web import forms
 from services.web.pages import pages
@@ -37,17 +37,14 @@ def admin() -> str:
             "steps": signing.critical_steps(uow.session, site),
             "users": staff.site_users(uow.session, actor),
             "tokens": staff.site_tokens(uow.session, actor),
-            "policies": [
-                deadlines.current_policy(uow.session, product)
-                for product in deadlines.products(uow.session)
-            ],
+            "contracted": contracts.contracted_couriers(uow.session, actor.site_id),
+            "couriers": [s for s in Directory(uow.session).sites() if s.kind is SiteKind.COURIER],
             "log": staff.changes(uow.session, actor, limit=50),
         }
     return render_template(
         "admin.html",
         actor=actor,
         roles=list(Role),
-        legs=list(Leg),
         temporary=request.args.get("temporary"),
         **context,
     )
@@ -166,33 +163,23 @@ def admin_site() -> Any:
     return _done(message)
 
 
-@pages.route("/admin/policies/<product>", methods=["POST"])
+@pages.route("/admin/contracts", methods=["POST"])
 @login_required
-def admin_policy(product: str) -> Any:
+def admin_contracts() -> Any:
+    """Contract a courier for the admin's site, or end a contract (on record)."""
     actor = _admin()
     try:
-        limits: dict[str, float] = {}
-        for leg in Leg:
-            value = forms.optional(f"limit_{leg.value}", max_length=10)
-            if value:
-                limits[leg.value] = _hours(value) * 3600
-        target = forms.optional("target_days", max_length=10)
+        courier = forms.text("courier", max_length=32, required=True, label="the courier")
+        active = forms.text("change", max_length=8) != "end"
         with unit_of_work() as uow:
-            policy = staff.change_policy(
-                uow.session,
-                actor=actor,
-                product=forms.product(product),
-                limits=limits,
-                at_risk=None,
-                escalate_after=None,
-                target_days=_hours(target) if target else None,
-                now=utcnow(),
+            site = Directory(uow.session).site(actor.site_id)
+            contracts.set_contract(
+                uow.session, actor=actor, site=site, courier=courier, active=active, now=utcnow()
             )
             uow.commit()
-            version = policy.version
     except DomainError as error:
         return _done(f"Not changed: {error.detail}")
-    return _done(f"{product}: policy version {version} in force for legs opened from now.")
+    return _done(f"{courier} {'contracted' if active else 'no longer contracted'}.")
 
 
 def _hours(text: str) -> float:

@@ -48,6 +48,8 @@ def new_order() -> Any:
                 patient_ref=forms.text(
                     "patient_ref", max_length=64, required=True, label="patient reference"
                 ),
+                patient_birth_date=_required_date("patient_birth_date", "the date of birth"),
+                patient_name=forms.optional("patient_name", max_length=200, label="the name"),
                 product=forms.text("product", max_length=64, required=True),
                 collection_site=forms.text("collection_site", max_length=32, required=True),
                 manufacturing_site=forms.text("manufacturing_site", max_length=32, required=True),
@@ -61,6 +63,13 @@ def new_order() -> Any:
         page = render_template("new_order.html", actor=actor, form=request.form, **_choices())
         return page, 422
     return redirect(url_for("pages.order_timeline", coi=coi, enrolled=1), 303)
+
+
+def _required_date(name: str, label: str) -> Any:
+    born = forms.date(name, label=label)
+    if born is None:
+        raise InvalidRequest(f"{label} is required: the bedside checks it with the reference")
+    return born
 
 
 @pages.route("/orders/<coi>/collections", methods=["POST"])
@@ -123,7 +132,7 @@ def print_label(din: str) -> Any:
                     raise InvalidRequest("no label printer is set up (LABEL_PRINTER_URL)")
                 send_zpl(printer, labels.render(spec, "zpl", dpi=203))
             uow.commit()
-            copy = row.copy_number
+            copy, print_id = row.copy_number, row.id
     except (DomainError, PrinterError) as error:
         flash(f"Not printed: {getattr(error, 'detail', str(error))}")
         if not coi:
@@ -132,7 +141,7 @@ def print_label(din: str) -> Any:
     if target == "printer":
         flash(f"Label of {din} sent to the label printer (copy {copy}).")
         return redirect(url_for("pages.order_timeline", coi=coi, _anchor=f"bag-{din}"), 303)
-    pdf = url_for("pages.unit_label", din=din, fmt="pdf")
+    pdf = url_for("pages.unit_label", din=din, fmt="pdf", print=print_id)
     return render_template(
         "print.html", actor=actor, pdf=pdf, what=f"bag {din}", copy=copy, coi=coi
     )

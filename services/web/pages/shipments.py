@@ -13,7 +13,7 @@ from services.domain.custody import Action, SiteKind, UnitState
 from services.domain.errors import DomainError, InvalidRequest
 from services.domain.identifiers import shipment_code
 from services.operations import labels as label_ops
-from services.operations import manifests, shippers
+from services.operations import manifests, shippers, signing
 from services.operations import shipments as shipment_ops
 from services.operations.directory import Directory
 from services.operations.scans import ScanInput
@@ -21,7 +21,7 @@ from services.printing import PrinterError, send_zpl
 from services.web import forms
 from services.web.pages import pages
 from services.web.pages.work import frameable
-from services.web.scanning import submit_scan
+from services.web.scanning import NO_CREDENTIALS, Credentials, submit_scan
 from services.web.security import session_actor
 from services.web.state import state, unit_of_work, utcnow
 
@@ -30,10 +30,10 @@ def _result(ok: bool, headline: str, detail: str, code: str = "") -> dict[str, A
     return {"ok": ok, "headline": headline, "detail": detail, "code": code}
 
 
-def _scan(scan: ScanInput) -> dict[str, Any]:
+def _scan(scan: ScanInput, credentials: Credentials = NO_CREDENTIALS) -> dict[str, Any]:
     """Record one scan, as the scan station does; the answer in words for the page."""
     try:
-        outcome, recorded = submit_scan(session_actor(), scan)
+        outcome, recorded = submit_scan(session_actor(), scan, credentials)
     except DomainError as error:
         return _result(False, "REFUSED", error.detail, error.code)
     moved = ", ".join(
@@ -175,6 +175,11 @@ def receive_shipment(code: str) -> Any:
     if request.method == "POST":
         try:
             barcode = forms.text("barcode", max_length=256, required=True, label="the scan")
+            credentials = Credentials(
+                password=forms.password("password") or None,
+                witness_email=forms.optional("witness_email", max_length=254, label="witness"),
+                witness_password=forms.password("witness_password") or None,
+            )
             result = _scan(
                 ScanInput(
                     barcode=barcode,
@@ -182,14 +187,37 @@ def receive_shipment(code: str) -> Any:
                     site=actor.site.code,
                     event_id=forms.event_id(),
                     shipment=code,
-                )
+                ),
+                credentials,
             )
         except DomainError as error:
             result = _result(False, "REFUSED", error.detail, error.code)
     with unit_of_work() as uow:
         receipt = manifests.receipt(uow.session, actor, code)
-    page = render_template("shipment_receive.html", actor=actor, receipt=receipt, result=result)
+        signed = signing.step_requirement(uow.session, actor.site_id, Action.RECEIVE.value)
+    page = render_template(
+        "shipment_receive.html", actor=actor, receipt=receipt, result=result, signed=signed
+    )
     return page, (200 if result is None or result["ok"] else 422)
+
+
+@pages.route("/shipments/<code>/cancel", methods=["POST"])
+@login_required
+def cancel_shipment(code: str) -> Any:
+    """A shipment opened by mistake, cancelled before pickup with a reason: its bags go back
+    to where they were before packing, its shipper is free again."""
+    try:
+        reason = forms.text("reason", max_length=500, required=True, label="the reason")
+        with unit_of_work() as uow:
+            shipment = shipment_ops.cancel_shipment(
+                uow.session, actor=session_actor(), code=code, reason=reason, now=utcnow()
+            )
+            uow.commit()
+        flash(f"Shipment {shipment_code(shipment.id or 0)} cancelled: its bags are unpacked.")
+        return redirect(url_for("pages.shipments"), 303)
+    except DomainError as error:
+        flash(f"Not cancelled: {error.detail}")
+        return redirect(url_for("pages.pack_shipment", code=code), 303)
 
 
 @pages.route("/shipments/<code>/reconcile", methods=["POST"])

@@ -13,10 +13,10 @@ import labels
 
 if TYPE_CHECKING:
     from services.db.models import Site
-from services.domain.batches import STEPS, BatchState, next_step
+from services.domain.batches import FILLING, STEPS, BatchState, next_step
 from services.domain.custody import Action, Role, UnitState
-from services.domain.errors import DomainError
-from services.domain.identifiers import batch_number
+from services.domain.errors import DomainError, InvalidRequest
+from services.domain.identifiers import batch_code, batch_number
 from services.domain.signatures import MEANINGS
 from services.operations import access, audit, batches, condition, signing, tower
 from services.operations import labels as label_ops
@@ -27,9 +27,10 @@ from services.operations.scans import ScanInput
 from services.web import charts, forms
 from services.web.api.present import batch_public, order_public, timeline_window
 from services.web.documents import evidence_response, report_response
+from services.web.errors import STATUS_BY_CODE
 from services.web.pages import pages
 from services.web.pages.condition import condition_view
-from services.web.scanning import submit_scan
+from services.web.scanning import Credentials, signers_for, submit_scan
 from services.web.security import session_actor
 from services.web.state import login_policy, max_clock_skew, state, unit_of_work, utcnow
 
@@ -67,6 +68,16 @@ def _sites() -> list[Site]:
         return Directory(uow.session).sites()
 
 
+def _signed_steps() -> dict[str, dict[str, bool]]:
+    """Each site's signed steps (step -> witness too), for the scan station to ask for the
+    signature with the scan, before the act."""
+    with unit_of_work() as uow:
+        return {
+            site.code: signing.critical_steps(uow.session, site)
+            for site in Directory(uow.session).sites()
+        }
+
+
 # the scan station
 
 
@@ -83,6 +94,7 @@ def scan_station() -> Any:
             action=request.args.get("action", actions[0].value if actions else ""),
             site=request.args.get("site", actor.site.code),
             sites=_sites(),
+            signed=_signed_steps(),
             result=None,
         )
     form = request.form
@@ -105,7 +117,14 @@ def scan_station() -> Any:
             event_id=forms.event_id(),
             occurred_at=forms.timestamp("occurred_at"),
             shipment=forms.optional("shipment", max_length=32),
+            coi=forms.optional("coi", max_length=64, label="the chain of identity"),
             patient_ref=forms.optional("patient_ref", max_length=64, label="patient reference"),
+            patient_birth_date=forms.date("patient_birth_date", label="the date of birth"),
+        )
+        credentials = Credentials(
+            password=forms.password("password") or None,
+            witness_email=forms.optional("witness_email", max_length=254, label="the witness"),
+            witness_password=forms.password("witness_password") or None,
         )
     except (ValueError, DomainError) as error:
         result = {
@@ -116,7 +135,7 @@ def scan_station() -> Any:
         }
         return (jsonify(result), 422) if wants_json else _station(actor, actions, form, result)
     try:
-        outcome, recorded = submit_scan(actor, scan)
+        outcome, recorded = submit_scan(actor, scan, credentials)
     except DomainError as error:
         result = {
             "ok": False,
@@ -127,7 +146,7 @@ def scan_station() -> Any:
             "action": scan.action.value,
             "event_id": scan.event_id,
         }
-        status = 409 if error.code in ("illegal_transition", "conflict") else 422
+        status = 409 if STATUS_BY_CODE.get(error.code) == 409 else 422
         return (jsonify(result), status) if wants_json else _station(actor, actions, form, result)
     moved = ", ".join(
         f"bag {e.din} now {e.to_state.value.replace('_', ' ')}"
@@ -161,6 +180,7 @@ def _station(
         action=form.get("action", ""),
         site=form.get("site", actor.site.code),
         sites=_sites(),
+        signed=_signed_steps(),
         result=result,
     )
     return page, 201 if result["ok"] else 422
@@ -238,11 +258,21 @@ def order_evidence(coi: str) -> Response:
 @pages.route("/units/<din>/label.<fmt>")
 @login_required
 def unit_label(din: str, fmt: str) -> Response:
-    if fmt not in ("pdf", "png", "zpl"):
+    """A bag's label file. The print page shows the print it just recorded (``?print=ID``);
+    any other fetch of the file is a download, on record like a print."""
+    if fmt not in ("pdf", "png", "zpl", "svg"):
         abort(404)
+    actor = session_actor()
+    shown = request.args.get("print", type=int)
     with unit_of_work() as uow:
-        unit, order = unit_by_din(uow.session, session_actor(), din)
+        unit, order = unit_by_din(uow.session, actor, din)
         spec = label_spec(uow.session, unit, order)
+        now = utcnow()
+        if not label_ops.print_shown(uow.session, actor=actor, unit=unit, print_id=shown, now=now):
+            label_ops.record_download(
+                uow.session, actor=actor, unit=unit, order=order, via="page", now=now
+            )
+            uow.commit()
     content = labels.render(spec, fmt, size=labels.DEFAULT_SIZE)  # type: ignore[arg-type]
     response = Response(content, mimetype=labels.MEDIA_TYPES[fmt])  # type: ignore[index]
     response.headers["Content-Disposition"] = f'inline; filename="label-{unit.din}.{fmt}"'
@@ -282,7 +312,10 @@ def batch_board() -> str:
 @pages.route("/batches/<batch>/status", methods=["POST"])
 @login_required
 def batch_status(batch: str) -> Any:
+    """The next step, or a failure with its reason. A QA release is signed on its review page
+    (batch_release), not here."""
     actor = session_actor()
+    back = request.form.get("back") == "batch"
     try:
         status = BatchState(forms.text("status", max_length=32, required=True))
         reason = forms.optional("reason", max_length=1000)
@@ -299,8 +332,117 @@ def batch_status(batch: str) -> Any:
             uow.commit()
     except (DomainError, ValueError) as error:
         flash(f"Not changed: {getattr(error, 'detail', str(error))}")
-        return redirect(url_for("pages.batch_board")), 303
-    return redirect(url_for("pages.batch_board")), 303
+    target = url_for("pages.batch_page", batch=batch) if back else url_for("pages.batch_board")
+    return redirect(target), 303
+
+
+@pages.route("/batches/<batch>")
+@login_required
+def batch_page(batch: str) -> str:
+    """One batch: its record, its product bags with their labels, and what may be done next
+    (register product bags, the next step, QA's review and release, failing it)."""
+    actor = session_actor()
+    number = batch_number(batch)
+    with unit_of_work() as uow:
+        record = batches.batch_record(uow.session, actor, number)
+        card = batch_public(uow.session, record)
+        at_site = actor.site_id == record.batch.site_id
+    return render_template(
+        "batch.html",
+        actor=actor,
+        batch=card,
+        next_step=next_step(card.state),
+        may_work=at_site and actor.role is Role.MANUFACTURING_OPERATOR,
+        may_fail=at_site and actor.role in (Role.MANUFACTURING_OPERATOR, Role.QA),
+        may_release=at_site and actor.role is Role.QA,
+        filling=card.state in FILLING,
+    )
+
+
+@pages.route("/batches/<batch>/products", methods=["POST"])
+@login_required
+def batch_products(batch: str) -> Any:
+    """Register the product bags filled from the batch: count and volume; the new DINs and
+    their labels are shown at once."""
+    actor = session_actor()
+    try:
+        count = forms.number("count", low=1, high=10, label="the number of bags")
+        volume = forms.optional("volume_ml", max_length=8, label="the volume")
+        try:
+            volume_ml = float(volume) if volume else None
+        except ValueError:
+            raise InvalidRequest("the volume is a number of millilitres") from None
+        if volume_ml is not None and not 0 < volume_ml <= 2000:
+            raise InvalidRequest("the volume of a product bag is between 0 and 2000 ml")
+        with unit_of_work() as uow:
+            made = batches.add_products(
+                uow.session,
+                actor=actor,
+                number=batch_number(batch),
+                count=count,
+                volume_ml=volume_ml,
+                now=utcnow(),
+                max_clock_skew=max_clock_skew(),
+            )
+            uow.commit()
+            dins = [unit.din for unit in made]
+    except DomainError as error:
+        flash(f"Not registered: {error.detail}")
+        return redirect(url_for("pages.batch_page", batch=batch)), 303
+    flash(f"Registered {len(dins)} product bag(s): {', '.join(dins)}. Print their labels below.")
+    return redirect(url_for("pages.batch_page", batch=batch, _anchor="products")), 303
+
+
+@pages.route("/batches/<batch>/release", methods=["GET", "POST"])
+@login_required
+def batch_release(batch: str) -> Any:
+    """QA's release in one act: the batch record to review, and one e-signature (meaning
+    approved) that covers the batch and all its product bags."""
+    actor = session_actor()
+    number = batch_number(batch)
+    error: DomainError | None = None
+    if request.method == "POST":
+        try:
+            credentials = Credentials(
+                password=forms.password("password") or None,
+                witness_email=forms.optional("witness_email", max_length=254, label="witness"),
+                witness_password=forms.password("witness_password") or None,
+            )
+            signers = signers_for(actor, actor.site.code, credentials)
+            with unit_of_work() as uow:
+                batches.change_status(
+                    uow.session,
+                    actor=actor,
+                    number=number,
+                    status=BatchState.RELEASED,
+                    reason=None,
+                    now=utcnow(),
+                    max_clock_skew=max_clock_skew(),
+                    signers=signers,
+                )
+                uow.commit()
+            flash(f"Batch {batch_code(number)} released: its product bags may be shipped.")
+            return redirect(url_for("pages.batch_page", batch=batch_code(number))), 303
+        except DomainError as refused:
+            error = refused
+    with unit_of_work() as uow:
+        review = batches.release_review(uow.session, actor, number)
+        card = batch_public(uow.session, review.record)
+        names = Directory(uow.session)
+        holds = [
+            (event, names.email(event.actor_id), names.code(event.site_id))
+            for event in review.holds
+        ]
+    status = 200 if error is None else STATUS_BY_CODE.get(error.code, 422)
+    page = render_template(
+        "batch_release.html",
+        actor=actor,
+        batch=card,
+        review=review,
+        holds=holds,
+        error=error,
+    )
+    return page, status
 
 
 # the control tower

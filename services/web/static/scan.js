@@ -108,13 +108,31 @@
       action: form.elements.action.value,
       site: form.elements.site.value,
       patient_ref: form.elements.patient_ref.value,
+      patient_birth_date: form.elements.patient_birth_date.value,
+      coi: form.elements.coi.value.trim(),
       scanned_by: user,
       event_id: crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random(),
       occurred_at: new Date().toISOString(),
     };
+    form.elements.coi.value = "";
+    // a signature is given with its act and never kept: the password goes with this one scan
+    const credentials = {};
+    if (signed()) {
+      for (const name of ["password", "witness_email", "witness_password"]) {
+        if (form.elements[name].value) { credentials[name] = form.elements[name].value; }
+        form.elements[name].value = "";
+      }
+    }
     try {
-      show(await send(scan));
+      show(await send(Object.assign({}, scan, credentials)));
     } catch (e) {
+      if (Object.keys(credentials).length) {
+        // a signed step is never queued: a password is never kept in this browser
+        show({ ok: false, headline: "NOT RECORDED", barcode: barcode, action: scan.action,
+               code: "offline", detail: "No connection: a signed step needs the server. " +
+               "Scan it again, with your password, when the connection is back." });
+        return;
+      }
       if (scan.action === "infuse") {
         // the bedside check is the server's: an infusion is never queued, and no patient
         // reference is ever kept in this browser
@@ -124,6 +142,7 @@
         return;
       }
       delete scan.patient_ref;
+      delete scan.patient_birth_date;
       savePending(pending().concat([scan]));
       show({ ok: false, queued: true, headline: "KEPT OFFLINE", barcode: barcode,
              action: scan.action, detail: "No connection: this scan is kept and sent " +
@@ -133,9 +152,29 @@
 
   // keep the focus in the scan field: a scanner types wherever the focus is
   document.addEventListener("click", function (event) {
-    if (!event.target.closest("select, input, button, a")) { input.focus(); }
+    if (!event.target.closest("select, input, button, a, summary, details, fieldset")) {
+      input.focus();
+    }
   });
-  form.elements.action.addEventListener("change", function () { input.focus(); });
+  // ask for the signature only where the scan's site signs the step
+  const fields = document.getElementById("signature-fields");
+  const rules = JSON.parse(fields.dataset.signed || "{}");
+  function required() {
+    const steps = rules[form.elements.site.value] || {};
+    return form.elements.action.value in steps ? { witness: steps[form.elements.action.value] } : null;
+  }
+  function signed() { return required() !== null; }
+  function arrange() {
+    const need = required();
+    fields.hidden = need === null;
+    form.elements.password.required = need !== null;
+    document.getElementById("witness-fields").hidden = !(need && need.witness);
+    form.elements.witness_email.required = Boolean(need && need.witness);
+    form.elements.witness_password.required = Boolean(need && need.witness);
+  }
+  arrange();
+  form.elements.action.addEventListener("change", function () { arrange(); input.focus(); });
+  form.elements.site.addEventListener("change", arrange);
   window.addEventListener("online", flush);
   setInterval(flush, 10000);
   savePending(pending());
