@@ -23,6 +23,7 @@ from sqlmodel import SQLModel
 from services.config import Settings
 from services.db import migrate
 from services.domain.audit import GENESIS
+from services.domain.products import SEED as PRODUCT_SEED
 from services.web import create_app
 from tests.world import World
 
@@ -108,6 +109,13 @@ def _truncate_all(url: str) -> None:
             "INSERT INTO chain_heads (key, length, head) VALUES ('unattributed', 0, %s)",
             (GENESIS,),
         )
+        # the products the migration seeds, as a fresh database has them
+        for product in PRODUCT_SEED:
+            connection.execute(
+                "INSERT INTO products (code, name, label_thaw_minutes, source, created_at) "
+                "VALUES (%s, %s, %s, %s, now())",
+                (product.code, product.name, product.label_thaw_minutes, product.source),
+            )
 
 
 def _settings(url: str, var_dir: Path, **overrides: Any) -> Settings:

@@ -57,6 +57,7 @@ def test_apheresis_staff_enroll_collect_print_and_pack(
     nav(page, "New order")
     check_page(page, "order-new", axe)
     page.get_by_label("Patient reference").fill("PAT-ANNA-2026")
+    page.get_by_label(re.compile("^Date of birth")).fill("1969-07-20")
     page.get_by_label("Product").select_option("axi-cel")
     page.get_by_label("Manufacturing site").select_option("MFG-1")
     page.get_by_label("Treatment site").select_option("TRT-1")
@@ -97,10 +98,19 @@ def test_apheresis_staff_enroll_collect_print_and_pack(
     expect(page.locator("#prints")).to_contain_text("label smudged by condensation")
 
     nav(page, "Scan")
-    for action in ("verify_label", "cryopreserve"):
+    # the label is checked by its 2-D code (the DIN and the COI); the linear DIN is not enough
+    page.select_option("#action", "verify_label")
+    page.locator("#barcode").focus()
+    scanner(page, Din.from_value(din).barcode)
+    expect(page.locator("#result .headline")).to_have_text("REFUSED")
+    expect(page.locator("#result")).to_contain_text("label_not_verified")
+    for action, scanned in (
+        ("verify_label", f"{Din.from_value(din).barcode}&/{order.coi}"),
+        ("cryopreserve", Din.from_value(din).barcode),
+    ):
         page.select_option("#action", action)
         page.locator("#barcode").focus()
-        scanner(page, Din.from_value(din).barcode)
+        scanner(page, scanned)
         expect(page.locator("#result .headline")).to_have_text("ACCEPTED")
     check_page(page, "scan-station", axe)
 
@@ -164,7 +174,8 @@ def test_the_operator_receives_with_a_bag_missing_reconciles_and_opens_the_batch
     coi = world.enroll("PAT-RECEIVE")["coi"]
     bags = [world.collect(coi) for _ in range(2)]
     for bag in bags:
-        for action in ("verify_label", "cryopreserve", "pack"):
+        assert world.verify_label("aph", bag).status_code == 201
+        for action in ("cryopreserve", "pack"):
             assert world.scan("aph", bag["barcode"], action, "APH-1").status_code == 201
     shipment = world.ship([bag["din"] for bag in bags])
     for action, site in (("pickup", "APH-1"), ("deliver", "MFG-1")):
@@ -176,8 +187,13 @@ def test_the_operator_receives_with_a_bag_missing_reconciles_and_opens_the_batch
     check_page(page, "shipments-site", axe)
     page.get_by_role("link", name=shipment["barcode"], exact=True).click()
     expect(page.locator("#barcode")).to_be_focused()
+    # MFG-1 signs its receipts: the password first, then the bag, each time
+    page.get_by_label(re.compile("^Your password")).fill(PASSWORD)
+    page.locator("#barcode").focus()
     scanner(page, bags[0]["barcode"])
     expect(page.locator("#result .headline")).to_have_text("ACCEPTED")
+    page.get_by_label(re.compile("^Your password")).fill(PASSWORD)
+    page.locator("#barcode").focus()
     scanner(page, stray["barcode"])
     expect(page.locator("#result .headline")).to_have_text("REFUSED")
     expect(page.locator("#expected-title")).to_contain_text("Expected 2, received 1")

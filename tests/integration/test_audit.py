@@ -172,6 +172,9 @@ def test_a_deleted_tail_is_found_by_the_head(world: World) -> None:
     )[0]
     tamper(
         world,
+        # the receipt's signature, given in its act, goes with it
+        "DELETE FROM signatures WHERE event_id IN (SELECT id FROM custody_events WHERE "
+        f"order_id = {made['order_id']} AND chain_position >= {last})",
         *(
             f"DELETE FROM {table} WHERE order_id = {made['order_id']} AND chain_position >= {last}"
             for table in ("refused_scans", "custody_events")
@@ -194,6 +197,8 @@ def test_a_tail_deleted_with_its_head_rewritten_is_found_by_the_checkpoint(world
     )[0]
     tamper(
         world,
+        "DELETE FROM signatures WHERE event_id IN (SELECT id FROM custody_events WHERE "
+        f"order_id = {made['order_id']} AND chain_position >= {position})",
         *(
             f"DELETE FROM {table} WHERE order_id = {made['order_id']} "
             f"AND chain_position >= {position}"
@@ -216,6 +221,8 @@ def test_a_whole_order_deleted_is_found_by_the_checkpoint(world: World) -> None:
         f"DELETE FROM notifications WHERE order_id = {order}",
         f"DELETE FROM deadlines WHERE order_id = {order}",
         f"DELETE FROM refused_scans WHERE order_id = {order}",
+        "DELETE FROM signatures WHERE event_id IN "
+        f"(SELECT id FROM custody_events WHERE order_id = {order})",
         f"DELETE FROM custody_events WHERE order_id = {order}",
         f"DELETE FROM chain_heads WHERE key = 'order:{order}'",
     )
@@ -414,11 +421,11 @@ def test_the_cli_verifies_the_demo_and_names_the_break(
 
 
 def _received(world: World) -> dict[str, Any]:
-    """A bag received at MFG-1 (a critical step there), with passwords to sign with."""
+    """A bag received at MFG-1 (a critical step there), signed in the act by the operator."""
     bag = world.bag_at("receive", "PAT-SIGN")
     timeline = world.get("op", f"/api/v1/orders/{bag['coi']}/events").json["events"]
     (receipt,) = [e for e in timeline if e["action"] == "receive"]
-    assert receipt["signature"] == "awaiting"
+    assert receipt["signature"] == "signed"
     for who in ("op", "qa"):
         world.browser(who)  # sets the test password
     return {"bag": bag, "receipt": receipt}
@@ -429,23 +436,27 @@ def _sign(world: World, who: str, coi: str, sequence: int, **body: Any) -> Any:
     return world.post(who, f"/api/v1/orders/{coi}/events/{sequence}/signatures", payload | body)
 
 
-def test_a_critical_step_is_signed_with_the_password_and_shown(world: World) -> None:
-    made = _received(world)
-    coi, sequence = made["bag"]["coi"], made["receipt"]["sequence"]
-    wrong = _sign(world, "op", coi, sequence, password="not my password")
+def test_a_critical_step_is_signed_in_its_act_and_shown(world: World) -> None:
+    bag = world.bag_at("deliver", "PAT-SIGN")
+    coi = bag["coi"]
+    unsigned = world.scan("op", bag["barcode"], "receive", "MFG-1", sign=False)
+    assert unsigned.status_code == 422
+    assert unsigned.json["code"] == "signature_required"
+    wrong = world.scan(
+        "op", bag["barcode"], "receive", "MFG-1", signature={"password": "not my password"}
+    )
     assert wrong.status_code == 403
-    assert wrong.json["code"] == "signature_refused"
-    other = _sign(world, "op", coi, sequence, email="qa@example.org")
-    assert other.status_code == 403
-    signed = _sign(world, "op", coi, sequence, meaning="verified")
+    assert wrong.json["code"] == "signature_invalid"
+    signed = world.scan("op", bag["barcode"], "receive", "MFG-1")
     assert signed.status_code == 201, signed.json
-    assert signed.json["meaning"] == "verified"
-    assert signed.json["printed_name"] == "op"
+    (given,) = signed.json["events"][0]["signatures"]
+    assert (given["meaning"], given["printed_name"]) == ("performed", "op")
+    sequence = signed.json["sequence"]
     timeline = world.get("care", f"/api/v1/orders/{coi}/events").json["events"]
     (receipt,) = [e for e in timeline if e["sequence"] == sequence]
-    assert receipt["signature"] == "signed"
+    assert (receipt["signing"], receipt["signature"]) == ("signed", "signed")
     assert receipt["signatures"][0]["signed_at"]
-    assert _sign(world, "op", coi, sequence).status_code == 409  # once
+    assert _sign(world, "op", coi, sequence).status_code == 409  # signed in its act, once
     audited = world.get("care", f"/api/v1/orders/{coi}/audit").json
     (link,) = [r for r in audited["records"] if r["sequence"] == sequence]
     assert link["signatures"][0]["record_hash"] == link["hash"]
@@ -462,28 +473,32 @@ def test_a_witness_is_a_second_person_when_the_site_requires_one(world: World) -
             uow.session, site=site, step="receive", witness=True, required=True
         )
         uow.commit()
-    made = _received(world)
-    coi, sequence = made["bag"]["coi"], made["receipt"]["sequence"]
-    assert _sign(world, "op", coi, sequence).status_code == 201
-    timeline = world.get("op", f"/api/v1/orders/{coi}/events").json["events"]
-    assert [e["signature"] for e in timeline if e["sequence"] == sequence] == ["awaiting_witness"]
-    second = _sign(world, "qa", coi, sequence, meaning="verified")
-    assert second.status_code == 409  # the step is signed; the second person is its witness
-    assert "witness" in second.json["detail"]
-    assert _sign(world, "op", coi, sequence, meaning="witness").status_code == 409  # not oneself
-    witnessed = _sign(world, "qa", coi, sequence, meaning="witness")
+    bag = world.bag_at("deliver", "PAT-WITNESS")
+    alone = world.scan("op", bag["barcode"], "receive", "MFG-1")
+    assert alone.status_code == 422
+    assert alone.json["code"] == "signature_required"
+    witnessed = world.scan(
+        "op",
+        bag["barcode"],
+        "receive",
+        "MFG-1",
+        witness={"email": "qa@example.org", "password": world.password("qa")},
+    )
     assert witnessed.status_code == 201, witnessed.json
-    assert witnessed.json["witness"] is True
-    assert witnessed.json["meaning"] == "witness"
-    assert _sign(world, "qa", coi, sequence, meaning="witness").status_code == 409
-    timeline = world.get("op", f"/api/v1/orders/{coi}/events").json["events"]
+    signatures = witnessed.json["events"][0]["signatures"]
+    assert [(s["meaning"], s["witness"]) for s in signatures] == [
+        ("performed", False),
+        ("witness", True),
+    ]
+    timeline = world.get("op", f"/api/v1/orders/{bag['coi']}/events").json["events"]
+    sequence = witnessed.json["sequence"]
     assert [e["signature"] for e in timeline if e["sequence"] == sequence] == ["signed"]
 
 
 def test_a_signature_moved_to_another_record_fails_verification(world: World) -> None:
     made = _received(world)
     coi, sequence = made["bag"]["coi"], made["receipt"]["sequence"]
-    signature = _sign(world, "op", coi, sequence).json
+    (signature,) = made["receipt"]["signatures"]  # given in the act
     (other,) = _rows(
         world,
         f"SELECT e.id FROM custody_events e JOIN orders o ON o.id = e.order_id "

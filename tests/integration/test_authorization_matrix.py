@@ -19,17 +19,21 @@ from sqlmodel import func, select
 
 from services.db import UnitOfWork
 from services.db.models import (
+    AlarmRuleVersion,
     ApiToken,
     Batch,
+    CourierContract,
     CustodyEvent,
     LabelPrint,
     Notification,
     Order,
+    Product,
     RefusedScan,
     Review,
     Shipment,
     Shipper,
     Signature,
+    SlaPolicy,
     Subscription,
     TemperatureReading,
     Unit,
@@ -279,15 +283,18 @@ CASES: dict[tuple[str, str], Request] = {
     ),
     # the installation's public keys: published to everyone (they name no order)
     ("GET", "/api/v1/keys"): lambda a: ("GET", "/api/v1/keys", None),
+    # GMP gates (issue 27)
+    ("POST", "/api/v1/shipments/<shipment>/cancel"): lambda a: (
+        "POST",
+        f"/api/v1/shipments/{a['shipment']}/cancel",
+        {"reason": "sabotage"},
+    ),
 }
 # answers event by event (200 with each refused): what matters is that nothing of A's changes
 PER_ITEM = {("POST", "/api/v1/epcis/capture")}
-# product policies and alarm rules are not any site's data: readable by all, changed by an
-# admin or QA of a manufacturing site anywhere
-GLOBAL_WRITES = {
-    ("POST", "/api/v1/sla-policies/<product>"),
-    ("POST", "/api/v1/alarm-rules/<product>"),
-}
+# a product's settings are readable by all and changed only by QA of its owning site (MFG-1
+# owns axi-cel): nothing of network B's may change them
+GLOBAL_WRITES: set[tuple[str, str]] = set()
 
 # every user of network B, one of each role
 NETWORK_B = sorted(short for short, (_role, site) in USERS.items() if site.endswith("-2"))
@@ -329,7 +336,15 @@ def a_record(world: World, coi: str) -> tuple[Any, ...]:
                 if not email.split("@")[0].endswith("2")
             ),
             tuple((b.id, b.state) for b in session.exec(select(Batch))),
-            tuple((s.id, s.reconciled_at) for s in session.exec(select(Shipment))),
+            tuple((s.id, s.reconciled_at, s.state) for s in session.exec(select(Shipment))),
+            # a product's settings, its owner, the sites' courier contracts
+            session.exec(select(func.count()).select_from(SlaPolicy)).one(),
+            session.exec(select(func.count()).select_from(AlarmRuleVersion)).one(),
+            tuple((p.code, p.owner_site_id) for p in session.exec(select(Product))),
+            tuple(
+                (c.site_id, c.courier_site_id, c.ended_at)
+                for c in session.exec(select(CourierContract))
+            ),
             session.exec(select(func.count()).select_from(CustodyEvent)).one(),
             session.exec(select(func.count()).select_from(Signature)).one(),
             session.exec(select(func.count()).select_from(LabelPrint)).one(),
@@ -501,10 +516,10 @@ PAGE_CASES: dict[tuple[str, str], Request] = {
         "/admin/site",
         {"step": "receive", "required": "no", "witness": "no"},
     ),
-    ("POST", "/admin/policies/<product>"): lambda a: (
+    ("POST", "/admin/contracts"): lambda a: (
         "POST",
-        "/admin/policies/axi-cel",
-        {"target_days": "29"},
+        "/admin/contracts",
+        {"courier": "COUR-1", "change": "end"},
     ),
     ("GET", "/account"): lambda a: ("GET", "/account", None),
     ("GET", "/account/password"): lambda a: ("GET", "/account/password", None),
@@ -557,6 +572,36 @@ PAGE_CASES: dict[tuple[str, str], Request] = {
         None,
     ),
     ("GET", "/holds"): lambda a: ("GET", "/holds", None),
+    # GMP gates (issue 27): the batch page, QA's release, products, a cancellation
+    ("GET", "/batches/<batch>"): lambda a: ("GET", f"/batches/{a['batch']}", None),
+    ("POST", "/batches/<batch>/products"): lambda a: (
+        "POST",
+        f"/batches/{a['batch']}/products",
+        {"count": "1"},
+    ),
+    ("GET", "/batches/<batch>/release"): lambda a: ("GET", f"/batches/{a['batch']}/release", None),
+    ("POST", "/batches/<batch>/release"): lambda a: (
+        "POST",
+        f"/batches/{a['batch']}/release",
+        {"password": "whatever it is"},
+    ),
+    ("POST", "/shipments/<code>/cancel"): lambda a: (
+        "POST",
+        f"/shipments/{a['shipment']}/cancel",
+        {"reason": "sabotage"},
+    ),
+    ("GET", "/products"): lambda a: ("GET", "/products", None),
+    ("GET", "/products/<code>"): lambda a: ("GET", "/products/axi-cel", None),
+    ("POST", "/products/<code>/policy"): lambda a: (
+        "POST",
+        "/products/axi-cel/policy",
+        {"target_days": "29", "reason": "x", "password": "whatever it is"},
+    ),
+    ("POST", "/products/<code>/alarm-rule"): lambda a: (
+        "POST",
+        "/products/axi-cel/alarm-rule",
+        {"limit_c": "-160", "reason": "x", "password": "whatever it is"},
+    ),
     ("POST", "/holds/<din>"): lambda a: (
         "POST",
         f"/holds/{a['held']}",

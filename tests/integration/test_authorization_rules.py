@@ -34,7 +34,8 @@ from tests.world import World, csrf_token
     ],
 )
 def test_policy_values_are_bounded(world: World, body: dict[str, Any]) -> None:
-    response = world.post("admin", "/api/v1/sla-policies/axi-cel", body)
+    signed = {"reason": "bounds", "signature": world.signature("qa")}
+    response = world.post("qa", "/api/v1/sla-policies/axi-cel", {**body, **signed})
     assert response.status_code == 422, response.json
     assert world.get("care", "/api/v1/sla-policies/axi-cel").json["version"] == 0
 
@@ -45,25 +46,33 @@ def test_a_non_number_is_no_policy_value(world: World) -> None:
         "/api/v1/sla-policies/axi-cel",
         data=body,
         content_type="application/json",
-        headers=world.headers("admin"),
+        headers=world.headers("qa"),
     )
     assert response.status_code == 422
     assert response.content_type == "application/problem+json"
 
 
 def test_who_may_change_a_products_policy(world: World) -> None:
-    """An admin, or QA of a manufacturing site: QA of a treatment or collection site may not
-    move every site's deadlines."""
+    """QA of the product's owning manufacturing site alone (MFG-1 owns axi-cel): not an admin,
+    not QA of a treatment site or of another plant, whatever they sign with."""
     with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
-        admin.add_user(uow.session, email="qa-trt@example.org", role=Role.QA, site_code="TRT-1")
-        _row, token = admin.create_token(uow.session, email="qa-trt@example.org")
+        admin.add_user(uow.session, email="qa_trt@example.org", role=Role.QA, site_code="TRT-1")
+        _row, token = admin.create_token(uow.session, email="qa_trt@example.org")
         uow.commit()
     world.tokens["qa_trt"] = token
-    body = {"limits_hours": {"pickup_to_delivery": 36}}
-    for who, expected in (("qa_trt", 403), ("care", 403), ("op", 403), ("qa", 201), ("admin", 201)):
-        response = world.post(who, "/api/v1/sla-policies/axi-cel", body)
+    body = {"limits_hours": {"pickup_to_delivery": 36}, "reason": "renegotiated"}
+    for who, expected in (
+        ("qa_trt", 403),
+        ("care", 403),
+        ("op", 403),
+        ("admin", 403),
+        ("qa2", 403),
+        ("qa", 201),
+    ):
+        signed = {**body, "signature": world.signature(who)}
+        response = world.post(who, "/api/v1/sla-policies/axi-cel", signed)
         assert response.status_code == expected, (who, response.json)
-    assert world.get("care", "/api/v1/sla-policies/axi-cel").json["version"] == 2
+    assert world.get("care", "/api/v1/sla-policies/axi-cel").json["version"] == 1
 
 
 def test_a_wrong_and_a_right_patient_reference_get_the_same_answer_without_authority(

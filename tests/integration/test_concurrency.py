@@ -14,6 +14,12 @@ from services.db.models import CustodyEvent, Scan
 from tests.world import World
 
 
+def checked_label(world: World, bag: dict[str, Any]) -> str:
+    """The bag's label, printed, and the text of its 2-D code: what a label check scans."""
+    world.label("aph", bag["din"])
+    return str(bag["label_2d"])
+
+
 def run_together(*calls: Callable[[], Any]) -> list[Any]:
     """Start the calls in threads at the same moment; return their results in order."""
     barrier = threading.Barrier(len(calls))
@@ -50,7 +56,7 @@ def post_scan(world: World, body: dict[str, Any]) -> Callable[[], Any]:
 def test_repeating_an_event_id_returns_the_original_event(world: World) -> None:
     bag = world.bag_at("collected")
     body = {
-        "barcode": bag["barcode"],
+        "barcode": checked_label(world, bag),
         "action": "verify_label",
         "site": "APH-1",
         "event_id": str(uuid.uuid4()),
@@ -69,7 +75,7 @@ def test_repeating_an_event_id_returns_the_original_event(world: World) -> None:
 def test_a_replay_after_the_bag_moved_on_still_returns_the_original(world: World) -> None:
     bag = world.bag_at("collected")
     body = {
-        "barcode": bag["barcode"],
+        "barcode": checked_label(world, bag),
         "action": "verify_label",
         "site": "APH-1",
         "event_id": str(uuid.uuid4()),
@@ -86,7 +92,7 @@ def test_racing_scans_for_one_transition_exactly_one_wins(world: World) -> None:
         bag = world.bag_at("collected", f"PAT-{n}")
         bodies = [
             {
-                "barcode": bag["barcode"],
+                "barcode": checked_label(world, bag),
                 "action": "verify_label",
                 "site": "APH-1",
                 "event_id": str(uuid.uuid4()),
@@ -105,7 +111,7 @@ def test_racing_scans_for_one_transition_exactly_one_wins(world: World) -> None:
 def test_racing_replays_of_one_event_id_make_one_event(world: World) -> None:
     bag = world.bag_at("collected")
     body = {
-        "barcode": bag["barcode"],
+        "barcode": checked_label(world, bag),
         "action": "verify_label",
         "site": "APH-1",
         "event_id": str(uuid.uuid4()),
@@ -122,7 +128,7 @@ def test_concurrent_scans_of_one_orders_bags_keep_its_sequence_gapless(world: Wo
     bags = [world.collect(order["coi"]) for _ in range(6)]
     bodies = [
         {
-            "barcode": b["barcode"],
+            "barcode": checked_label(world, b),
             "action": "verify_label",
             "site": "APH-1",
             "event_id": str(uuid.uuid4()),
@@ -182,6 +188,7 @@ def test_concurrent_receipts_of_one_shipment_leave_it_received(world: World) -> 
                 "action": "receive",
                 "site": "MFG-1",
                 "event_id": str(uuid.uuid4()),
+                "signature": world.signature("op"),  # MFG-1 signs its receipts
             }
             calls.append(
                 lambda c=client, b=body: c.post(
@@ -198,7 +205,12 @@ def test_one_event_id_raced_for_two_bags_is_one_scan_and_one_refusal(world: Worl
     second = world.bag_at("collected", "PAT-2")
     event_id = str(uuid.uuid4())
     bodies = [
-        {"barcode": bag["barcode"], "action": "verify_label", "site": "APH-1", "event_id": event_id}
+        {
+            "barcode": checked_label(world, bag),
+            "action": "verify_label",
+            "site": "APH-1",
+            "event_id": event_id,
+        }
         for bag in (first, second)
     ]
     responses = run_together(*(post_scan(world, body) for body in bodies))

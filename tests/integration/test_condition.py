@@ -255,12 +255,13 @@ def test_the_same_file_twice_imports_once_and_the_same_reading_twice_is_one(worl
     readings = world.get("op", f"/api/v1/shipments/{shipment['id']}/readings").json
     assert len(readings["readings"]) == 180
     assert len(readings["files"]) == 2
-    # the same moment with another value is refused, naming the line
+    # the same moment with another value is kept, not refused: a conflict, held for QA
     clash = upload(world, shipment, csv_file(start + MINUTE, 3, lambda i: -170.0))
-    assert clash.status_code == 422
-    assert [e["line"] for e in clash.json["errors"]] == [2, 3, 4]
+    assert clash.status_code == 201, clash.json
+    assert [a["kind"] for a in clash.json["alarms"]] == ["conflict"]
+    assert sorted(clash.json["held"]) == sorted(u["din"] for u in _units)
     timeline = world.get("op", f"/api/v1/orders/{order['coi']}/events").json["events"]
-    assert len([e for e in timeline if e["action"] == "readings"]) == 2
+    assert len([e for e in timeline if e["action"] == "readings"]) == 3
 
 
 def test_json_readings_in_three_units_and_each_bad_one_named(world: World) -> None:
@@ -381,10 +382,13 @@ def test_a_quarantined_bag_gains_the_way_back_through_qa(world: World) -> None:
 def test_alarm_rules_are_versioned_and_bounded(world: World) -> None:
     rule = world.get("op", "/api/v1/alarm-rules/axi-cel").json
     assert (rule["version"], rule["limit_c"]) == (0, -150.0)
-    assert world.post("op", "/api/v1/alarm-rules/axi-cel", {"gap_minutes": 30}).status_code == 403
-    assert world.post("qa", "/api/v1/alarm-rules/axi-cel", {"limit_c": 20}).status_code == 422
-    changed = world.post("qa", "/api/v1/alarm-rules/axi-cel", {"gap_minutes": 30})
-    assert changed.status_code == 201
+    signed = {"reason": "requalified loggers", "signature": world.signature("qa")}
+    refused = world.post("op", "/api/v1/alarm-rules/axi-cel", {"gap_minutes": 30, **signed})
+    assert refused.status_code == 403  # only QA of the owning site (MFG-1 owns axi-cel)
+    too_warm = world.post("qa", "/api/v1/alarm-rules/axi-cel", {"limit_c": 20, **signed})
+    assert too_warm.status_code == 422
+    changed = world.post("qa", "/api/v1/alarm-rules/axi-cel", {"gap_minutes": 30, **signed})
+    assert changed.status_code == 201, changed.json
     assert (changed.json["version"], changed.json["gap_minutes"]) == (1, 30.0)
 
 

@@ -168,17 +168,18 @@ def test_a_policy_change_applies_to_legs_opened_after_it(world: World) -> None:
             "care", "/api/v1/sla-policies/axi-cel", {"limits_hours": {"pickup_to_delivery": 24}}
         )
         assert refused.status_code == 403
+        signed = {"reason": "courier SLA renegotiated", "signature": world.signature("qa")}
         changed = world.post(
-            "admin",
+            "qa",
             "/api/v1/sla-policies/axi-cel",
-            {"limits_hours": {"pickup_to_delivery": 24}, "target_days": 28},
+            {"limits_hours": {"pickup_to_delivery": 24}, "target_days": 28, **signed},
         )
         assert changed.status_code == 201, changed.json
         assert changed.json["version"] == 1
         assert changed.json["limits_hours"]["pickup_to_delivery"] == 24
         assert (
             world.post(
-                "admin", "/api/v1/sla-policies/axi-cel", {"limits_hours": {"teleport": 1}}
+                "qa", "/api/v1/sla-policies/axi-cel", {"limits_hours": {"teleport": 1}, **signed}
             ).status_code
             == 422
         )

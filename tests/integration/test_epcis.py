@@ -25,7 +25,8 @@ from services import cli, epcis_schema
 from services.db import UnitOfWork
 from services.db.models import CustodyEvent, RefusedScan
 from services.domain.custody import Action
-from services.operations import admin, orders, passwords, scans
+from services.domain.identifiers import Coi, Din, label_payload
+from services.operations import admin, labels, orders, passwords, scans
 from tests.integration.test_condition import MINUTE, csv_file, now, upload
 from tests.integration.test_vein_to_vein import bc, released_batch
 from tests.world import PASSWORD, World
@@ -267,9 +268,16 @@ def _orders_with_events(world: World, count: int) -> int:
                 now=moment,
                 max_clock_skew=skew,
             )
+            labels.record_print(
+                session, actor=actor, unit=unit, order=order, target="pdf", reason=None, now=moment
+            )
+            label = label_payload(Din.from_value(unit.din), Coi.from_value(order.coi))
             for action in (Action.VERIFY_LABEL, Action.CRYOPRESERVE, Action.PACK):
                 scan = scans.ScanInput(
-                    barcode=bc(unit.din), action=action, site="APH-1", event_id=str(uuid.uuid4())
+                    barcode=label if action is Action.VERIFY_LABEL else bc(unit.din),
+                    action=action,
+                    site="APH-1",
+                    event_id=str(uuid.uuid4()),
                 )
                 scans.record_scan(session, actor=actor, scan=scan, now=moment, max_clock_skew=skew)
         uow.commit()

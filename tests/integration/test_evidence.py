@@ -436,13 +436,29 @@ def rewrite_order_chain(world: World, coi: str) -> None:
         order = uow.session.exec(select(Order).where(Order.coi == coi)).one()
         links = audit.order_chain(uow.session, order)
     previous, fixes = GENESIS, []
+    rehashed: dict[int, str] = {}
     for item in links:
         digest = link(previous, item.content)
         fixes.append(
             f"UPDATE {item.table} SET prev_hash = '{previous}', hash = '{digest}' "
             f"WHERE id = {item.id}"
         )
+        if item.table == "custody_events":
+            rehashed[item.id] = digest
         previous = digest
+    # the signatures given in the acts are bound to the records' hashes: re-bound too
+    from services.db.models import Signature
+    from services.domain.audit import signature_content, signature_hash
+
+    with UnitOfWork(factory) as uow:
+        for row in uow.session.exec(select(Signature)).all():
+            if row.event_id in rehashed:
+                bound = rehashed[row.event_id]
+                row.record_hash = bound
+                fixes.append(
+                    f"UPDATE signatures SET record_hash = '{bound}', hash = "
+                    f"'{signature_hash(bound, signature_content(row))}' WHERE id = {row.id}"
+                )
     fixes.append(f"UPDATE chain_heads SET head = '{previous}' WHERE key = '{key}'")
     heads = dict(checkpoint.heads)
     heads[key] = [heads[key][0], previous]

@@ -81,7 +81,9 @@ def test_keyboard_entry_and_label_code_work_as_barcodes(world: World) -> None:
     unit = world.collect(order["coi"])
     din = Din.from_value(unit["din"])
     coi = Coi.from_value(order["coi"])
-    typed = world.scan("aph", din.keyboard_entry, "verify_label", "APH-1")
+    world.label("aph", din.value)
+    # the label checked by keyboard: both identifiers with their check characters
+    typed = world.scan("aph", din.keyboard_entry, "verify_label", "APH-1", coi=coi.keyboard_entry)
     assert typed.status_code == 201, typed.json
     label_code = din.barcode + coi.barcode  # what the bag label's 2-D code carries
     scanned = world.scan("aph", label_code, "cryopreserve", "APH-1")

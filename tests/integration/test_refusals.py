@@ -15,6 +15,12 @@ from services.domain.identifiers import Coi, Din
 from tests.world import World
 
 
+def checked_label(world: World, bag: dict[str, Any]) -> str:
+    """The bag's label, printed, and the text of its 2-D code: what a label check scans."""
+    world.label("aph", bag["din"])
+    return str(bag["label_2d"])
+
+
 def refusals(world: World) -> list[RefusedScan]:
     with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
         return list(uow.session.exec(select(RefusedScan).order_by(RefusedScan.id)).all())
@@ -171,14 +177,17 @@ def test_a_shipment_without_a_named_courier_is_claimed_at_pickup(world: World) -
     bag = world.bag_at("pack")
     shipment = world.ship([bag["din"]], carrier=None)
     assert shipment["carrier"] is None
+    # only a courier APH-1 has contracted sees it (COUR-1), and claims it by picking it up
     response = world.scan("courier2", shipment["barcode"], "pickup", "APH-1")
+    assert_refused(world, response, 404, "not_found")
+    response = world.scan("courier", shipment["barcode"], "pickup", "APH-1")
     assert response.status_code == 201, response.json
     claimed = world.get("aph", f"/api/v1/shipments/{shipment['id']}").json
-    assert claimed["carrier"] == "COUR-2"
+    assert claimed["carrier"] == "COUR-1"
     # from now on only the courier holding it can deliver it
-    response = world.scan("courier", bag["barcode"], "deliver", "MFG-1")
+    response = world.scan("courier2", bag["barcode"], "deliver", "MFG-1")
     assert_refused(world, response, 404, "not_found")
-    assert world.scan("courier2", bag["barcode"], "deliver", "MFG-1").status_code == 201
+    assert world.scan("courier", bag["barcode"], "deliver", "MFG-1").status_code == 201
 
 
 def test_receipt_against_the_wrong_manifest_is_not_in_shipment(world: World) -> None:
@@ -342,7 +351,7 @@ def test_event_id_reused_for_a_different_scan_is_refused(world: World) -> None:
         "aph",
         "/api/v1/scans",
         {
-            "barcode": bag["barcode"],
+            "barcode": checked_label(world, bag),
             "action": "verify_label",
             "site": "APH-1",
             "event_id": event_id,

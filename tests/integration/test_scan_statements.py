@@ -1,7 +1,9 @@
 """What a scan costs in round trips to the database: a property of the code, not a timing.
 
-A plain scan (one bag, no shipment, no leg opened or closed) reads its token, claims its
-event_id, locks and reads the bag, its order and its chain's head in one statement, and writes
+A plain scan (one bag, no shipment, no leg opened or closed: a label check by its 2-D code)
+reads its token, claims its event_id, locks and reads the bag, its order and its chain's head in
+one statement (with the site's signing rule for the step, whether the label was printed and
+whether its batch's release is signed, as subqueries of that statement), and writes
 the head, the event, the order, the bag and its news: eight statements. On PostgreSQL the
 head, the event, the order, the bag and the news are one statement (data-modifying CTEs,
 services.operations.record._write_at_once), and the token is read outside any transaction: four.
@@ -42,10 +44,11 @@ def statements(world: World) -> Iterator[list[str]]:
 
 def test_a_plain_scan_takes_eight_statements_four_on_postgresql(world: World) -> None:
     unit = world.bag_at("collected")
-    world.scan("aph", unit["barcode"], "verify_label", "APH-1")  # the sites are cached by now
+    world.verify_label("aph", unit)  # the sites are cached by now
     other = world.bag_at("collected", "PAT-OTHER")
+    world.label("aph", other["din"])
     with statements(world) as seen:
-        response = world.scan("aph", other["barcode"], "verify_label", "APH-1")
+        response = world.scan("aph", other["label_2d"], "verify_label", "APH-1")
     assert response.status_code == 201, response.json
     dialect = world.app.extensions["vein2vein"].db.engine.dialect.name
     assert len(seen) <= PLAIN_SCAN_STATEMENTS[dialect], "\n".join(seen)
@@ -60,8 +63,9 @@ def test_a_plain_scan_takes_eight_statements_four_on_postgresql(world: World) ->
 
 def test_a_replay_answers_from_the_record_and_writes_nothing(world: World) -> None:
     unit = world.bag_at("collected")
+    world.label("aph", unit["din"])
     body = {
-        "barcode": unit["barcode"],
+        "barcode": unit["label_2d"],
         "action": "verify_label",
         "site": "APH-1",
         "event_id": "0b7c54bc-54cb-4d8e-9b5b-34c1f1c0a001",
@@ -87,8 +91,9 @@ def test_the_news_of_a_plain_scan_names_its_event(world: World) -> None:
     body = {"coi": unit["coi"], "channel": "webhook", "target": "https://example.org/hook"}
     hook = world.post("care", "/api/v1/subscriptions", body)
     assert hook.status_code == 201, hook.json
+    world.label("aph", unit["din"])
     with statements(world) as seen:
-        response = world.scan("aph", unit["barcode"], "verify_label", "APH-1")
+        response = world.scan("aph", unit["label_2d"], "verify_label", "APH-1")
     assert response.status_code == 201, response.json
     dialect = world.app.extensions["vein2vein"].db.engine.dialect.name
     assert len(seen) <= PLAIN_SCAN_STATEMENTS[dialect], "\n".join(seen)

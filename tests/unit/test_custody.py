@@ -105,6 +105,7 @@ def legal_case(
         actor=actor(role, acting_site),
         patient_ref=PATIENT,
         via_batch=not rule.by_scan,
+        label_read=action is Action.VERIFY_LABEL,  # a label check reads the label's 2-D code
     )
 
 
