@@ -430,6 +430,7 @@ def live_identities(
         col(Order.collection_site_id),
         col(Order.manufacturing_site_id),
         col(Order.treatment_site_id),
+        col(Order.identity_salt),
     )
     unit_query = select(col(Unit.id), col(Unit.din), col(Unit.kind), col(Unit.order_id))
     if parts > 1:
@@ -439,8 +440,16 @@ def live_identities(
         order_query = order_query.where(col(Order.id) == order_id)
         unit_query = unit_query.where(Unit.order_id == order_id)
     orders = {  # plain rows, not ORM objects: a verify holds every order
-        key: LiveOrder(coi=coi, patient_ref=ref, product=product, site_ids=(one, two, three))
-        for key, coi, ref, product, one, two, three in session.connection().execute(order_query)
+        key: LiveOrder(
+            coi=coi,
+            patient_ref=ref,
+            product=product,
+            site_ids=(one, two, three),
+            identity_salt=salt,
+        )
+        for key, coi, ref, product, one, two, three, salt in session.connection().execute(
+            order_query
+        )
     }
     units = {
         unit_id: LiveUnit(din=din, kind=kind.value, order_id=owner)
