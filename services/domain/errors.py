@@ -85,3 +85,11 @@ class ThawExpired(DomainError):
 class SignatureRefused(DomainError):
     code = "signature_refused"
     title = "Signature refused"
+
+
+class SigningKeyMissing(Conflict):
+    """Checkpoints were signed, and the key is gone: no unsigned one may follow (`audit
+    verify` would take it for a signature removed)."""
+
+    code = "signing_key_missing"
+    title = "The installation's signing key is missing"
