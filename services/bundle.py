@@ -1,27 +1,75 @@
 """Verify an evidence bundle where nothing else of vein2vein runs: no database, no web
 framework, only the standard library and ``cryptography``.
 
-    python -m services.bundle BUNDLE.json [--public-key BASE64]
+    python -m services.bundle BUNDLE.json [--public-key BASE64]...
 
-Exit 0 when the bundle holds together (printing what it checked), 1 naming the first record,
-signature, review or checkpoint that was changed, removed or reordered. ``--public-key``: the
-installation's published key (GET /api/v1/keys), so that a bundle re-signed with another key
-and carrying that key is caught too. ``vein2vein audit verify --bundle`` runs the same check.
+A bundle is verified only against a key obtained another way than from the bundle: the
+installation's published key, given with ``--public-key`` (repeatable: old keys stay valid for
+what they signed) or in ``AUDIT_TRUSTED_KEYS`` (base64 keys separated by commas).
+
+Exit status: 0 verified (it holds together and the installation's export signature verifies
+with a trusted key); 1 broken (names the first record, signature, review, checkpoint or header
+field that was changed, removed or reordered, or what is malformed); 2 not checked (no such
+file, or a given key that is not a key); 3 origin unproven (it holds together, but no trusted
+key was given or none of them signed it). ``vein2vein audit verify --bundle`` is the same check.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
-from services.domain.evidence import BundleReport, decode_key, verify_bundle
+from services.domain.evidence import parse_keys
+from services.domain.evidence_check import (
+    BROKEN,
+    VERIFIED,
+    BundleFinding,
+    BundleReport,
+    verify_bundle,
+)
+
+EXIT_VERIFIED, EXIT_BROKEN, EXIT_NOT_CHECKED, EXIT_UNPROVEN = 0, 1, 2, 3
+TRUSTED_KEYS_VARIABLE = "AUDIT_TRUSTED_KEYS"
 
 
-def check(path: Path, public_keys: list[str]) -> BundleReport:
-    bundle = json.loads(path.read_text())
-    trusted = [decode_key(key) for key in public_keys]
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:  # two readers could take different ones: refuse to guess
+            raise ValueError(f"the key {key[:40]!r} appears twice in one object")
+        found[key] = value
+    return found
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse(data: bytes) -> Any:
+    """The bundle's JSON, strictly: UTF-8, no duplicate keys, no NaN or Infinity. Raises
+    ValueError naming what is wrong (nesting too deep for the parser included)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"it is not UTF-8 text ({error.reason} at byte {error.start})") from None
+    try:
+        return json.loads(text, object_pairs_hook=_unique, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("it nests too deeply to be read") from None
+
+
+def check(path: Path, trusted: list[bytes]) -> BundleReport:
+    """The file's bundle checked against ``trusted``; OSError if it cannot be read."""
+    data = path.read_bytes()
+    try:
+        bundle = parse(data)
+    except ValueError as error:
+        finding = BundleFinding("the file", f"is not a JSON bundle: {error}")
+        return BundleReport(0, 0, 0, 0, [], finding)
     return verify_bundle(bundle, trusted_keys=trusted)
 
 
@@ -32,22 +80,57 @@ def describe(report: BundleReport) -> str:
     )
 
 
+def outcome(report: BundleReport) -> tuple[int, list[str], list[str]]:
+    """The exit status and the lines for standard output and standard error."""
+    if report.status == VERIFIED:
+        lines = [f"verified: {describe(report)}, exported and signed by key {report.signed_by}"]
+        return EXIT_VERIFIED, lines + [f"  {note}" for note in report.notes], []
+    if report.status == BROKEN:
+        return (
+            EXIT_BROKEN,
+            [],
+            [f"BROKEN: {report.finding}", f"checked before the break: {describe(report)}"],
+        )
+    return (
+        EXIT_UNPROVEN,
+        [],
+        [
+            f"ORIGIN UNPROVEN: {report.unproven}",
+            f"it holds together: {describe(report)}",
+        ],
+    )
+
+
+def configured_keys(environ: dict[str, str] | None = None) -> list[bytes]:
+    """The keys in ``AUDIT_TRUSTED_KEYS``; ValueError naming one that is not a key."""
+    return parse_keys((os.environ if environ is None else environ).get(TRUSTED_KEYS_VARIABLE, ""))
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").split("\n\n")[0],
+        epilog="exit status: 0 verified, 1 broken, 2 not checked, 3 origin unproven",
+    )
     parser.add_argument("bundle", type=Path)
     parser.add_argument("--public-key", action="append", default=[], help="base64, repeatable")
     args = parser.parse_args(argv)
     try:
-        report = check(args.bundle, args.public_key)
-    except (OSError, ValueError) as error:
-        print(f"cannot read {args.bundle}: {error}", file=sys.stderr)
-        return 2
-    if report.finding is not None:
-        print(f"BROKEN: {report.finding}", file=sys.stderr)
-        print(f"checked before the break: {describe(report)}", file=sys.stderr)
-        return 1
-    print(f"verified: {describe(report)}")
-    return 0
+        trusted = parse_keys(",".join(args.public_key), source="--public-key")
+        trusted += configured_keys()
+    except ValueError as error:
+        print(f"not checked: {error}", file=sys.stderr)
+        return EXIT_NOT_CHECKED
+    try:
+        report = check(args.bundle, trusted)
+    except OSError as error:
+        print(f"not checked: cannot read {args.bundle}: {error.strerror or error}", file=sys.stderr)
+        return EXIT_NOT_CHECKED
+    status, out, err = outcome(report)
+    for line in out:
+        print(line)
+    for line in err:
+        print(line, file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

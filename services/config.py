@@ -9,6 +9,8 @@ from limits import parse_many
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.domain.evidence import parse_keys
+
 DEVELOPMENT_SECRET = "dev-only-not-secret"  # noqa: S105 - the default refused outside development
 RATELIMIT_STORES = ("redis://", "rediss://", "unix://", "memory://")  # what the limits count in
 API_LIMIT_OFF = "off"  # API_RATE_LIMIT=off: the reverse proxy limits the API
@@ -71,6 +73,11 @@ class Settings(BaseSettings):
     # the installation's Ed25519 key that signs checkpoints (`vein2vein keys init` makes it);
     # empty: VAR_DIR/keys/checkpoint-ed25519.pem. Readable by the beat/worker and the CLI only
     signing_key_path: Path | None = None
+    # public keys trusted to have signed checkpoints and exports, besides the key file's own
+    # (base64 of the raw 32 bytes, separated by commas): after a rotation the old key stays
+    # here, valid for what it signed. Never taken from the database (its signing_keys table
+    # is only checked against these)
+    audit_trusted_keys: str = ""
 
     @field_validator("login_rate_limit", "api_rate_limit")
     @classmethod
@@ -86,6 +93,12 @@ class Settings(BaseSettings):
                 "'10 per minute' (API_RATE_LIMIT may also be 'off')"
             ) from None
         return value
+
+    @field_validator("audit_trusted_keys")
+    @classmethod
+    def _trusted_keys(cls, value: str) -> str:
+        parse_keys(value)  # ValueError naming the entry that is not an Ed25519 key
+        return value.strip()
 
     @field_validator("signing_key_path", mode="before")
     @classmethod
@@ -126,6 +139,12 @@ class Settings(BaseSettings):
             if url.startswith(prefix):
                 return "postgresql+psycopg://" + url[len(prefix) :]
         return url
+
+    @property
+    def trusted_public_keys(self) -> list[bytes]:
+        """``AUDIT_TRUSTED_KEYS`` as raw keys (the key file's own is added by whoever reads
+        it: services.operations.keys.installation_trust)."""
+        return parse_keys(self.audit_trusted_keys)
 
     @property
     def broker_folder(self) -> Path:

@@ -11,6 +11,7 @@ from celery.signals import worker_process_init
 
 from services.config import Settings
 from services.db import Database, UnitOfWork
+from services.domain.errors import SigningKeyMissing
 from services.operations import audit, deadlines, keys, notifications
 from workers import channels
 from workers.celery_app import celery_app, settings
@@ -68,7 +69,11 @@ def checkpoint() -> str:
     """Record the head of every chain, chained to the previous checkpoint: a tail or an order
     deleted behind the triggers' back is found by `vein2vein audit verify`."""
     with UnitOfWork(database().session_factory) as uow:
-        row = audit.checkpoint(uow.session, now=utcnow(), signer=signer())
+        try:
+            row = audit.checkpoint(uow.session, now=utcnow(), signer=signer())
+        except SigningKeyMissing as error:
+            log.error("no checkpoint taken: %s", error.detail)
+            return f"no checkpoint: {error.detail}"
         uow.commit()
         return f"checkpoint {row.id}: {len(row.heads)} chains, {row.records} records"
 

@@ -24,6 +24,7 @@ from services.db import UnitOfWork, migrate, privileges
 from services.domain.condition import MAX_READINGS, ShipperStatus, parse_csv_upload
 from services.domain.custody import Role, SiteKind
 from services.domain.errors import DomainError
+from services.domain.evidence import decode_key, fingerprint, key_id
 from services.operations import (
     admin,
     condition,
@@ -371,7 +372,12 @@ def audit() -> None:
     default=None,
     help="Verify an evidence bundle on its own, without any database",
 )
-@click.option("--public-key", "public_keys", multiple=True, help="The published key (base64)")
+@click.option(
+    "--public-key",
+    "public_keys",
+    multiple=True,
+    help="A trusted key (base64), obtained apart from the bundle; repeatable",
+)
 @click.option(
     "--witness",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -388,20 +394,12 @@ def audit_verify(
     bundle: Path | None, public_keys: tuple[str, ...], witness: Path | None, jobs: int | None
 ) -> None:
     """Check every chain, head, checkpoint and signature; exit 1 naming the first broken record.
-    With --bundle: an evidence bundle, no database needed. With --witness: the database
+    Checkpoints must be signed by keys the settings trust (AUDIT_TRUSTED_KEYS, the key file).
+    With --bundle: an evidence bundle, no database needed (exit 0 verified, 1 broken, 2 not
+    checked, 3 origin unproven: no trusted key signed it). With --witness: the database
     against a checkpoint kept outside it."""
     if bundle is not None:
-        from services import bundle as offline
-
-        try:
-            report = offline.check(bundle, list(public_keys))
-        except ValueError as error:
-            raise click.ClickException(f"{bundle} is not an evidence bundle: {error}") from error
-        if report.finding is not None:
-            click.echo(f"BROKEN: {report.finding}", err=True)
-            click.echo(f"checked before the break: {offline.describe(report)}", err=True)
-            raise SystemExit(1)
-        click.echo(f"verified: {offline.describe(report)}")
+        _verify_bundle(bundle, public_keys)
         return
     app = click.get_current_context().ensure_object(ScriptInfo).load_app()
     with app.app_context():
@@ -409,6 +407,65 @@ def audit_verify(
             _verify_witness(witness)
             return
         _verify_database(jobs)
+
+
+def _verify_bundle(path: Path, public_keys: tuple[str, ...]) -> None:
+    """As ``python -m services.bundle``, trusting also what the settings trust (read without
+    the app or a database: a bundle verifies where neither is)."""
+    from services import bundle as offline
+    from services.domain.evidence import parse_keys
+
+    try:
+        trusted = parse_keys(",".join(public_keys), source="--public-key")
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--public-key") from error
+    trusted += _configured_keys()
+    try:
+        report = offline.check(path, trusted)
+    except OSError as error:
+        raise click.ClickException(f"cannot read {path}: {error}") from error
+    status, out, err = offline.outcome(report)
+    for line in out:
+        click.echo(line)
+    for line in err:
+        click.echo(line, err=True)
+    if status:
+        raise SystemExit(status)
+
+
+def _configured_keys() -> list[bytes]:
+    """AUDIT_TRUSTED_KEYS and the signing key file's public half, as the settings say; with
+    settings that do not load, AUDIT_TRUSTED_KEYS from the environment alone (said so)."""
+    from services import bundle as offline
+    from services.config import Settings
+
+    try:
+        settings = Settings()
+    except ValueError as error:
+        click.echo(f"settings not loaded ({error}); trusting --public-key and the environment's "
+                   f"{offline.TRUSTED_KEYS_VARIABLE} only", err=True)  # fmt: skip
+        try:
+            return offline.configured_keys()
+        except ValueError as bad:
+            raise click.ClickException(str(bad)) from bad
+    try:
+        trust = keys.installation_trust(
+            key_path=settings.signing_key_path, configured=settings.trusted_public_keys
+        )
+    except DomainError as error:
+        raise click.ClickException(f"{error.detail} [{error.code}]") from error
+    return list(trust.keys.values())
+
+
+def _trust() -> keys.Trust:
+    """The keys the settings trust, and the installation's key (the app's settings)."""
+    settings = _state().settings
+    try:
+        return keys.installation_trust(
+            key_path=settings.signing_key_path, configured=settings.trusted_public_keys
+        )
+    except DomainError as error:
+        raise click.ClickException(f"{error.detail} [{error.code}]") from error
 
 
 def _verify_witness(path: Path) -> None:
@@ -419,7 +476,7 @@ def _verify_witness(path: Path) -> None:
     except ValueError as error:
         raise click.ClickException(f"{path} is not JSON: {error}") from error
     with transaction() as uow:
-        finding = evidence.verify_witness(uow.session, copy)
+        finding = evidence.verify_witness(uow.session, copy, trust=_trust())
     if finding is not None:
         click.echo(f"BROKEN: {finding}", err=True)
         raise SystemExit(1)
@@ -446,7 +503,7 @@ def _verify_database(jobs: int | None) -> None:
         else:
             passes = _verify_in_parts(jobs, bar)
     with transaction() as uow:
-        report = audit_ops.conclude(uow.session, passes, heads=heads)
+        report = audit_ops.conclude(uow.session, passes, heads=heads, trust=_trust())
     summary = (
         f"{report.records} records in {report.chains} chains, {report.checkpoints} "
         f"checkpoints, {report.signatures} signatures"
@@ -528,14 +585,20 @@ def audit_export(coi: str, output: str | None) -> None:
     """The order's evidence bundle (JSON), to a file or standard output."""
     from services.operations import evidence
 
+    trust = _trust()
     with transaction() as uow:
-        body = evidence.bundle(uow.session, actor=None, coi=coi_value(coi), now=utcnow())
+        body = evidence.bundle(
+            uow.session, actor=None, coi=coi_value(coi), now=utcnow(), trust=trust
+        )
     text = json.dumps(body, indent=2, sort_keys=True) + "\n"
+    if trust.signer is None:
+        click.echo("no signing key: the bundle is unsigned (vein2vein keys init)", err=True)
     if output:
         Path(output).write_text(text)
+        signed = f"signed by key {trust.signer.key_id}" if trust.signer else "unsigned"
         click.echo(
             f"{len(body['chain']['records'])} records, {len(body['checkpoints'])} signed "
-            f"checkpoints written to {output}",
+            f"checkpoints written to {output} ({signed})",
             err=True,
         )
     else:
@@ -940,26 +1003,44 @@ def keys_init(rotate: bool, if_missing: bool) -> None:
         assert signer is not None
         click.echo(f"checkpoints are signed with key {signer.key_id} ({path})")
         return
+    previous = keys.load_signer(path) if rotate else None
     try:
         signer = keys.init_key(path, replace=rotate)
     except DomainError as error:
         raise click.ClickException(f"{error.detail} [{error.code}]") from error
     click.echo(f"key {signer.key_id} written to {path}")
-    click.echo(f"public key (publish it to witnesses): {signer.public_key}")
+    click.echo(f"fingerprint (SHA-256): {fingerprint(decode_key(signer.public_key))}")
+    click.echo(f"public key (publish it to witnesses and auditors): {signer.public_key}")
+    if previous is not None and previous.key_id != signer.key_id:
+        click.echo(
+            f"the old key {previous.key_id} stays valid for what it signed only while it is "
+            f"trusted: add it to AUDIT_TRUSTED_KEYS ({previous.public_key})",
+            err=True,
+        )
 
 
 @keys_group.command("show")
 def keys_show() -> None:
-    """The installation's public key, and every key that has signed a checkpoint."""
-    signer = keys.load_signer(_state().settings.signing_key_path)
+    """The installation's key and its fingerprint, and every key that has signed a checkpoint
+    (trusted: named by AUDIT_TRUSTED_KEYS or the key file; others are a finding of verify)."""
+    trust = _trust()
+    signer = trust.signer
     if signer is None:
         click.echo("no signing key yet: vein2vein keys init")
     else:
         click.echo(f"current key {signer.key_id}: {signer.public_key}")
+        click.echo(f"  fingerprint (SHA-256): {fingerprint(decode_key(signer.public_key))}")
+    for raw in trust.keys.values():
+        if signer is None or raw != decode_key(signer.public_key):
+            click.echo(f"trusted (AUDIT_TRUSTED_KEYS): {key_id(raw)}  {fingerprint(raw)}")
     with transaction() as uow:
+        strangers = {row.key_id for row in keys.untrusted_keys(uow.session, trust)}
         for row in keys.public_keys(uow.session):
             since = f"{row.first_used_at:%Y-%m-%d}"
-            click.echo(f"  {row.key_id}  {row.algorithm}  since {since}  {row.public_key}")
+            trusted = "NOT TRUSTED" if row.key_id in strangers else "trusted"
+            click.echo(
+                f"  {row.key_id}  {row.algorithm}  since {since}  {trusted}  {row.public_key}"
+            )
 
 
 @main.command("report")
@@ -970,8 +1051,14 @@ def report_command(coi: str, output: str) -> None:
     from services.documents import report_pdf
     from services.operations import report
 
+    signer = _trust().signer
     with transaction() as uow:
-        data = report.report_data(uow.session, actor=None, coi=coi_value(coi))
+        data = report.report_data(
+            uow.session,
+            actor=None,
+            coi=coi_value(coi),
+            signing_key=signer.public_key if signer else None,
+        )
     content = report_pdf.render(data)
     Path(output).write_bytes(content)
     click.echo(f"report of {data.coi} written to {output} ({len(content)} bytes)")

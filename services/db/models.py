@@ -125,6 +125,10 @@ class Order(SQLModel, table=True):
     created_at: dt.datetime = _created_at()
     # the loop closed: the last product bag infused (by the bedside clock)
     infused_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # 256 random bits (hex) keying the digests the order's enrolment seals of identities
+    # (services.domain.audit.identity_digest); only for readers who may see those identities.
+    # NULL: recorded before migration 0013, sealed by the COI-keyed construction
+    identity_salt: str | None = Field(default=None, max_length=64)
 
 
 class Batch(SQLModel, table=True):

@@ -38,6 +38,7 @@ IDENTITY_COLUMNS: dict[str, frozenset[str]] = {
             "treatment_site_id",
             "created_by_id",
             "created_at",
+            "identity_salt",
         }
     ),
     "units": frozenset({"id", "din", "order_id", "kind", "created_at"}),

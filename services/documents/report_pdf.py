@@ -124,6 +124,8 @@ def render(data: ReportData) -> bytes:
     story: list[Any] = [
         _p("Chain of identity and custody report", H1),
         _header(data, width),
+        Spacer(1, 2 * mm),
+        *_how_to_verify(data),
         Spacer(1, 4 * mm),
     ]
     story += _section(
@@ -264,6 +266,37 @@ def _header(data: ReportData, width: float) -> Table:
     )
     table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP")]))
     return table
+
+
+def _how_to_verify(data: ReportData) -> list[Paragraph]:
+    """Page 1: the key that signs this installation's evidence bundles, and how to check one
+    without our database."""
+    if data.signing_key_id is None:
+        return [
+            _p(
+                "Evidence bundle: this installation has no signing key, so its evidence bundles "
+                "are unsigned and cannot prove where they come from (vein2vein keys init).",
+                BAD,
+            )
+        ]
+    return [
+        _p(
+            f"Evidence bundle: signed when exported by this installation's key "
+            f"{data.signing_key_id} (Ed25519). Its SHA-256 fingerprint:",
+            BODY,
+        ),
+        _p(data.signing_key_fingerprint, MONO),
+        _p(
+            f"To verify it without this installation's database: download the order's evidence "
+            f"bundle (GET /api/v1/orders/{data.coi}/evidence, the timeline's Evidence bundle "
+            f"button, or vein2vein audit export {data.coi}); obtain the installation's public "
+            "key from its operator by a channel you trust (not from the bundle) and check that "
+            "its fingerprint is the one above; then run python -m services.bundle "
+            f"evidence-{data.coi}.json --public-key KEY (exit 0: verified; 3: origin unproven; "
+            "1: broken, naming what).",
+            SMALL,
+        ),
+    ]
 
 
 def _events(data: ReportData, width: float) -> Table:

@@ -112,7 +112,9 @@ class Finding:
     problem: str
 
     def __str__(self) -> str:
-        where = f"{self.table} id {self.id}" if self.table else "chain"
+        where = (
+            f"{self.table} id {self.id}" if self.table and self.id is not None else self.table
+        ) or "chain"
         at = f" at position {self.position}" if self.position is not None else ""
         return f"{self.chain}{at} ({where}): {self.problem}"
 
@@ -296,12 +298,43 @@ def _has(row: Any, name: str) -> bool:
 # identity, sealed in the chain
 
 
+# How an order's opening record seals an identity it must not show, named in the seal itself
+# (``identity.order.digest``): orders recorded before per-order salts seal no such name.
+SALTED_DIGEST = "hmac-sha256/order-salt"
+SALT_BYTES = 32  # an order's identity salt: 256 random bits, kept as 64 hex digits
+
+
+def identity_digest(salt: str, value: str) -> str:
+    """An identity (the patient reference; any other identity an order seals) as the chain
+    seals it: HMAC-SHA256 keyed by the order's random salt (``orders.identity_salt``, hex),
+    over the value's UTF-8. The salt never leaves the database for a reader who may not see
+    the value, so a digest in an export cannot be tested against guesses."""
+    return hmac.new(bytes.fromhex(salt), value.encode(), hashlib.sha256).hexdigest()
+
+
 def patient_digest(coi: str, patient_ref: str) -> str:
-    """The patient reference as the chain seals it: an HMAC keyed by the order's COI, so the
-    record (and every export of it) never carries the reference itself. A short reference can
-    still be guessed from its digest by someone holding the COI: the reference stays
-    pseudonymous, as it always was."""
+    """The construction of orders recorded before per-order salts (migration 0007 and until
+    0013): an HMAC keyed by the order's COI. Anyone holding the COI can test guesses against
+    it, so new orders seal ``identity_digest`` instead; these records cannot be re-hashed,
+    and verification tells the two apart by what the seal names."""
     return hmac.new(coi.encode(), patient_ref.encode(), hashlib.sha256).hexdigest()
+
+
+def sealed_patient_digest(
+    opened: Mapping[str, Any], *, coi: str, patient_ref: str, salt: str | None
+) -> str | None:
+    """What the opening record ``opened`` (its ``identity.order``) should hold for this
+    patient reference, by the construction the seal names; None when it cannot be computed
+    (a salted seal without the salt, or a construction this code does not know)."""
+    construction = opened.get("digest")
+    if construction is None:
+        return patient_digest(coi, patient_ref)
+    if construction == SALTED_DIGEST and salt is not None:
+        try:
+            return identity_digest(salt, patient_ref)
+        except ValueError:  # not hex: no digest of ours
+            return None
+    return None
 
 
 def site_seal(code: str, fin: str | None) -> list[str | None]:
@@ -316,6 +349,7 @@ class LiveOrder:
     site_ids: tuple[int, int, int]  # collection, manufacturing, treatment
     birth_date: str | None = None  # ISO date, when recorded at enrolment
     name: str | None = None  # the patient's name, when recorded at enrolment
+    identity_salt: str | None = None  # None: recorded before per-order salts
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,7 +442,11 @@ def _order_finding(
     order_id: int, order: LiveOrder, opened: Mapping[str, Any], live: Live, changed: Any
 ) -> Finding | None:
     """The record that opens an order's chain seals who the order is for and where it goes."""
-    if patient_digest(order.coi, order.patient_ref) != opened["patient"]:
+    expected = sealed_patient_digest(
+        opened, coi=order.coi, patient_ref=order.patient_ref, salt=order.identity_salt
+    )
+    if expected is None or expected != opened["patient"]:
+        # the reference, or the salt its digest is keyed by (neither is ever written out)
         return changed("orders", order_id, "patient reference", None, None)
     for key, value, what in (
         ("birth_date", order.birth_date, "date of birth"),
@@ -416,7 +454,11 @@ def _order_finding(
     ):
         sealed = opened.get(key)
         if (sealed is None) != (value is None) or (
-            sealed is not None and patient_digest(order.coi, value or "") != sealed
+            sealed is not None
+            and sealed_patient_digest(
+                opened, coi=order.coi, patient_ref=value or "", salt=order.identity_salt
+            )
+            != sealed
         ):
             return changed("orders", order_id, what, None, None)
     if order.product != opened["product"]:

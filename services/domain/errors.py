@@ -118,3 +118,11 @@ class LabelNotPrinted(DomainError):
 class UnknownProduct(DomainError):
     code = "unknown_product"
     title = "Unknown product"
+
+
+class SigningKeyMissing(Conflict):
+    """Checkpoints were signed, and the key is gone: no unsigned one may follow (`audit
+    verify` would take it for a signature removed)."""
+
+    code = "signing_key_missing"
+    title = "The installation's signing key is missing"

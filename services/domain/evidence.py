@@ -7,8 +7,9 @@
   chain's head without showing any other order's.
 - The **bundle** of an order holds its chain's records (their hashed content), the signatures
   and QA reviews bound to them, the signed checkpoints that cover the chain with their proofs,
-  and the installation's public keys. :func:`verify_bundle` checks it all and names the first
-  record, signature, review or checkpoint that was changed, removed or reordered.
+  and the installation's public keys; the installation signs it as a whole when it exports it
+  (:func:`sign_bundle`). ``services.domain.evidence_check.verify_bundle`` checks it all
+  against keys the reader pinned, and names the first thing changed, removed or reordered.
 
 Pure: standard library and ``cryptography`` only, so a bundle verifies where nothing else of
 vein2vein runs (``python -m services.bundle FILE``).
@@ -19,15 +20,15 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from services.domain.audit import GENESIS, canonical, link
+from services.domain.audit import canonical
 
-BUNDLE_FORMAT = "vein2vein-evidence/1"
+BUNDLE_FORMAT = "vein2vein-evidence/2"  # signed as a whole by the installation at export
+UNSIGNED_FORMATS = ("vein2vein-evidence/1",)  # exports from before: no signature over them
 STATEMENT_FORMAT = "vein2vein-checkpoint/1"
 ALGORITHM = "Ed25519"
 
@@ -119,179 +120,82 @@ def key_id(public: bytes) -> str:
     return hashlib.sha256(public).hexdigest()[:16]
 
 
+def fingerprint(public: bytes) -> str:
+    """A key's whole SHA-256, in groups of four hex digits for a person to compare (its first
+    four groups are its key id)."""
+    digest = hashlib.sha256(public).hexdigest()
+    return " ".join(digest[i : i + 4] for i in range(0, len(digest), 4))
+
+
 def sign(private: Ed25519PrivateKey, message: bytes) -> str:
     return base64.b64encode(private.sign(message)).decode()
 
 
-def signature_valid(public: bytes, message: bytes, signature: str) -> bool:
+def _b64(text: object, size: int, what: str) -> bytes:
+    """Strict base64 of exactly ``size`` bytes (no stray characters skipped, as b64decode
+    does by default), or ValueError naming ``what``."""
+    if not isinstance(text, str):
+        raise ValueError(f"{what} must be base64 text, not {type(text).__name__}")
     try:
-        Ed25519PublicKey.from_public_bytes(public).verify(base64.b64decode(signature), message)
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError):
+        raise ValueError(f"{what} is not base64") from None
+    if len(raw) != size:
+        raise ValueError(f"{what} is {len(raw)} bytes, not {size}")
+    if base64.b64encode(raw).decode() != text:  # one spelling per value: no padding games
+        raise ValueError(f"{what} is not in canonical base64")
+    return raw
+
+
+def signature_valid(public: bytes, message: bytes, signature: object) -> bool:
+    try:
+        raw = _b64(signature, 64, "an Ed25519 signature")
+        Ed25519PublicKey.from_public_bytes(public).verify(raw, message)
     except (InvalidSignature, ValueError):
         return False
     return True
 
 
-def decode_key(text: str) -> bytes:
-    raw = base64.b64decode(text)
-    if len(raw) != 32:
-        raise ValueError("an Ed25519 public key is 32 bytes")
-    return raw
+def decode_key(text: object) -> bytes:
+    """An Ed25519 public key as we publish it (base64 of the raw 32 bytes); ValueError if it
+    is anything else."""
+    return _b64(text, 32, "an Ed25519 public key")
 
 
-# verifying a bundle
-
-
-@dataclass(frozen=True)
-class BundleFinding:
-    what: str  # record 7 of order:3, signature 2, checkpoint 5, the bundle
-    detail: str
-
-    def __str__(self) -> str:
-        return f"{self.what}: {self.detail}"
-
-
-@dataclass(frozen=True)
-class BundleReport:
-    records: int
-    signatures: int
-    reviews: int
-    checkpoints: int
-    key_ids: list[str]
-    finding: BundleFinding | None
-
-    @property
-    def ok(self) -> bool:
-        return self.finding is None
-
-
-def verify_bundle(bundle: Mapping[str, Any], *, trusted_keys: Sequence[bytes] = ()) -> BundleReport:
-    """Check an evidence bundle on its own. ``trusted_keys``: public keys obtained another way
-    (the installation's published key); when given, the bundle's own keys must be among them."""
-    counts = {"records": 0, "signatures": 0, "reviews": 0, "checkpoints": 0}
-    keys: dict[str, bytes] = {}
-
-    def report(finding: BundleFinding | None) -> BundleReport:
-        return BundleReport(
-            counts["records"],
-            counts["signatures"],
-            counts["reviews"],
-            counts["checkpoints"],
-            sorted(keys),
-            finding,
-        )
-
-    if bundle.get("format") != BUNDLE_FORMAT:
-        return report(BundleFinding("the bundle", f"is not a {BUNDLE_FORMAT} file"))
-    try:
-        for item in bundle["installation"]["public_keys"]:
-            raw = decode_key(item["public_key"])
-            if key_id(raw) != item["key_id"]:
-                return report(BundleFinding(f"key {item['key_id']}", "its id is not its key's"))
-            keys[item["key_id"]] = raw
-        chain = bundle["chain"]
-        key = chain["key"]
-        records = chain["records"]
-    except (KeyError, TypeError, ValueError) as error:
-        return report(BundleFinding("the bundle", f"is incomplete or malformed ({error})"))
-
-    # the chain: positions 1..n, each linked to the one before and matching its content
-    prev, by_hash = GENESIS, {}
-    for position, record in enumerate(records, start=1):
-        counts["records"] += 1
-        where = f"record {position} of {key}"
-        if record.get("position") != position:
-            return report(
-                BundleFinding(
-                    where,
-                    f"is at position {record.get('position')}: records were "
-                    "removed, inserted or reordered",
-                )
-            )
-        if record.get("prev_hash") != prev:
-            return report(
-                BundleFinding(
-                    where,
-                    "does not link to the record before it: a record was "
-                    "removed, inserted or reordered",
-                )
-            )
-        if link(record["prev_hash"], record["content"]) != record.get("hash"):
-            return report(
-                BundleFinding(where, "its content does not match its hash: it was edited")
-            )
-        prev = record["hash"]
-        by_hash[record["hash"]] = position
-    head = (len(records), prev)
-
-    # signatures and reviews: bound to a record of the chain, and sealed
-    for kind in ("signatures", "reviews"):
-        for number, item in enumerate(bundle.get(kind, []), start=1):
-            counts[kind] += 1
-            where = (
-                f"signature {number} ({item.get('content', {}).get('printed_name', '?')})"
-                if kind == "signatures"
-                else f"review {number}"
-            )
-            if item.get("record_hash") not in by_hash:
-                return report(BundleFinding(where, "is bound to no record of this chain"))
-            if link(item["record_hash"], item["content"]) != item.get("hash"):
-                return report(BundleFinding(where, "its content does not match its hash: altered"))
-
-    # checkpoints: signed by the installation, their root proving this chain's head then
-    hashes = [r["hash"] for r in records]
-    for checkpoint in bundle.get("checkpoints", []):
-        counts["checkpoints"] += 1
-        where = f"checkpoint {checkpoint.get('id')}"
+def parse_keys(text: str, *, source: str = "AUDIT_TRUSTED_KEYS") -> list[bytes]:
+    """Trusted keys as configured: base64 keys separated by commas (spaces and empty entries
+    ignored). ValueError naming the first that is not a key, and where it came from."""
+    keys = []
+    for number, item in enumerate((part.strip() for part in text.split(",")), start=1):
+        if not item:
+            continue
         try:
-            message = statement(
-                taken_at=checkpoint["taken_at"],
-                records=int(checkpoint["records"]),
-                root=checkpoint["root"],
-                prev_hash=checkpoint["prev_hash"],
-                digest=checkpoint["hash"],
-            )
-            public = keys.get(checkpoint["key_id"])
-            signed = public is not None and signature_valid(
-                public, message, checkpoint["signature"]
-            )
-            length, seen = int(checkpoint["leaf"]["length"]), checkpoint["leaf"]["head"]
-            proof = checkpoint["proof"]
-        except (KeyError, TypeError, ValueError) as error:
-            return report(BundleFinding(where, f"is incomplete ({error})"))
-        if public is not None and trusted_keys and public not in trusted_keys:
-            return report(
-                BundleFinding(
-                    where,
-                    f"was signed with key {checkpoint['key_id']}, which is not the "
-                    "installation's published key: the bundle was re-signed",
-                )
-            )
-        if not signed:
-            return report(
-                BundleFinding(
-                    where,
-                    "its signature is not the installation's key's: it was re-signed or altered",
-                )
-            )
-        if root_from_proof(key, length, seen, proof) != checkpoint["root"]:
-            return report(BundleFinding(where, f"does not prove the head of {key}"))
-        if length > len(hashes):
-            return report(
-                BundleFinding(
-                    where,
-                    f"saw {length} records of {key}; the bundle has only "
-                    f"{len(hashes)}: records were removed",
-                )
-            )
-        if length and hashes[length - 1] != seen:
-            return report(
-                BundleFinding(
-                    f"record {length} of {key}",
-                    f"differs from what {where} signed "
-                    "for it: the chain was rewritten after the checkpoint",
-                )
-            )
-    stated = bundle["chain"].get("head")
-    if stated is not None and [head[0], head[1]] != list(stated):
-        return report(BundleFinding("the bundle", "its chain does not end at the head it states"))
-    return report(None)
+            keys.append(decode_key(item))
+        except ValueError as error:
+            raise ValueError(f"{source}: key {number} ({item[:12]}...): {error}") from None
+    return keys
+
+
+# the export's own signature, over the whole bundle
+
+EXPORT_SIGNATURE = "export_signature"  # the bundle's one key its signature does not cover
+EXPORT_CONTEXT = b"vein2vein-evidence-export\n"  # signed before the bundle: no other message
+
+
+def export_message(bundle: Mapping[str, Any]) -> bytes:
+    """What the export signature signs: the whole bundle but the signature block, in the
+    canonical form the chain hashes use (sorted keys, no spaces, UTF-8)."""
+    return EXPORT_CONTEXT + canonical({k: v for k, v in bundle.items() if k != EXPORT_SIGNATURE})
+
+
+def sign_bundle(
+    bundle: dict[str, Any], private: Ed25519PrivateKey, public: bytes
+) -> dict[str, Any]:
+    """The bundle with its export signature (every other key of it is signed)."""
+    bundle[EXPORT_SIGNATURE] = {
+        "algorithm": ALGORITHM,
+        "key_id": key_id(public),
+        "public_key": base64.b64encode(public).decode(),
+        "signature": sign(private, export_message(bundle)),
+    }
+    return bundle

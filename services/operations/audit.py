@@ -53,11 +53,13 @@ from services.domain.audit import (
     unsealed_findings,
     verify_chain,
 )
-from services.domain.evidence import decode_key, merkle_root, sign, signature_valid, statement
+from services.domain.errors import SigningKeyMissing
+from services.domain.evidence import merkle_root, sign, signature_valid, statement
 from services.operations import keys
 from services.operations.notifications import notify_witnesses
 
 EVENTS, REFUSALS = "custody_events", "refused_scans"  # the two tables a chain runs through
+NO_TRUST = keys.Trust(signer=None)  # no key trusted: any signed checkpoint is a finding
 
 
 # verification
@@ -371,10 +373,12 @@ def conclude(
     *,
     heads: dict[str, tuple[int, str]],
     order_id: int | None = None,
+    trust: keys.Trust = NO_TRUST,
 ) -> Report:
     """The rest of a verify, after its chain passes: the heads against the chains, an order or
     bag no record seals, the checkpoints, the signatures and the reviews. Names the first thing
-    wrong, in the order a single pass would have met it."""
+    wrong, in the order a single pass would have met it. ``trust``: the keys configuration
+    trusts (``keys.installation_trust``); a checkpoint signed by any other is a finding."""
     records = sum(p.records for p in passes)
     chains = sum(p.chains for p in passes)
     broken = [p.finding for p in passes if p.finding is not None]
@@ -393,7 +397,7 @@ def conclude(
             finding = min(units, key=lambda f: f.id or 0)
     checkpoints = 0
     if finding is None and order_id is None:
-        checkpoints, finding = _check_checkpoints(session, seen)
+        checkpoints, finding = _check_checkpoints(session, seen, trust)
     signatures = 0
     if finding is None:
         signatures, finding = _check_signatures(session, order_id)
@@ -408,13 +412,15 @@ def verify(
     progress: Callable[[int], None] | None = None,
     order_id: int | None = None,
     links: Iterable[Link] | None = None,
+    trust: keys.Trust = NO_TRUST,
 ) -> Report:
     """Check every chain, every head, every checkpoint and every signature; stop at the first
     thing wrong and name it. ``progress`` is called with the records checked so far.
-    ``links``: the order's chain when the caller has read it already (``order_chain``)."""
+    ``links``: the order's chain when the caller has read it already (``order_chain``).
+    ``trust``: the keys that may have signed checkpoints (an order's verify reads none)."""
     heads = chain_heads(session, order_id)
     one = verify_chains(session, progress=progress, order_id=order_id, links=links)
-    return conclude(session, [one], heads=heads, order_id=order_id)
+    return conclude(session, [one], heads=heads, order_id=order_id, trust=trust)
 
 
 def live_identities(
@@ -432,6 +438,7 @@ def live_identities(
         col(Order.treatment_site_id),
         col(Order.patient_birth_date),
         col(Order.patient_name),
+        col(Order.identity_salt),
     )
     unit_query = select(col(Unit.id), col(Unit.din), col(Unit.kind), col(Unit.order_id))
     if parts > 1:
@@ -448,9 +455,10 @@ def live_identities(
             site_ids=(one, two, three),
             birth_date=born.isoformat() if born is not None else None,
             name=name,
+            identity_salt=salt,
         )
-        for key, coi, ref, product, one, two, three, born, name in session.connection().execute(
-            order_query
+        for key, coi, ref, product, one, two, three, born, name, salt in (
+            session.connection().execute(order_query)
         )
     }
     units = {
@@ -489,11 +497,21 @@ def _check_heads(
 
 
 def _check_checkpoints(
-    session: Session, seen: dict[str, tuple[int, str]]
+    session: Session, seen: dict[str, tuple[int, str]], trust: keys.Trust
 ) -> tuple[int, Finding | None]:
+    for stranger in keys.untrusted_keys(session, trust):
+        return 0, Finding(
+            f"key {stranger.key_id}",
+            None,
+            "signing_keys",
+            None,
+            "is not a trusted key (AUDIT_TRUSTED_KEYS or the signing key file): it was "
+            "inserted behind the key holder's back, or an old key was left out of "
+            "AUDIT_TRUSTED_KEYS after a rotation",
+        )
     prev = GENESIS
     count = 0
-    public = {key.key_id: decode_key(key.public_key) for key in keys.public_keys(session)}
+    signed_since: int | None = None  # the first signed checkpoint: none after it is unsigned
     for row in session.exec(select(AuditCheckpoint).order_by(col(AuditCheckpoint.id))):
         count += 1
         where = f"checkpoint {row.id}"
@@ -502,9 +520,16 @@ def _check_checkpoints(
             return count, Finding(
                 where, None, "audit_checkpoints", row.id, "the checkpoint chain is broken"
             )
-        problem = _signature_problem(row, public)
+        problem = _signature_problem(row, trust)
+        if problem is None and row.signature is None and signed_since is not None:
+            problem = (
+                f"it is unsigned, but checkpoint {signed_since} before it was signed: its "
+                "signature was removed"
+            )
         if problem:
             return count, Finding(where, None, "audit_checkpoints", row.id, problem)
+        if row.signature is not None and signed_since is None:
+            signed_since = row.id
         for key, (length, _head) in row.heads.items():
             found = seen.get(key)
             if found is None or found[0] < length:
@@ -521,16 +546,19 @@ def _check_checkpoints(
     return count, None
 
 
-def _signature_problem(row: AuditCheckpoint, public: dict[str, bytes]) -> str | None:
+def _signature_problem(row: AuditCheckpoint, trust: keys.Trust) -> str | None:
     """What is wrong with a checkpoint's root or signature (a checkpoint from before signing
     has neither)."""
     if row.root is not None and row.root != merkle_root(row.heads):
         return "its Merkle root is not the root of its heads"
     if row.signature is None:
         return None
-    key = public.get(row.key_id or "")
+    key = trust.keys.get(row.key_id or "")
     if key is None:
-        return f"it is signed by key {row.key_id}, which is not one of the installation's"
+        return (
+            f"it is signed by key {row.key_id}, which is not a trusted key (AUDIT_TRUSTED_KEYS "
+            "or the signing key file)"
+        )
     message = statement(
         taken_at=canonical_time(row.taken_at),
         records=row.records,
@@ -611,6 +639,13 @@ def checkpoint(
     last = session.exec(
         select(AuditCheckpoint).order_by(col(AuditCheckpoint.id).desc()).limit(1)
     ).first()
+    if signer is None and last is not None and last.signature is not None:
+        # an unsigned checkpoint after signed ones is what removing a signature leaves:
+        # `audit verify` would call it so, and the record is append-only
+        raise SigningKeyMissing(
+            f"checkpoint {last.id} was signed, and no checkpoint after it may be unsigned: "
+            "the signing key (SIGNING_KEY_PATH) is missing; restore it"
+        )
     rows = [row for row in session.exec(select(ChainHead)) if row.length]
     heads: dict[str, Any] = {row.key: [row.length, row.head] for row in rows}
     records = sum(row.length for row in rows)

@@ -1,23 +1,29 @@
 """An order's evidence bundle, and a database checked against a witness's copy of a checkpoint.
 
-The bundle (format ``vein2vein-evidence/1``, JSON) holds:
+The bundle (format ``vein2vein-evidence/2``, JSON) holds:
 
-- ``order``: the COI, product and the three sites (the patient reference only for a site that
-  may see it);
+- ``order``: the header: the COI, product and the three sites; the patient reference and the
+  order's identity salt (which checks it against the sealed digest) only for a reader who may
+  see the reference;
 - ``chain``: the order's chain (``order:<id>``), each record with its position, ``prev_hash``,
-  ``hash`` and the ``content`` the hash covers (as ``services.domain.audit.content`` makes it),
-  and the chain's head;
+  ``hash`` and the ``content`` its hash covers (as ``services.domain.audit.content`` makes it),
+  and the chain's head. For a reader who may not see the patient reference, the record that
+  seals an order recorded before per-order salts carries ``withheld`` instead of its content
+  (its COI-keyed digest could be guessed): the chain still links through its hash;
 - ``signatures`` and ``reviews``: each bound to a record's hash, with its sealed content;
 - ``checkpoints``: every signed checkpoint that covers the chain: its statement (time, record
   count, Merkle root, previous checkpoint, hash), the signature and key id, and this chain's
   leaf with the path to the root (other orders' heads are not in the bundle);
-- ``installation.public_keys``: the keys that signed them.
+- ``installation.public_keys``: the keys that signed them, as configuration trusts them;
+- ``export_signature``: the installation's Ed25519 signature over all of the above (absent
+  when the installation has no signing key).
 
-``services.domain.evidence.verify_bundle`` checks it with no database.
+``services.domain.evidence_check.verify_bundle`` checks it with no database.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from typing import Any
 
@@ -26,6 +32,7 @@ from sqlmodel import Session, col, select
 from services.db.models import AuditCheckpoint, Order, Review, Signature, Site
 from services.domain.audit import (
     Finding,
+    Link,
     canonical_time,
     chain_key,
     plain,
@@ -36,15 +43,21 @@ from services.domain.audit import (
 from services.domain.custody import Actor
 from services.domain.errors import InvalidRequest, NotFound
 from services.domain.evidence import (
+    ALGORITHM,
     BUNDLE_FORMAT,
-    decode_key,
     merkle_proof,
     merkle_root,
+    sign_bundle,
     signature_valid,
     statement,
 )
 from services.operations import access, keys
 from services.operations.audit import all_links, order_chain
+
+WITHHELD = (
+    "it seals the patient reference of an order recorded before per-order salts, as a digest "
+    "keyed by the COI that could be guessed; only its hash is shown"
+)
 
 
 def _order(session: Session, actor: Actor | None, coi: str) -> Order:
@@ -56,21 +69,32 @@ def _order(session: Session, actor: Actor | None, coi: str) -> Order:
     return order
 
 
-def bundle(session: Session, *, actor: Actor | None, coi: str, now: dt.datetime) -> dict[str, Any]:
-    """The order's evidence bundle; ``actor=None``: the installation's operator."""
+def _record(item: Link, *, may_see: bool) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "position": item.position,
+        "table": item.table,
+        "prev_hash": item.prev_hash,
+        "hash": item.hash,
+    }
+    identity = item.content.get("identity")
+    opened = identity.get("order") if isinstance(identity, dict) else None
+    if not may_see and isinstance(opened, dict) and opened.get("digest") is None:
+        record["withheld"] = WITHHELD
+    else:
+        record["content"] = plain(item.content)
+    return record
+
+
+def bundle(
+    session: Session, *, actor: Actor | None, coi: str, now: dt.datetime, trust: keys.Trust
+) -> dict[str, Any]:
+    """The order's evidence bundle, signed with ``trust.signer`` when there is one;
+    ``actor=None``: the installation's operator."""
     order = _order(session, actor, coi)
+    may_see = actor is None or access.may_see_patient_ref(actor, order)
     key = chain_key(order.id)
     links = order_chain(session, order)
-    records = [
-        {
-            "position": item.position,
-            "table": item.table,
-            "prev_hash": item.prev_hash,
-            "hash": item.hash,
-            "content": plain(item.content),
-        }
-        for item in links
-    ]
+    records = [_record(item, may_see=may_see) for item in links]
     event_ids = [item.id for item in links if item.table == "custody_events"]
     signatures = (
         session.exec(
@@ -108,6 +132,8 @@ def bundle(session: Session, *, actor: Actor | None, coi: str, now: dt.datetime)
             }
         )
         used.add(row.key_id)
+    if trust.signer is not None:
+        used.add(trust.signer.key_id)
     sites = {site.id: site.code for site in session.exec(select(Site)).all()}
     summary: dict[str, Any] = {
         "coi": order.coi,
@@ -116,9 +142,15 @@ def bundle(session: Session, *, actor: Actor | None, coi: str, now: dt.datetime)
         "manufacturing_site": sites[order.manufacturing_site_id],
         "treatment_site": sites[order.treatment_site_id],
     }
-    if actor is None or access.may_see_patient_ref(actor, order):
+    if may_see:
         summary["patient_ref"] = order.patient_ref
-    return {
+        if order.patient_birth_date is not None:
+            summary["patient_birth_date"] = order.patient_birth_date.isoformat()
+        if order.patient_name is not None:
+            summary["patient_name"] = order.patient_name
+        if order.identity_salt is not None:
+            summary["identity_salt"] = order.identity_salt
+    body: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "exported_at": canonical_time(now),
         "order": summary,
@@ -145,19 +177,29 @@ def bundle(session: Session, *, actor: Actor | None, coi: str, now: dt.datetime)
         ],
         "checkpoints": checkpoints,
         "installation": {
+            # the keys configuration trusts, never signing_keys' word: a checkpoint signed by
+            # a key only the database knows stays in the bundle, and fails its verification
             "public_keys": [
-                {"key_id": k.key_id, "algorithm": k.algorithm, "public_key": k.public_key}
-                for k in keys.public_keys(session)
-                if k.key_id in used
+                {
+                    "key_id": key_id,
+                    "algorithm": ALGORITHM,
+                    "public_key": base64.b64encode(trust.keys[key_id]).decode(),
+                }
+                for key_id in sorted(k for k in used if k in trust.keys)
             ]
         },
     }
+    if trust.signer is not None:
+        sign_bundle(body, trust.signer.private, trust.keys[trust.signer.key_id])
+    return body
 
 
 # a witness's copy of a checkpoint
 
 
-def verify_witness(session: Session, witness: dict[str, Any]) -> Finding | None:
+def verify_witness(
+    session: Session, witness: dict[str, Any], *, trust: keys.Trust
+) -> Finding | None:
     """Check the database against a checkpoint kept outside it (by a witness): every chain it
     names must still lead, record by record, to the head it saw, and the database's copy of
     the checkpoint must be the same. Catches a database whose records, chain heads and
@@ -176,7 +218,7 @@ def verify_witness(session: Session, witness: dict[str, Any]) -> Finding | None:
     where = f"witnessed checkpoint {number} ({document.get('taken_at')})"
     if merkle_root(heads) != root:
         return Finding(where, None, None, None, "the witness's own copy is not consistent")
-    public = {k.key_id: decode_key(k.public_key) for k in keys.public_keys(session)}
+    public = trust.keys  # from configuration: a key only the database knows proves nothing
     if document.get("signature"):
         message = statement(
             taken_at=str(document["taken_at"]),
@@ -187,7 +229,9 @@ def verify_witness(session: Session, witness: dict[str, Any]) -> Finding | None:
         )
         key = public.get(str(document.get("key_id")))
         if key is None or not signature_valid(key, message, str(document["signature"])):
-            return Finding(where, None, None, None, "its signature is not the installation's key's")
+            return Finding(
+                where, None, None, None, "its signature is not by a key the installation trusts"
+            )
     chains: dict[str, list[Any]] = {}
     for item in all_links(session):
         if item.chain in heads:

@@ -19,7 +19,7 @@ from services.domain.errors import (
 from services.domain.identifiers import COI_SERIAL_MAX, DIN_SEQUENCE_MAX, Coi, Din
 from services.operations.access import order_by_coi
 from services.operations.admin import site_by_code
-from services.operations.record import append_event, open_order
+from services.operations.record import append_event, new_identity_salt, open_order
 from services.operations.sequences import next_number
 from services.operations.subscriptions import default_subscription
 
@@ -82,6 +82,7 @@ def enroll_order(
         state=OrderState.ENROLLED,
         created_by_id=actor.user_id,
         created_at=now,
+        identity_salt=new_identity_salt(),
     )
     session.add(order)
     session.flush()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import secrets
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -20,7 +21,16 @@ from sqlmodel import Session, select
 from services.db.cache import site_code
 from services.db.models import Batch, ChainHead, CustodyEvent, Order, RefusedScan, Site, Unit
 from services.db.uow import PENDING_FLAG
-from services.domain.audit import GENESIS, chain_key, content, link, patient_digest, site_seal
+from services.domain.audit import (
+    GENESIS,
+    SALT_BYTES,
+    SALTED_DIGEST,
+    chain_key,
+    content,
+    identity_digest,
+    link,
+    site_seal,
+)
 from services.domain.custody import ENROLL, Actor, UnitState
 from services.domain.notifications import Channel
 from services.domain.signatures import NOT_REQUIRED
@@ -269,11 +279,18 @@ def _event_write(changes: tuple[tuple[str, tuple[str, ...]], ...]) -> sa.Select[
     return sa.select(event_id, pending).add_cte(*ctes)
 
 
+def new_identity_salt() -> str:
+    """An order's identity salt, made with the order (``Order.identity_salt``)."""
+    return secrets.token_hex(SALT_BYTES)
+
+
 def open_order(
     session: Session, *, order: Order, actor: Actor, site: Site, now: dt.datetime
 ) -> CustodyEvent:
     """The order's first record (sequence 0, before any bag's): it seals the order's identity,
-    so that a patient reference, product or site changed later is found by `audit verify`."""
+    so that a patient reference, product or site changed later is found by `audit verify`.
+    The patient reference is sealed as a digest keyed by the order's random salt, which no
+    export gives a reader who may not see the reference."""
     assert order.id is not None
     assert site.id is not None
     sites = [
@@ -285,19 +302,21 @@ def open_order(
         )
     ]
     identity = _identity(order.coi, None, actor=actor.email, site=site.code, custodian=site.code)
+    assert order.identity_salt is not None  # made with the order (new_identity_salt)
     identity["order"] = {
-        "patient": patient_digest(order.coi, order.patient_ref),
+        "digest": SALTED_DIGEST,  # how the identities below are sealed
+        "patient": identity_digest(order.identity_salt, order.patient_ref),
         "product": order.product,
         "sites": [site_seal(s.code, s.fin) for s in sites if s is not None],
     }
     # the second identifier (and a name, where recorded), sealed like the first: never in the
     # record itself
     if order.patient_birth_date is not None:
-        identity["order"]["birth_date"] = patient_digest(
-            order.coi, order.patient_birth_date.isoformat()
+        identity["order"]["birth_date"] = identity_digest(
+            order.identity_salt, order.patient_birth_date.isoformat()
         )
     if order.patient_name is not None:
-        identity["order"]["name"] = patient_digest(order.coi, order.patient_name)
+        identity["order"]["name"] = identity_digest(order.identity_salt, order.patient_name)
     event = CustodyEvent(
         order_id=order.id,
         sequence=0,

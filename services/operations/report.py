@@ -12,6 +12,7 @@ from services.db.models import ChainHead, CustodyEvent, Order, Scan, Shipment
 from services.domain.audit import chain_key
 from services.domain.custody import Actor
 from services.domain.errors import NotFound
+from services.domain.evidence import decode_key, fingerprint, key_id
 from services.domain.identifiers import Coi, batch_code, shipment_code
 from services.operations import access, audit, condition
 from services.operations.batches import BatchRecord, batches_of_order
@@ -80,9 +81,15 @@ class ReportData:
     as_of: (
         dt.datetime
     )  # the newest record: the report's only date, so the same record reads the same
+    # the key that signs this installation's evidence bundles (None: they are unsigned)
+    signing_key_id: str | None = None
+    signing_key_fingerprint: str | None = None
 
 
-def report_data(session: Session, *, actor: Actor | None, coi: str) -> ReportData:
+def report_data(
+    session: Session, *, actor: Actor | None, coi: str, signing_key: str | None = None
+) -> ReportData:
+    """``signing_key``: the public key (base64) that signs the installation's exports."""
     if actor is not None:
         order = access.order_by_coi(session, actor, coi)
     else:
@@ -161,6 +168,8 @@ def report_data(session: Session, *, actor: Actor | None, coi: str) -> ReportDat
         chain_length=head.length if head else 0,
         chain_head=head.head if head else "",
         as_of=max(times) if times else order.created_at,
+        signing_key_id=key_id(decode_key(signing_key)) if signing_key else None,
+        signing_key_fingerprint=fingerprint(decode_key(signing_key)) if signing_key else None,
     )
 
 

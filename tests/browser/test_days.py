@@ -316,7 +316,7 @@ def test_qa_reviews_a_refused_scan_with_a_signed_note(live: Any, page: Any, axe:
     assert pdf.headers["content-type"] == "application/pdf"
     assert pdf.body().startswith(b"%PDF-")
     evidence = page.request.get(base + bundle.get_attribute("href")).json()
-    assert evidence["format"] == "vein2vein-evidence/1"
+    assert evidence["format"] == "vein2vein-evidence/2"
     assert evidence["order"]["coi"] == bag["coi"]
     # QA keeps a witness copy of every signed checkpoint in its mailbox
     nav(page, "Subscriptions")

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 
 from services.db import UnitOfWork
 from services.domain.audit import UNATTRIBUTED, canonical, link
-from services.operations import admin, audit, signing
+from services.operations import admin, audit, keys, signing
 from tests.integration.test_cli import VEIN2VEIN, cli_env  # noqa: F401 - fixture
 from tests.integration.test_condition import MINUTE, csv_file, now, shipped, upload
 from tests.world import PASSWORD, World
@@ -39,12 +39,16 @@ def _verify(world: World) -> audit.Report:
     """A verify, and the same verify split in three parts by order id (as `audit verify
     --jobs 3` runs it): both must name the same first thing wrong."""
     factory = world.app.extensions["vein2vein"].db.session_factory
+    settings = world.app.extensions["vein2vein"].settings
+    trust = keys.installation_trust(  # as `audit verify` reads the settings
+        key_path=settings.signing_key_path, configured=settings.trusted_public_keys
+    )
     with UnitOfWork(factory) as uow:
-        single = audit.verify(uow.session)
+        single = audit.verify(uow.session, trust=trust)
     with UnitOfWork(factory) as uow:
         heads = audit.chain_heads(uow.session)
         passes = [audit.verify_chains(uow.session, part=k, parts=3) for k in range(3)]
-        split = audit.conclude(uow.session, passes, heads=heads)
+        split = audit.conclude(uow.session, passes, heads=heads, trust=trust)
     assert split.finding == single.finding
     if single.finding is None:
         assert (split.records, split.chains) == (single.records, single.chains)

@@ -24,8 +24,9 @@ from sqlmodel import select
 from services import cli
 from services.db import UnitOfWork
 from services.db.models import AuditCheckpoint
-from services.domain.audit import GENESIS, canonical_time, checkpoint_content, link
-from services.domain.evidence import sign, statement, verify_bundle
+from services.domain.audit import canonical_time, checkpoint_content, link
+from services.domain.evidence import fingerprint, sign, sign_bundle, statement
+from services.domain.evidence_check import verify_bundle
 from services.operations import audit, keys
 from services.operations.report import report_data
 from tests.conftest import _service_missing
@@ -33,6 +34,7 @@ from tests.integration.test_audit import tamper
 from tests.integration.test_epcis import whole_loop
 from tests.integration.test_notifications import deliver_due, subscribe
 from tests.receivers import webhook_receiver
+from tests.relink import relink_statements
 from tests.world import World
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -50,6 +52,14 @@ def pdf_text(pdf: bytes, tmp_path: Path) -> str:
     source.write_bytes(pdf)
     subprocess.run(["pdftotext", "-layout", str(source), str(tmp_path / "report.txt")], check=True)
     return (tmp_path / "report.txt").read_text()
+
+
+def pdf_first_page(pdf: bytes, tmp_path: Path) -> str:
+    source = tmp_path / "first.pdf"
+    source.write_bytes(pdf)
+    target = tmp_path / "first.txt"
+    subprocess.run(["pdftotext", "-f", "1", "-l", "1", str(source), str(target)], check=True)
+    return " ".join(target.read_text().split())
 
 
 def session_factory(world: World) -> Any:
@@ -120,6 +130,14 @@ def test_the_report_holds_every_bag_event_and_signature_and_is_the_same_bytes_tw
         assert f"{signature.signed_at:%Y-%m-%d %H:%M:%S}" in flat
     assert "VERIFIED" in flat
     assert data.chain_head in flat
+    # page 1: the key that signs the bundles, its fingerprint and how to verify one
+    signer = keys.load_signer(world.app.extensions["vein2vein"].settings.signing_key_path)
+    assert signer is not None
+    first = pdf_first_page(pdf, tmp_path)
+    assert signer.key_id in first
+    assert fingerprint(base64.b64decode(signer.public_key)) in first
+    assert "python -m services.bundle" in first
+    assert "--public-key KEY" in first
     assert "page 1 of" in flat
     pages = int(flat.split("page 1 of ")[1].split()[0])
     assert f"page {pages} of {pages}" in flat
@@ -181,13 +199,14 @@ def test_a_bundle_verifies_offline_and_names_what_was_changed_removed_or_re_sign
     assert second.signature
     assert first.root != second.root
     bundle = exported(world, coi)
-    assert bundle["format"] == "vein2vein-evidence/1"
+    assert bundle["format"] == "vein2vein-evidence/2"
     assert [c["id"] for c in bundle["checkpoints"]] == [first.id, second.id]
     published = world.get("care", "/api/v1/keys").json["keys"]
     assert [k["public_key"] for k in bundle["installation"]["public_keys"]] == [
         k["public_key"] for k in published
     ]
     key = published[0]["public_key"]
+    assert bundle["export_signature"]["key_id"] == published[0]["key_id"]
     records = bundle["chain"]["records"]
     assert len(records) == bundle["chain"]["head"][0] > 20
     assert bundle["signatures"]
@@ -196,11 +215,17 @@ def test_a_bundle_verifies_offline_and_names_what_was_changed_removed_or_re_sign
     assert result.exit_code == 0, result.output
     assert f"{len(records)} records" in result.output
     assert "2 signed checkpoints" in result.output
+    assert f"signed by key {published[0]['key_id']}" in result.output
 
-    # an edited record: named by its position
+    # without a key pinned from elsewhere, the same bundle proves nothing of its origin
+    result = verify_file(world.app, bundle, tmp_path)
+    assert result.exit_code == 3, result.output
+    assert "ORIGIN UNPROVEN: no trusted key was given" in result.output
+
+    # an edited record: named by its position (with or without the key)
     edited = copy.deepcopy(bundle)
     edited["chain"]["records"][5]["content"]["site_id"] = 999
-    result = verify_file(world.app, edited, tmp_path)
+    result = verify_file(world.app, edited, tmp_path, key)
     assert result.exit_code == 1
     assert f"record {records[5]['position']} of order:" in result.output, result.output
     assert "edited" in result.output
@@ -208,7 +233,7 @@ def test_a_bundle_verifies_offline_and_names_what_was_changed_removed_or_re_sign
     # a removed record: the next one no longer links
     removed = copy.deepcopy(bundle)
     del removed["chain"]["records"][7]
-    result = verify_file(world.app, removed, tmp_path)
+    result = verify_file(world.app, removed, tmp_path, key)
     assert result.exit_code == 1
     assert f"record {records[7]['position']} of order:" in result.output, result.output
     assert "removed" in result.output
@@ -217,21 +242,21 @@ def test_a_bundle_verifies_offline_and_names_what_was_changed_removed_or_re_sign
     swapped = copy.deepcopy(bundle)
     chain = swapped["chain"]["records"]
     chain[3], chain[4] = chain[4], chain[3]
-    result = verify_file(world.app, swapped, tmp_path)
+    result = verify_file(world.app, swapped, tmp_path, key)
     assert result.exit_code == 1
     assert "record 4 of order:" in result.output, result.output
 
-    # the tail cut and every checkpoint dropped: the head the bundle claims gives it away
+    # the tail cut: the head the bundle claims gives it away
     cut = copy.deepcopy(bundle)
     cut["chain"]["records"].pop()
-    result = verify_file(world.app, cut, tmp_path)
+    result = verify_file(world.app, cut, tmp_path, key)
     assert result.exit_code == 1
     assert "records were removed" in result.output, result.output
 
     # a signature's meaning changed
     resigned_meaning = copy.deepcopy(bundle)
     resigned_meaning["signatures"][0]["content"]["meaning"] += " (changed)"
-    result = verify_file(world.app, resigned_meaning, tmp_path)
+    result = verify_file(world.app, resigned_meaning, tmp_path, key)
     assert result.exit_code == 1
     assert "signature" in result.output, result.output
 
@@ -241,16 +266,21 @@ def test_a_bundle_verifies_offline_and_names_what_was_changed_removed_or_re_sign
         forger.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     ).decode()
     forged = forge(bundle, forger, forged_key, keep_key_list=True)
-    result = verify_file(world.app, forged, tmp_path)
-    assert result.exit_code == 1
-    assert f"checkpoint {first.id}" in result.output, result.output
-    # ... and with the key list replaced too: only the published key catches it
-    forged = forge(bundle, forger, forged_key, keep_key_list=False)
-    assert verify_bundle(forged).finding is None  # consistent with itself
     result = verify_file(world.app, forged, tmp_path, key)
     assert result.exit_code == 1
-    assert f"checkpoint {first.id}" in result.output
-    assert "key" in result.output, result.output
+    assert f"checkpoint {first.id}" in result.output, result.output
+    # ... and with the key list replaced too: the export signature no longer verifies
+    forged = forge(bundle, forger, forged_key, keep_key_list=False)
+    result = verify_file(world.app, forged, tmp_path, key)
+    assert result.exit_code == 1
+    assert "the export signature: does not verify" in result.output, result.output
+    # ... and signed again as a whole by the forger: consistent with itself, and unproven
+    forged.pop("export_signature")
+    sign_bundle(forged, forger, base64.b64decode(forged_key))
+    assert verify_bundle(forged).status == "unproven"  # no key pinned: anyone could sign
+    result = verify_file(world.app, forged, tmp_path, key)
+    assert result.exit_code == 3
+    assert "which is not a trusted key" in result.output, result.output
 
 
 def forge(
@@ -310,8 +340,15 @@ def test_the_cli_exports_the_bundle_the_api_gives(app: Any, world: World, tmp_pa
     for part in ("chain", "signatures", "reviews", "checkpoints", "installation"):
         assert on_disk[part] == api[part], part
     assert on_disk["order"]["patient_ref"]  # the installation's operator sees all of it
-    result = run_cli(app, "audit", "verify", "--bundle", str(target))
+    assert on_disk["order"]["identity_salt"]  # ... and what checks it against the seal
+    assert "patient_ref" not in api["order"]
+    assert "identity_salt" not in api["order"]
+    key = world.get("op", "/api/v1/keys").json["keys"][0]["public_key"]
+    result = run_cli(app, "audit", "verify", "--bundle", str(target), "--public-key", key)
     assert result.exit_code == 0, result.output
+    assert "the patient reference is the one record 1 sealed" in result.output
+    result = run_cli(app, "audit", "verify", "--bundle", str(target))
+    assert result.exit_code == 3, result.output  # no key pinned
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -435,31 +472,8 @@ def rewrite_order_chain(world: World, coi: str) -> None:
     with UnitOfWork(factory) as uow:
         order = uow.session.exec(select(Order).where(Order.coi == coi)).one()
         links = audit.order_chain(uow.session, order)
-    previous, fixes = GENESIS, []
-    rehashed: dict[int, str] = {}
-    for item in links:
-        digest = link(previous, item.content)
-        fixes.append(
-            f"UPDATE {item.table} SET prev_hash = '{previous}', hash = '{digest}' "
-            f"WHERE id = {item.id}"
-        )
-        if item.table == "custody_events":
-            rehashed[item.id] = digest
-        previous = digest
-    # the signatures given in the acts are bound to the records' hashes: re-bound too
-    from services.db.models import Signature
-    from services.domain.audit import signature_content, signature_hash
-
     with UnitOfWork(factory) as uow:
-        for row in uow.session.exec(select(Signature)).all():
-            if row.event_id in rehashed:
-                bound = rehashed[row.event_id]
-                row.record_hash = bound
-                fixes.append(
-                    f"UPDATE signatures SET record_hash = '{bound}', hash = "
-                    f"'{signature_hash(bound, signature_content(row))}' WHERE id = {row.id}"
-                )
-    fixes.append(f"UPDATE chain_heads SET head = '{previous}' WHERE key = '{key}'")
+        fixes, previous = relink_statements(uow.session, key, links)
     heads = dict(checkpoint.heads)
     heads[key] = [heads[key][0], previous]
     root = merkle_root(heads)

@@ -36,8 +36,10 @@ def order_report(path: OrderPath) -> Response:
 )
 def order_evidence(path: OrderPath) -> Response:
     """The order's evidence bundle: its chain's records, signatures and reviews, the signed
-    checkpoints that cover it (with Merkle proofs), and the public keys. `vein2vein audit
-    verify --bundle FILE` (or `python -m services.bundle FILE`) checks it with no database."""
+    checkpoints that cover it (with Merkle proofs), the public keys, and the installation's
+    signature over all of it (`export_signature`). `python -m services.bundle FILE
+    --public-key KEY` (or `vein2vein audit verify --bundle FILE --public-key KEY`) checks it
+    with no database, against a key obtained apart from the bundle."""
     return evidence_response(current_actor(), path.coi)
 
 
@@ -47,7 +49,9 @@ def order_evidence(path: OrderPath) -> Response:
     responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}},
 )
 def signing_keys() -> Response:
-    """Every public key that has signed a checkpoint (Ed25519, base64 of the raw 32 bytes)."""
+    """Every public key that has signed a checkpoint (Ed25519, base64 of the raw 32 bytes), as
+    the database records them: compare a key's fingerprint with one obtained another way (the
+    report's first page, `vein2vein keys show` at the installation) before trusting it."""
     with unit_of_work() as uow:
         rows = keys.public_keys(uow.session)
         body = {
