@@ -62,7 +62,7 @@ from services.domain.custody import (
 from services.domain.errors import Conflict, Forbidden, IllegalTransition, InvalidRequest, NotFound
 from services.domain.identifiers import din_reference, shipment_code
 from services.domain.signatures import APPROVED
-from services.operations import access, admin, shippers, staff
+from services.operations import access, admin, changelog, shippers
 from services.operations.access import visible_order
 from services.operations.bags import lock_bags
 from services.operations.orders import lock_order
@@ -132,7 +132,7 @@ def set_rule(
     )
     session.add(row)
     session.flush()
-    staff.log_change(
+    changelog.record_change(
         session,
         actor=actor,
         action="alarm_rule.set",

@@ -6,7 +6,7 @@ from flask import Response, jsonify
 from flask_openapi3 import Tag
 
 from services.domain.sla import Policy
-from services.operations import deadlines, turnaround
+from services.operations import deadlines, staff, turnaround
 from services.web.api.blueprint import api
 from services.web.api.present import deadline_public
 from services.web.api.schemas import (
@@ -72,9 +72,10 @@ def read_policy(path: ProductPath) -> Response:
 
 @api.post("/sla-policies/<product>", tags=[tag], responses={201: SlaPolicyPublic})
 def update_policy(path: ProductPath, body: SlaPolicyUpdate) -> tuple[Response, int]:
-    """A new version of the policy (admin or QA). Legs already open keep their limits."""
+    """A new version of the policy (admin or QA), in the admin log. Legs already open keep
+    their limits."""
     with unit_of_work() as uow:
-        policy = deadlines.set_policy(
+        policy = staff.change_policy(
             uow.session,
             actor=current_actor(),
             product=path.product,
@@ -83,6 +84,7 @@ def update_policy(path: ProductPath, body: SlaPolicyUpdate) -> tuple[Response, i
             escalate_after=body.escalate_after_hours * 3600 if body.escalate_after_hours else None,
             target_days=body.target_days,
             typical={leg: hours * 3600 for leg, hours in body.typical_hours.items()},
+            now=utcnow(),
         )
         uow.commit()
     return jsonify(_public(policy).model_dump(mode="json")), 201
