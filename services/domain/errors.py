@@ -85,3 +85,18 @@ class ThawExpired(DomainError):
 class SignatureRefused(DomainError):
     code = "signature_refused"
     title = "Signature refused"
+
+
+class SignatureRequired(DomainError):
+    """An act that must be e-signed came without the signer's password."""
+
+    code = "signature_required"
+    title = "Signature required"
+
+
+class SignatureInvalid(SignatureRefused):
+    """The password given to sign an act is not the signer's. A SignatureRefused, so that every
+    caller that commits a refused signature (the failure counts towards the back-off) does."""
+
+    code = "signature_invalid"
+    title = "Signature invalid"

@@ -72,3 +72,9 @@ def status(meanings: Sequence[str], *, required: bool | None) -> str:
     if required and WITNESS not in meanings:
         return "awaiting_witness"
     return "signed"
+
+
+def correction_meaning(role: Role) -> str:
+    """What the signature on a correction means: its author QA approves it; an admin signs
+    that they made it."""
+    return APPROVED if role in APPROVING_ROLES else PERFORMED

@@ -18,8 +18,21 @@ from services.db.models import Batch, CustodyEvent, Signature, SignatureRule, Si
 from services.domain.audit import signature_content, signature_hash
 from services.domain.batches import BatchState
 from services.domain.custody import BATCH_STATUS, CORRECT, DISPOSITIONS, Actor, Role, SiteKind
-from services.domain.errors import Forbidden, InvalidRequest, NotFound, SignatureRefused
-from services.domain.signatures import MEANINGS, WITNESS, check_signature, status
+from services.domain.errors import (
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    SignatureInvalid,
+    SignatureRefused,
+    SignatureRequired,
+)
+from services.domain.signatures import (
+    MEANINGS,
+    WITNESS,
+    check_signature,
+    correction_meaning,
+    status,
+)
 from services.operations.access import order_by_coi
 from services.operations.orders import lock_order
 from services.operations.passwords import LoginPolicy, check_password
@@ -49,19 +62,37 @@ class Step(Protocol):
 
 
 def correct_event(
-    session: Session, *, actor: Actor, coi: str, sequence: int, reason: str, now: dt.datetime
+    session: Session,
+    *,
+    actor: Actor,
+    coi: str,
+    sequence: int,
+    reason: str,
+    now: dt.datetime,
+    password: str | None,
+    policy: LoginPolicy,
 ) -> CustodyEvent:
-    """Record a correction of event ``sequence``: both stay in the timeline."""
+    """Record a correction of event ``sequence``, e-signed by its author in the same act: both
+    stay in the timeline, and the correction's signature (its meaning by the author's role,
+    domain.signatures.correction_meaning) is bound to its hash. No password: SignatureRequired;
+    a wrong one: SignatureInvalid, which the caller commits (it counts for the client)."""
     order = order_by_coi(session, actor, coi)
     if actor.role not in CORRECTING_ROLES:
         raise Forbidden("corrections are recorded by QA or an administrator")
     if not reason or not reason.strip():
         raise InvalidRequest("a correction needs a reason")
+    if not password:
+        raise SignatureRequired("a correction is signed: give your password with it")
     order = lock_order(session, order.id)
     target = _event(session, order.id, sequence, order.coi)
+    signer = check_password(session, email=actor.email, password=password, now=now, policy=policy)
+    if signer is None:
+        raise SignatureInvalid(
+            "the password is wrong (repeated failures make this device wait before trying again)"
+        )
     unit = session.get(Unit, target.unit_id) if target.unit_id else None
     batch = session.get(Batch, target.batch_id) if target.batch_id else None
-    return append_event(
+    correction = append_event(
         session,
         order=order,
         unit=unit,
@@ -75,6 +106,22 @@ def correct_event(
         reason=reason.strip(),
         corrects_id=target.id,
     )
+    user = session.get(User, actor.user_id)
+    assert user is not None
+    signature = Signature(
+        event_id=correction.id,  # type: ignore[arg-type]
+        signer_id=actor.user_id,
+        printed_name=user.name,
+        meaning=correction_meaning(actor.role),
+        witness=False,
+        signed_at=now,
+        signer_email=user.email,
+        record_hash=correction.hash,
+    )
+    signature.hash = signature_hash(correction.hash, signature_content(signature))
+    session.add(signature)
+    session.flush()
+    return correction
 
 
 DISPOSITION = "disposition"

@@ -607,9 +607,24 @@ class AuditPublic(SQLModel):
     records: list[AuditLink]
 
 
+class SignatureGiven(SQLModel):
+    """An electronic signature given with the act it signs: the signer's password again (the
+    signer is the token's user)."""
+
+    password: Annotated[str, AfterValidator(_no_nul)] | None = Field(
+        default=None, max_length=256, description="Your password (absent: signature_required)"
+    )
+
+
 class CorrectionCreate(SQLModel):
     sequence: RowId = Field(description="The event corrected (its sequence in the order)")
     reason: Reason = Field(min_length=1)
+    signature: SignatureGiven | None = Field(
+        default=None,
+        description="The correction is e-signed in the same request: 422 signature_required "
+        "without it, 403 signature_invalid with a wrong password (repeated failures make "
+        "the client wait)",
+    )
 
 
 class SignaturePath(SQLModel):
