@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from services.db.models import LoginFailure, Site, User
 from services.domain.custody import Actor
@@ -266,17 +266,6 @@ def _count_failure(
         )
     session.add(failure)
     session.flush()
-
-
-def blocks_of(session: Session, *, user_id: int, now: dt.datetime) -> list[LoginFailure]:
-    """The clients blocked from an account now (the admin's page shows them)."""
-    return list(
-        session.exec(
-            select(LoginFailure)
-            .where(LoginFailure.user_id == user_id, col(LoginFailure.blocked_until) > now)
-            .order_by(col(LoginFailure.client))
-        ).all()
-    )
 
 
 def _verify(password_hash: str, password: str) -> bool:

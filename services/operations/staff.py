@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from services.db.models import AdminChange, ApiToken, Site, User
+from services.db.models import AdminChange, ApiToken, LoginFailure, Site, User
 from services.domain.custody import Actor, Role
 from services.domain.errors import Forbidden, InvalidRequest, NotFound
 from services.domain.identifiers import validate_fin
@@ -53,6 +53,24 @@ def site_users(session: Session, actor: Actor) -> list[User]:
             select(User).where(User.site_id == actor.site_id).order_by(col(User.email))
         ).all()
     )
+
+
+def blocked_clients(
+    session: Session, actor: Actor, *, now: dt.datetime
+) -> dict[int, list[LoginFailure]]:
+    """The clients that must wait before they may try the password of a user of the site
+    again, by user (a reset of the password lets them in)."""
+    _admin_only(actor)
+    rows = session.exec(
+        select(LoginFailure)
+        .join(User, col(User.id) == col(LoginFailure.user_id))
+        .where(User.site_id == actor.site_id, col(LoginFailure.blocked_until) > now)
+        .order_by(col(LoginFailure.client))
+    ).all()
+    found: dict[int, list[LoginFailure]] = {}
+    for row in rows:
+        found.setdefault(row.user_id, []).append(row)
+    return found
 
 
 def _site_user(session: Session, actor: Actor, user_id: int) -> User:

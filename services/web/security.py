@@ -217,6 +217,8 @@ def _now() -> float:
 
 
 def _minutes(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:g} seconds"
     if seconds >= 7200 and seconds % 3600 == 0:
         return f"{seconds / 3600:g} hours"
     minutes = seconds / 60

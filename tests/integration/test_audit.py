@@ -28,6 +28,7 @@ APPEND_ONLY = (
     "label_prints",
     "reviews",
     "admin_changes",
+    "sla_policies",
 )
 
 

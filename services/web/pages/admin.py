@@ -36,6 +36,7 @@ def admin() -> str:
             "site": site,
             "steps": signing.critical_steps(uow.session, site),
             "users": staff.site_users(uow.session, actor),
+            "blocked": staff.blocked_clients(uow.session, actor, now=utcnow()),
             "tokens": staff.site_tokens(uow.session, actor),
             "policies": [
                 deadlines.current_policy(uow.session, product)
