@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import time_machine
 from sqlmodel import select
 
 from services.db import UnitOfWork
 from services.db.models import AdminChange, ApiToken, CustodyEvent, Signature, User
-from services.operations import audit
+from services.operations import audit, passwords
 from tests.processes import BIN, clean_env, free_port, running, wait_for_log
 from tests.world import PASSWORD, World, csrf_token, sign_in
 
@@ -422,3 +423,19 @@ def _shown(page: str) -> str:
     found = re.search(r'id="temporary-password">([^<]+)<', page)
     assert found, "no temporary password shown"
     return found.group(1)
+
+
+@pytest.mark.parametrize(
+    ("address", "client"),
+    [
+        ("203.0.113.9", "203.0.113.9"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2::1", "2001:db8:1:2::/64"),
+        ("::ffff:192.0.2.1", "192.0.2.1"),  # an IPv4 client on a dual-stack socket
+        (None, "unknown"),
+        ("", "unknown"),
+        ("not an address", "not an address"),
+    ],
+)
+def test_failures_count_per_client_address(address: str | None, client: str) -> None:
+    assert passwords.client_key(address) == client
