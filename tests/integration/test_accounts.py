@@ -439,3 +439,30 @@ def _shown(page: str) -> str:
 )
 def test_failures_count_per_client_address(address: str | None, client: str) -> None:
     assert passwords.client_key(address) == client
+
+
+def test_a_review_closed_with_a_correction_signs_it(world: World) -> None:
+    order = world.enroll("PAT-REVIEWFIX")
+    bag = world.collect(order["coi"])
+    now = dt.datetime.now(dt.UTC)
+    assert world.scan("aph", bag["barcode"], "verify_label", "APH-1").status_code == 201
+    late = world.scan(
+        "aph",
+        bag["barcode"],
+        "cryopreserve",
+        "APH-1",
+        occurred_at=(now - dt.timedelta(hours=1)).isoformat(),
+    )
+    assert late.json["needs_review"] is True
+    qa = world.browser("qa")
+    (item,) = re.findall(r"/review/custody_event/(\d+)", qa.get("/review").get_data(as_text=True))
+    form = {"outcome": "corrected", "note": "the scanner's clock was an hour out"}
+    for password in ("", "not the password"):
+        _post(qa, f"/review/custody_event/{item}", {**form, "password": password}, "/review")
+        assert f"/review/custody_event/{item}" in qa.get("/review").get_data(as_text=True)
+    _post(qa, f"/review/custody_event/{item}", {**form, "password": PASSWORD}, "/review")
+    assert f"/review/custody_event/{item}" not in qa.get("/review").get_data(as_text=True)
+    (correction,) = [e for e in _events(world, order["coi"]) if e["action"] == "correct"]
+    assert [(s["printed_name"], s["meaning"]) for s in correction["signatures"]] == [
+        ("qa", "approved")
+    ]
