@@ -54,9 +54,14 @@ class Settings(BaseSettings):
     checkpoint_interval_seconds: float = 300.0  # how often the beat records every chain's head
 
     # web login and rate limits
-    login_max_failures: int = 5  # wrong passwords in a row before the account locks ...
-    login_lockout_seconds: int = 900  # ... for this long
-    session_hours: float = 12.0  # a login lasts one shift
+    # wrong passwords in a row for one account from one client (address) before that client,
+    # and only that client, must wait; at sign-in and at signing alike ...
+    login_max_failures: int = Field(default=5, ge=1, le=100)
+    login_lockout_seconds: int = Field(default=900, ge=1)  # ... this long the first time,
+    login_lockout_max_seconds: int = Field(default=86_400, ge=1)  # doubling up to this
+    session_hours: float = Field(default=12.0, gt=0)  # a login lasts one shift at most ...
+    # ... and ends after this long without a request (21 CFR 11.300, HIPAA automatic log-off)
+    session_idle_minutes: float = Field(default=15.0, gt=0, le=24 * 60)
     login_rate_limit: str = "10 per minute"  # login attempts per client address
     # API calls per token (or per address without one); "off": none counted here, for a
     # deployment whose reverse proxy limits the API

@@ -10,7 +10,7 @@ from typing import Any
 from celery.signals import worker_process_init
 
 from services.config import Settings
-from services.db import Database, UnitOfWork
+from services.db import Database, UnitOfWork, privileges
 from services.domain.errors import SigningKeyMissing
 from services.operations import audit, deadlines, keys, notifications
 from workers import channels
@@ -24,9 +24,12 @@ CONTINUE_FOR_S = 20.0  # well under the soft time limit
 def database() -> Database:
     global _database
     if _database is None:
-        _database = Database.from_url(
+        made = Database.from_url(
             settings.sqlalchemy_url, sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms
         )
+        if settings.app_env == "production":
+            privileges.refuse_privileged_role(made.engine)  # as the web app does
+        _database = made
     return _database
 
 

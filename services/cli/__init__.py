@@ -31,6 +31,7 @@ from services.operations import (
     contracts,
     deadlines,
     keys,
+    operator,
     passwords,
     products,
     shippers,
@@ -149,9 +150,11 @@ def site() -> None:
 @click.option("--name", required=True)
 @click.option("--fin", default=None, help="ISBT 128 facility identification number")
 def site_add(code: str, kind: str, name: str, fin: str | None) -> None:
-    """Add a site."""
+    """Add a site (on record in the admin log, as every change here)."""
     with transaction() as uow:
-        row = admin.add_site(uow.session, code=code, kind=SiteKind(kind), name=name, fin=fin)
+        row = operator.add_site(
+            uow.session, code=code, kind=SiteKind(kind), name=name, fin=fin, now=utcnow()
+        )
         click.echo(f"site {row.code} ({row.kind.value}) added")
 
 
@@ -164,11 +167,9 @@ def site_signing(code: str, step: str, witness: bool, off: bool) -> None:
     """Which steps a site signs (defaults: manufacturing receive and release, treatment
     infuse), and which need a witness."""
     with transaction() as uow:
-        row = admin.site_by_code(uow.session, code)
-        signing.set_critical_step(
-            uow.session, site=row, step=step, witness=witness, required=not off
+        steps = operator.set_signing(
+            uow.session, site_code=code, step=step, witness=witness, required=not off, now=utcnow()
         )
-        steps = signing.critical_steps(uow.session, row)
     shown = ", ".join(f"{name}{' (+ witness)' if w else ''}" for name, w in sorted(steps.items()))
     click.echo(f"{code} signs: {shown or 'nothing'}")
 
@@ -260,11 +261,15 @@ def user_add(email: str, role: str, site_code: str, name: str | None, password_s
     """Add a user."""
     secret = _read_password_stdin() if password_stdin else None
     with transaction() as uow:
-        row = admin.add_user(
-            uow.session, email=email, role=Role(role), site_code=site_code, name=name
+        row = operator.add_user(
+            uow.session,
+            email=email,
+            role=Role(role),
+            site_code=site_code,
+            name=name,
+            password=secret,
+            now=utcnow(),
         )
-        if secret is not None:
-            passwords.set_password(uow.session, email=row.email, password=secret)
         click.echo(f"user {row.email} ({row.role.value} at {site_code}) added")
 
 
@@ -272,14 +277,32 @@ def user_add(email: str, role: str, site_code: str, name: str | None, password_s
 @click.argument("email")
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin")
 def user_password(email: str, password_stdin: bool) -> None:
-    """Set a user's web login password; their open sessions end, a lock-out is lifted."""
+    """Set a user's web login password; their open sessions end, blocked clients are let in."""
     if password_stdin:
         secret = _read_password_stdin()
     else:
         secret = click.prompt("New password", hide_input=True, confirmation_prompt=True)
     with transaction() as uow:
-        row = passwords.set_password(uow.session, email=email, password=secret)
+        row = operator.set_password(uow.session, email=email, password=secret, now=utcnow())
         click.echo(f"password of {row.email} set")
+
+
+@user.command("deactivate")
+@click.argument("email")
+def user_deactivate(email: str) -> None:
+    """Deactivate a user: their sessions and API tokens stop working at once."""
+    with transaction() as uow:
+        row = operator.set_active(uow.session, email=email, active=False, now=utcnow())
+        click.echo(f"user {row.email} deactivated")
+
+
+@user.command("activate")
+@click.argument("email")
+def user_activate(email: str) -> None:
+    """Activate a deactivated user again."""
+    with transaction() as uow:
+        row = operator.set_active(uow.session, email=email, active=True, now=utcnow())
+        click.echo(f"user {row.email} active")
 
 
 def _read_password_stdin() -> str:
@@ -302,7 +325,9 @@ def token_create(email: str, name: str, days: int | None) -> None:
     """Print a new API token, alone on stdout. It is stored only as a hash."""
     expires = utcnow() + dt.timedelta(days=days) if days else None
     with transaction() as uow:
-        _row, secret = admin.create_token(uow.session, email=email, name=name, expires_at=expires)
+        _row, secret = admin.issue_token(
+            uow.session, by=None, email=email, name=name, expires_at=expires, now=utcnow()
+        )
     click.echo(secret)
 
 
@@ -329,7 +354,7 @@ def token_list(email: str) -> None:
 def token_revoke(email: str, name: str) -> None:
     """Revoke a user's tokens by name; they stop working at once."""
     with transaction() as uow:
-        count = admin.revoke_tokens(uow.session, email=email, name=name, now=utcnow())
+        count = admin.revoke_tokens(uow.session, by=None, email=email, name=name, now=utcnow())
     click.echo(f"{count} tokens revoked")
 
 
@@ -1003,11 +1028,19 @@ def keys_init(rotate: bool, if_missing: bool) -> None:
         assert signer is not None
         click.echo(f"checkpoints are signed with key {signer.key_id} ({path})")
         return
-    previous = keys.load_signer(path) if rotate else None
     try:
+        previous = keys.load_signer(path) if rotate else None
+    except DomainError:
+        previous = None  # an unreadable key is replaced; the log says a key was made
+    with transaction() as uow:  # the key and its entry in the admin log, or the command fails
         signer = keys.init_key(path, replace=rotate)
-    except DomainError as error:
-        raise click.ClickException(f"{error.detail} [{error.code}]") from error
+        operator.key_made(
+            uow.session,
+            key_id=signer.key_id,
+            public_key=signer.public_key,
+            previous=previous.key_id if previous else None,
+            now=utcnow(),
+        )
     click.echo(f"key {signer.key_id} written to {path}")
     click.echo(f"fingerprint (SHA-256): {fingerprint(decode_key(signer.public_key))}")
     click.echo(f"public key (publish it to witnesses and auditors): {signer.public_key}")

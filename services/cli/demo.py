@@ -32,11 +32,11 @@ from services.operations import (
     deadlines,
     labels,
     orders,
-    passwords,
     products,
     scans,
     shipments,
 )
+from services.operations import operator as command_line
 from services.operations.signing import Signers
 
 Transaction = Callable[[], AbstractContextManager[UnitOfWork]]
@@ -108,10 +108,20 @@ def load_demo(transaction: Transaction, *, echo: Callable[[str], None]) -> None:
     with transaction() as uow:
         for code, kind, name, fin in SITES:
             if not uow.session.exec(select(Site).where(Site.code == code)).first():
-                admin.add_site(uow.session, code=code, kind=kind, name=name, fin=fin)
+                command_line.add_site(
+                    uow.session, code=code, kind=kind, name=name, fin=fin, now=now
+                )
         for email, name, role, site_code in USERS:
             if not uow.session.exec(select(User).where(User.email == email)).first():
-                admin.add_user(uow.session, email=email, role=role, site_code=site_code, name=name)
+                command_line.add_user(
+                    uow.session,
+                    email=email,
+                    role=role,
+                    site_code=site_code,
+                    name=name,
+                    password=None,
+                    now=now,
+                )
         product = uow.session.get(Product, PRODUCT)
         if product is not None and product.owner_site_id is None:
             products.set_owner(uow.session, code=PRODUCT, owner=OWNER, now=now)
@@ -144,9 +154,11 @@ def load_demo(transaction: Transaction, *, echo: Callable[[str], None]) -> None:
     echo("Demo users and fresh API tokens (shown once):")
     with transaction() as uow:
         for email, _name, role, site_code in USERS:
-            passwords.set_password(uow.session, email=email, password=DEMO_PASSWORD)
-            admin.revoke_tokens(uow.session, email=email, name="demo", now=now)
-            _row, secret = admin.create_token(uow.session, email=email, name="demo")
+            command_line.set_password(uow.session, email=email, password=DEMO_PASSWORD, now=now)
+            admin.revoke_tokens(uow.session, by=None, email=email, name="demo", now=now)
+            _row, secret = admin.issue_token(
+                uow.session, by=None, email=email, name="demo", now=now
+            )
             echo(f"  {email:28} {role.value:23} {site_code:10} {secret}")
 
 

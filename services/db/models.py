@@ -61,15 +61,31 @@ class User(SQLModel, table=True):
     site_id: int = Field(foreign_key="sites.id", index=True)
     active: bool = Field(default=True)
     password_hash: str | None = Field(default=None, max_length=255)  # argon2id; None: no login
-    # failed logins since the last success; reaching the limit locks the account for a while
-    failed_logins: int = Field(default=0)
-    locked_until: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # (failed passwords count per account and client: login_failures)
     last_login_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     # a temporary password (an admin's reset, a new account) must be changed at the next sign-in
     must_change_password: bool = Field(default=False)
     # part of every session's key: raising it signs the user out everywhere
     session_epoch: int = Field(default=0)
     created_at: dt.datetime = _created_at()
+
+
+class LoginFailure(SQLModel, table=True):
+    """Wrong passwords for one account from one client (an address; an IPv6 /64), at sign-in
+    and at signing. Reaching the limit blocks that client, not the account, for a while that
+    doubles with each block: an outsider cannot lock anyone out. A success from the client
+    clears its row; a new password clears them all."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (sa.UniqueConstraint("user_id", "client"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id")  # the unique constraint's index leads with it
+    client: str = Field(max_length=64)
+    failures: int = Field(default=0)  # since the last block
+    blocks: int = Field(default=0)  # blocks so far: the next lasts twice as long
+    blocked_until: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_failure_at: dt.datetime = Field(sa_type=UTCDateTime)
 
 
 class ApiToken(SQLModel, table=True):
@@ -611,7 +627,8 @@ class AdminChange(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     actor_id: int | None = Field(default=None, foreign_key="users.id")  # None: the command line
-    actor: str = Field(max_length=254)  # the e-mail, or "command line"
+    # the e-mail; "<OS user> (command line)"; or what made it ("sign-in guard")
+    actor: str = Field(max_length=254)
     site_id: int | None = Field(default=None, foreign_key="sites.id", index=True)
     action: str = Field(max_length=64)
     subject: str = Field(max_length=254)

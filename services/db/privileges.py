@@ -8,12 +8,18 @@ superuser, it cannot SET session_replication_role to switch the triggers off.
 
 from __future__ import annotations
 
+import logging
 import re
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.engine import Connection
 
-# append-only: the application may read and insert, nothing else
+log = logging.getLogger(__name__)
+
+# append-only: the application may read and insert, nothing else (the record, and the tables
+# that keep versions of settings: a new version is a new row, and the admin log says who)
 RECORD_TABLES = frozenset(
     {
         "custody_events",
@@ -23,6 +29,12 @@ RECORD_TABLES = frozenset(
         "label_prints",
         "reviews",
         "admin_changes",
+        "logger_files",
+        "temperature_readings",
+        "condition_alarms",
+        "sla_policies",
+        "alarm_rules",
+        "signing_keys",
     }
 )
 # rows the application updates, but never in these columns (see migration 0007's triggers)
@@ -115,3 +127,66 @@ def grant_app_role(connection: Connection, name: str, password: str | None) -> l
             run(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {name} TO {quoted}")
     run(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {quoted}")
     return statements
+
+
+class PrivilegedRole(RuntimeError):
+    """The production application connected as a role that could rewrite the record."""
+
+
+# who we are, and whether we could switch the triggers off (a superuser) or drop them (the
+# owner of a table, or a member of the owner's role)
+_WHO_AM_I = """
+SELECT current_user, r.rolsuper,
+       (SELECT string_agg(DISTINCT t.tableowner, ', ') FROM pg_tables t
+         WHERE t.schemaname = 'public' AND pg_has_role(current_user, t.tableowner, 'MEMBER'))
+  FROM pg_roles r WHERE r.rolname = current_user
+"""
+APP_ROLE_COMMAND = (
+    "printf '%s\\n' \"$APP_DB_PASSWORD\" | vein2vein db app-role vein2vein_app --password-stdin"
+)
+
+
+def privilege_problem(user: str, superuser: bool, owners: str | None) -> str | None:
+    """Why a production application must not run as this role, with the way out; or None."""
+    if superuser:
+        why = f"{user} is a superuser: it can switch the record's append-only triggers off"
+    elif owners:
+        why = (
+            f"{user} owns the tables (or is a member of their owner, {owners}): it can drop "
+            "the record's append-only triggers"
+        )
+    else:
+        return None
+    return (
+        f"APP_ENV=production refuses to run as PostgreSQL role {user}: {why}. Connect as the "
+        "application's own role instead: as the owner of the tables, after `vein2vein db "
+        f"upgrade`, run\n    {APP_ROLE_COMMAND}\nand set DATABASE_URL=postgresql://"
+        "vein2vein_app:PASSWORD@HOST:5432/DATABASE (docker compose does both)."
+    )
+
+
+def refuse_privileged_role(engine: sa.Engine) -> None:
+    """For a production application: check the role ``engine`` connects as, now (so a wrong
+    DATABASE_URL stops the start-up with the way out) and, should the database be unreachable
+    now, on its first connection. SQLite has no roles: nothing to check."""
+    if engine.dialect.name != "postgresql":
+        return
+
+    def check(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(_WHO_AM_I)
+            user, superuser, owners = cursor.fetchone()
+        finally:
+            cursor.close()
+            dbapi_connection.rollback()
+        problem = privilege_problem(user, superuser, owners)
+        if problem:
+            raise PrivilegedRole(problem)
+
+    # first_connect runs again on the next connection for as long as it raises
+    event.listen(engine, "first_connect", check)
+    try:
+        engine.connect().close()
+    except sa.exc.OperationalError as error:
+        log.warning("the database role is checked when the database answers: %s", error.orig)

@@ -93,13 +93,15 @@ class NotReleased(DomainError):
 
 
 class SignatureRequired(DomainError):
+    """An act that must be e-signed came without the signer's password (or witness)."""
+
     code = "signature_required"
     title = "Signature required"
 
 
 class SignatureInvalid(SignatureRefused):
-    """A signature that came with an act and was refused: like a refused signature, it counts
-    towards the signer's lock-out."""
+    """The password given to sign an act is not the signer's. A SignatureRefused, so that every
+    caller that commits a refused signature (the failure counts towards the back-off) does."""
 
     code = "signature_invalid"
     title = "Signature invalid"

@@ -172,3 +172,9 @@ def required_by(signing: str) -> bool | None:
     if signing == NOT_REQUIRED:
         return None
     return signing == WITNESSED
+
+
+def correction_meaning(role: Role) -> str:
+    """What the signature on a correction means: its author QA approves it; an admin signs
+    that they made it."""
+    return APPROVED if role in APPROVING_ROLES else PERFORMED

@@ -8,7 +8,7 @@ import re
 import secrets
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from services.db.models import ApiToken, Site, User
 from services.domain.custody import Actor, Role, SiteKind, SiteRef
@@ -16,6 +16,7 @@ from services.domain.errors import Conflict, InvalidRequest, NotFound
 from services.domain.identifiers import validate_fin
 from services.domain.targets import check_email_address
 from services.operations.access import actor_for as actor_for  # re-exported: how callers build one
+from services.operations.changelog import Changer, record_change
 
 SITE_CODE = re.compile(r"[A-Z0-9][A-Z0-9_-]{0,31}")  # ASCII upper case, as scanners type it
 TOKEN_PREFIX = "v2v_"  # noqa: S105 - a marker that makes leaked tokens easy to find
@@ -109,18 +110,61 @@ def create_token(
     return row, token
 
 
-def revoke_tokens(session: Session, *, email: str, name: str, now: dt.datetime) -> int:
+def issue_token(
+    session: Session,
+    *,
+    by: Changer,
+    email: str,
+    name: str = "default",
+    expires_at: dt.datetime | None = None,
+    now: dt.datetime,
+) -> tuple[ApiToken, str]:
+    """``create_token``, on record (its name, prefix and expiry; never the token)."""
+    row, token = create_token(session, email=email, name=name, expires_at=expires_at)
     user = user_by_email(session, email)
-    result = session.execute(
-        sa.update(ApiToken)
-        .where(
-            ApiToken.user_id == user.id,  # type: ignore[arg-type]
-            ApiToken.name == name,  # type: ignore[arg-type]
-            ApiToken.revoked_at.is_(None),  # type: ignore[union-attr]
-        )
-        .values(revoked_at=now)
+    record_change(
+        session,
+        actor=by,
+        action="token created",
+        subject=f"{user.email}: {row.name} ({row.prefix}...)",
+        after={
+            "name": row.name,
+            "prefix": row.prefix,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        },
+        site_id=user.site_id,
+        now=now,
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return row, token
+
+
+def revoke_tokens(
+    session: Session, *, email: str, name: str, now: dt.datetime, by: Changer = None
+) -> int:
+    """Revoke the user's tokens called ``name``; each one revoked is on record."""
+    user = user_by_email(session, email)
+    rows = session.exec(
+        select(ApiToken).where(
+            ApiToken.user_id == user.id,
+            ApiToken.name == name,
+            col(ApiToken.revoked_at).is_(None),
+        )
+    ).all()
+    for row in rows:
+        row.revoked_at = now
+        session.add(row)
+        record_change(
+            session,
+            actor=by,
+            action="token revoked",
+            subject=f"{user.email}: {row.name} ({row.prefix}...)",
+            before={"revoked": False},
+            after={"revoked": True},
+            site_id=user.site_id,
+            now=now,
+        )
+    session.flush()
+    return len(rows)
 
 
 def tokens_of(session: Session, *, email: str) -> list[ApiToken]:
@@ -140,6 +184,15 @@ def revoke_token(session: Session, *, actor: Actor, token_id: int, now: dt.datet
     if row.revoked_at is None:
         row.revoked_at = now
         session.add(row)
+        record_change(
+            session,
+            actor=actor,
+            action="token revoked",
+            subject=f"{actor.email}: {row.name} ({row.prefix}...)",
+            before={"revoked": False},
+            after={"revoked": True},
+            now=now,
+        )
     return row
 
 

@@ -68,7 +68,7 @@ from services.domain.custody import (
 from services.domain.errors import Conflict, Forbidden, IllegalTransition, InvalidRequest, NotFound
 from services.domain.identifiers import din_reference, shipment_code
 from services.domain.signatures import APPROVED
-from services.operations import access, admin, shippers, staff
+from services.operations import access, admin, changelog, shippers
 from services.operations.access import visible_order
 from services.operations.bags import lock_bags
 from services.operations.orders import lock_order
@@ -144,7 +144,7 @@ def set_rule(
     after: dict[str, Any] = {"version": row.version, **merged}
     if signed:
         after["reason"] = signed[0]
-    staff.log_change(
+    changelog.record_change(
         session,
         actor=actor,
         action="alarm rule changed",

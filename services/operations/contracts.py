@@ -13,7 +13,7 @@ from services.db.models import CourierContract, Site
 from services.domain.custody import Actor, Role, SiteKind
 from services.domain.errors import Forbidden, WrongSite
 from services.operations.admin import site_by_code
-from services.operations.staff import log_change
+from services.operations.changelog import record_change
 
 
 def contracted_couriers(session: Session, site_id: int) -> list[Site]:
@@ -72,7 +72,7 @@ def set_contract(
         session.flush()
     after = {"courier": carrier.code, "contracted": active}
     if before != after:
-        log_change(
+        record_change(
             session,
             actor=actor,
             action="courier contracted" if active else "courier contract ended",

@@ -1,7 +1,14 @@
-"""Passwords for the web pages: argon2id hashes, a lock after repeated failures.
+"""Passwords for the web pages and signatures: argon2id hashes, and a back-off per client.
 
-A wrong e-mail and a wrong password give the same answer, after the same amount of work (a
-verify against a dummy hash), so the login form tells nobody which e-mail addresses exist.
+Wrong passwords count per account and client (the address they come from; an IPv6 /64): at
+the limit that client is blocked from that account for a while, twice as long each time,
+and the block is kept in the admin log. The account itself is never locked, so an outsider
+hammering someone's e-mail from elsewhere cannot keep its owner out; a new password lifts
+every block, on record.
+
+A wrong e-mail, a wrong password and a blocked client give the same answer, after the same
+amount of work (a verify against a dummy hash), so the form tells nobody which e-mail
+addresses exist or which are blocked.
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import ipaddress
 import secrets
 from dataclasses import dataclass
 
@@ -16,11 +24,12 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlmodel import Session, select
 
-from services.db.models import Site, User
+from services.db.models import LoginFailure, Site, User
 from services.domain.custody import Actor
 from services.domain.errors import InvalidRequest, SignatureRefused
 from services.operations.access import actor_for
 from services.operations.admin import user_by_email
+from services.operations.changelog import Changer, System, record_change
 
 MIN_PASSWORD_LENGTH = 12  # NIST SP 800-63B allows 8; these accounts move patients' cells
 MAX_PASSWORD_LENGTH = 256
@@ -34,10 +43,32 @@ def _dummy_hash() -> str:
     return _hasher.hash("not a password anybody has")
 
 
+SIGN_IN_GUARD = System("sign-in guard")
+
+
 @dataclass(frozen=True)
 class LoginPolicy:
-    max_failures: int = 5
-    lockout: dt.timedelta = dt.timedelta(minutes=15)
+    """How wrong passwords are answered, and for whom they count: ``client`` is the address
+    the attempt comes from (the web layer fills it in for each request)."""
+
+    max_failures: int = 5  # wrong passwords in a row from one client ...
+    lockout: dt.timedelta = dt.timedelta(minutes=15)  # ... block it this long, doubling each time
+    max_lockout: dt.timedelta = dt.timedelta(hours=24)
+    client: str = "unknown"
+
+
+def client_key(address: str | None) -> str:
+    """What failures count against: an IPv4 address, or an IPv6 address's /64 (one host is
+    given a whole /64, so counting single IPv6 addresses would count nothing)."""
+    try:
+        parsed = ipaddress.ip_address((address or "").strip())
+    except ValueError:
+        return (address or "unknown").strip()[:64] or "unknown"
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
+    return str(parsed)
 
 
 def check_strength(password: str) -> None:
@@ -51,16 +82,39 @@ def check_strength(password: str) -> None:
 
 def set_password(session: Session, *, email: str, password: str, temporary: bool = False) -> User:
     """Set a user's password. A temporary one (an admin's reset, a new account) must be changed
-    at the next sign-in. Either way every open session of the user ends."""
+    at the next sign-in. Either way every open session of the user ends. (Blocks of clients
+    stay until ``lift_blocks``, which puts their end on record.)"""
     check_strength(password)
     user = user_by_email(session, email)
     user.password_hash = _hasher.hash(password)
-    user.failed_logins = 0
-    user.locked_until = None
     user.must_change_password = temporary
     session.add(user)
     session.flush()
     return user
+
+
+def lift_blocks(session: Session, *, user: User, actor: Changer, now: dt.datetime) -> list[str]:
+    """Forget every failure of the user's, from every client; the clients blocked until now
+    are named in the admin log (the unlock). Returns them."""
+    rows = session.exec(select(LoginFailure).where(LoginFailure.user_id == user.id)).all()
+    blocked = sorted(
+        row.client for row in rows if row.blocked_until is not None and row.blocked_until > now
+    )
+    for row in rows:
+        session.delete(row)
+    session.flush()
+    if blocked:
+        record_change(
+            session,
+            actor=actor,
+            action="sign-in unblocked",
+            subject=user.email,
+            before={"blocked_clients": blocked},
+            after={"blocked_clients": []},
+            site_id=user.site_id,
+            now=now,
+        )
+    return blocked
 
 
 def temporary_password() -> str:
@@ -78,14 +132,26 @@ def change_password(
     now: dt.datetime,
     policy: LoginPolicy,
 ) -> str:
-    """The user's own change: the current password first (a failure counts towards the lock),
-    then the new one, which may not be the old. Returns the new session key: the user's other
-    sessions end with the old password."""
+    """The user's own change: the current password first (a failure counts towards the
+    client's back-off), then the new one, which may not be the old. Returns the new session
+    key: the user's other sessions end with the old password. On record, with the blocks it
+    lifts."""
     if check_password(session, email=actor.email, password=current, now=now, policy=policy) is None:
-        raise SignatureRefused("the current password is wrong (repeated failures lock the account)")
+        raise SignatureRefused("the current password is wrong (repeated failures pause sign-in)")
     if current == new:
         raise InvalidRequest("the new password must differ from the current one")
+    was_temporary = user_by_email(session, actor.email).must_change_password
     user = set_password(session, email=actor.email, password=new)
+    record_change(
+        session,
+        actor=actor,
+        action="password changed",
+        subject=user.email,
+        before={"must_change_password": was_temporary},
+        after={"must_change_password": False, "other_sessions": "ended"},
+        now=now,
+    )
+    lift_blocks(session, user=user, actor=actor, now=now)
     return session_key(user)
 
 
@@ -131,8 +197,9 @@ def actor_for_session(session: Session, key: str) -> SessionState | None:
 def check_password(
     session: Session, *, email: str, password: str, now: dt.datetime, policy: LoginPolicy
 ) -> tuple[Actor, str] | None:
-    """The actor and their session key when the e-mail and password match an active, unlocked
-    account; otherwise None, with the failure counted. The caller commits either way."""
+    """The actor and their session key when the e-mail and password match an active account
+    and the client (``policy.client``) is not blocked from it; otherwise None, with the
+    failure counted for that client. The caller commits either way."""
     row = session.exec(
         select(User, Site)
         .join(Site, Site.id == User.site_id)  # type: ignore[arg-type]
@@ -143,25 +210,62 @@ def check_password(
         _verify(_dummy_hash(), password)
         return None
     user, site = row
-    if user.locked_until is not None and user.locked_until > now:
-        _verify(_dummy_hash(), password)  # the same work, so the lock is no timing oracle either
+    client = client_key(policy.client)
+    failure = session.exec(
+        select(LoginFailure).where(LoginFailure.user_id == user.id, LoginFailure.client == client)
+    ).first()
+    if failure is not None and failure.blocked_until is not None and failure.blocked_until > now:
+        _verify(_dummy_hash(), password)  # the same work, so a block is no timing oracle either
         return None
     assert user.password_hash is not None
     if not user.active or not _verify(user.password_hash, password):
-        user.failed_logins += 1
-        if user.failed_logins >= policy.max_failures:
-            user.locked_until = now + policy.lockout
-            user.failed_logins = 0
-        session.add(user)
+        _count_failure(session, user=user, failure=failure, client=client, now=now, policy=policy)
         return None
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
-    user.failed_logins = 0
-    user.locked_until = None
+    if failure is not None:
+        session.delete(failure)  # the owner of this client is back: its count starts again
     user.last_login_at = now
     session.add(user)
     session.flush()
     return actor_for(user, site), session_key(user)
+
+
+def _count_failure(
+    session: Session,
+    *,
+    user: User,
+    failure: LoginFailure | None,
+    client: str,
+    now: dt.datetime,
+    policy: LoginPolicy,
+) -> None:
+    assert user.id is not None
+    if failure is None:
+        failure = LoginFailure(user_id=user.id, client=client, last_failure_at=now)
+    failure.failures += 1
+    failure.last_failure_at = now
+    if failure.failures >= policy.max_failures:
+        failure.blocks += 1
+        failure.failures = 0
+        wait = min(policy.lockout * 2 ** min(failure.blocks - 1, 20), policy.max_lockout)
+        failure.blocked_until = now + wait
+        record_change(
+            session,
+            actor=SIGN_IN_GUARD,
+            action="sign-in blocked",
+            subject=user.email,
+            after={
+                "client": client,
+                "failed_attempts": policy.max_failures,
+                "blocked_until": failure.blocked_until.isoformat(),
+                "block": failure.blocks,
+            },
+            site_id=user.site_id,
+            now=now,
+        )
+    session.add(failure)
+    session.flush()
 
 
 def _verify(password_hash: str, password: str) -> bool:

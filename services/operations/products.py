@@ -24,6 +24,7 @@ from services.domain.products import check_owner, check_reason, check_thaw_limit
 from services.domain.sla import Leg, Policy
 from services.operations import condition, deadlines, staff
 from services.operations.admin import site_by_code
+from services.operations.changelog import record_change
 from services.operations.signing import Signers
 
 PRODUCT_CODE_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
@@ -122,7 +123,7 @@ def change_policy(
         typical=typical,
         signed=(why, _signed_by(session, actor), now),
     )
-    staff.log_change(
+    record_change(
         session,
         actor=actor,
         action="turnaround policy changed",
@@ -191,7 +192,7 @@ def add_product(
     )
     session.add(row)
     session.flush()
-    staff.log_change(
+    record_change(
         session,
         actor=None,
         action="product set up",
@@ -210,7 +211,7 @@ def set_owner(session: Session, *, code: str, owner: str, now: dt.datetime) -> P
     row.owner_site_id = _owner_id(session, owner)
     session.add(row)
     session.flush()
-    staff.log_change(
+    record_change(
         session,
         actor=None,
         action="product owner named",

@@ -177,9 +177,18 @@ def no_action(
 
 
 def corrected(
-    session: Session, *, actor: Actor, event_id: int, reason: str, now: dt.datetime
+    session: Session,
+    *,
+    actor: Actor,
+    event_id: int,
+    reason: str,
+    now: dt.datetime,
+    password: str | None,
+    policy: LoginPolicy,
 ) -> Review:
-    """Close an event's review with a correction of it (a new event, with the reason)."""
+    """Close an event's review with a correction of it (a new event, with the reason, signed
+    with the reviewer's password: the caller commits even when this raises SignatureRefused,
+    so that a wrong password counts for the client)."""
     _qa(actor)
     record_hash, order_id = _record(session, actor, EVENT, event_id)
     event = session.get(CustodyEvent, event_id)
@@ -187,7 +196,14 @@ def corrected(
     assert event is not None
     assert order is not None
     correction = signing.correct_event(
-        session, actor=actor, coi=order.coi, sequence=event.sequence, reason=reason, now=now
+        session,
+        actor=actor,
+        coi=order.coi,
+        sequence=event.sequence,
+        reason=reason,
+        now=now,
+        password=password,
+        policy=policy,
     )
     row = Review(
         source=EVENT,

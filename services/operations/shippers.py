@@ -22,7 +22,7 @@ from services.domain.custody import Actor, SiteKind, UnitKind
 from services.domain.errors import Conflict, IllegalTransition, InvalidRequest, NotFound
 from services.domain.identifiers import shipment_code
 from services.domain.sla import DEFAULT_LIMITS, Leg
-from services.operations import access, staff
+from services.operations import access, changelog
 from services.operations.deadlines import current_policy
 
 MAX_HOLD_HOURS = 24 * 60.0  # 60 days: longer than any LN2 dry shipper keeps -150 °C
@@ -87,7 +87,7 @@ def register_shipper(
     )
     session.add(shipper)
     session.flush()
-    staff.log_change(
+    changelog.record_change(
         session,
         actor=actor,
         action="shipper.register",
@@ -169,7 +169,7 @@ def change_shipper(
     shipper.updated_at = now
     session.add(shipper)
     session.flush()
-    staff.log_change(
+    changelog.record_change(
         session,
         actor=actor,
         action="shipper.change",

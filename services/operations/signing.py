@@ -32,11 +32,13 @@ from services.domain.signatures import (
     DISPOSITION,
     MEANINGS,
     NOT_REQUIRED,
+    SIGNED,
     WITNESS,
     WITNESSED,
     check_in_act,
     check_signature,
     check_step,
+    correction_meaning,
     first_meaning,
     required_by,
     requirement,
@@ -70,19 +72,37 @@ class Step(Protocol):
 
 
 def correct_event(
-    session: Session, *, actor: Actor, coi: str, sequence: int, reason: str, now: dt.datetime
+    session: Session,
+    *,
+    actor: Actor,
+    coi: str,
+    sequence: int,
+    reason: str,
+    now: dt.datetime,
+    password: str | None,
+    policy: LoginPolicy,
 ) -> CustodyEvent:
-    """Record a correction of event ``sequence``: both stay in the timeline."""
+    """Record a correction of event ``sequence``, e-signed by its author in the same act: both
+    stay in the timeline, and the correction's signature (its meaning by the author's role,
+    domain.signatures.correction_meaning) is bound to its hash. No password: SignatureRequired;
+    a wrong one: SignatureInvalid, which the caller commits (it counts for the client)."""
     order = order_by_coi(session, actor, coi)
     if actor.role not in CORRECTING_ROLES:
         raise Forbidden("corrections are recorded by QA or an administrator")
     if not reason or not reason.strip():
         raise InvalidRequest("a correction needs a reason")
+    if not password:
+        raise SignatureRequired("a correction is signed: give your password with it")
     order = lock_order(session, order.id)
     target = _event(session, order.id, sequence, order.coi)
+    signer = check_password(session, email=actor.email, password=password, now=now, policy=policy)
+    if signer is None:
+        raise SignatureInvalid(
+            "the password is wrong (repeated failures make this device wait before trying again)"
+        )
     unit = session.get(Unit, target.unit_id) if target.unit_id else None
     batch = session.get(Batch, target.batch_id) if target.batch_id else None
-    return append_event(
+    correction = append_event(
         session,
         order=order,
         unit=unit,
@@ -95,7 +115,11 @@ def correct_event(
         batch=batch if unit is None else None,
         reason=reason.strip(),
         corrects_id=target.id,
+        signing=SIGNED,  # signed in its act, whatever the site's rules
     )
+    _signature(session, correction, actor, correction_meaning(actor.role), now, None)
+    session.flush()
+    return correction
 
 
 def critical_steps(session: Session, site: Site | KnownSite) -> dict[str, bool]:

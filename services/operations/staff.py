@@ -3,7 +3,8 @@ site's FIN and signing rules, and the products' turnaround policies. Every chang
 the admin log (who, when, what, before and after), which admins read.
 
 An admin manages the site they act for, and nobody else's. The installation's operator does
-the same at the command line (``actor=None``), kept in the same log.
+the same at the command line (``operator.py``, or ``actor=None`` here), kept in the same log
+(``changelog.record_change``).
 """
 
 from __future__ import annotations
@@ -13,45 +14,13 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from services.db.models import AdminChange, ApiToken, Site, User
+from services.db.models import AdminChange, ApiToken, LoginFailure, Site, User
 from services.domain.custody import Actor, Role
 from services.domain.errors import Forbidden, InvalidRequest, NotFound
 from services.domain.identifiers import validate_fin
 from services.domain.sla import Policy
 from services.operations import admin, passwords, signing
-
-COMMAND_LINE = "command line"
-
-
-def log_change(
-    session: Session,
-    *,
-    actor: Actor | None,
-    action: str,
-    subject: str,
-    now: dt.datetime,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-    every_site: bool = False,
-    site_id: int | None = None,
-) -> AdminChange:
-    """Keep one change. ``every_site``: it binds all sites (a product's policy), so every
-    site's admins read it; otherwise it is ``site_id``'s (by default the acting user's)."""
-    if site_id is None and actor is not None:
-        site_id = actor.site_id
-    row = AdminChange(
-        actor_id=actor.user_id if actor else None,
-        actor=actor.email if actor else COMMAND_LINE,
-        site_id=None if every_site else site_id,
-        action=action,
-        subject=subject[:254],
-        before=before,
-        after=after,
-        changed_at=now,
-    )
-    session.add(row)
-    session.flush()
-    return row
+from services.operations.changelog import Changer, record_change
 
 
 def changes(session: Session, actor: Actor, *, limit: int = 200) -> list[AdminChange]:
@@ -72,7 +41,8 @@ def _admin_only(actor: Actor) -> None:
         raise Forbidden("this is an administrator's page")
 
 
-def _user(user: User) -> dict[str, Any]:
+def user_record(user: User) -> dict[str, Any]:
+    """A user as the admin log shows them (never their password or its hash)."""
     return {"email": user.email, "name": user.name, "role": user.role.value, "active": user.active}
 
 
@@ -83,6 +53,24 @@ def site_users(session: Session, actor: Actor) -> list[User]:
             select(User).where(User.site_id == actor.site_id).order_by(col(User.email))
         ).all()
     )
+
+
+def blocked_clients(
+    session: Session, actor: Actor, *, now: dt.datetime
+) -> dict[int, list[LoginFailure]]:
+    """The clients that must wait before they may try the password of a user of the site
+    again, by user (a reset of the password lets them in)."""
+    _admin_only(actor)
+    rows = session.exec(
+        select(LoginFailure)
+        .join(User, col(User.id) == col(LoginFailure.user_id))
+        .where(User.site_id == actor.site_id, col(LoginFailure.blocked_until) > now)
+        .order_by(col(LoginFailure.client))
+    ).all()
+    found: dict[int, list[LoginFailure]] = {}
+    for row in rows:
+        found.setdefault(row.user_id, []).append(row)
+    return found
 
 
 def _site_user(session: Session, actor: Actor, user_id: int) -> User:
@@ -102,8 +90,13 @@ def add_staff(
     user = admin.add_user(session, email=email, role=role, site_code=actor.site.code, name=name)
     temporary = passwords.temporary_password()
     passwords.set_password(session, email=user.email, password=temporary, temporary=True)
-    log_change(
-        session, actor=actor, action="user added", subject=user.email, after=_user(user), now=now
+    record_change(
+        session,
+        actor=actor,
+        action="user added",
+        subject=user.email,
+        after={**user_record(user), "must_change_password": True},
+        now=now,
     )
     return user, temporary
 
@@ -112,17 +105,17 @@ def set_role(session: Session, *, actor: Actor, user_id: int, role: Role, now: d
     user = _site_user(session, actor, user_id)
     if user.id == actor.user_id:
         raise InvalidRequest("you cannot change your own role; another admin of the site can")
-    before = _user(user)
+    before = user_record(user)
     user.role = role
     user.session_epoch += 1  # a new role: sign in again, to act in it
     session.add(user)
-    log_change(
+    record_change(
         session,
         actor=actor,
         action="role changed",
         subject=user.email,
         before=before,
-        after=_user(user),
+        after=user_record(user),
         now=now,
     )
     return user
@@ -134,36 +127,51 @@ def set_active(
     user = _site_user(session, actor, user_id)
     if user.id == actor.user_id:
         raise InvalidRequest("you cannot deactivate yourself; another admin of the site can")
-    before = _user(user)
+    return apply_active(session, by=actor, user=user, active=active, now=now)
+
+
+def apply_active(
+    session: Session, *, by: Changer, user: User, active: bool, now: dt.datetime
+) -> User:
+    """(De)activate a user, on record: a deactivated user's sessions and tokens stop working."""
+    before = user_record(user)
     user.active = active
     session.add(user)
-    log_change(
+    session.flush()
+    record_change(
         session,
-        actor=actor,
+        actor=by,
         action="user activated" if active else "user deactivated",
         subject=user.email,
         before=before,
-        after=_user(user),
+        after=user_record(user),
+        site_id=user.site_id,
         now=now,
     )
     return user
 
 
-def reset_password(session: Session, *, actor: Actor, user_id: int, now: dt.datetime) -> str:
-    """A temporary password for a user of the site (shown once); their sessions end, a lock is
-    lifted, and they choose their own at the next sign-in."""
+def reset_password(
+    session: Session, *, actor: Actor, user_id: int, now: dt.datetime
+) -> tuple[User, str]:
+    """A temporary password for a user of the site (shown once); their sessions end, every
+    client blocked from the account is let in again (on record), and they choose their own
+    at the next sign-in."""
     user = _site_user(session, actor, user_id)
+    before = {"must_change_password": user.must_change_password}
     temporary = passwords.temporary_password()
     passwords.set_password(session, email=user.email, password=temporary, temporary=True)
-    log_change(
+    record_change(
         session,
         actor=actor,
         action="password reset",
         subject=user.email,
-        after={"must_change_password": True},
+        before=before,
+        after={"must_change_password": True, "sessions": "ended"},
         now=now,
     )
-    return temporary
+    passwords.lift_blocks(session, user=user, actor=actor, now=now)
+    return user, temporary
 
 
 def site_tokens(session: Session, actor: Actor) -> list[tuple[ApiToken, str]]:
@@ -189,11 +197,13 @@ def revoke_site_token(
     if token.revoked_at is None:
         token.revoked_at = now
         session.add(token)
-        log_change(
+        record_change(
             session,
             actor=actor,
             action="token revoked",
             subject=f"{owner.email}: {token.name} ({token.prefix}...)",
+            before={"revoked": False},
+            after={"revoked": True},
             now=now,
         )
     return token
@@ -211,8 +221,14 @@ def set_fin(session: Session, *, actor: Actor, fin: str, now: dt.datetime) -> Si
         raise InvalidRequest(f"FIN {fin} belongs to another site")
     site.fin = fin
     session.add(site)
-    log_change(
-        session, actor=actor, action="FIN set", subject=site.code, after={"fin": fin}, now=now
+    record_change(
+        session,
+        actor=actor,
+        action="FIN set",
+        subject=site.code,
+        before={"fin": None},
+        after={"fin": fin},
+        now=now,
     )
     return site
 
@@ -229,18 +245,35 @@ def set_signing(
     _admin_only(actor)
     site = session.get(Site, actor.site_id)
     assert site is not None
+    return apply_signing(
+        session, by=actor, site=site, step=step, required=required, witness=witness, now=now
+    )
+
+
+def apply_signing(
+    session: Session,
+    *,
+    by: Changer,
+    site: Site,
+    step: str,
+    required: bool,
+    witness: bool,
+    now: dt.datetime,
+) -> dict[str, bool]:
+    """Which of ``site``'s steps are signed (and witnessed), on record."""
     if not step or len(step) > 32 or not step.replace("_", "").isalpha() or not step.isascii():
         raise InvalidRequest(f"{step!r} is not a step")
     before = signing.critical_steps(session, site)
     signing.set_critical_step(session, site=site, step=step, witness=witness, required=required)
     after = signing.critical_steps(session, site)
-    log_change(
+    record_change(
         session,
-        actor=actor,
+        actor=by,
         action="signing rules changed",
         subject=site.code,
         before=before,
         after=after,
+        site_id=site.id,
         now=now,
     )
     return after

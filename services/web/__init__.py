@@ -10,7 +10,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from services.broker import Kicker, kick_after_commit
 from services.config import Settings
-from services.db import Database
+from services.db import Database, privileges
 from services.web import security
 from services.web.errors import register_error_handlers, validation_problem
 from services.web.state import AppState
@@ -80,7 +80,10 @@ def create_app(settings: Settings | None = None, *, web: bool = True) -> OpenAPI
     kick_after_commit(database.session_factory, Kicker(settings))
     app.extensions["vein2vein"] = AppState(settings=settings, db=database)
     if not web:
-        return app
+        return app  # the command line: migrations and grants run as the owner of the tables
+    if settings.app_env == "production":
+        # never as a superuser or the tables' owner: they could switch the record's triggers off
+        privileges.refuse_privileged_role(database.engine)
 
     from services.web.api import api
     from services.web.pages import pages

@@ -30,9 +30,9 @@ class Credentials:
 
     @property
     def given(self) -> bool:
-        return any(
-            v is not None for v in (self.password, self.witness_email, self.witness_password)
-        )
+        """Whether anything came (an empty password is none: signature_required, not a wrong
+        password counted against the signer)."""
+        return any((self.password, self.witness_email, self.witness_password))
 
 
 NO_CREDENTIALS = Credentials()
@@ -52,9 +52,9 @@ def signers_for(actor: Actor, site_code: str, credentials: Credentials) -> Signe
                 uow.session,
                 actor=actor,
                 site_id=site.id,
-                password=credentials.password,
-                witness_email=credentials.witness_email,
-                witness_password=credentials.witness_password,
+                password=credentials.password or None,
+                witness_email=credentials.witness_email or None,
+                witness_password=credentials.witness_password or None,
                 now=utcnow(),
                 policy=login_policy(),
             )

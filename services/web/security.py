@@ -6,17 +6,22 @@
 - Rate limits count login attempts per client address (Flask-Limiter) and API calls per token
   (``api_limit.ApiLimit``, which leases shares of a window so a call seldom waits on Redis), in
   Redis in production so that every gunicorn worker counts together.
+- A login session keeps its own clock (signed into the session cookie by the server): a
+  request after SESSION_IDLE_MINUTES without one, or SESSION_HOURS after the sign-in, finds
+  the user signed out, and the login page says why.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, flash, g, jsonify, redirect, request, session, url_for
 from flask_limiter import Limiter, RequestLimit
 from flask_limiter.util import get_remote_address
-from flask_login import LoginManager, UserMixin, current_user
+from flask_login import LoginManager, UserMixin, current_user, logout_user, user_logged_in
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.wrappers import Response as BaseResponse
 
 from services.config import API_LIMIT_OFF, Settings
 from services.domain.custody import Actor
@@ -27,6 +32,10 @@ from services.web.errors import error_page, problem, wants_page
 from services.web.state import unit_of_work
 
 API_PREFIX = "/api/"
+# the session's clock: when its user signed in, and when they last asked for anything
+SIGNED_IN_AT, LAST_SEEN_AT = "_signed_in_at", "_last_seen_at"
+# pages that sign a stale session out and go on (the others send it to the login page)
+SIGN_IN_PAGES = frozenset({"pages.login", "pages.logout"})
 
 csrf = CSRFProtect()
 
@@ -109,6 +118,8 @@ def install(app: Flask, settings: Settings) -> None:
         if not request.path.startswith(API_PREFIX):
             csrf.protect()
 
+    _install_session_clock(app, settings)
+
     limiter = Limiter(
         _credential_key,
         app=app,
@@ -160,3 +171,55 @@ def install(app: Flask, settings: Settings) -> None:
             if g.get("no_store", True):
                 response.headers.setdefault("Cache-Control", "no-store")
         return response
+
+
+def _install_session_clock(app: Flask, settings: Settings) -> None:
+    idle = settings.session_idle_minutes * 60
+    longest = settings.session_hours * 3600
+
+    @user_logged_in.connect_via(app)
+    def _started(_sender: Any, **_extra: Any) -> None:
+        session[SIGNED_IN_AT] = session[LAST_SEEN_AT] = _now()
+
+    @app.before_request
+    def _session_clock() -> BaseResponse | None:
+        if request.path.startswith(API_PREFIX) or request.endpoint == "static":
+            return None
+        if "_user_id" not in session:  # Flask-Login's: nobody is signed in
+            return None
+        now = _now()
+        seen, since = session.get(LAST_SEEN_AT), session.get(SIGNED_IN_AT)
+        if not isinstance(seen, float | int) or not isinstance(since, float | int):
+            why = "Your session has ended. Sign in again."
+        elif now - seen > idle:
+            why = f"You were signed out after {_minutes(idle)} without activity. Sign in again."
+        elif now - since > longest:
+            why = f"You were signed out {_minutes(longest)} after signing in. Sign in again."
+        else:
+            session[LAST_SEEN_AT] = now
+            return None
+        logout_user()
+        session.clear()
+        flash(why)
+        if request.endpoint in SIGN_IN_PAGES:
+            return None
+        if request.accept_mimetypes.best == "application/json":  # the scan page's own fetch
+            body = {"ok": False, "code": "signed_out", "headline": "SIGNED OUT", "detail": why}
+            answer = jsonify(body)
+            answer.status_code = 401
+            return answer
+        target = request.full_path if request.query_string else request.path
+        return redirect(url_for("pages.login", next=target if request.method == "GET" else None))
+
+
+def _now() -> float:
+    return dt.datetime.now(dt.UTC).timestamp()
+
+
+def _minutes(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:g} seconds"
+    if seconds >= 7200 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g} hours"
+    minutes = seconds / 60
+    return f"{minutes:g} minute{'' if minutes == 1 else 's'}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from flask import current_app, g
+from flask import current_app, g, request
 
 from services.config import Settings
 from services.db import Database, UnitOfWork
@@ -40,9 +40,12 @@ def max_clock_skew() -> dt.timedelta:
 
 
 def login_policy() -> LoginPolicy:
-    """How many wrong passwords lock an account, and for how long: for sign-in and signing."""
+    """How many wrong passwords block the client they come from, for how long, and who that
+    client is (this request's address): for sign-in and signing."""
     settings = state().settings
     return LoginPolicy(
         max_failures=settings.login_max_failures,
         lockout=dt.timedelta(seconds=settings.login_lockout_seconds),
+        max_lockout=dt.timedelta(seconds=settings.login_lockout_max_seconds),
+        client=request.remote_addr or "unknown",
     )

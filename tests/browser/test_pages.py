@@ -157,8 +157,9 @@ def test_a_receipt_is_signed_and_an_event_corrected_from_the_timeline(live: Any,
     page.goto(f"{base}/orders/{bag['coi']}")
     page.get_by_label("Event #").fill("2")
     page.get_by_label("Reason").fill("label checked on the wrong workstation")
-    page.get_by_label("Reason").press("Enter")
-    expect(page.locator(".notice")).to_contain_text("Correction of event 2 recorded")
+    page.get_by_label("Your password (signs it)").fill(PASSWORD)
+    page.get_by_label("Your password (signs it)").press("Enter")
+    expect(page.locator(".notice")).to_contain_text("Correction of event 2 recorded and signed")
     expect(page.locator("table.timeline")).to_contain_text("corrects #2")
     screenshot(page, "order-signed-and-corrected")
 

@@ -4,6 +4,8 @@ runs the whole application and can neither rewrite the record nor switch its tri
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,13 +18,14 @@ from click.testing import CliRunner
 from flask.cli import ScriptInfo
 
 from services import cli
-from services.db import UnitOfWork
+from services.db import UnitOfWork, migrate, privileges
 from services.operations import audit, deadlines
 from services.web import create_app
 from tests.conftest import _libpq_url, _settings, _truncate_all
 from tests.integration.test_notifications import deliver_due, subscribe
+from tests.processes import clean_env
 from tests.receivers import webhook_receiver
-from tests.world import World
+from tests.world import PASSWORD, World, sign_in
 
 pytestmark = pytest.mark.postgres
 
@@ -76,6 +79,18 @@ def test_the_whole_application_runs_as_the_app_role(
             report = audit.verify(uow.session)
         assert report.ok, report.finding
         assert world.browser("care").get("/").status_code == 200  # a login writes users too
+        # configuration changes append a version and an entry in the admin log; a wrong
+        # password counts for its client (and a right one clears the count again)
+        policy = {
+            "limits_hours": {"collection_to_pickup": 30},
+            "reason": "renewed",
+            "signature": world.signature("qa"),
+        }
+        changed = world.post("qa", "/api/v1/sla-policies/axi-cel", policy)
+        assert changed.status_code == 201, changed.json
+        world.browser("admin")
+        assert sign_in(app.test_client(), "care@example.org", "not it at all").status_code == 401
+        assert sign_in(app.test_client(), "care@example.org", PASSWORD).status_code == 302
     finally:
         app.extensions["vein2vein"].db.engine.dispose()
 
@@ -99,6 +114,17 @@ REFUSED = [
     "DROP TABLE custody_events CASCADE",
     "CREATE TABLE side_door (id int)",
     "UPDATE alembic_version SET version_num = '0001'",
+    # the versions of settings and the admin log: a new version is a new row, never an edit
+    "UPDATE sla_policies SET version = version + 1",
+    "DELETE FROM sla_policies",
+    "TRUNCATE sla_policies CASCADE",
+    "UPDATE alarm_rules SET limit_c = -20",
+    "DELETE FROM alarm_rules",
+    "UPDATE signing_keys SET public_key = 'x'",
+    "DELETE FROM signing_keys",
+    "UPDATE admin_changes SET actor = 'someone else'",
+    "DELETE FROM admin_changes",
+    "TRUNCATE admin_changes CASCADE",
 ]
 
 
@@ -140,3 +166,104 @@ def test_app_role_refuses_a_bad_name_and_sqlite(app_factory: Any) -> None:
     )
     assert bad.exit_code != 0
     assert "role name" in bad.output or "SQLite" in bad.output
+
+
+def test_every_append_only_table_is_one_the_app_role_may_only_append_to(pg_url: str) -> None:
+    """A table whose triggers refuse UPDATE and DELETE gets no such grant either."""
+    with psycopg.connect(_libpq_url(pg_url), autocommit=True) as connection:
+        guarded = {
+            row[0]
+            for row in connection.execute(
+                "SELECT DISTINCT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+                "JOIN pg_proc p ON p.oid = t.tgfoid WHERE p.proname = 'vein2vein_append_only'"
+            )
+        }
+    assert {"sla_policies", "alarm_rules", "signing_keys", "admin_changes"} <= guarded
+    assert guarded <= privileges.RECORD_TABLES
+
+
+START_WEB = "from services.web import create_app; create_app(); print('started')"
+START_WORKER = "from workers.tasks import database; database(); print('started')"
+
+
+def _start(url: str, redis_url: str, tmp_path: Path, code: str) -> subprocess.CompletedProcess[str]:
+    """A production process's start-up, as gunicorn (the web) or Celery (a worker) does it."""
+    env = clean_env(
+        APP_ENV="production",
+        SECRET_KEY="a-production-secret-" + uuid.uuid4().hex,
+        DATABASE_URL=url.replace("postgresql+psycopg://", "postgresql://"),
+        RATELIMIT_STORAGE_URL=redis_url,
+        BROKER_URL=redis_url,
+        VAR_DIR=str(tmp_path / "var"),
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.redis
+def test_production_refuses_a_superuser_and_runs_as_the_app_role(
+    app_role: tuple[str, str], pg_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    for code in (START_WEB, START_WORKER):
+        refused = _start(pg_url, redis_url, tmp_path, code)
+        assert refused.returncode != 0
+        assert "started" not in refused.stdout
+        assert "refuses to run as PostgreSQL role postgres: postgres is a superuser" in (
+            refused.stderr
+        )
+        assert "vein2vein db app-role vein2vein_app --password-stdin" in refused.stderr
+    _name, url = app_role
+    for code in (START_WEB, START_WORKER):
+        started = _start(url, redis_url, tmp_path, code)
+        assert started.returncode == 0, started.stderr[-2000:]
+        assert started.stdout.strip().endswith("started")
+    # and the production app, as the app role, serves with secure cookies
+    app = create_app(
+        _settings(url, tmp_path / "prod-var", app_env="production", ratelimit_storage_url=redis_url)
+    )
+    try:
+        world = World.build(app)
+        world.browser("care")
+        response = sign_in(app.test_client(), "care@example.org", PASSWORD)
+        assert response.status_code == 302
+        assert "Secure" in response.headers["Set-Cookie"]
+    finally:
+        app.extensions["vein2vein"].db.engine.dispose()
+
+
+@pytest.mark.redis
+def test_production_refuses_the_owner_of_the_tables(
+    pg_server_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """The owner need not be a superuser to drop the record's triggers: a database made and
+    migrated by an ordinary role, as a hosted PostgreSQL gives one."""
+    owner = f"v2v_owner_{uuid.uuid4().hex[:8]}"
+    database = f"v2v_owned_{uuid.uuid4().hex[:8]}"
+    server = _libpq_url(pg_server_url)
+    with psycopg.connect(server, autocommit=True) as connection:
+        connection.execute(f"CREATE ROLE {owner} LOGIN NOSUPERUSER PASSWORD 'owner-password-1'")
+        connection.execute(f'CREATE DATABASE "{database}" OWNER {owner}')
+    url = (
+        sa.make_url(pg_server_url)
+        .set(username=owner, password="owner-password-1", database=database)
+        .render_as_string(hide_password=False)
+    )
+    try:
+        migrate.upgrade(url)
+        refused = _start(url, redis_url, tmp_path, START_WEB)
+        assert refused.returncode != 0
+        assert f"{owner} owns the tables" in refused.stderr
+        assert "vein2vein db app-role" in refused.stderr
+        # the same owner at the command line (migrations, grants) is not refused
+        cli = create_app(
+            _settings(
+                url, tmp_path / "cli-var", app_env="production", ratelimit_storage_url=redis_url
+            ),
+            web=False,
+        )
+        cli.extensions["vein2vein"].db.engine.dispose()
+    finally:
+        with psycopg.connect(server, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            connection.execute(f"DROP ROLE IF EXISTS {owner}")

@@ -28,6 +28,7 @@ APPEND_ONLY = (
     "label_prints",
     "reviews",
     "admin_changes",
+    "sla_policies",
 )
 
 
@@ -519,15 +520,22 @@ def test_a_signature_moved_to_another_record_fails_verification(world: World) ->
 def test_a_correction_points_at_the_event_and_both_stay(world: World) -> None:
     bag = world.bag_at("cryopreserve", "PAT-CORR")
     coi = bag["coi"]
+    signed = {"signature": {"password": PASSWORD}}
     for who, status in (("aph", 403), ("courier", 404), ("qa2", 404), ("admin2", 404)):
+        world.browser(who)  # their own password: what they sign with does not open A's order
         refused = world.post(
-            who, f"/api/v1/orders/{coi}/corrections", {"sequence": 2, "reason": "x"}
+            who, f"/api/v1/orders/{coi}/corrections", {"sequence": 2, "reason": "x", **signed}
         )
         assert refused.status_code == status
+    world.browser("admin")
     correction = world.post(
         "admin",
         f"/api/v1/orders/{coi}/corrections",
-        {"sequence": 2, "reason": "label verified on the wrong workstation; re-checked by hand"},
+        {
+            "sequence": 2,
+            "reason": "label verified on the wrong workstation; re-checked by hand",
+            **signed,
+        },
     )
     assert correction.status_code == 201, correction.json
     assert correction.json["action"] == "correct"

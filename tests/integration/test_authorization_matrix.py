@@ -42,7 +42,7 @@ from services.db.models import (
 from services.domain.custody import Role
 from services.domain.identifiers import Din
 from services.operations import admin
-from tests.world import USERS, World, csrf_token
+from tests.world import PASSWORD, USERS, World, csrf_token
 
 Request = Callable[[dict[str, Any]], tuple[str, str, dict[str, Any] | None]]
 
@@ -78,7 +78,7 @@ CASES: dict[tuple[str, str], Request] = {
     ("POST", "/api/v1/orders/<coi>/corrections"): lambda a: (
         "POST",
         f"/api/v1/orders/{a['coi']}/corrections",
-        {"sequence": 1, "reason": "rewrite history"},
+        {"sequence": 1, "reason": "rewrite history", "signature": {"password": PASSWORD}},
     ),
     ("POST", "/api/v1/orders/<coi>/events/<int:sequence>/signatures"): lambda a: (
         "POST",
@@ -386,7 +386,7 @@ PAGE_CASES: dict[tuple[str, str], Request] = {
     ("POST", "/orders/<coi>/corrections"): lambda a: (
         "POST",
         f"/orders/{a['coi']}/corrections",
-        {"sequence": "1", "reason": "rewrite history"},
+        {"sequence": "1", "reason": "rewrite history", "password": PASSWORD},
     ),
     ("GET", "/units/<din>/label.<fmt>"): lambda a: ("GET", f"/units/{a['din']}/label.zpl", None),
     ("GET", "/batches"): lambda a: ("GET", "/batches", None),

@@ -90,7 +90,11 @@ def whole_loop(world: World) -> tuple[str, str]:
     corrected = world.post(
         "qa",
         f"/api/v1/orders/{coi}/corrections",
-        {"sequence": 3, "reason": "scanned at the wrong bench"},
+        {
+            "sequence": 3,
+            "reason": "scanned at the wrong bench",
+            "signature": {"password": PASSWORD},
+        },
     )
     assert corrected.status_code == 201, corrected.json
     return coi, din

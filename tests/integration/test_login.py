@@ -14,7 +14,8 @@ from sqlmodel import SQLModel, select
 
 from services.config import Settings
 from services.db import UnitOfWork
-from services.db.models import User
+from services.db.models import AdminChange, User
+from services.db.privileges import PrivilegedRole
 from services.domain.errors import InvalidRequest
 from services.operations import passwords
 from tests.world import PASSWORD, World, csrf_token, sign_in
@@ -85,24 +86,84 @@ def _refusal(response: Any) -> str:
     return page[start : page.index("</p>", start)]
 
 
-def test_repeated_failures_lock_the_account_for_a_while(app_factory: Any) -> None:
+def _from(world: World, address: str) -> Any:
+    """A browser of its own at ``address`` (what request.remote_addr says)."""
+    client = world.app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def _log(world: World, action: str) -> list[AdminChange]:
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        return list(
+            uow.session.exec(
+                select(AdminChange).where(AdminChange.action == action).order_by(AdminChange.id)
+            ).all()
+        )
+
+
+def test_an_outsider_hammering_an_account_blocks_only_their_own_client(app_factory: Any) -> None:
     world = World.build(app_factory(login_max_failures=3, login_lockout_seconds=600))
     _set_password(world, "aph")
-    with time_machine.travel(dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC), tick=False) as clock:
+    attacker, owner = "203.0.113.66", "198.51.100.7"
+    start = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
+    with time_machine.travel(start, tick=False) as clock:
         for _ in range(3):
             assert (
-                sign_in(world.app.test_client(), "aph@example.org", "guess guess guess").status_code
-                == 401
+                sign_in(_from(world, attacker), "aph@example.org", "guess guess").status_code == 401
             )
-        assert _user(world, "aph").locked_until == dt.datetime(2026, 3, 1, 9, 10, tzinfo=dt.UTC)
-        # locked: even the right password is refused, with the same answer as a wrong one
-        locked = sign_in(world.app.test_client(), "aph@example.org", PASSWORD)
-        assert locked.status_code == 401
+        # the attacker's client waits, even with the right password, and hears the same answer
+        # as for a wrong one ...
+        blocked = sign_in(_from(world, attacker), "aph@example.org", PASSWORD)
+        wrong = sign_in(_from(world, "192.0.2.1"), "aph@example.org", "guess guess")
+        assert blocked.status_code == wrong.status_code == 401
+        assert _refusal(blocked) == _refusal(wrong)
+        # ... while the owner signs in from their own, as often as they like
+        for _ in range(5):
+            assert sign_in(_from(world, owner), "aph@example.org", PASSWORD).status_code == 302
+        (first,) = _log(world, "sign-in blocked")
+        assert (first.actor, first.subject, first.actor_id) == (
+            "sign-in guard",
+            "aph@example.org",
+            None,
+        )
+        assert first.after == {
+            "client": attacker,
+            "failed_attempts": 3,
+            "blocked_until": (start + dt.timedelta(minutes=10)).isoformat(),
+            "block": 1,
+        }
+        # the next block of the same client lasts twice as long
         clock.shift(dt.timedelta(minutes=11))
-        assert sign_in(world.app.test_client(), "aph@example.org", PASSWORD).status_code == 302
-    user = _user(world, "aph")
-    assert user.failed_logins == 0
-    assert user.locked_until is None
+        for _ in range(3):
+            assert (
+                sign_in(_from(world, attacker), "aph@example.org", "guess again").status_code == 401
+            )
+        second = _log(world, "sign-in blocked")[-1]
+        assert second.after is not None
+        assert second.after["block"] == 2
+        assert second.after["blocked_until"] == (start + dt.timedelta(minutes=11 + 20)).isoformat()
+        clock.shift(dt.timedelta(minutes=19))
+        assert sign_in(_from(world, attacker), "aph@example.org", PASSWORD).status_code == 401
+        clock.shift(dt.timedelta(minutes=2))
+        assert sign_in(_from(world, attacker), "aph@example.org", PASSWORD).status_code == 302
+
+
+def test_an_ipv6_client_is_counted_by_its_64(app_factory: Any) -> None:
+    """One host is handed a whole /64: rotating through it is the same client."""
+    world = World.build(app_factory(login_max_failures=3))
+    _set_password(world, "aph")
+    for n in range(3):
+        client = _from(world, f"2001:db8:1:2::{n + 1:x}")
+        assert sign_in(client, "aph@example.org", "guess guess").status_code == 401
+    assert (
+        sign_in(_from(world, "2001:db8:1:2:ffff::9"), "aph@example.org", PASSWORD).status_code
+        == 401
+    )
+    assert sign_in(_from(world, "2001:db8:1:3::1"), "aph@example.org", PASSWORD).status_code == 302
+    (block,) = _log(world, "sign-in blocked")
+    assert block.after is not None
+    assert block.after["client"] == "2001:db8:1:2::/64"
 
 
 def test_a_new_password_ends_open_sessions(world: World) -> None:
@@ -237,7 +298,13 @@ def test_with_redis_every_process_counts_together(app_factory: Any, redis_url: s
 
 
 @pytest.mark.redis
-def test_production_cookies_are_secure(app_factory: Any, redis_url: str) -> None:
+def test_production_cookies_are_secure(app_factory: Any, redis_url: str, backend: str) -> None:
+    if backend == "postgresql":
+        # the tests connect as a superuser, which production refuses (test_app_role.py runs
+        # production as the application's role, secure cookies and all)
+        with pytest.raises(PrivilegedRole, match="vein2vein db app-role"):
+            app_factory(app_env="production", ratelimit_storage_url=redis_url)
+        return
     world = World.build(app_factory(app_env="production", ratelimit_storage_url=redis_url))
     redis.Redis.from_url(redis_url).flushdb()
     _set_password(world, "care")

@@ -58,6 +58,7 @@ RECORD_TABLES = (
     "alarm_rules",
     "condition_alarms",
     "signing_keys",
+    "sla_policies",
 )
 IDENTITY_TABLES = ("orders", "units", "users", "sites")
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import clean_env
+
 PROBE = """
 import gc
 from services.web import create_app
@@ -44,5 +46,24 @@ def test_each_web_module_imports_first(module: str) -> None:
     happens to import first."""
     ran = subprocess.run(
         [sys.executable, "-c", f"import {module}"], capture_output=True, text=True, check=False
+    )
+    assert ran.returncode == 0, ran.stderr[-2000:]
+
+
+@pytest.mark.redis
+def test_production_on_sqlite_has_no_roles_to_refuse(tmp_path: Path, redis_url: str) -> None:
+    """The refusal of a privileged PostgreSQL role (test_app_role.py) leaves SQLite be."""
+    ran = subprocess.run(
+        [sys.executable, "-c", "from services.web import create_app; create_app()"],
+        env=clean_env(
+            APP_ENV="production",
+            SECRET_KEY="x" * 40,
+            DATABASE_URL=f"sqlite:///{tmp_path / 'embedded.db'}",
+            RATELIMIT_STORAGE_URL=redis_url,
+            VAR_DIR=str(tmp_path / "var"),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert ran.returncode == 0, ran.stderr[-2000:]

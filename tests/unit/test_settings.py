@@ -52,3 +52,20 @@ def test_rate_limits_count_in_redis_in_production() -> None:
 def test_a_counter_store_the_limits_cannot_use_stops_start_up(url: str) -> None:
     with pytest.raises(ValidationError, match="RATELIMIT_STORAGE_URL must start with"):
         Settings(_env_file=None, ratelimit_storage_url=url)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"session_idle_minutes": 0},
+        {"session_idle_minutes": 24 * 60 + 1},
+        {"session_hours": 0},
+        {"login_max_failures": 0},
+        {"login_lockout_seconds": 0},
+    ],
+)
+def test_sign_in_settings_that_would_switch_a_guard_off_are_refused(
+    values: dict[str, float],
+) -> None:
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, **values)  # type: ignore[arg-type]

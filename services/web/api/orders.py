@@ -127,18 +127,25 @@ def read_order_events(path: OrderPath) -> Response:
 
 @api.post("/orders/<coi>/corrections", tags=[orders_tag], responses={201: EventPublic})
 def correct_event(path: OrderPath, body: CorrectionCreate) -> tuple[Response, int]:
-    """Correct an event: a new event pointing at it, with a reason (QA or admin). The event
-    corrected is never changed; both show in the timeline."""
+    """Correct an event: a new event pointing at it, with a reason (QA or admin), e-signed in
+    the same request (``signature.password``). The event corrected is never changed; both
+    show in the timeline, the correction with its signature."""
     actor = current_actor()
     with unit_of_work() as uow:
-        event = signing.correct_event(
-            uow.session,
-            actor=actor,
-            coi=coi_value(path.coi),
-            sequence=body.sequence,
-            reason=body.reason,
-            now=utcnow(),
-        )
+        try:
+            event = signing.correct_event(
+                uow.session,
+                actor=actor,
+                coi=coi_value(path.coi),
+                sequence=body.sequence,
+                reason=body.reason,
+                now=utcnow(),
+                password=body.signature.password if body.signature else None,
+                policy=login_policy(),
+            )
+        except SignatureRefused:
+            uow.commit()  # the failed attempt counts for this client
+            raise
         uow.commit()
         assert event.id is not None
         (record,) = events_by_id(uow.session, [event.id])

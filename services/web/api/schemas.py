@@ -84,10 +84,12 @@ EmailText = Annotated[str, StringConstraints(max_length=254), AfterValidator(_pr
 
 
 class ActSignature(SQLModel):
-    """The performer's e-signature, given with the act: their password again (they are
-    signed in: their identity is the first component)."""
+    """An electronic signature given with the act it signs: the signer's password again (the
+    signer is the token's user: their identity is the first component)."""
 
-    password: Password = Field(description="Your password: the second component")
+    password: Password | None = Field(
+        default=None, description="Your password (absent or empty: signature_required)"
+    )
 
 
 class ActWitness(SQLModel):
@@ -699,6 +701,12 @@ class AuditPublic(SQLModel):
 class CorrectionCreate(SQLModel):
     sequence: RowId = Field(description="The event corrected (its sequence in the order)")
     reason: Reason = Field(min_length=1)
+    signature: ActSignature | None = Field(
+        default=None,
+        description="The correction is e-signed in the same request: 422 signature_required "
+        "without it, 403 signature_invalid with a wrong password (repeated failures make "
+        "the client wait)",
+    )
 
 
 class SignaturePath(SQLModel):

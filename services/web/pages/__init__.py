@@ -24,8 +24,8 @@ from services.web.state import login_policy, unit_of_work, utcnow
 pages = Blueprint("pages", __name__)
 
 LOGIN_REFUSED = (
-    "The e-mail or the password is wrong. After repeated failures the account is locked for a "
-    "while; your site administrator can set a new password."
+    "The e-mail or the password is wrong. After repeated failures this device must wait a "
+    "while before it may try again; your site administrator can set a new password."
 )
 
 

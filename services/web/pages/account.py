@@ -91,8 +91,13 @@ def create_token() -> Any:
         )
         expires = utcnow() + dt.timedelta(days=days) if days else None
         with unit_of_work() as uow:
-            _row, secret = admin.create_token(
-                uow.session, email=actor.email, name=name, expires_at=expires
+            _row, secret = admin.issue_token(
+                uow.session,
+                by=actor,
+                email=actor.email,
+                name=name,
+                expires_at=expires,
+                now=utcnow(),
             )
             uow.commit()
     except DomainError as error:

@@ -13,7 +13,7 @@ from services.domain.custody import Role, SiteKind
 from services.domain.errors import DomainError, Forbidden, InvalidRequest
 from services.operations import contracts, signing, staff
 from services.operations.directory import Directory
-from services.web import forms
+from services.web import forms, shown_once
 from services.web.pages import pages
 from services.web.security import session_actor
 from services.web.state import unit_of_work, utcnow
@@ -36,16 +36,19 @@ def admin() -> str:
             "site": site,
             "steps": signing.critical_steps(uow.session, site),
             "users": staff.site_users(uow.session, actor),
+            "blocked": staff.blocked_clients(uow.session, actor, now=utcnow()),
             "tokens": staff.site_tokens(uow.session, actor),
             "contracted": contracts.contracted_couriers(uow.session, actor.site_id),
             "couriers": [s for s in Directory(uow.session).sites() if s.kind is SiteKind.COURIER],
             "log": staff.changes(uow.session, actor, limit=50),
         }
+    # a temporary password comes from the session, once: never from the URL (?temporary=
+    # is ignored, so nobody can make this page show a "password" of their choosing)
     return render_template(
         "admin.html",
         actor=actor,
         roles=list(Role),
-        temporary=request.args.get("temporary"),
+        temporary=shown_once.take(),
         **context,
     )
 
@@ -73,8 +76,9 @@ def admin_add_user() -> Any:
             email = user.email
     except (DomainError, ValueError) as error:
         return _done(f"Not added: {getattr(error, 'detail', str(error))}")
+    shown_once.keep(email=email, password=temporary)
     flash(f"{email} added. Hand over the temporary password below; it is shown this once.")
-    return redirect(url_for("pages.admin", temporary=f"{email}: {temporary}"), 303)
+    return redirect(url_for("pages.admin"), 303)
 
 
 @pages.route("/admin/users/<int:user_id>", methods=["POST"])
@@ -103,12 +107,14 @@ def admin_change_user(user_id: int) -> Any:
                 )
                 message = f"{row.email} is {'active' if row.active else 'deactivated'}."
             elif change == "password":
-                temporary = staff.reset_password(
+                row, temporary = staff.reset_password(
                     uow.session, actor=actor, user_id=forms.row_id(user_id), now=utcnow()
                 )
                 uow.commit()
-                flash("Temporary password set; shown this once.")
-                return redirect(url_for("pages.admin", temporary=temporary), 303)
+                email = row.email
+                shown_once.keep(email=email, password=temporary)
+                flash(f"Temporary password of {email} set; shown this once.")
+                return redirect(url_for("pages.admin"), 303)
             else:
                 raise InvalidRequest("change the role, activate, deactivate or reset the password")
             uow.commit()

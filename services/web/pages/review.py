@@ -39,8 +39,10 @@ def close_review(source: str, source_id: int) -> Any:
                     event_id=forms.row_id(source_id),
                     reason=forms.text("note", max_length=1000, required=True, label="the reason"),
                     now=utcnow(),
+                    password=forms.password("password"),
+                    policy=login_policy(),
                 )
-                flash("Reviewed: the event is corrected, and the correction is on its record.")
+                flash("Reviewed: the event is corrected, signed, and on its record.")
             else:
                 review_ops.no_action(
                     uow.session,

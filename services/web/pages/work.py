@@ -15,9 +15,9 @@ if TYPE_CHECKING:
     from services.db.models import Site
 from services.domain.batches import FILLING, STEPS, BatchState, next_step
 from services.domain.custody import Action, Role, UnitState
-from services.domain.errors import DomainError, InvalidRequest
+from services.domain.errors import DomainError, InvalidRequest, SignatureRefused
 from services.domain.identifiers import batch_code, batch_number
-from services.domain.signatures import MEANINGS
+from services.domain.signatures import MEANINGS, correction_meaning
 from services.operations import access, audit, batches, condition, signing, tower
 from services.operations import labels as label_ops
 from services.operations.directory import Directory
@@ -227,6 +227,7 @@ def order_timeline(coi: str) -> str:
         finding=str(report.finding) if report.finding else None,
         now=utcnow(),
         may_correct=actor.role in signing.CORRECTING_ROLES,
+        correction_meaning=correction_meaning(actor.role),
         meanings=MEANINGS,
         prints=prints,
         printed=printed,
@@ -501,21 +502,28 @@ def sign_event(coi: str, sequence: int) -> Any:
 @pages.route("/orders/<coi>/corrections", methods=["POST"])
 @login_required
 def correct_event(coi: str) -> Any:
-    """Record a correction of an event, with its reason (QA or admin)."""
+    """Record a correction of an event, with its reason, signed with the author's password
+    (QA or admin)."""
     actor = session_actor()
     try:
         sequence = forms.number("sequence", label="the event's number")
         with unit_of_work() as uow:
-            signing.correct_event(
-                uow.session,
-                actor=actor,
-                coi=coi_value(coi),
-                sequence=sequence,
-                reason=forms.text("reason", max_length=1000, required=True),
-                now=utcnow(),
-            )
+            try:
+                signing.correct_event(
+                    uow.session,
+                    actor=actor,
+                    coi=coi_value(coi),
+                    sequence=sequence,
+                    reason=forms.text("reason", max_length=1000, required=True),
+                    now=utcnow(),
+                    password=forms.password("password"),
+                    policy=login_policy(),
+                )
+            except SignatureRefused:
+                uow.commit()  # a wrong password counts for this client
+                raise
             uow.commit()
-        flash(f"Correction of event {sequence} recorded.")
+        flash(f"Correction of event {sequence} recorded and signed.")
     except DomainError as error:
         flash(f"Not recorded: {error.detail}")
     return redirect(url_for("pages.order_timeline", coi=coi)), 303
