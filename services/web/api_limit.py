@@ -120,10 +120,12 @@ class ApiLimit:
         return max(0, min(wanted, limit.amount - before))
 
     def _add(self, key: str, amount: int, ttl: int) -> int:
+        # amount by keyword: before limits 5 the third parameter was elastic_expiry, and a
+        # lease passed there counted as one call (pyproject.toml asks for limits 5.1 or newer)
         now = time.monotonic()
         if self._shared is not None and now - self._redis_failed_at >= RETRY_REDIS_AFTER:
             try:
-                return self._shared.incr(key, ttl, amount)
+                return self._shared.incr(key, ttl, amount=amount)
             except redis.RedisError as error:
                 self._redis_failed_at = now
                 log.warning(
@@ -131,4 +133,4 @@ class ApiLimit:
                     error,
                     RETRY_REDIS_AFTER,
                 )
-        return self._memory.incr(key, ttl, amount)
+        return self._memory.incr(key, ttl, amount=amount)

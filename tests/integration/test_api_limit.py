@@ -127,3 +127,14 @@ def test_without_redis_a_worker_counts_on_its_own(caplog: pytest.LogCaptureFixtu
     assert "Redis unreachable" in caplog.text
     # one warning, not one per call: Redis is asked again only after a few seconds
     assert caplog.text.count("Redis unreachable") == 1
+
+
+def test_a_lease_adds_its_whole_size_to_the_shared_count(
+    store: redis.Redis, redis_url: str
+) -> None:
+    """The lease's size reaches Redis as the amount (limits before 5 read a third positional
+    argument as elastic_expiry, and counted a lease of 5 as one call)."""
+    (worker,) = _workers(redis_url, "100 per second", 1)
+    assert worker.take("token:a") is None
+    (key,) = store.scan_iter("vein2vein:api:*")
+    assert int(store.get(key) or 0) == lease_size(parse("100 per second")) == 5
