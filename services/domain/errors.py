@@ -85,3 +85,15 @@ class ThawExpired(DomainError):
 class SignatureRefused(DomainError):
     code = "signature_refused"
     title = "Signature refused"
+
+
+class InvalidJson(DomainError):
+    """A body no JSON parser is given: nested deeper than any document of ours."""
+
+    code = "invalid_json"
+    title = "Body is not acceptable JSON"
+
+
+class RateLimited(DomainError):
+    code = "rate_limited"
+    title = "Too many requests"

@@ -177,6 +177,28 @@ def export_order(
     return document(order_events(session, order, uris), uris=uris, created=now)
 
 
+def capture_size(doc: Any, *, most_values: int) -> tuple[int, int]:
+    """How many events a captured document holds, and how many values (each list item and
+    each member of an object, at any depth) its events hold, read without validating it and
+    counted no further than ``most_values`` and one. A document with no event list counts
+    (0, 0): the schema then says what is wrong."""
+    body = doc.get("epcisBody") if isinstance(doc, dict) else None
+    events = body.get("eventList") if isinstance(body, dict) else None
+    if not isinstance(events, list):
+        return 0, 0
+    values = 0
+    pending: list[Any] = [events]
+    while pending and values <= most_values:
+        item = pending.pop()
+        if isinstance(item, dict):
+            values += len(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            values += len(item)
+            pending.extend(item)
+    return len(events), values
+
+
 def schema_errors(doc: Any) -> list[dict[str, str]]:
     """What GS1's EPCIS 2.0 schema says is wrong with a document (empty: valid)."""
     return epcis_schema.errors(doc)

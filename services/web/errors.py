@@ -40,6 +40,7 @@ STATUS_BY_CODE = {
     "unauthorized": 401,
     "rate_limited": 429,
     "csrf_failed": 400,
+    "invalid_json": 400,
 }
 
 

@@ -1,0 +1,180 @@
+"""Bounded work for any caller: what a body, a capture, a token or a refusal may cost.
+
+Each test is the adversary's: a body nested 200,000 deep, a capture of tens of thousands of
+events, a flood of made-up tokens, a flood of refused scans. Each is answered with its 4xx and
+its code; how fast is measured in bench/ (bench/epcis_capture.py), not asserted here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pytest
+
+from tests.world import World, csrf_token
+
+DEEP = b"[" * 200_000
+BASE = "https://vein2vein.example/id"
+
+
+def assert_problem(response: Any, status: int, code: str) -> None:
+    assert response.status_code == status, response.get_data(as_text=True)[:300]
+    assert response.content_type == "application/problem+json"
+    assert response.json["code"] == code
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/v1/scans", "/api/v1/orders", "/api/v1/subscriptions", "/api/v1/epcis/capture"],
+)
+def test_a_body_nested_200000_deep_is_invalid_json_not_a_500(world: World, path: str) -> None:
+    for mimetype in ("application/json", "application/ld+json"):
+        response = world.client.post(
+            path, data=DEEP, content_type=mimetype, headers=world.headers("aph")
+        )
+        assert_problem(response, 400, "invalid_json")
+    # sixty-four deep is still parsed, and answered as the route answers what it does not take
+    shallow = b"[" * 64 + b"]" * 64
+    response = world.client.post(
+        path, data=shallow, content_type="application/json", headers=world.headers("aph")
+    )
+    assert response.status_code == 422, response.get_data(as_text=True)[:300]
+
+
+def test_a_page_form_sent_as_json_nested_too_deep_is_a_400_page(world: World) -> None:
+    client = world.app.test_client()
+    token = csrf_token(client)
+    response = client.post(
+        "/login", data=DEEP, content_type="application/json", headers={"X-CSRFToken": token}
+    )
+    assert response.status_code == 400
+    assert response.mimetype == "text/html"
+    assert "invalid_json" in response.get_data(as_text=True)
+
+
+def test_a_body_over_the_size_limit_is_413_before_it_is_read(world: World) -> None:
+    big = b'{"barcode": "' + b"x" * (1024 * 1024) + b'"}'
+    response = world.client.post(
+        "/api/v1/scans", data=big, content_type="application/json", headers=world.headers("aph")
+    )
+    assert response.status_code == 413
+    assert response.content_type == "application/problem+json"
+    # a capture may be larger (4 MiB), but not without bound
+    huge = b'{"epcisBody": "' + b"x" * (4 * 1024 * 1024) + b'"}'
+    response = world.client.post(
+        "/api/v1/epcis/capture",
+        data=huge,
+        content_type="application/json",
+        headers=world.headers("courier"),
+    )
+    assert response.status_code == 413
+
+
+def _event(n: int) -> dict[str, Any]:
+    """A small departure (as partners' systems write them: about 160 bytes compact)."""
+    return {
+        "type": "ObjectEvent",
+        "eventTime": "2026-12-01T10:00:00.000Z",
+        "eventTimeZoneOffset": "+00:00",
+        "epcList": [f"urn:epc:id:sscc:0614141.{n:010d}"],
+        "action": "OBSERVE",
+        "bizStep": "departing",
+    }
+
+
+def capture_of(count: int) -> bytes:
+    """An EPCISDocument of ``count`` departures, written compactly (about 150 bytes each)."""
+    return json.dumps(
+        {
+            "@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"],
+            "type": "EPCISDocument",
+            "schemaVersion": "2.0",
+            "creationDate": dt.datetime.now(dt.UTC).isoformat(),
+            "epcisBody": {"eventList": [_event(n) for n in range(count)]},
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def test_a_capture_over_the_event_cap_is_refused_before_it_is_validated(world: World) -> None:
+    """A 3 MB capture of 22,000 events (each one invalid against the schema, which is never
+    asked): refused for its count, not for its content. bench/epcis_capture.py times it."""
+    body = capture_of(22_000).replace(b'"action":"OBSERVE"', b'"action":12')
+    assert len(body) > 3_000_000
+    response = world.client.post(
+        "/api/v1/epcis/capture",
+        data=body,
+        content_type="application/ld+json",
+        headers=world.headers("courier"),
+    )
+    assert_problem(response, 422, "invalid_request")
+    assert "at most 500 events" in response.json["detail"]
+    assert "22000" in response.json["detail"]
+    # within the cap, the schema is asked: the same invalid events are named as such
+    small = capture_of(3).replace(b'"action":"OBSERVE"', b'"action":12')
+    response = world.client.post(
+        "/api/v1/epcis/capture",
+        data=small,
+        content_type="application/ld+json",
+        headers=world.headers("courier"),
+    )
+    assert_problem(response, 422, "invalid_epcis")
+
+
+def test_a_capture_whose_events_hold_too_much_is_refused_before_it_is_read(world: World) -> None:
+    """500 events (within the count), each naming 200 EPCs: the event hash and the schema
+    would cost in proportion; refused for what they hold, before either is asked."""
+    doc = json.loads(capture_of(500))
+    for event in doc["epcisBody"]["eventList"]:
+        event["epcList"] = [f"urn:epc:id:sscc:0614141.{k:010d}" for k in range(200)]
+    response = world.post("courier", "/api/v1/epcis/capture", doc)
+    assert_problem(response, 422, "invalid_request")
+    assert "values" in response.json["detail"]
+    # as many as an event may hold on average (48: its six members and 42 EPCs) are read
+    for event in doc["epcisBody"]["eventList"]:
+        event["epcList"] = event["epcList"][:42]
+    response = world.post("courier", "/api/v1/epcis/capture", doc)
+    assert response.status_code == 200, response.json
+    assert response.json["refused"] == 500  # none of those EPCs is one of ours
+
+
+def test_the_fast_schema_check_agrees_with_the_reference(world: World) -> None:
+    """jsonschema-rs answers captures; Python's jsonschema (the reference) must agree on what
+    is valid, for documents we export and for broken ones."""
+    from services import epcis_schema
+    from tests.integration.test_epcis import whole_loop
+
+    coi, _din = whole_loop(world)
+    exported = world.get("care", f"/api/v1/orders/{coi}/epcis").json
+    captured = json.loads(capture_of(3))
+    broken = []
+    for path, value in [
+        (("type",), "EPCISQueryDocument"),
+        (("schemaVersion",), 2),
+        (("epcisBody", "eventList", 0, "action"), "MOVE"),
+        (("epcisBody", "eventList", 0, "eventTimeZoneOffset"), "+25:00"),
+        (("epcisBody", "eventList", 0, "epcList"), "not a list"),
+        (("epcisBody", "eventList", 1, "eventTime"), 12),
+        (("epcisBody", "eventList", 1, "readPoint"), {"id": 5}),
+        (("epcisBody", "eventList", 2), []),
+    ]:
+        doc = json.loads(json.dumps(captured))
+        target: Any = doc
+        for step in path[:-1]:
+            target = target[step]
+        target[path[-1]] = value
+        broken.append(doc)
+    missing = json.loads(json.dumps(captured))
+    del missing["epcisBody"]["eventList"][0]["eventTime"]
+    broken.append(missing)
+    for doc in [exported, captured, *broken]:
+        reference = sorted(
+            "/" + "/".join(str(p) for p in e.absolute_path)
+            for e in epcis_schema.validator().iter_errors(doc)
+        )
+        fast = [e["path"] for e in epcis_schema.errors(doc, limit=10_000)]
+        assert (reference == []) == (fast == []), (reference, fast)
+        assert set(fast) <= set(reference) | {"/"}, (reference, fast)
+    assert all(epcis_schema.errors(doc) for doc in broken)
