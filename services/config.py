@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     # API calls per token (or per address without one); "off": none counted here, for a
     # deployment whose reverse proxy limits the API
     api_rate_limit: str = "100 per second"
+    # API calls answered 401 (no token, or one unknown, expired or revoked) per client address;
+    # past it, that address's calls are refused (429) before their token is looked up, but
+    # for tokens that authenticated lately. "off": not counted
+    api_auth_failure_limit: str = "30 per minute"
     # where the counters live: memory:// is per process, so production needs Redis (all
     # gunicorn workers count together); empty means BROKER_URL when that is Redis
     ratelimit_storage_url: str = ""
@@ -72,18 +76,18 @@ class Settings(BaseSettings):
     # empty: VAR_DIR/keys/checkpoint-ed25519.pem. Readable by the beat/worker and the CLI only
     signing_key_path: Path | None = None
 
-    @field_validator("login_rate_limit", "api_rate_limit")
+    @field_validator("login_rate_limit", "api_rate_limit", "api_auth_failure_limit")
     @classmethod
     def _rate_limit(cls, value: str, info: ValidationInfo) -> str:
         value = value.strip()
-        if info.field_name == "api_rate_limit" and value.lower() == API_LIMIT_OFF:
+        if info.field_name != "login_rate_limit" and value.lower() == API_LIMIT_OFF:
             return API_LIMIT_OFF
         try:
             parse_many(value)
         except ValueError:
             raise ValueError(
                 f"{value!r} is not a rate limit: write it like '100 per second' or "
-                "'10 per minute' (API_RATE_LIMIT may also be 'off')"
+                "'10 per minute' (API_RATE_LIMIT and API_AUTH_FAILURE_LIMIT may also be 'off')"
             ) from None
         return value
 

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from tests.world import World, csrf_token
 
@@ -178,3 +179,67 @@ def test_the_fast_schema_check_agrees_with_the_reference(world: World) -> None:
         assert (reference == []) == (fast == []), (reference, fast)
         assert set(fast) <= set(reference) | {"/"}, (reference, fast)
     assert all(epcis_schema.errors(doc) for doc in broken)
+
+
+def _statements(app: Any) -> list[str]:
+    """Every SQL statement the app's engine runs from now on."""
+    seen: list[str] = []
+    engine = app.extensions["vein2vein"].db.engine
+    sa.event.listen(engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+    return seen
+
+
+def test_made_up_tokens_from_one_address_are_limited_by_address(app_factory: Any) -> None:
+    """Each made-up bearer string was a rate-limit count of its own: now every call answered
+    401 counts against its client address, and past the limit the address is refused (429)
+    before any token of it is looked up, but for tokens that authenticated lately."""
+    world = World.build(app_factory(api_auth_failure_limit="5 per minute"))
+    attacker = {"REMOTE_ADDR": "203.0.113.7"}
+    working = world.client.get(  # a scanner at that address, working a moment before
+        "/api/v1/delays", headers=world.headers("aph"), environ_base=attacker
+    )
+    assert working.status_code == 200
+    answers = [
+        world.client.get(
+            "/api/v1/delays",
+            headers={"Authorization": f"Bearer made-up-{n}"},
+            environ_base=attacker,
+        ).status_code
+        for n in range(6)
+    ]
+    assert answers == [401] * 5 + [429]  # five failures a minute; the sixth is refused
+    statements = _statements(world.app)
+    refused = world.client.get(
+        "/api/v1/delays", headers={"Authorization": "Bearer made-up-6"}, environ_base=attacker
+    )
+    assert_problem(refused, 429, "rate_limited")
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert statements == []  # refused before the token was looked up
+    no_token = world.client.get("/api/v1/delays", environ_base=attacker)
+    assert_problem(no_token, 429, "rate_limited")
+    # the scanner that authenticated lately goes on; another address is not touched
+    assert (
+        world.client.get(
+            "/api/v1/delays", headers=world.headers("aph"), environ_base=attacker
+        ).status_code
+        == 200
+    )
+    elsewhere = world.client.get(
+        "/api/v1/delays",
+        headers={"Authorization": "Bearer made-up-7"},
+        environ_base={"REMOTE_ADDR": "198.51.100.2"},
+    )
+    assert_problem(elsewhere, 401, "unauthorized")
+    # a token that never authenticated from this process waits out the window like the rest
+    assert (
+        world.client.get(
+            "/api/v1/delays", headers=world.headers("care"), environ_base=attacker
+        ).status_code
+        == 429
+    )
+
+
+def test_unauthenticated_calls_are_limited_per_address(app_factory: Any) -> None:
+    world = World.build(app_factory(api_auth_failure_limit="3 per minute"))
+    answers = [world.client.get("/api/v1/delays").status_code for _ in range(5)]
+    assert answers == [401, 401, 401, 429, 429]
