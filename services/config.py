@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     # past it, that address's calls are refused (429) before their token is looked up, but
     # for tokens that authenticated lately. "off": not counted
     api_auth_failure_limit: str = "30 per minute"
+    # refused scans kept per user (each is a record in a chain and a line for QA): past it the
+    # user's scans are answered 429 and not recorded until the window has room. "off": none
+    refusal_rate_limit: str = "60 per minute; 600 per hour"
     # where the counters live: memory:// is per process, so production needs Redis (all
     # gunicorn workers count together); empty means BROKER_URL when that is Redis
     ratelimit_storage_url: str = ""
@@ -76,7 +79,9 @@ class Settings(BaseSettings):
     # empty: VAR_DIR/keys/checkpoint-ed25519.pem. Readable by the beat/worker and the CLI only
     signing_key_path: Path | None = None
 
-    @field_validator("login_rate_limit", "api_rate_limit", "api_auth_failure_limit")
+    @field_validator(
+        "login_rate_limit", "api_rate_limit", "api_auth_failure_limit", "refusal_rate_limit"
+    )
     @classmethod
     def _rate_limit(cls, value: str, info: ValidationInfo) -> str:
         value = value.strip()
@@ -87,7 +92,7 @@ class Settings(BaseSettings):
         except ValueError:
             raise ValueError(
                 f"{value!r} is not a rate limit: write it like '100 per second' or "
-                "'10 per minute' (API_RATE_LIMIT and API_AUTH_FAILURE_LIMIT may also be 'off')"
+                "'10 per minute' (all but LOGIN_RATE_LIMIT may also be 'off')"
             ) from None
         return value
 

@@ -9,11 +9,22 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+import uuid
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from click.testing import CliRunner
+from flask.cli import ScriptInfo
+from sqlmodel import col, select
 
+from services import cli
+from services.db import UnitOfWork
+from services.db.models import ChainHead, RefusedScan, Site
+from services.domain.identifiers import Din
+from services.operations import audit
+from tests.integration.test_audit import an_unattributed_refusal, tamper
 from tests.world import World, csrf_token
 
 DEEP = b"[" * 200_000
@@ -243,3 +254,163 @@ def test_unauthenticated_calls_are_limited_per_address(app_factory: Any) -> None
     world = World.build(app_factory(api_auth_failure_limit="3 per minute"))
     answers = [world.client.get("/api/v1/delays").status_code for _ in range(5)]
     assert answers == [401, 401, 401, 429, 429]
+
+
+# refusals: a chain per site, and a limit per user
+
+
+def _factory(world: World) -> Any:
+    return world.app.extensions["vein2vein"].db.session_factory
+
+
+def _site_id(world: World, code: str) -> int:
+    with UnitOfWork(_factory(world)) as uow:
+        site = uow.session.exec(select(Site).where(Site.code == code)).one()
+        assert site.id is not None
+        return site.id
+
+
+def _heads(world: World) -> dict[str, int]:
+    with UnitOfWork(_factory(world)) as uow:
+        return {h.key: h.length for h in uow.session.exec(select(ChainHead)).all()}
+
+
+def _verify(world: World) -> audit.Report:
+    with UnitOfWork(_factory(world)) as uow:
+        return audit.verify(uow.session)
+
+
+def test_a_refusal_of_a_bag_one_may_not_see_joins_ones_own_sites_chain(
+    world: World, tmp_path: Any
+) -> None:
+    """Refusals that name no bag their scanner may see used to serialise on one chain for the
+    whole installation; each now joins the chain of its scanner's site, and the chains of old
+    and new verify side by side, through checkpoints, the CLI and an order's audit view."""
+    an_unattributed_refusal(world)  # kept before site chains: stays in the unattributed chain
+    bag = world.bag_at("deliver", "PAT-SITE")
+    unknown = Din.generate(fin="A1001", year=26, sequence=999_998).barcode
+    assert world.scan("op2", bag["barcode"], "receive", "MFG-2").status_code == 404
+    assert world.scan("op2", unknown, "receive", "MFG-2").status_code == 404
+    assert world.scan("op", unknown, "receive", "MFG-1").status_code == 404
+    assert world.scan("op", bag["barcode"], "pack", "MFG-1").status_code == 409  # its order's
+    mfg1, mfg2 = _site_id(world, "MFG-1"), _site_id(world, "MFG-2")
+    heads = _heads(world)
+    assert heads[f"site:{mfg2}"] == 2
+    assert heads[f"site:{mfg1}"] == 1
+    assert heads["unattributed"] == 1  # only the refusal of old
+    with UnitOfWork(_factory(world)) as uow:
+        kept = uow.session.exec(select(RefusedScan).order_by(col(RefusedScan.id))).all()
+    assert [(r.order_id is None, r.chain_site_id) for r in kept] == [
+        (True, None),
+        (True, mfg2),
+        (True, mfg2),
+        (True, mfg1),
+        (False, None),
+    ]
+    report = _verify(world)
+    assert report.ok, report.finding
+    with UnitOfWork(_factory(world)) as uow:
+        checkpoint = audit.checkpoint(uow.session, now=dt.datetime.now(dt.UTC))
+        uow.commit()
+        assert {f"site:{mfg1}", f"site:{mfg2}", "unattributed"} <= set(checkpoint.heads)
+    assert _verify(world).ok
+    audited = world.get("aph", f"/api/v1/orders/{bag['coi']}/audit").json
+    assert audited["verified"] is True
+    assert [r["code"] for r in audited["records"] if r["record"] == "refused_scan"] == [
+        "illegal_transition"
+    ]
+    # the CLI verifies them, and names a site chain's broken record
+    result = CliRunner().invoke(
+        cli.main, ["audit", "verify"], obj=ScriptInfo(create_app=lambda: world.app)
+    )
+    assert result.exit_code == 0, result.output
+    (second,) = [r.id for r in kept if r.chain_site_id == mfg2][1:]
+    tamper(world, f"UPDATE refused_scans SET detail = 'nothing happened' WHERE id = {second}")
+    finding = _verify(world).finding
+    assert finding is not None
+    assert (finding.chain, finding.table, finding.id) == (f"site:{mfg2}", "refused_scans", second)
+    result = CliRunner().invoke(
+        cli.main, ["audit", "verify"], obj=ScriptInfo(create_app=lambda: world.app)
+    )
+    assert result.exit_code == 1
+    assert f"site:{mfg2}" in result.output
+
+
+def test_a_refusal_cannot_be_moved_to_another_sites_chain(world: World) -> None:
+    """A site chain's refusal carries its chain's site in its hash: moved (with its place and
+    hashes) to another site's chain, it is found."""
+    unknown = Din.generate(fin="A1001", year=26, sequence=999_997).barcode
+    assert world.scan("op2", unknown, "receive", "MFG-2").status_code == 404
+    mfg1, mfg2 = _site_id(world, "MFG-1"), _site_id(world, "MFG-2")
+    with UnitOfWork(_factory(world)) as uow:
+        (moved,) = uow.session.exec(select(RefusedScan)).all()
+    tamper(
+        world,
+        f"UPDATE refused_scans SET chain_site_id = {mfg1} WHERE id = {moved.id}",
+        f"UPDATE chain_heads SET key = 'site:{mfg1}' WHERE key = 'site:{mfg2}'",
+    )
+    finding = _verify(world).finding
+    assert finding is not None
+    assert (finding.table, finding.id) == ("refused_scans", moved.id)
+    assert "edited" in finding.problem
+
+
+def test_the_first_refusals_of_a_site_at_once_make_one_chain(world: World) -> None:
+    """A site chain's head is made by its first refusal; two at once make it once."""
+    barrier = threading.Barrier(4)
+    answers: list[int] = []
+
+    def refuse(n: int) -> None:
+        barrier.wait()
+        client = world.app.test_client()
+        response = client.post(
+            "/api/v1/scans",
+            json={
+                "barcode": Din.generate(fin="A1001", year=26, sequence=990_000 + n).barcode,
+                "action": "receive",
+                "site": "MFG-2",
+                "event_id": str(uuid.uuid4()),
+            },
+            headers=world.headers("op2" if n % 2 else "qa2"),
+        )
+        answers.append(response.status_code)
+
+    threads = [threading.Thread(target=refuse, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [404] * 4
+    assert _heads(world)[f"site:{_site_id(world, 'MFG-2')}"] == 4
+    report = _verify(world)
+    assert report.ok, report.finding
+
+
+def test_a_flood_of_refusals_by_one_user_is_limited(app_factory: Any) -> None:
+    """Past REFUSAL_RATE_LIMIT a user's refused scans are answered 429 and not kept; another
+    user of the same site is not touched; the refused events of a capture count too."""
+    world = World.build(app_factory(refusal_rate_limit="5 per minute"))
+    unknown = Din.generate(fin="A1001", year=26, sequence=999_996).barcode
+    answers = [world.scan("op", unknown, "receive", "MFG-1") for _ in range(7)]
+    assert [a.status_code for a in answers] == [404] * 5 + [429] * 2
+    assert_problem(answers[5], 429, "rate_limited")
+    assert 1 <= int(answers[5].headers["Retry-After"]) <= 60
+    with UnitOfWork(_factory(world)) as uow:
+        assert len(uow.session.exec(select(RefusedScan)).all()) == 5
+    assert world.scan("qa", unknown, "receive", "MFG-1").status_code == 404
+    # a capture of departures the courier cannot make: each refusal counts, past five none
+    bag = world.bag_at("pack", "PAT-FLOOD")
+    shipment = world.ship([bag["din"]])
+    events = []
+    for _ in range(7):
+        event = _event(0)
+        event["epcList"] = [f"{BASE}/shipment/{shipment['barcode']}"]
+        event["bizStep"] = "departing"
+        event["readPoint"] = {"id": f"{BASE}/site/MFG-1"}  # not where the shipment leaves
+        event["eventID"] = f"urn:uuid:{uuid.uuid4()}"
+        events.append(event)
+    doc = json.loads(capture_of(0))
+    doc["epcisBody"]["eventList"] = events
+    captured = world.post("courier", "/api/v1/epcis/capture", doc)
+    assert captured.status_code == 200, captured.json
+    assert [e["code"] for e in captured.json["events"]] == ["wrong_site"] * 5 + ["rate_limited"] * 2
