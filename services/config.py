@@ -9,6 +9,8 @@ from limits import parse_many
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.domain.webhook_secrets import check_key, derived_key
+
 DEVELOPMENT_SECRET = "dev-only-not-secret"  # noqa: S105 - the default refused outside development
 RATELIMIT_STORES = ("redis://", "rediss://", "unix://", "memory://")  # what the limits count in
 API_LIMIT_OFF = "off"  # API_RATE_LIMIT=off: the reverse proxy limits the API
@@ -39,6 +41,9 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = 10.0
     # loopback and private webhook targets: allowed in development only, unless set here
     webhook_allow_private_targets: bool | None = None
+    # the Fernet key(s) that seal webhook signing secrets at rest (comma-separated: the first
+    # seals, all open). Required in production; elsewhere, empty derives one from SECRET_KEY
+    webhook_secret_key: str = ""
     notify_max_attempts: int = 10
     notify_backoff_seconds: float = 30.0  # first retry; doubles each time, with jitter
     notify_backoff_cap_seconds: float = 3600.0
@@ -113,6 +118,14 @@ class Settings(BaseSettings):
             self.webhook_allow_private_targets = self.app_env == "development"
         if self.app_env != "development" and self.secret_key == DEVELOPMENT_SECRET:
             raise ValueError(f"SECRET_KEY must be set to a real secret when APP_ENV={self.app_env}")
+        if self.app_env == "production" and not self.webhook_secret_key.strip():
+            raise ValueError(
+                "WEBHOOK_SECRET_KEY must be set when APP_ENV=production: it seals webhook "
+                'signing secrets at rest (python -c "from cryptography.fernet import Fernet; '
+                'print(Fernet.generate_key().decode())")'
+            )
+        for key in self.webhook_secret_keys:
+            check_key(key)
         if not self.ratelimit_storage_url:
             redis_broker = self.broker_url.startswith(("redis://", "rediss://"))
             self.ratelimit_storage_url = self.broker_url if redis_broker else "memory://"
@@ -126,6 +139,13 @@ class Settings(BaseSettings):
                 "are per process, so each gunicorn worker would allow the full rate"
             )
         return self
+
+    @property
+    def webhook_secret_keys(self) -> list[str]:
+        """WEBHOOK_SECRET_KEY's keys, the sealing one first; outside production, when it is
+        empty, one derived from SECRET_KEY."""
+        given = [key.strip() for key in self.webhook_secret_key.split(",") if key.strip()]
+        return given or [derived_key(self.secret_key)]
 
     @property
     def sqlalchemy_url(self) -> str:

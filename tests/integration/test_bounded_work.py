@@ -7,6 +7,7 @@ its code; how fast is measured in bench/ (bench/epcis_capture.py), not asserted 
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import threading
@@ -21,10 +22,12 @@ from sqlmodel import col, select
 
 from services import cli
 from services.db import UnitOfWork
-from services.db.models import ChainHead, RefusedScan, Site
+from services.db.models import ChainHead, RefusedScan, Site, Subscription
 from services.domain.identifiers import Din
 from services.operations import audit
 from tests.integration.test_audit import an_unattributed_refusal, tamper
+from tests.integration.test_notifications import deliver_due, subscribe
+from tests.receivers import webhook_receiver
 from tests.world import World, csrf_token
 
 DEEP = b"[" * 200_000
@@ -414,3 +417,53 @@ def test_a_flood_of_refusals_by_one_user_is_limited(app_factory: Any) -> None:
     captured = world.post("courier", "/api/v1/epcis/capture", doc)
     assert captured.status_code == 200, captured.json
     assert [e["code"] for e in captured.json["events"]] == ["wrong_site"] * 5 + ["rate_limited"] * 2
+
+
+# webhook secrets at rest
+
+
+def test_a_webhook_secret_is_stored_sealed_and_still_signs(world: World, tmp_path: Any) -> None:
+    """The secret is shown once and never stored as it is shown; the worker opens it to sign,
+    the receiver verifies with the secret it was shown. A secret kept in clear before sealing
+    still signs, and `vein2vein webhooks seal-secrets` seals it."""
+    with webhook_receiver() as receiver:
+        order = world.enroll()
+        unit = world.collect(order["coi"])
+        hook = subscribe(world, coi=order["coi"], channel="webhook", target=receiver.url)
+        assert hook["secret"].startswith("whsec_")
+        with UnitOfWork(_factory(world)) as uow:
+            row = uow.session.get(Subscription, hook["id"])
+            assert row is not None
+            assert row.secret is not None
+            stored = row.secret
+        assert not stored.startswith("whsec_")
+        assert hook["secret"] not in stored
+        assert hook["secret"][6:] not in stored
+        assert world.scan("aph", unit["barcode"], "verify_label", "APH-1").status_code == 201
+        assert deliver_due(world.app) == ["delivered"]
+        (delivery,) = receiver.accepted()
+        assert delivery.verify(hook["secret"])["data"]["kind"] == "verify_label"
+        # a subscription from before sealing: its secret in clear, as it was stored then
+        clear = "whsec_" + base64.b64encode(b"k" * 32).decode()
+        with UnitOfWork(_factory(world)) as uow:
+            legacy = uow.session.get(Subscription, hook["id"])
+            assert legacy is not None
+            legacy.secret = clear
+            uow.session.add(legacy)
+            uow.commit()
+        assert world.scan("aph", unit["barcode"], "cryopreserve", "APH-1").status_code == 201
+        assert deliver_due(world.app) == ["delivered"]
+        assert receiver.accepted()[-1].verify(clear)["data"]["kind"] == "cryopreserve"
+        result = CliRunner().invoke(
+            cli.main, ["webhooks", "seal-secrets"], obj=ScriptInfo(create_app=lambda: world.app)
+        )
+        assert result.exit_code == 0, result.output
+        assert "1 webhook secret(s) sealed" in result.output
+        with UnitOfWork(_factory(world)) as uow:
+            resealed = uow.session.get(Subscription, hook["id"])
+            assert resealed is not None
+            assert resealed.secret is not None
+            assert not resealed.secret.startswith("whsec_")
+        assert world.scan("aph", unit["barcode"], "pack", "APH-1").status_code == 201
+        assert deliver_due(world.app) == ["delivered"]
+        assert receiver.accepted()[-1].verify(clear)["data"]["kind"] == "pack"

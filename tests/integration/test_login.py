@@ -9,6 +9,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 import time_machine
+from cryptography.fernet import Fernet
 from pydantic import ValidationError
 from sqlmodel import SQLModel, select
 
@@ -238,7 +239,13 @@ def test_with_redis_every_process_counts_together(app_factory: Any, redis_url: s
 
 @pytest.mark.redis
 def test_production_cookies_are_secure(app_factory: Any, redis_url: str) -> None:
-    world = World.build(app_factory(app_env="production", ratelimit_storage_url=redis_url))
+    world = World.build(
+        app_factory(
+            app_env="production",
+            ratelimit_storage_url=redis_url,
+            webhook_secret_key=Fernet.generate_key().decode(),
+        )
+    )
     redis.Redis.from_url(redis_url).flushdb()
     _set_password(world, "care")
     client = world.app.test_client()
