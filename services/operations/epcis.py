@@ -29,11 +29,13 @@ from services.db.models import (
     CustodyEvent,
     LoggerFile,
     Order,
+    Scan,
     Shipment,
     ShipmentUnit,
     Site,
     TemperatureReading,
     Unit,
+    User,
 )
 from services.domain.condition import Reading, summarise
 from services.domain.custody import Action, Actor, UnitKind
@@ -567,9 +569,38 @@ class Captured:
     shipment: str | None
     problem: str | None  # why it cannot be a scan at all
 
-    @property
-    def scan_event_id(self) -> str:
-        return str(uuid.uuid5(CAPTURE_NAMESPACE, self.event_id))
+
+def capture_scan_id(session: Session, *, actor: Actor, event_id: str) -> str:
+    """The scan ``event_id`` a captured eventID stands for, in the id space of the sender (the
+    capturing user's site): the same eventID from another site is another scan, and never
+    replays this site's (a partner's eventID is its own choice, or a hash anyone can compute
+    from an event's content). An event this site captured before eventIDs were namespaced
+    keeps its id, and replays as it did then.
+
+    A replay answers with what the scan recorded (its bags and their sequences): before one is
+    answered, every order its events belong to must be one the actor may see (NotFound
+    otherwise, as for an event that does not exist)."""
+    own = str(uuid.uuid5(CAPTURE_NAMESPACE, f"site:{actor.site_id}\n{event_id}"))
+    before = str(uuid.uuid5(CAPTURE_NAMESPACE, event_id))  # one id space for every sender
+    found = dict(
+        session.exec(
+            select(Scan.event_id, User.site_id)
+            .join(User, col(User.id) == col(Scan.actor_id))
+            .where(col(Scan.event_id).in_([own, before]))
+        ).all()
+    )
+    chosen = before if own not in found and found.get(before) == actor.site_id else own
+    if chosen in found:
+        orders = session.exec(
+            select(Order)
+            .join(CustodyEvent, col(CustodyEvent.order_id) == col(Order.id))
+            .join(Scan, col(Scan.id) == col(CustodyEvent.scan_id))
+            .where(col(Scan.event_id) == chosen)
+            .distinct()
+        ).all()
+        if not all(access.can_view_order(session, actor, order) for order in orders):
+            raise NotFound(f"no captured event {event_id[:80]} that you can see")
+    return chosen
 
 
 def read_capture(doc: Mapping[str, Any], uris: Uris) -> list[Captured]:

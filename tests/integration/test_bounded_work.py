@@ -22,9 +22,10 @@ from sqlmodel import col, select
 
 from services import cli
 from services.db import UnitOfWork
-from services.db.models import ChainHead, RefusedScan, Site, Subscription
+from services.db.models import ChainHead, RefusedScan, Scan, Site, Subscription
 from services.domain.identifiers import Din
 from services.operations import audit
+from services.operations.epcis import CAPTURE_NAMESPACE
 from tests.integration.test_audit import an_unattributed_refusal, tamper
 from tests.integration.test_notifications import deliver_due, subscribe
 from tests.receivers import webhook_receiver
@@ -467,3 +468,92 @@ def test_a_webhook_secret_is_stored_sealed_and_still_signs(world: World, tmp_pat
         assert world.scan("aph", unit["barcode"], "pack", "APH-1").status_code == 201
         assert deliver_due(world.app) == ["delivered"]
         assert receiver.accepted()[-1].verify(clear)["data"]["kind"] == "pack"
+
+
+# captured eventIDs: the sender's own, and no replay of what one may not see
+
+
+def _departure_of(shipment: dict[str, Any], event_id: str) -> dict[str, Any]:
+    doc = json.loads(capture_of(0))
+    doc["epcisBody"]["eventList"] = [
+        {
+            "type": "ObjectEvent",
+            "eventID": event_id,
+            "eventTime": "2026-12-01T10:00:00.000Z",
+            "eventTimeZoneOffset": "+00:00",
+            "epcList": [f"{BASE}/shipment/{shipment['barcode']}"],
+            "action": "OBSERVE",
+            "bizStep": "departing",
+            "readPoint": {"id": f"{BASE}/site/APH-1"},
+        }
+    ]
+    return doc
+
+
+def _scan_ids(world: World) -> list[str]:
+    with UnitOfWork(_factory(world)) as uow:
+        return list(uow.session.exec(select(Scan.event_id).order_by(col(Scan.id))).all())
+
+
+def test_a_captured_event_id_of_another_sender_does_not_replay_as_ones_own(world: World) -> None:
+    """A partner's eventID is its own choice (or a hash of the event anyone can compute):
+    another network's courier sending the same eventID gets no replay of the first one (which
+    told it the bags and their sequences), only its own refusal."""
+    bag = world.bag_at("pack", "PAT-EID")
+    shipment = world.ship([bag["din"]])
+    event_id = f"urn:uuid:{uuid.uuid4()}"
+    doc = _departure_of(shipment, event_id)
+    first = world.post("courier", "/api/v1/epcis/capture", doc)
+    assert first.json["events"][0]["accepted"] is True, first.json
+    again = world.post("courier", "/api/v1/epcis/capture", doc)
+    assert again.json["events"][0]["replayed"] is True  # the sender's own: a replay
+    stranger = world.post("courier2", "/api/v1/epcis/capture", doc)
+    (answer,) = stranger.json["events"]
+    assert answer["accepted"] is False
+    assert "replayed" not in answer
+    assert "bags" not in answer
+    assert bag["din"] not in json.dumps(stranger.json)
+    # a sender who may see the order (its collection site): still not a replay of another's
+    neighbour = world.post("aph", "/api/v1/epcis/capture", doc)
+    (answer,) = neighbour.json["events"]
+    assert answer["accepted"] is False, answer
+    assert "replayed" not in answer
+
+
+def test_an_event_captured_before_ids_were_namespaced_replays_for_its_sender_only(
+    world: World,
+) -> None:
+    bag = world.bag_at("pack", "PAT-OLD")
+    shipment = world.ship([bag["din"]])
+    event_id = f"urn:uuid:{uuid.uuid4()}"
+    doc = _departure_of(shipment, event_id)
+    earlier = set(_scan_ids(world))
+    assert world.post("courier", "/api/v1/epcis/capture", doc).json["accepted"] == 1
+    # as it was recorded before: the scan's id from the eventID alone
+    (own,) = [i for i in _scan_ids(world) if i not in earlier]
+    before = str(uuid.uuid5(CAPTURE_NAMESPACE, event_id))
+    tamper(world, f"UPDATE scans SET event_id = '{before}' WHERE event_id = '{own}'")
+    again = world.post("courier", "/api/v1/epcis/capture", doc)
+    assert again.json["events"][0]["replayed"] is True, again.json
+    stranger = world.post("courier2", "/api/v1/epcis/capture", doc)
+    assert stranger.json["events"][0]["accepted"] is False
+    assert bag["din"] not in json.dumps(stranger.json)
+
+
+def test_a_replay_is_answered_only_for_what_the_sender_may_see(world: World) -> None:
+    """Visibility is checked before a replay is answered: a scan already under the sender's
+    own id whose bags the sender may not see (here forged into place) is not found."""
+    bag = world.bag_at("pack", "PAT-SEE")
+    shipment = world.ship([bag["din"]])
+    event_id = f"urn:uuid:{uuid.uuid4()}"
+    doc = _departure_of(shipment, event_id)
+    earlier = set(_scan_ids(world))
+    assert world.post("courier", "/api/v1/epcis/capture", doc).json["accepted"] == 1
+    (recorded,) = [i for i in _scan_ids(world) if i not in earlier]
+    cour2 = _site_id(world, "COUR-2")
+    theirs = str(uuid.uuid5(CAPTURE_NAMESPACE, f"site:{cour2}\n{event_id}"))
+    tamper(world, f"UPDATE scans SET event_id = '{theirs}' WHERE event_id = '{recorded}'")
+    stranger = world.post("courier2", "/api/v1/epcis/capture", doc)
+    (answer,) = stranger.json["events"]
+    assert (answer["accepted"], answer["code"]) == (False, "not_found")
+    assert bag["din"] not in json.dumps(stranger.json)

@@ -146,7 +146,9 @@ def capture_events() -> Response:
     else (422 invalid_request); then it is checked against the EPCIS 2.0 schema (422
     invalid_epcis with the schema's errors); then each event goes
     through the same custody rules as a scan, refusals kept on record; the same eventID twice
-    records once. The answer says, event by event, what was accepted and what was refused."""
+    records once (its sender's: eventIDs are namespaced by the capturing site, so another
+    site's same eventID is another event). The answer says, event by event, what was accepted
+    and what was refused."""
     try:
         doc = bodies.loads(request.get_data() or b"null")
     except (ValueError, UnicodeDecodeError):
@@ -194,11 +196,16 @@ def _capture_one(actor: Any, item: epcis.Captured) -> dict[str, Any]:
             "code": "invalid_request",
             "detail": item.problem or "not a handoff",
         }
+    try:
+        with unit_of_work() as uow:  # the sender's own id, and no replay of what it may not see
+            event_id = epcis.capture_scan_id(uow.session, actor=actor, event_id=item.event_id)
+    except DomainError as error:
+        return {**answer, "accepted": False, "code": error.code, "detail": error.detail}
     scan = ScanInput(
         barcode=item.barcode,
         action=item.action,
         site=item.site or "",
-        event_id=item.scan_event_id,
+        event_id=event_id,
         occurred_at=item.occurred_at,
         shipment=item.shipment,
     )
