@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.domain.epcis import Uris, document
 from services.domain.errors import DomainError, InvalidRequest
-from services.operations import epcis
+from services.operations import epcis, epcis_query
 from services.operations.queries import coi_value
 from services.operations.scans import ScanInput
 from services.web import bodies, scanning  # scanning imports this package in turn
@@ -90,9 +90,11 @@ def query_events(query: EventsQuery) -> Response:
     """The events you may see that match, in their record's order, a page at a time; while
     more remain, a Link header (rel="next") carries the next page's nextPageToken."""
     args = query.model_dump()
-    parsed = epcis.parse_query(args)
+    parsed = epcis_query.parse_query(args)
     with unit_of_work() as uow:
-        page = epcis.query_events(uow.session, actor=current_actor(), query=parsed, uris=uris())
+        page = epcis_query.query_events(
+            uow.session, actor=current_actor(), query=parsed, uris=uris()
+        )
     body = document([], uris=uris(), created=utcnow(), kind="EPCISQueryDocument")
     body["epcisBody"] = {
         "queryResults": {
@@ -103,7 +105,7 @@ def query_events(query: EventsQuery) -> Response:
     response = _ld(body)
     if page.next is not None:
         following = {k: v for k, v in args.items() if v is not None and k != "nextPageToken"}
-        following["nextPageToken"] = epcis.page_token(page.next)
+        following["nextPageToken"] = epcis_query.page_token(page.next)
         response.headers["Link"] = f'<{request.base_url}?{urlencode(following)}>; rel="next"'
     return response
 
@@ -121,7 +123,7 @@ def read_event(path: EventPath) -> Response:
     if event_id.startswith("ni:/sha-256"):  # a proxy may fold the ///
         event_id = event_id.replace("ni:/", "ni:///", 1)
     with unit_of_work() as uow:
-        event = epcis.event_by_id(
+        event = epcis_query.event_by_id(
             uow.session, actor=current_actor(), event_id=event_id, uris=uris()
         )
     body = document([event], uris=uris(), created=utcnow())
