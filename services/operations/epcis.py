@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,12 +80,20 @@ class Context:
 
 
 def context_of(session: Session, order: Order, uris: Uris) -> Context:
-    units = {u.id: u for u in session.exec(select(Unit).where(Unit.order_id == order.id)).all()}
+    return contexts_of(session, [order], uris)[order.id or 0]
+
+
+def contexts_of(session: Session, orders: Sequence[Order], uris: Uris) -> dict[int, Context]:
+    """The contexts of several orders' events, loaded together: the same few queries for a
+    page of events from many orders as for one order's (what one order's events name, its
+    bags, shipments and batches, belongs to it alone or is shared as it is)."""
+    ids = [order.id for order in orders if order.id is not None]
+    units = {u.id: u for u in session.exec(select(Unit).where(col(Unit.order_id).in_(ids))).all()}
     shipment_ids = set(
         session.exec(
-            select(CustodyEvent.shipment_id).where(
-                CustodyEvent.order_id == order.id, col(CustodyEvent.shipment_id).is_not(None)
-            )
+            select(CustodyEvent.shipment_id)
+            .where(col(CustodyEvent.order_id).in_(ids), col(CustodyEvent.shipment_id).is_not(None))
+            .distinct()
         ).all()
     )
     shipments = (
@@ -105,11 +113,11 @@ def context_of(session: Session, order: Order, uris: Uris) -> Context:
             .order_by(col(Unit.id))
         ).all():
             manifests.setdefault(shipment_id, []).append(unit)
-    inputs: dict[int, list[str]] = {}
+    inputs: dict[int, list[str]] = {}  # a batch is one order's: keyed by batch, no order needed
     for batch_id, din in session.exec(
         select(BatchInput.batch_id, Unit.din)
         .join(Unit, Unit.id == BatchInput.unit_id)  # type: ignore[arg-type]
-        .where(Unit.order_id == order.id)
+        .where(col(Unit.order_id).in_(ids))
         .order_by(col(Unit.din))
     ).all():
         inputs.setdefault(batch_id, []).append(din)
@@ -121,25 +129,29 @@ def context_of(session: Session, order: Order, uris: Uris) -> Context:
         unit_id: sequence
         for unit_id, sequence in session.exec(
             select(CustodyEvent.unit_id, CustodyEvent.sequence).where(
-                CustodyEvent.order_id == order.id,
+                col(CustodyEvent.order_id).in_(ids),
                 CustodyEvent.action == "produce",
                 col(CustodyEvent.unit_id).is_not(None),
             )
         ).all()
         if unit_id is not None
     }
-    return Context(
-        uris=uris,
-        order=order,
-        codes=functools.partial(site_code, session),  # kept per process: no query a page
-        units=units,  # type: ignore[arg-type]
-        shipments=shipments,  # type: ignore[arg-type]
-        inputs=inputs,
-        products=products,
-        manifests=manifests,
-        produced_at=produced_at,
-        namespaces={EXTENSION_PREFIX: uris.vocabulary},
-    )
+    codes = functools.partial(site_code, session)  # kept per process: no query a page
+    return {
+        order.id or 0: Context(
+            uris=uris,
+            order=order,
+            codes=codes,
+            units=units,  # type: ignore[arg-type]
+            shipments=shipments,  # type: ignore[arg-type]
+            inputs=inputs,
+            products=products,
+            manifests=manifests,
+            produced_at=produced_at,
+            namespaces={EXTENSION_PREFIX: uris.vocabulary},
+        )
+        for order in orders
+    }
 
 
 def named_event(session: Session, context: Context, record: CustodyEvent) -> dict[str, Any]:

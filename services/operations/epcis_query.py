@@ -30,7 +30,13 @@ from services.domain.epcis import EVENT_TYPES, Uris, steps_for
 from services.domain.errors import DomainError, InvalidRequest, NotFound
 from services.domain.identifiers import batch_number
 from services.operations import access
-from services.operations.epcis import Context, context_of, declare_error, named_event
+from services.operations.epcis import (
+    Context,
+    context_of,
+    contexts_of,
+    declare_error,
+    named_event,
+)
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
@@ -236,17 +242,17 @@ def _orders_of(session: Session, epcs: tuple[str, ...], uris: Uris) -> list[int]
 # pages
 
 
-def _records(
+def _chunks(
     session: Session,
     actor: Actor,
     conditions: list[Any],
     after: tuple[int, int] | None,
     *,
     first: int,
-) -> Iterator[CustodyEvent]:
+) -> Iterator[list[CustodyEvent]]:
     """The records the actor may see that meet ``conditions``, after ``after``, in (order,
-    sequence) order, read a chunk at a time: ``first`` records, then twice as many each time
-    (up to a thousand and one) while the events built from them are filtered out."""
+    sequence) order, a chunk at a time: ``first`` records, then twice as many each time (up to
+    a thousand and one) while the events built from them are filtered out."""
     chunk = first
     while True:
         query = (
@@ -262,7 +268,8 @@ def _records(
                 > sa.tuple_(sa.literal(after[0]), sa.literal(after[1]))
             )
         rows = list(session.exec(query).all())
-        yield from rows
+        if rows:
+            yield rows
         if len(rows) < chunk:
             return
         after = (rows[-1].order_id, rows[-1].sequence)
@@ -270,11 +277,18 @@ def _records(
 
 
 class _Builder:
-    """Records as events, each order's context loaded once."""
+    """Records as events, the contexts of a chunk's orders loaded together."""
 
     def __init__(self, session: Session, uris: Uris) -> None:
         self.session, self.uris = session, uris
         self.contexts: dict[int, Context] = {}
+
+    def load(self, records: list[CustodyEvent]) -> None:
+        """The contexts of the records' orders, for those not loaded yet (a few queries)."""
+        wanted = sorted({r.order_id for r in records} - set(self.contexts))
+        if wanted:
+            orders = self.session.exec(select(Order).where(col(Order.id).in_(wanted))).all()
+            self.contexts.update(contexts_of(self.session, orders, self.uris))
 
     def context(self, order_id: int) -> Context:
         if order_id not in self.contexts:
@@ -314,14 +328,18 @@ def query_events(session: Session, *, actor: Actor, query: Query, uris: Uris) ->
     builder = _Builder(session, uris)
     found: list[tuple[CustodyEvent, dict[str, Any]]] = []
     following = False
-    for record in _records(session, actor, conditions, query.after, first=query.per_page + 1):
-        event = builder.event(record)
-        if not query.wants(event):
-            continue
-        if len(found) == query.per_page:
-            following = True
+    for chunk in _chunks(session, actor, conditions, query.after, first=query.per_page + 1):
+        builder.load(chunk)
+        for record in chunk:
+            event = builder.event(record)
+            if not query.wants(event):
+                continue
+            if len(found) == query.per_page:
+                following = True
+                break
+            found.append((record, event))
+        if following:
             break
-        found.append((record, event))
     builder.declare_errors(found)
     last = found[-1][0] if found else None
     after = (last.order_id, last.sequence) if following and last is not None else None
@@ -333,11 +351,12 @@ def event_by_id(session: Session, *, actor: Actor, event_id: str, uris: Uris) ->
     finds it, so the records the actor may see are built a chunk at a time until it is met
     (the cost grows with what the actor may see; a query by EPC or time is the cheap way)."""
     builder = _Builder(session, uris)
-    for record in _records(session, actor, [], None, first=DEFAULT_PAGE):
-        event = builder.event(record)
-        if event["eventID"] == event_id:
-            builder.declare_errors([(record, event)])
-            return event
-        if len(builder.contexts) > 64:  # keep the orders met lately, not every one
-            builder.contexts.clear()
+    for chunk in _chunks(session, actor, [], None, first=DEFAULT_PAGE):
+        builder.contexts.clear()  # a chunk's orders at a time, not every one met
+        builder.load(chunk)
+        for record in chunk:
+            event = builder.event(record)
+            if event["eventID"] == event_id:
+                builder.declare_errors([(record, event)])
+                return event
     raise NotFound("no EPCIS event with that eventID that you can see")
