@@ -176,9 +176,10 @@ def install(app: Flask, settings: Settings) -> None:
         if not request.path.startswith(API_PREFIX):
             return None
         credential = _credential_key()
-        if failures is not None and credential not in recent:
+        if failures is not None and request.blueprint == "api" and credential not in recent:
             # an address whose failed calls are over their limit: refused before its token is
-            # looked up (once this process has seen the limit reached; asking no one)
+            # looked up (once this process has seen the limit reached; asking no one); the
+            # OpenAPI document, which takes no token, is still served
             known = failures.refused_already("addr:" + get_remote_address())
             if known is not None:
                 return _refusal(str(known.limit), known.retry_after)

@@ -234,6 +234,8 @@ def test_made_up_tokens_from_one_address_are_limited_by_address(app_factory: Any
     assert statements == []  # refused before the token was looked up
     no_token = world.client.get("/api/v1/delays", environ_base=attacker)
     assert_problem(no_token, 429, "rate_limited")
+    # the OpenAPI document takes no token: still served
+    assert world.client.get("/api/v1/openapi.json", environ_base=attacker).status_code == 200
     # the scanner that authenticated lately goes on; another address is not touched
     assert (
         world.client.get(
