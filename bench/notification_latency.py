@@ -25,6 +25,7 @@ from pathlib import Path
 
 import httpx
 import redis
+from cryptography.fernet import Fernet
 
 # the receiver and process helpers are the test suite's own: this script reuses them
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -114,6 +115,7 @@ def main() -> None:
             BROKER_URL=broker,
             APP_ENV="production",
             SECRET_KEY=secrets.token_urlsafe(32),
+            WEBHOOK_SECRET_KEY=Fernet.generate_key().decode(),
             VAR_DIR=str(work / "var"),
             WEBHOOK_ALLOW_PRIVATE_TARGETS="true",
             DISPATCH_INTERVAL_SECONDS="1",

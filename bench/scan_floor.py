@@ -35,6 +35,7 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
+from cryptography.fernet import Fernet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -148,6 +149,7 @@ def statements_per_scan(url: str, warm_up: str, barcode: str) -> tuple[int, list
         app_env="production",
         database_url=url,
         secret_key=secrets.token_urlsafe(32),
+        webhook_secret_key=Fernet.generate_key().decode(),
         var_dir=Path(tempfile.mkdtemp()),
         ratelimit_storage_url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
         api_rate_limit="100000 per second",

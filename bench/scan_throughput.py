@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import psycopg
 import sqlalchemy as sa
+from cryptography.fernet import Fernet
 
 from services.db import Database, UnitOfWork, migrate
 from services.domain.custody import Role, SiteKind
@@ -44,6 +45,7 @@ def server_env(url: str) -> dict[str, str]:
         "DATABASE_URL": url,
         "APP_ENV": "production",
         "SECRET_KEY": secrets.token_urlsafe(32),
+        "WEBHOOK_SECRET_KEY": Fernet.generate_key().decode(),
         "VAR_DIR": tempfile.mkdtemp(),
         # production counts API calls in Redis; one token drives every simulated scanner
         # here (a real scanner has its own), so its limit is raised out of the way

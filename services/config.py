@@ -10,6 +10,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.domain.evidence import parse_keys
+from services.domain.webhook_secrets import check_key, derived_key
 
 DEVELOPMENT_SECRET = "dev-only-not-secret"  # noqa: S105 - the default refused outside development
 RATELIMIT_STORES = ("redis://", "rediss://", "unix://", "memory://")  # what the limits count in
@@ -41,6 +42,9 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = 10.0
     # loopback and private webhook targets: allowed in development only, unless set here
     webhook_allow_private_targets: bool | None = None
+    # the Fernet key(s) that seal webhook signing secrets at rest (comma-separated: the first
+    # seals, all open). Required in production; elsewhere, empty derives one from SECRET_KEY
+    webhook_secret_key: str = ""
     notify_max_attempts: int = 10
     notify_backoff_seconds: float = 30.0  # first retry; doubles each time, with jitter
     notify_backoff_cap_seconds: float = 3600.0
@@ -66,6 +70,13 @@ class Settings(BaseSettings):
     # API calls per token (or per address without one); "off": none counted here, for a
     # deployment whose reverse proxy limits the API
     api_rate_limit: str = "100 per second"
+    # API calls answered 401 (no token, or one unknown, expired or revoked) per client address;
+    # past it, that address's calls are refused (429) before their token is looked up, but
+    # for tokens that authenticated lately. "off": not counted
+    api_auth_failure_limit: str = "30 per minute"
+    # refused scans kept per user (each is a record in a chain and a line for QA): past it the
+    # user's scans are answered 429 and not recorded until the window has room. "off": none
+    refusal_rate_limit: str = "60 per minute; 600 per hour"
     # where the counters live: memory:// is per process, so production needs Redis (all
     # gunicorn workers count together); empty means BROKER_URL when that is Redis
     ratelimit_storage_url: str = ""
@@ -84,18 +95,20 @@ class Settings(BaseSettings):
     # is only checked against these)
     audit_trusted_keys: str = ""
 
-    @field_validator("login_rate_limit", "api_rate_limit")
+    @field_validator(
+        "login_rate_limit", "api_rate_limit", "api_auth_failure_limit", "refusal_rate_limit"
+    )
     @classmethod
     def _rate_limit(cls, value: str, info: ValidationInfo) -> str:
         value = value.strip()
-        if info.field_name == "api_rate_limit" and value.lower() == API_LIMIT_OFF:
+        if info.field_name != "login_rate_limit" and value.lower() == API_LIMIT_OFF:
             return API_LIMIT_OFF
         try:
             parse_many(value)
         except ValueError:
             raise ValueError(
                 f"{value!r} is not a rate limit: write it like '100 per second' or "
-                "'10 per minute' (API_RATE_LIMIT may also be 'off')"
+                "'10 per minute' (all but LOGIN_RATE_LIMIT may also be 'off')"
             ) from None
         return value
 
@@ -122,6 +135,14 @@ class Settings(BaseSettings):
             self.webhook_allow_private_targets = self.app_env == "development"
         if self.app_env != "development" and self.secret_key == DEVELOPMENT_SECRET:
             raise ValueError(f"SECRET_KEY must be set to a real secret when APP_ENV={self.app_env}")
+        if self.app_env == "production" and not self.webhook_secret_key.strip():
+            raise ValueError(
+                "WEBHOOK_SECRET_KEY must be set when APP_ENV=production: it seals webhook "
+                'signing secrets at rest (python -c "from cryptography.fernet import Fernet; '
+                'print(Fernet.generate_key().decode())")'
+            )
+        for key in self.webhook_secret_keys:
+            check_key(key)
         if not self.ratelimit_storage_url:
             redis_broker = self.broker_url.startswith(("redis://", "rediss://"))
             self.ratelimit_storage_url = self.broker_url if redis_broker else "memory://"
@@ -135,6 +156,13 @@ class Settings(BaseSettings):
                 "are per process, so each gunicorn worker would allow the full rate"
             )
         return self
+
+    @property
+    def webhook_secret_keys(self) -> list[str]:
+        """WEBHOOK_SECRET_KEY's keys, the sealing one first; outside production, when it is
+        empty, one derived from SECRET_KEY."""
+        given = [key.strip() for key in self.webhook_secret_key.split(",") if key.strip()]
+        return given or [derived_key(self.secret_key)]
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -133,6 +133,10 @@ def _settings(url: str, var_dir: Path, **overrides: Any) -> Settings:
         # one test token scans faster than any scanner can (an in-process scan takes ~8 ms,
         # over the default 100 a second); the rate-limit tests set their own limits
         "api_rate_limit": "100000 per second",
+        # the property walks and the fuzzer are refused (and call without a token) far more
+        # often than a person; the tests of these limits set their own
+        "refusal_rate_limit": "100000 per minute",
+        "api_auth_failure_limit": "100000 per minute",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

@@ -29,6 +29,7 @@ def clean_env(**overrides: str) -> dict[str, str]:
         "BROKER_URL",
         "SMTP_URL",
         "SECRET_KEY",
+        "WEBHOOK_SECRET_KEY",
         "APP_ENV",
         "VAR_DIR",
         "FLASK_APP",

@@ -29,6 +29,7 @@ from services.domain.targets import (
     check_public_address,
     parse_webhook_url,
 )
+from services.domain.webhook_secrets import SecretUnreadable, reveal
 from services.operations.notifications import Attempt, Outcome
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,10 @@ def send_webhook(
 ) -> Outcome:
     if not attempt.secret:
         return Outcome(error="the subscription has no signing secret", permanent=True)
+    try:
+        secret = reveal(attempt.secret, settings.webhook_secret_keys)
+    except SecretUnreadable as error:  # a key to put back: tried again, as the row allows
+        return Outcome(error=str(error))
     allow_private = bool(settings.webhook_allow_private_targets)
     try:
         target = parse_webhook_url(attempt.target, allow_private=allow_private)
@@ -202,7 +207,7 @@ def send_webhook(
         "user-agent": "vein2vein-webhooks/1",
         "webhook-id": webhook_id(attempt),
         "webhook-timestamp": str(int(sent_at.timestamp())),
-        "webhook-signature": Webhook(attempt.secret).sign(webhook_id(attempt), sent_at, body),
+        "webhook-signature": Webhook(secret).sign(webhook_id(attempt), sent_at, body),
     }
     extensions = {}
     if target.scheme == "https" and not target.is_literal:

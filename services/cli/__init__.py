@@ -1076,6 +1076,26 @@ def keys_show() -> None:
             )
 
 
+@main.group(name="webhooks")
+def webhooks_group() -> None:
+    """Webhook subscriptions' signing secrets (sealed under WEBHOOK_SECRET_KEY)."""
+
+
+@webhooks_group.command("seal-secrets")
+def webhooks_seal_secrets() -> None:
+    """Seal every signing secret kept in clear, or under a key that is no longer the first of
+    WEBHOOK_SECRET_KEY (after a rotation): each is then opened with the first key only."""
+    from services.domain.webhook_secrets import SecretUnreadable
+    from services.operations.subscriptions import seal_secrets
+
+    try:
+        with transaction() as uow:
+            count = seal_secrets(uow.session, secret_keys=_state().settings.webhook_secret_keys)
+    except SecretUnreadable as error:
+        raise click.ClickException(f"{error} Nothing was changed.") from error
+    click.echo(f"{count} webhook secret(s) sealed")
+
+
 @main.command("report")
 @click.argument("coi")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), required=True)

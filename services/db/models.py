@@ -314,6 +314,8 @@ class RefusedScan(SQLModel, table=True):
     """A scan that was refused, kept for QA review: who, where, what, why."""
 
     __tablename__ = "refused_scans"
+    # a user's refusals in a window, counted before another is kept (operations/refusals.py)
+    __table_args__ = (sa.Index("ix_refused_scans_actor_recorded", "actor_id", "recorded_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     event_id: str | None = Field(default=None, max_length=36, index=True)
@@ -328,7 +330,10 @@ class RefusedScan(SQLModel, table=True):
     detail: str = Field(max_length=1000)
     occurred_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     recorded_at: dt.datetime = _created_at()
-    # the order's hash chain (or the chain of refusals that name no known bag)
+    # the order's hash chain; a refusal naming no bag its scanner may see: the chain of the
+    # scanner's own site (``site:<id>``), or, kept before there were such chains, the
+    # unattributed chain (no chain site)
+    chain_site_id: int | None = Field(default=None, foreign_key="sites.id", index=True)
     chain_position: int = Field(default=0)
     prev_hash: str = Field(default="", max_length=64)
     hash: str = Field(default="", max_length=64, unique=True)
@@ -340,7 +345,7 @@ class ChainHead(SQLModel, table=True):
 
     __tablename__ = "chain_heads"
 
-    key: str = Field(primary_key=True, max_length=40)  # order:<id> or unattributed
+    key: str = Field(primary_key=True, max_length=40)  # order:<id>, site:<id> or unattributed
     length: int = Field(default=0)
     head: str = Field(max_length=64)
 
@@ -425,7 +430,9 @@ class Subscription(SQLModel, table=True):
     target: str = Field(max_length=2048)  # e-mail address, webhook URL, or the feed's site code
     events: list[str] | None = Field(default=None, sa_type=sa.JSON)  # None: every kind
     # the webhook signing secret (Standard Webhooks "whsec_..."); shown once, at creation
-    secret: str | None = Field(default=None, max_length=100)
+    # kept as a Fernet token under WEBHOOK_SECRET_KEY (services/domain/webhook_secrets.py);
+    # a subscription from before that holds its secret in clear ("whsec_...")
+    secret: str | None = Field(default=None, max_length=255)
     active: bool = Field(default=True)
     disabled_reason: str | None = Field(default=None, max_length=500)
     created_at: dt.datetime = _created_at()

@@ -1,7 +1,8 @@
 """The tamper-evident record: canonical forms, hash links, and what verification finds.
 
-Every custody event and refused scan is a link in its order's chain (refused scans that name no
-known bag form one chain of their own): ``hash = SHA-256(prev_hash, canonical(record))``, with
+Every custody event and refused scan is a link in its order's chain (a refused scan that names
+no bag its scanner may see joins the chain of the scanner's site, ``site:<id>``; before there
+were those, the one unattributed chain): ``hash = SHA-256(prev_hash, canonical(record))``, with
 a gapless ``position``. Checkpoints record the head of every chain and are chained themselves,
 so a deleted tail, a deleted order or a rewritten chain is found by comparing them. Signatures
 are bound to the hash of the record they sign.
@@ -19,11 +20,20 @@ from enum import Enum
 from typing import Any
 
 GENESIS = "0" * 64
-UNATTRIBUTED = "unattributed"  # the chain of refused scans that name no known bag
+# the chain of refused scans that name no bag their scanner may see, kept before each site had
+# one of its own (``site:<id>``): it verifies as it always did, and nothing new joins it
+UNATTRIBUTED = "unattributed"
+ORDER_CHAIN, SITE_CHAIN = "order:", "site:"
 
 
-def chain_key(order_id: int | None) -> str:
-    return f"order:{order_id}" if order_id is not None else UNATTRIBUTED
+def chain_key(order_id: int | None, site_id: int | None = None) -> str:
+    """A record's chain: its order's; for a refusal that names no bag its scanner may see,
+    the chain of the scanner's site (``site_id``), or the unattributed chain of old."""
+    if order_id is not None:
+        return f"{ORDER_CHAIN}{order_id}"
+    if site_id is not None:
+        return f"{SITE_CHAIN}{site_id}"
+    return UNATTRIBUTED
 
 
 def _plain(value: Any) -> Any:
@@ -226,7 +236,8 @@ TABLE_FIELDS = {"custody_events": EVENT_FIELDS, "refused_scans": REFUSAL_FIELDS}
 # they always did; on any newer record, removing it changes the hash like any other edit.
 SEALED_IF_PRESENT = {
     "custody_events": ("identity", "details", "signing"),
-    "refused_scans": ("identity",),
+    # a refusal's site chain (none: an order's, or the unattributed chain of old)
+    "refused_scans": ("identity", "chain_site_id"),
 }
 
 

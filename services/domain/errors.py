@@ -128,3 +128,15 @@ class SigningKeyMissing(Conflict):
 
     code = "signing_key_missing"
     title = "The installation's signing key is missing"
+
+
+class InvalidJson(DomainError):
+    """A body no JSON parser is given: nested deeper than any document of ours."""
+
+    code = "invalid_json"
+    title = "Body is not acceptable JSON"
+
+
+class RateLimited(DomainError):
+    code = "rate_limited"
+    title = "Too many requests"

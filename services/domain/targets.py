@@ -121,3 +121,32 @@ def check_public_address(host: str, addresses: list[str] | None = None) -> None:
             address = address.ipv4_mapped  # ::ffff:127.0.0.1 is loopback too
         if not address.is_global:
             raise InvalidRequest(f"webhook target {host} ({address}) is not a public address")
+        embedded = embedded_ipv4(address) if isinstance(address, ipaddress.IPv6Address) else None
+        if embedded is not None and not embedded.is_global:
+            raise InvalidRequest(
+                f"webhook target {host} ({address}) reaches {embedded}, which is not a public "
+                "address"
+            )
+        if isinstance(address, ipaddress.IPv6Address) and address in _LOCAL_NAT64:
+            raise InvalidRequest(
+                f"webhook target {host} ({address}) is in a local-use NAT64 range (RFC 8215)"
+            )
+
+
+# IPv6 ranges that carry an IPv4 address a router or translator will deliver to. Python's
+# is_global judges the IPv6 address alone (64:ff9b::a9fe:a9fe is "global"), so the IPv4 address
+# inside is judged too: NAT64 to the metadata address is the metadata address.
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")  # IPv4-mapped
+_COMPATIBLE = ipaddress.IPv6Network("::/96")  # IPv4-compatible (deprecated, RFC 4291)
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # the well-known NAT64 prefix (RFC 6052)
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")  # local-use NAT64 (RFC 8215): any IPv4
+_SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")  # 6to4 (RFC 3056)
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address of a mapped, compatible, NAT64 or 6to4 range reaches."""
+    if address in _MAPPED or address in _COMPATIBLE or address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address in _SIX_TO_FOUR:
+        return address.sixtofour
+    return None

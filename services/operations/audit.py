@@ -29,7 +29,9 @@ from services.db.types import UTCDateTime
 from services.domain.audit import (
     EDITED,
     GENESIS,
+    ORDER_CHAIN,
     SEALED_IF_PRESENT,
+    SITE_CHAIN,
     TABLE_FIELDS,
     UNATTRIBUTED,
     Finding,
@@ -91,24 +93,36 @@ def _chain_queries(
     parts: int,
     *,
     unattributed: bool = False,
+    site_id: int | None = None,
 ) -> tuple[Any, Any]:
-    """The two tables' records in (chain, position) order: all, one order's, one part's, or
-    (``unattributed``) the chain of refusals that name no bag."""
+    """The two tables' records in (chain, position) order (orders' chains, then sites', then
+    the unattributed chain): all, one order's, one part's, one site's chain (``site_id``), or
+    (``unattributed``) the chain of refusals of old that name no bag."""
     events = sa.select(*columns(CustodyEvent, EVENTS)).order_by(
         col(CustodyEvent.order_id), col(CustodyEvent.chain_position), col(CustodyEvent.id)
     )
     refusals = sa.select(*columns(RefusedScan, REFUSALS)).order_by(
-        sa.case((col(RefusedScan.order_id).is_(None), 1), else_=0),
+        sa.case(
+            (col(RefusedScan.order_id).is_not(None), 0),
+            (col(RefusedScan.chain_site_id).is_not(None), 1),
+            else_=2,
+        ),
         col(RefusedScan.order_id),
+        col(RefusedScan.chain_site_id),
         col(RefusedScan.chain_position),
         col(RefusedScan.id),
     )
     if order_id is not None:
         events = events.where(col(CustodyEvent.order_id) == order_id)
         refusals = refusals.where(col(RefusedScan.order_id) == order_id)
-    if unattributed:
+    if unattributed or site_id is not None:
         events = events.where(sa.false())
-        refusals = refusals.where(col(RefusedScan.order_id).is_(None))
+        refusals = refusals.where(
+            col(RefusedScan.order_id).is_(None),
+            col(RefusedScan.chain_site_id).is_(None)
+            if site_id is None
+            else col(RefusedScan.chain_site_id) == site_id,
+        )
     if parts > 1:
         events = events.where(col(CustodyEvent.order_id) % parts == part)
         mine = col(RefusedScan.order_id) % parts == part
@@ -125,11 +139,12 @@ def _links(
     part: int = 0,
     parts: int = 1,
     unattributed: bool = False,
+    site_id: int | None = None,
 ) -> Iterator[Link]:
     """Every record, in (chain, position) order, streamed from both tables as plain rows (no
     ORM objects: a verify of millions of records builds none)."""
     events, refusals = _chain_queries(
-        _sealed_columns, order_id, part, parts, unattributed=unattributed
+        _sealed_columns, order_id, part, parts, unattributed=unattributed, site_id=site_id
     )
 
     def stream(query: Any, table: str) -> Iterator[Link]:
@@ -137,7 +152,7 @@ def _links(
             yield Link(
                 table=table,
                 id=row["id"],
-                chain=chain_key(row["order_id"]),
+                chain=chain_key(row["order_id"], row.get("chain_site_id")),
                 position=row["chain_position"],
                 prev_hash=row["prev_hash"],
                 hash=row["hash"],
@@ -148,15 +163,23 @@ def _links(
 
 
 def _links_of_chain(session: Session, chain: str) -> Iterator[Link]:
-    """One chain's records through ``_links``: an order's, or the unattributed chain."""
+    """One chain's records through ``_links``: an order's, a site's or the unattributed chain."""
     if chain == UNATTRIBUTED:
         return _links(session, unattributed=True)
-    return _links(session, int(chain.split(":", 1)[1]))
+    if chain.startswith(SITE_CHAIN):
+        return _links(session, site_id=int(chain.removeprefix(SITE_CHAIN)))
+    return _links(session, int(chain.removeprefix(ORDER_CHAIN)))
 
 
-def _sort_key(item: Link) -> tuple[int, int, int]:
-    order = item.content["order_id"]  # the unattributed chain (no order) comes last
-    return (order if order is not None else 2**62, item.position, item.table != EVENTS)
+def _sort_key(item: Link) -> tuple[int, int, int, bool]:
+    """Orders' chains by order, then sites' by site, then the unattributed chain."""
+    order = item.content["order_id"]
+    if order is not None:
+        return (0, order, item.position, item.table != EVENTS)
+    site = item.content.get("chain_site_id")
+    if site is not None:
+        return (1, site, item.position, True)
+    return (2, 0, item.position, True)
 
 
 # what an identity check reads of a record (``identity_finding``), besides its sealed identity
@@ -269,7 +292,7 @@ def hashed_links(
             yield Link(
                 table=table,
                 id=row[0],
-                chain=chain_key(body["order_id"]),
+                chain=chain_key(body["order_id"], body.get("chain_site_id")),
                 position=row[3],
                 prev_hash=row[1],
                 hash=row[2],
@@ -292,8 +315,13 @@ class ChainPass:
 
 
 def chain_order(chain: str) -> int:
-    """Where a chain comes in a verify: orders by id, the unattributed chain last."""
-    return int(chain.split(":", 1)[1]) if chain.startswith("order:") else 2**62
+    """Where a chain comes in a verify: orders by id, then sites by id, the unattributed
+    chain last."""
+    if chain.startswith(ORDER_CHAIN):
+        return int(chain.removeprefix(ORDER_CHAIN))
+    if chain.startswith(SITE_CHAIN):
+        return 2**61 + int(chain.removeprefix(SITE_CHAIN))
+    return 2**62
 
 
 def verify_chains(
@@ -606,11 +634,20 @@ def _check_reviews(session: Session, order_id: int | None) -> Finding | None:
     hashes: dict[tuple[str, int | None], tuple[str, str, int]] = {}
     for table, model in (("refused_scan", RefusedScan), ("custody_event", CustodyEvent)):
         ids = select(Review.source_id).where(Review.source == table)
-        columns = (col(model.id), col(model.hash), col(model.order_id), col(model.chain_position))
-        for row_id, digest, chain_order, position in session.exec(
-            select(*columns).where(col(model.id).in_(ids))
+        site: Any = (
+            col(RefusedScan.chain_site_id) if model is RefusedScan else sa.null().label("site")
+        )
+        columns = (
+            col(model.id),
+            col(model.hash),
+            col(model.order_id),
+            site,
+            col(model.chain_position),
+        )
+        for row_id, digest, chain_order, site_id, position in session.execute(
+            sa.select(*columns).where(col(model.id).in_(ids))
         ):
-            hashes[(table, row_id)] = (digest, chain_key(chain_order), position)
+            hashes[(table, row_id)] = (digest, chain_key(chain_order, site_id), position)
     for review in session.exec(query.order_by(col(Review.id))):
         digest, chain, position = hashes.get((review.source, review.source_id), ("", "", 0))
         bound = review.record_hash == digest

@@ -11,35 +11,34 @@ out.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import json
+import functools
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlmodel import Session, col, select
 
 from services import epcis_schema
+from services.db.cache import site_code
 from services.db.models import (
     BatchInput,
     ConditionAlarm,
     CustodyEvent,
     LoggerFile,
     Order,
+    Scan,
     Shipment,
     ShipmentUnit,
-    Site,
     TemperatureReading,
     Unit,
+    User,
 )
 from services.domain.condition import Reading, summarise
 from services.domain.custody import Action, Actor, UnitKind
 from services.domain.epcis import (
     ADDS,
-    EVENT_TYPES,
     EXTENSION_PREFIX,
     JOURNEY,
     Uris,
@@ -48,13 +47,11 @@ from services.domain.epcis import (
     event_time,
     steps_for,
 )
-from services.domain.errors import InvalidRequest, NotFound
+from services.domain.errors import NotFound
 from services.domain.identifiers import batch_code, shipment_code
 from services.operations import access
 from services.operations.access import order_by_coi
 
-MAX_PAGE = 1000
-DEFAULT_PAGE = 100
 CAPTURE_NAMESPACE = uuid.UUID("2f1c7d52-54a4-4f57-9d0b-6b1b2c7e8a10")  # event ids of captures
 
 
@@ -63,30 +60,40 @@ def _x(name: str) -> str:
 
 
 @dataclass
-class _Context:
-    """What the events of one order refer to, loaded once."""
+class Context:
+    """What the events of one order refer to, loaded once (a handful of queries, each bounded
+    by the order's own records)."""
 
     uris: Uris
     order: Order
-    sites: dict[int, Site]
+    codes: Callable[[int], str]  # a site's code by its id
     units: dict[int, Unit]
     shipments: dict[int, Shipment]
     inputs: dict[int, list[str]]  # batch -> apheresis DINs
     products: dict[int, list[tuple[int, str]]]  # batch -> (unit id, DIN) of its products
     manifests: dict[int, list[Unit]]  # shipment -> its bags
+    produced_at: dict[int, int]  # product unit -> the sequence of the record that produced it
     namespaces: dict[str, str] = field(default_factory=dict)
 
     def site(self, site_id: int) -> str:
-        return self.uris.site(self.sites[site_id].code)
+        return self.uris.site(self.codes(site_id))
 
 
-def _context(session: Session, order: Order, uris: Uris) -> _Context:
-    units = {u.id: u for u in session.exec(select(Unit).where(Unit.order_id == order.id)).all()}
+def context_of(session: Session, order: Order, uris: Uris) -> Context:
+    return contexts_of(session, [order], uris)[order.id or 0]
+
+
+def contexts_of(session: Session, orders: Sequence[Order], uris: Uris) -> dict[int, Context]:
+    """The contexts of several orders' events, loaded together: the same few queries for a
+    page of events from many orders as for one order's (what one order's events name, its
+    bags, shipments and batches, belongs to it alone or is shared as it is)."""
+    ids = [order.id for order in orders if order.id is not None]
+    units = {u.id: u for u in session.exec(select(Unit).where(col(Unit.order_id).in_(ids))).all()}
     shipment_ids = set(
         session.exec(
-            select(CustodyEvent.shipment_id).where(
-                CustodyEvent.order_id == order.id, col(CustodyEvent.shipment_id).is_not(None)
-            )
+            select(CustodyEvent.shipment_id)
+            .where(col(CustodyEvent.order_id).in_(ids), col(CustodyEvent.shipment_id).is_not(None))
+            .distinct()
         ).all()
     )
     shipments = (
@@ -106,11 +113,11 @@ def _context(session: Session, order: Order, uris: Uris) -> _Context:
             .order_by(col(Unit.id))
         ).all():
             manifests.setdefault(shipment_id, []).append(unit)
-    inputs: dict[int, list[str]] = {}
+    inputs: dict[int, list[str]] = {}  # a batch is one order's: keyed by batch, no order needed
     for batch_id, din in session.exec(
         select(BatchInput.batch_id, Unit.din)
         .join(Unit, Unit.id == BatchInput.unit_id)  # type: ignore[arg-type]
-        .where(Unit.order_id == order.id)
+        .where(col(Unit.order_id).in_(ids))
         .order_by(col(Unit.din))
     ).all():
         inputs.setdefault(batch_id, []).append(din)
@@ -118,22 +125,55 @@ def _context(session: Session, order: Order, uris: Uris) -> _Context:
     for unit in sorted(units.values(), key=lambda u: u.id or 0):
         if unit.kind is UnitKind.PRODUCT and unit.batch_id is not None:
             products.setdefault(unit.batch_id, []).append((unit.id or 0, unit.din))
-    return _Context(
-        uris=uris,
-        order=order,
-        sites={s.id: s for s in session.exec(select(Site)).all()},  # type: ignore[misc]
-        units=units,  # type: ignore[arg-type]
-        shipments=shipments,  # type: ignore[arg-type]
-        inputs=inputs,
-        products=products,
-        manifests=manifests,
-        namespaces={EXTENSION_PREFIX: uris.vocabulary},
-    )
+    produced_at = {
+        unit_id: sequence
+        for unit_id, sequence in session.exec(
+            select(CustodyEvent.unit_id, CustodyEvent.sequence).where(
+                col(CustodyEvent.order_id).in_(ids),
+                CustodyEvent.action == "produce",
+                col(CustodyEvent.unit_id).is_not(None),
+            )
+        ).all()
+        if unit_id is not None
+    }
+    codes = functools.partial(site_code, session)  # kept per process: no query a page
+    return {
+        order.id or 0: Context(
+            uris=uris,
+            order=order,
+            codes=codes,
+            units=units,  # type: ignore[arg-type]
+            shipments=shipments,  # type: ignore[arg-type]
+            inputs=inputs,
+            products=products,
+            manifests=manifests,
+            produced_at=produced_at,
+            namespaces={EXTENSION_PREFIX: uris.vocabulary},
+        )
+        for order in orders
+    }
+
+
+def named_event(session: Session, context: Context, record: CustodyEvent) -> dict[str, Any]:
+    """One record as an EPCIS event, named by its CBV 2.0 event hash."""
+    event = _event(session, context, record, context.produced_at)
+    return {"eventID": event_hash(event, context.namespaces), **event}
+
+
+def declare_error(event: dict[str, Any], correction: CustodyEvent, corrective_id: str) -> None:
+    """The errorDeclaration a correction puts on the event it corrects (the hash leaves it
+    out, so the corrected event keeps its eventID)."""
+    event["errorDeclaration"] = {
+        "declarationTime": event_time(correction.recorded_at),
+        "reason": "incorrect_data",
+        "correctiveEventIDs": [corrective_id],
+        _x("reason"): correction.reason or "",
+    }
 
 
 def order_events(session: Session, order: Order, uris: Uris) -> list[dict[str, Any]]:
     """Every record of the order's chain as an EPCIS event, in its sequence."""
-    context = _context(session, order, uris)
+    context = context_of(session, order, uris)
     records = list(
         session.exec(
             select(CustodyEvent)
@@ -141,27 +181,11 @@ def order_events(session: Session, order: Order, uris: Uris) -> list[dict[str, A
             .order_by(col(CustodyEvent.sequence))
         ).all()
     )
-    produced_at = {
-        r.unit_id: r.sequence for r in records if r.action == "produce" and r.unit_id is not None
-    }
-    by_sequence: dict[int, dict[str, Any]] = {}
-    events = []
+    by_id = {record.id: named_event(session, context, record) for record in records}
     for record in records:
-        event = _event(session, context, record, produced_at)
-        event = {"eventID": event_hash(event, context.namespaces), **event}
-        by_sequence[record.sequence] = event
-        events.append(event)
-    for record in records:
-        if record.action == "correct" and record.corrects_id is not None:
-            target = next((r for r in records if r.id == record.corrects_id), None)
-            if target is not None and target.sequence in by_sequence:
-                by_sequence[target.sequence]["errorDeclaration"] = {
-                    "declarationTime": event_time(record.recorded_at),
-                    "reason": "incorrect_data",
-                    "correctiveEventIDs": [by_sequence[record.sequence]["eventID"]],
-                    _x("reason"): record.reason or "",
-                }
-    return events
+        if record.action == "correct" and record.corrects_id in by_id:
+            declare_error(by_id[record.corrects_id], record, by_id[record.id]["eventID"])
+    return list(by_id.values())
 
 
 def export_order(
@@ -177,13 +201,35 @@ def export_order(
     return document(order_events(session, order, uris), uris=uris, created=now)
 
 
+def capture_size(doc: Any, *, most_values: int) -> tuple[int, int]:
+    """How many events a captured document holds, and how many values (each list item and
+    each member of an object, at any depth) its events hold, read without validating it and
+    counted no further than ``most_values`` and one. A document with no event list counts
+    (0, 0): the schema then says what is wrong."""
+    body = doc.get("epcisBody") if isinstance(doc, dict) else None
+    events = body.get("eventList") if isinstance(body, dict) else None
+    if not isinstance(events, list):
+        return 0, 0
+    values = 0
+    pending: list[Any] = [events]
+    while pending and values <= most_values:
+        item = pending.pop()
+        if isinstance(item, dict):
+            values += len(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            values += len(item)
+            pending.extend(item)
+    return len(events), values
+
+
 def schema_errors(doc: Any) -> list[dict[str, str]]:
     """What GS1's EPCIS 2.0 schema says is wrong with a document (empty: valid)."""
     return epcis_schema.errors(doc)
 
 
 def _event(
-    session: Session, context: _Context, record: CustodyEvent, produced_at: Mapping[int, int]
+    session: Session, context: Context, record: CustodyEvent, produced_at: Mapping[int, int]
 ) -> dict[str, Any]:
     uris, order = context.uris, context.order
     action = record.action
@@ -248,7 +294,7 @@ def _event(
 
 
 def _epcs(
-    context: _Context, record: CustodyEvent, unit: Unit | None, produced_at: Mapping[int, int]
+    context: Context, record: CustodyEvent, unit: Unit | None, produced_at: Mapping[int, int]
 ) -> list[str]:
     uris = context.uris
     if unit is not None:
@@ -274,7 +320,7 @@ def _epcs(
     return [uris.coi(context.order.coi)]
 
 
-def _ilmd(context: _Context, record: CustodyEvent, unit: Unit | None) -> dict[str, Any]:
+def _ilmd(context: Context, record: CustodyEvent, unit: Unit | None) -> dict[str, Any]:
     order = context.order
     if record.action == "enroll":
         return {_x("product"): order.product}
@@ -297,7 +343,7 @@ def _ilmd(context: _Context, record: CustodyEvent, unit: Unit | None) -> dict[st
 
 
 def _sensors(
-    session: Session, context: _Context, record: CustodyEvent, shipment: Shipment | None
+    session: Session, context: Context, record: CustodyEvent, shipment: Shipment | None
 ) -> list[dict[str, Any]]:
     """A logger file's own readings (per device: its span, min, max, mean) and the alarms it
     raised; a hold's alarms."""
@@ -379,148 +425,6 @@ def _alarm_report(alarm: ConditionAlarm) -> dict[str, Any]:
     return report
 
 
-# the query interface
-
-
-@dataclass(frozen=True)
-class Query:
-    event_types: tuple[str, ...] = ()
-    ge_time: dt.datetime | None = None
-    lt_time: dt.datetime | None = None
-    biz_steps: tuple[str, ...] = ()
-    dispositions: tuple[str, ...] = ()
-    match_epc: tuple[str, ...] = ()
-    match_any_epc: tuple[str, ...] = ()
-    per_page: int = DEFAULT_PAGE
-    after: tuple[int, int] | None = None  # (order id, sequence) of the last event returned
-
-    def wants(self, event: Mapping[str, Any], moment: dt.datetime) -> bool:
-        if self.event_types and event["type"] not in self.event_types:
-            return False
-        if self.ge_time and moment < self.ge_time:
-            return False
-        if self.lt_time and moment >= self.lt_time:
-            return False
-        if self.biz_steps and not _matches(event.get("bizStep"), self.biz_steps, "BizStep-"):
-            return False
-        if self.dispositions and not _matches(event.get("disposition"), self.dispositions, "Disp-"):
-            return False
-        own = set(event.get("epcList", [])) | set(event.get("outputEPCList", []))
-        if self.match_epc and not own & set(self.match_epc):
-            return False
-        every = own | set(event.get("inputEPCList", []))
-        return not (self.match_any_epc and not every & set(self.match_any_epc))
-
-
-def _matches(value: str | None, wanted: tuple[str, ...], prefix: str) -> bool:
-    """A bare CBV word matches itself and its web vocabulary URI."""
-    if value is None:
-        return False
-    forms = {value, f"https://ref.gs1.org/cbv/{prefix}{value}"}
-    return bool(forms & set(wanted))
-
-
-def parse_query(args: Mapping[str, str | None]) -> Query:
-    """EPCIS 2.0 query parameters; a bad one is refused, naming it."""
-
-    def words(name: str) -> tuple[str, ...]:
-        raw = args.get(name)
-        return tuple(w.strip() for w in raw.split("|") if w.strip()) if raw else ()
-
-    def moment(name: str) -> dt.datetime | None:
-        raw = args.get(name)
-        if not raw:
-            return None
-        try:
-            parsed = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidRequest(f"{name}: {raw[:40]!r} is not an ISO 8601 time") from None
-        if parsed.tzinfo is None:
-            raise InvalidRequest(f"{name}: the time needs an offset from UTC")
-        return parsed
-
-    types = words("eventType")
-    unknown = sorted(set(types) - set(EVENT_TYPES))
-    if unknown:
-        raise InvalidRequest(f"eventType: {', '.join(unknown)} is not an EPCIS event type")
-    per_page = args.get("perPage")
-    try:
-        size = int(per_page) if per_page else DEFAULT_PAGE
-    except ValueError:
-        raise InvalidRequest("perPage is a whole number") from None
-    if not 1 <= size <= MAX_PAGE:
-        raise InvalidRequest(f"perPage is between 1 and {MAX_PAGE}")
-    return Query(
-        event_types=types,
-        ge_time=moment("GE_eventTime"),
-        lt_time=moment("LT_eventTime"),
-        biz_steps=words("EQ_bizStep"),
-        dispositions=words("EQ_disposition"),
-        match_epc=words("MATCH_epc"),
-        match_any_epc=words("MATCH_anyEPC"),
-        per_page=size,
-        after=_token(args.get("nextPageToken")),
-    )
-
-
-def page_token(after: tuple[int, int]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(list(after)).encode()).decode().rstrip("=")
-
-
-def _token(raw: str | None) -> tuple[int, int] | None:
-    if not raw:
-        return None
-    try:
-        value = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-        order_id, sequence = int(value[0]), int(value[1])
-    except (ValueError, TypeError, IndexError, KeyError, binascii.Error, UnicodeDecodeError):
-        raise InvalidRequest("nextPageToken is not one this server gave") from None
-    return order_id, sequence
-
-
-@dataclass(frozen=True)
-class Page:
-    events: list[dict[str, Any]]
-    next: tuple[int, int] | None
-
-
-def _visible_events(
-    session: Session, actor: Actor, uris: Uris, after: tuple[int, int] | None
-) -> Iterator[tuple[tuple[int, int], dict[str, Any], dt.datetime]]:
-    query = select(Order).where(access.order_condition(actor)).order_by(col(Order.id))
-    if after is not None:
-        query = query.where(col(Order.id) >= after[0])
-    for order in session.exec(query).all():
-        assert order.id is not None
-        for event in order_events(session, order, uris):
-            key = (order.id, int(event[_x("sequence")]))
-            if after is not None and key <= after:
-                continue
-            moment = dt.datetime.fromisoformat(event["eventTime"].replace("Z", "+00:00"))
-            yield key, event, moment
-
-
-def query_events(session: Session, *, actor: Actor, query: Query, uris: Uris) -> Page:
-    """The events the actor may see that match, in (order, sequence) order, a page at a time."""
-    found: list[dict[str, Any]] = []
-    last: tuple[int, int] | None = None
-    for key, event, moment in _visible_events(session, actor, uris, query.after):
-        if not query.wants(event, moment):
-            continue
-        if len(found) == query.per_page:
-            return Page(found, last)
-        found.append(event)
-        last = key
-    return Page(found, None)
-
-
-def event_by_id(session: Session, *, actor: Actor, event_id: str, uris: Uris) -> dict[str, Any]:
-    for _key, event, _moment in _visible_events(session, actor, uris, None):
-        if event["eventID"] == event_id:
-            return event
-    raise NotFound("no EPCIS event with that eventID that you can see")
-
-
 # capture
 
 CAPTURED_STEPS: Mapping[str, Action] = {
@@ -545,9 +449,38 @@ class Captured:
     shipment: str | None
     problem: str | None  # why it cannot be a scan at all
 
-    @property
-    def scan_event_id(self) -> str:
-        return str(uuid.uuid5(CAPTURE_NAMESPACE, self.event_id))
+
+def capture_scan_id(session: Session, *, actor: Actor, event_id: str) -> str:
+    """The scan ``event_id`` a captured eventID stands for, in the id space of the sender (the
+    capturing user's site): the same eventID from another site is another scan, and never
+    replays this site's (a partner's eventID is its own choice, or a hash anyone can compute
+    from an event's content). An event this site captured before eventIDs were namespaced
+    keeps its id, and replays as it did then.
+
+    A replay answers with what the scan recorded (its bags and their sequences): before one is
+    answered, every order its events belong to must be one the actor may see (NotFound
+    otherwise, as for an event that does not exist)."""
+    own = str(uuid.uuid5(CAPTURE_NAMESPACE, f"site:{actor.site_id}\n{event_id}"))
+    before = str(uuid.uuid5(CAPTURE_NAMESPACE, event_id))  # one id space for every sender
+    found = dict(
+        session.exec(
+            select(Scan.event_id, User.site_id)
+            .join(User, col(User.id) == col(Scan.actor_id))
+            .where(col(Scan.event_id).in_([own, before]))
+        ).all()
+    )
+    chosen = before if own not in found and found.get(before) == actor.site_id else own
+    if chosen in found:
+        orders = session.exec(
+            select(Order)
+            .join(CustodyEvent, col(CustodyEvent.order_id) == col(Order.id))
+            .join(Scan, col(Scan.id) == col(CustodyEvent.scan_id))
+            .where(col(Scan.event_id) == chosen)
+            .distinct()
+        ).all()
+        if not all(access.can_view_order(session, actor, order) for order in orders):
+            raise NotFound(f"no captured event {event_id[:80]} that you can see")
+    return chosen
 
 
 def read_capture(doc: Mapping[str, Any], uris: Uris) -> list[Captured]:

@@ -15,6 +15,8 @@ import secrets
 from typing import Any, Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm.session import make_transient_to_detached
 from sqlmodel import Session, select
 
@@ -80,16 +82,13 @@ def seal(session: Session, record: CustodyEvent | RefusedScan) -> ChainHead:
 
     The chain's head row is locked until commit, so two transactions appending to one chain
     (two scans of different bags of one order, or a scan and a refusal) take turns."""
-    key = chain_key(record.order_id)
-    head = (
-        _locked_head(session, key)
-        or session.exec(
-            select(ChainHead)
-            .where(ChainHead.key == key)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).first()
-    )
+    key = chain_key(record.order_id, getattr(record, "chain_site_id", None))
+    head = _locked_head(session, key) or _lock_head(session, key)
+    if head is None and record.order_id is None:
+        # a site's first refusal: two of its users may be refused at once, and no row is
+        # locked for them yet; the head is made if it is not there, then locked
+        session.execute(_new_head_statement(session.get_bind().dialect.name), {"key": key})
+        head = _lock_head(session, key)
     if head is None:
         # an order's first record: its order row is locked by the caller, so no race here;
         # the unattributed chain's head is created by the migration
@@ -101,6 +100,27 @@ def seal(session: Session, record: CustodyEvent | RefusedScan) -> ChainHead:
     head.length, head.head = record.chain_position, record.hash
     session.add(head)
     return head
+
+
+def _lock_head(session: Session, key: str) -> ChainHead | None:
+    return session.exec(
+        select(ChainHead)
+        .where(ChainHead.key == key)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+
+
+@functools.cache
+def _new_head_statement(dialect: str) -> Any:
+    """INSERT a chain's empty head ... ON CONFLICT DO NOTHING, in each dialect's words."""
+    heads = ChainHead.__table__  # type: ignore[attr-defined]
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        insert(heads)
+        .values(key=sa.bindparam("key"), length=0, head=GENESIS)
+        .on_conflict_do_nothing(index_elements=["key"])
+    )
 
 
 def _code(session: Session, site_id: int) -> str:
@@ -346,9 +366,10 @@ def append_refusal(
     site: Site | None,
     shipment: str | None = None,
 ) -> RefusedScan:
-    """Keep a refused scan: sealed into its order's chain (or the chain of refusals that name
-    no bag the scanner may see), and news for the order's subscribers. ``shipment``: the
-    shipment the scan named, as its code (a receipt shows the bags refused against it)."""
+    """Keep a refused scan: sealed into its order's chain (or, when it names no bag the
+    scanner may see, the chain of the site its ``chain_site_id`` names), and news for the
+    order's subscribers. ``shipment``: the shipment the scan named, as its code (a receipt
+    shows the bags refused against it)."""
     identity = _identity(coi, unit, actor=actor.email, site=site.code if site else None)
     if shipment is not None:
         identity["shipment"] = shipment

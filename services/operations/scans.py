@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +67,7 @@ from services.operations.bags import (
 )
 from services.operations.deadlines import current_policy
 from services.operations.record import SiteLike, append_event, append_refusal
+from services.operations.refusals import RefusalLimit, check_refusal_limits
 from services.operations.shipments import add_to_shipment, lock_shipment, visible_shipment
 from services.operations.signing import NO_SIGNERS, Signers
 
@@ -501,13 +503,16 @@ def record_refusal(
     scan: ScanInput,
     error: DomainError,
     now: dt.datetime,
+    limits: Sequence[RefusalLimit] = (),
 ) -> RefusedScan:
     """Keep a refused scan for QA: who, where, what was scanned, and why it was refused.
 
     It joins the chain of the bag's order only when the scanner may see that order; a scan of a
-    bag the user cannot see goes into the chain of unattributed refusals and is news for none
-    of that order's subscribers (it would otherwise tell them, and the refusal's answer would
-    tell the scanner, that the bag exists)."""
+    bag the user cannot see goes into the chain of the user's own site (``site:<id>``) and is
+    news for none of that order's subscribers (it would otherwise tell them, and the refusal's
+    answer would tell the scanner, that the bag exists). A user over one of ``limits`` is
+    refused (RateLimited) and nothing is kept."""
+    check_refusal_limits(session, actor=actor, limits=limits, now=now)
     site = session.exec(select(Site).where(Site.code == scan.site)).first()
     unit: Unit | None = None
     order: Order | None = None
@@ -529,6 +534,7 @@ def record_refusal(
         actor_id=actor.user_id,
         unit_id=unit.id if unit else None,
         order_id=order.id if order else None,
+        chain_site_id=None if order else actor.site_id,
         code=error.code,
         detail=error.detail[:1000],
         occurred_at=scan.occurred_at,

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import secrets
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -13,6 +12,7 @@ from services.db.models import Notification, NotificationRead, Order, Site, Subs
 from services.domain.custody import Actor, Role
 from services.domain.errors import Forbidden, InvalidRequest, NotFound
 from services.domain.notifications import CHECKPOINT, Channel, check_events, check_target
+from services.domain.webhook_secrets import new_secret, reseal, seal
 from services.operations.access import order_by_coi, own_subscription
 
 WITNESS_ROLES = (Role.QA, Role.ADMIN)
@@ -39,8 +39,10 @@ def subscribe(
     target: str,
     events: list[str] | None,
     allow_private: bool,
+    secret_keys: Sequence[str] = (),
 ) -> tuple[Subscription, str | None]:
-    """A new subscription; returns it and, for a webhook, its signing secret (shown once)."""
+    """A new subscription; returns it and, for a webhook, its signing secret (shown once, and
+    kept sealed under the first of ``secret_keys``: WEBHOOK_SECRET_KEY's)."""
     target = check_target(channel, target, allow_private=allow_private)
     events = check_events(events)
     order_id: int | None = None
@@ -64,7 +66,7 @@ def subscribe(
         site_id = actor.site_id
     secret = None
     if channel is Channel.WEBHOOK:
-        secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+        secret = new_secret()
     subscription = Subscription(
         created_by_id=actor.user_id,
         order_id=order_id,
@@ -72,7 +74,7 @@ def subscribe(
         channel=channel,
         target=target,
         events=events,
-        secret=secret,
+        secret=seal(secret, secret_keys) if secret else None,
     )
     session.add(subscription)
     session.flush()
@@ -192,3 +194,19 @@ def mark_read(session: Session, *, actor: Actor, notification_id: int, now: dt.d
         session.add(
             NotificationRead(notification_id=notification_id, user_id=actor.user_id, read_at=now)
         )
+
+
+def seal_secrets(session: Session, *, secret_keys: Sequence[str]) -> int:
+    """Seal every webhook secret kept in clear (from before they were sealed) or under a key
+    that is no longer the first; returns how many were sealed. A secret no key opens raises
+    (SecretUnreadable), naming nothing sealed."""
+    count = 0
+    rows = session.exec(select(Subscription).where(col(Subscription.secret).is_not(None)))
+    for row in rows.all():
+        assert row.secret is not None
+        sealed = reseal(row.secret, secret_keys)
+        if sealed is not None:
+            row.secret = sealed
+            session.add(row)
+            count += 1
+    return count

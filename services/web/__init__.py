@@ -12,6 +12,7 @@ from services.broker import Kicker, kick_after_commit
 from services.config import Settings
 from services.db import Database, privileges
 from services.web import security
+from services.web.bodies import BoundedJSONProvider
 from services.web.errors import register_error_handlers, validation_problem
 from services.web.state import AppState
 
@@ -69,6 +70,8 @@ def create_app(settings: Settings | None = None, *, web: bool = True) -> OpenAPI
         doc_prefix=API_PREFIX,
         doc_url="/openapi.json",
     )
+    # every request.get_json() checks the body's nesting before parsing (web/bodies.py)
+    app.json = BoundedJSONProvider(app)
     app.config.update(
         SECRET_KEY=settings.secret_key,
         JSON_SORT_KEYS=False,

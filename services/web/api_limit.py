@@ -59,6 +59,14 @@ def lease_size(limit: RateLimitItem) -> int:
     return max(1, min(LEASE_MAX, limit.amount // 20))
 
 
+def _window(limit: RateLimitItem, credential: str, now: float) -> tuple[str, float]:
+    """The counter's key of the credential's window under ``limit`` at ``now``, and when the
+    window ends."""
+    period = limit.get_expiry()
+    window = int(now // period)
+    return f"api:{limit.key_for(credential)}:{window}", (window + 1) * period
+
+
 class ApiLimit:
     """``take(credential)`` before each API call: ``None`` admits it, a ``Refusal`` says why not."""
 
@@ -93,11 +101,21 @@ class ApiLimit:
                 return refusal
         return None
 
+    def refused_already(self, credential: str) -> Refusal | None:
+        """The refusal this process already knows of for the credential's current window (it
+        was told the window is spent), asking no one: ``None`` when it knows of none."""
+        now = self._clock()
+        with self._lock:
+            for limit in self.limits:
+                key, ends = _window(limit, credential, now)
+                share = self._shares.get(key)
+                if share is not None and share.spent:
+                    return Refusal(limit, max(1, math.ceil(ends - now)))
+        return None
+
     def _take(self, limit: RateLimitItem, credential: str, now: float) -> Refusal | None:
         period = limit.get_expiry()
-        window = int(now // period)
-        ends = (window + 1) * period
-        key = f"api:{limit.key_for(credential)}:{window}"
+        key, ends = _window(limit, credential, now)
         with self._lock:
             share = self._shares.get(key)
             if share is None:
@@ -120,10 +138,12 @@ class ApiLimit:
         return max(0, min(wanted, limit.amount - before))
 
     def _add(self, key: str, amount: int, ttl: int) -> int:
+        # amount by keyword: before limits 5 the third parameter was elastic_expiry, and a
+        # lease passed there counted as one call (pyproject.toml asks for limits 5.1 or newer)
         now = time.monotonic()
         if self._shared is not None and now - self._redis_failed_at >= RETRY_REDIS_AFTER:
             try:
-                return self._shared.incr(key, ttl, amount)
+                return self._shared.incr(key, ttl, amount=amount)
             except redis.RedisError as error:
                 self._redis_failed_at = now
                 log.warning(
@@ -131,4 +151,4 @@ class ApiLimit:
                     error,
                     RETRY_REDIS_AFTER,
                 )
-        return self._memory.incr(key, ttl, amount)
+        return self._memory.incr(key, ttl, amount=amount)

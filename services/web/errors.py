@@ -46,6 +46,7 @@ STATUS_BY_CODE = {
     "unauthorized": 401,
     "rate_limited": 429,
     "csrf_failed": 400,
+    "invalid_json": 400,
 }
 
 
@@ -75,7 +76,13 @@ def problem(
 
 
 def domain_problem(error: DomainError) -> Response:
-    return problem(error.code, error.title, error.detail, **error.extra)
+    return _retry_after(error, problem(error.code, error.title, error.detail, **error.extra))
+
+
+def _retry_after(error: DomainError, response: Response) -> Response:
+    if "retry_after" in error.extra:  # a RateLimited refusal says when to try again
+        response.headers["Retry-After"] = str(error.extra["retry_after"])
+    return response
 
 
 def validation_problem(error: ValidationError) -> Response:
@@ -120,7 +127,7 @@ def register_error_handlers(app: Flask) -> None:
     def _domain(error: DomainError) -> Response:
         if wants_page():
             status = STATUS_BY_CODE.get(error.code, 400)
-            return error_page(error.code, error.title, error.detail, status)
+            return _retry_after(error, error_page(error.code, error.title, error.detail, status))
         return domain_problem(error)
 
     @app.errorhandler(LabelError)

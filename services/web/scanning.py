@@ -4,19 +4,24 @@ in its own transaction, or refused and the refusal kept in another."""
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 from dataclasses import dataclass
 
+from limits import parse_many
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from services.config import API_LIMIT_OFF
 from services.domain.custody import Actor
 from services.domain.errors import DomainError, SignatureRefused
 from services.operations import signing
 from services.operations.admin import site_by_code
+from services.operations.refusals import RefusalLimit
 from services.operations.scans import ScanInput, ScanOutcome, record_refusal, record_scan
 from services.operations.signing import NO_SIGNERS, Signers
 from services.web.api.present import scan_result
 from services.web.api.schemas import ScanResult
-from services.web.state import login_policy, max_clock_skew, unit_of_work, utcnow
+from services.web.state import login_policy, max_clock_skew, state, unit_of_work, utcnow
 
 
 @dataclass(frozen=True)
@@ -81,10 +86,29 @@ def submit_scan(
 
 
 def keep_refusal(actor: Actor, scan_input: ScanInput, error: DomainError) -> None:
-    """A refused scan is a record of its own, in a transaction of its own."""
+    """A refused scan is a record of its own, in a transaction of its own; a user over the
+    refusal limit is answered RateLimited instead, and nothing is kept."""
     with unit_of_work() as uow:
-        record_refusal(uow.session, actor=actor, scan=scan_input, error=error, now=utcnow())
+        record_refusal(
+            uow.session,
+            actor=actor,
+            scan=scan_input,
+            error=error,
+            now=utcnow(),
+            limits=refusal_limits(state().settings.refusal_rate_limit),
+        )
         uow.commit()
+
+
+@functools.cache
+def refusal_limits(setting: str) -> tuple[RefusalLimit, ...]:
+    """REFUSAL_RATE_LIMIT ("60 per minute; 600 per hour", or "off") as the operation's limits."""
+    if setting == API_LIMIT_OFF:
+        return ()
+    return tuple(
+        RefusalLimit(item.amount, dt.timedelta(seconds=item.get_expiry()))
+        for item in parse_many(setting)
+    )
 
 
 def _record(

@@ -3,9 +3,11 @@
 - API calls authenticate with bearer tokens (``api/blueprint.py``); they carry no cookies, so
   they need no CSRF token. Pages authenticate with a login session (Flask-Login) and every form
   they post carries a CSRF token (Flask-WTF).
-- Rate limits count login attempts per client address (Flask-Limiter) and API calls per token
-  (``api_limit.ApiLimit``, which leases shares of a window so a call seldom waits on Redis), in
-  Redis in production so that every gunicorn worker counts together.
+- Rate limits count login attempts per client address (Flask-Limiter), API calls per token
+  (``api_limit.ApiLimit``, which leases shares of a window so a call seldom waits on Redis),
+  and API calls answered 401 per client address (no token, or an unknown one: past their
+  limit the address is refused before any token of it is looked up), in Redis in production
+  so that every gunicorn worker counts together.
 - A login session keeps its own clock (signed into the session cookie by the server): a
   request after SESSION_IDLE_MINUTES without one, or SESSION_HOURS after the sign-in, finds
   the user signed out, and the login page says why.
@@ -14,6 +16,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
+from collections import OrderedDict
 from typing import Any
 
 from flask import Flask, Response, flash, g, jsonify, redirect, request, session, url_for
@@ -64,6 +69,31 @@ def _credential_key() -> str:
     if scheme.lower() == "bearer" and token.strip():
         return "token:" + hash_token(token.strip())[:32]
     return "addr:" + get_remote_address()
+
+
+class RecentTokens:
+    """The tokens (as their counting keys) that authenticated in this process lately. While an
+    address is refused for its failed calls, a call from it with one of these is still let
+    through to be authenticated: a flood of made-up tokens from a hospital's one address does
+    not stop its scanners that were working a moment ago."""
+
+    def __init__(self, *, keep_seconds: float = 3600.0, most: int = 10_000) -> None:
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._keep = keep_seconds
+        self._most = most
+        self._lock = threading.Lock()
+
+    def add(self, key: str) -> None:
+        with self._lock:
+            self._seen[key] = time.monotonic() + self._keep
+            self._seen.move_to_end(key)
+            while len(self._seen) > self._most:
+                self._seen.popitem(last=False)
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            until = self._seen.get(str(key))
+        return until is not None and until > time.monotonic()
 
 
 def _too_many(limit: RequestLimit) -> Response:
@@ -142,14 +172,44 @@ def install(app: Flask, settings: Settings) -> None:
         api_limit = ApiLimit(settings.api_rate_limit, settings.ratelimit_storage_url)
     app.extensions["vein2vein_api_limit"] = api_limit
 
+    # calls answered 401, counted per client address (an unknown token would otherwise be a
+    # fresh count of its own each time)
+    failures = None
+    if settings.api_auth_failure_limit != API_LIMIT_OFF:
+        failures = ApiLimit(settings.api_auth_failure_limit, settings.ratelimit_storage_url)
+    recent = RecentTokens()
+    app.extensions["vein2vein_auth_failures"] = failures
+
     @app.before_request
     def _api_limit() -> Response | None:
         # app-wide hooks run before the API blueprint's, so a call is counted before its token
         # is checked: a flood of bad tokens is refused as cheaply as one of good ones
-        if api_limit is None or not request.path.startswith(API_PREFIX):
+        if not request.path.startswith(API_PREFIX):
             return None
-        refused = api_limit.take(_credential_key())
+        credential = _credential_key()
+        if failures is not None and request.blueprint == "api" and credential not in recent:
+            # an address whose failed calls are over their limit: refused before its token is
+            # looked up (once this process has seen the limit reached; asking no one); the
+            # OpenAPI document, which takes no token, is still served
+            known = failures.refused_already("addr:" + get_remote_address())
+            if known is not None:
+                return _refusal(str(known.limit), known.retry_after)
+        if api_limit is None:
+            return None
+        refused = api_limit.take(credential)
         return None if refused is None else _refusal(str(refused.limit), refused.retry_after)
+
+    @app.after_request
+    def _count_failures(response: Response) -> Response:
+        if failures is None or not request.path.startswith(API_PREFIX):
+            return response
+        if g.get("actor") is not None:
+            recent.add(_credential_key())
+        elif response.status_code == 401:
+            refused = failures.take("addr:" + get_remote_address())
+            if refused is not None:
+                return _refusal(str(refused.limit), refused.retry_after)
+        return response
 
     # the limiter is per app (tests make several), so the login view is wrapped here
     login_limit = limiter.limit(

@@ -68,11 +68,14 @@ def test_web_serves_the_api_on_the_embedded_default(tmp_path: Path) -> None:
             assert order.status_code == 201, order.text
             unit = http.post(f"/orders/{order.json()['coi']}/collections", headers=staff, json={})
             assert unit.status_code == 201, unit.text
+            # the label printed (a download is on record as a print), then its 2-D code read
+            din = unit.json()["din"]
+            assert http.get(f"/units/{din}/label?format=zpl", headers=staff).status_code == 200
             scan = http.post(
                 "/scans",
                 headers=staff,
                 json={
-                    "barcode": unit.json()["barcode"],
+                    "barcode": unit.json()["label_2d"],
                     "action": "verify_label",
                     "site": "APH-NORTH",
                     "event_id": str(uuid.uuid4()),
@@ -154,11 +157,13 @@ def test_notifications_flow_on_the_embedded_default(tmp_path: Path) -> None:
                     json={"coi": order["coi"], "channel": channel, "target": target},
                 )
                 assert response.status_code == 201, response.text
+            label = http.get(f"/units/{unit['din']}/label?format=zpl", headers=staff)
+            assert label.status_code == 200
             scan = http.post(
                 "/scans",
                 headers=staff,
                 json={
-                    "barcode": unit["barcode"],
+                    "barcode": unit["label_2d"],
                     "action": "verify_label",
                     "site": "APH-NORTH",
                     "event_id": str(uuid.uuid4()),

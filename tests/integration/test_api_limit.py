@@ -127,3 +127,30 @@ def test_without_redis_a_worker_counts_on_its_own(caplog: pytest.LogCaptureFixtu
     assert "Redis unreachable" in caplog.text
     # one warning, not one per call: Redis is asked again only after a few seconds
     assert caplog.text.count("Redis unreachable") == 1
+
+
+def test_a_lease_adds_its_whole_size_to_the_shared_count(
+    store: redis.Redis, redis_url: str
+) -> None:
+    """The lease's size reaches Redis as the amount (limits before 5 read a third positional
+    argument as elastic_expiry, and counted a lease of 5 as one call)."""
+    (worker,) = _workers(redis_url, "100 per second", 1)
+    assert worker.take("token:a") is None
+    (key,) = store.scan_iter("vein2vein:api:*")
+    assert int(store.get(key) or 0) == lease_size(parse("100 per second")) == 5
+
+
+def test_a_process_knows_a_spent_window_without_asking(store: redis.Redis, redis_url: str) -> None:
+    first, second = _workers(redis_url, "2 per minute", 2)
+    assert first.refused_already("addr:a") is None
+    assert [first.take("addr:a") is None for _ in range(3)] == [True, True, False]
+    asked = _incrby_calls(store)
+    refusal = first.refused_already("addr:a")
+    assert refusal is not None
+    assert 1 <= refusal.retry_after <= 60
+    assert _incrby_calls(store) == asked  # known, not asked
+    # another process learns it from its own first refusal, not before
+    assert second.refused_already("addr:a") is None
+    assert second.take("addr:a") is not None
+    assert second.refused_already("addr:a") is not None
+    assert first.refused_already("addr:b") is None

@@ -81,6 +81,29 @@ def _rows(world: World, sql: str) -> list[Any]:
         return list(connection.exec_driver_sql(sql))
 
 
+def an_unattributed_refusal(world: World) -> None:
+    """A refusal as one was kept before each site had a chain of its own: no order, no chain
+    site, in the unattributed chain."""
+    from services.db.models import RefusedScan, Site
+    from services.operations.record import append_refusal
+
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        actor = admin.actor_by_email(uow.session, "op@example.org")
+        refusal = RefusedScan(
+            action="receive",
+            barcode="=W000099999999800",
+            site_code="MFG-1",
+            site_id=actor.site_id,
+            actor_id=actor.user_id,
+            code="not_found",
+            detail="no bag W0000 99 999998 you can see",
+            recorded_at=dt.datetime.now(dt.UTC),
+        )
+        site = uow.session.get(Site, actor.site_id)
+        append_refusal(uow.session, refusal, coi=None, unit=None, actor=actor, site=site)
+        uow.commit()
+
+
 def a_record(world: World) -> dict[str, Any]:
     """Two orders: one bag through the leg with a refused scan in its chain, one collected."""
     bag = world.bag_at("receive", "PAT-AUDIT")
@@ -267,8 +290,9 @@ def test_a_verify_reads_every_record_as_its_seal_wrote_it(world: World) -> None:
     reading, and what an identity check reads is the same."""
     a_record(world)
     _readings_and_a_hold(world)
-    world.scan("op", "=W000099999999900", "receive", "MFG-1")  # names no bag: unattributed
+    world.scan("op", "=W000099999999900", "receive", "MFG-1")  # names no bag: MFG-1's chain
     world.scan("op", 'Ünïcode "quoted" \\ back\tslash ✓ 100%', "receive", "MFG-1")
+    an_unattributed_refusal(world)
     with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
         reference = list(audit.all_links(uow.session))
         fast = list(audit.hashed_links(uow.session))
@@ -282,6 +306,7 @@ def test_a_verify_reads_every_record_as_its_seal_wrote_it(world: World) -> None:
         assert quick.links_up()
     assert any("details" in i.content for i in fast)
     assert any(i.chain == UNATTRIBUTED for i in fast)
+    assert any(i.chain.startswith("site:") and "chain_site_id" in i.content for i in fast)
     assert {i.table for i in fast} == {"custody_events", "refused_scans"}
     assert any(b'\\"quoted\\"' in (i.sealed or b"") for i in fast)  # escapes, as Python's
 
@@ -312,7 +337,12 @@ EDITABLE = {"custody_events": "review_reason", "refused_scans": "detail"}
 
 @pytest.mark.parametrize(
     ("whose", "table"),
-    [("bag", "refused_scans"), ("other", "custody_events"), ("nobody", "refused_scans")],
+    [
+        ("bag", "refused_scans"),
+        ("other", "custody_events"),
+        ("nobody", "refused_scans"),
+        ("of old", "refused_scans"),
+    ],
 )
 def test_a_timestamp_the_database_spells_otherwise_is_not_taken_for_an_edit(
     world: World, whose: str, table: str
@@ -324,7 +354,11 @@ def test_a_timestamp_the_database_spells_otherwise_is_not_taken_for_an_edit(
     same record with a field changed still does not."""
     made = a_record(world)
     assert world.scan("op", "=W000099999999900", "receive", "MFG-1").status_code in (404, 422)
-    if whose == "nobody":
+    if whose == "nobody":  # the chain of the scanner's site
+        (site_id,) = _rows(world, "SELECT id FROM sites WHERE code = 'MFG-1'")[0]
+        key = f"site:{site_id}"
+    elif whose == "of old":
+        an_unattributed_refusal(world)
         key = UNATTRIBUTED
     else:
         (order_id,) = _rows(world, f"SELECT id FROM orders WHERE coi = '{made[whose]['coi']}'")[0]

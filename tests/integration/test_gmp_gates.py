@@ -27,6 +27,7 @@ from services.db.models import (
     Batch,
     CustodyEvent,
     LabelPrint,
+    LoginFailure,
     RefusedScan,
     Shipper,
     Signature,
@@ -131,7 +132,10 @@ def test_a_release_is_one_signed_act_covering_the_batch_and_its_bags(world: Worl
     assert {p["state"] for p in batch["products"]} == {"produced"}
     with _uow(world) as uow:
         qa = uow.session.exec(select(User).where(User.email == "qa@example.org")).one()
-        assert qa.failed_logins == 1  # the wrong password counts towards the lock-out
+        (failure,) = uow.session.exec(
+            select(LoginFailure).where(LoginFailure.user_id == qa.id)
+        ).all()
+        assert failure.failures == 1  # the wrong password counts towards the back-off
 
     released = status(world, "qa", code, "released")
     assert released.status_code == 200, released.json

@@ -9,6 +9,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 import time_machine
+from cryptography.fernet import Fernet
 from pydantic import ValidationError
 from sqlmodel import SQLModel, select
 
@@ -303,9 +304,19 @@ def test_production_cookies_are_secure(app_factory: Any, redis_url: str, backend
         # the tests connect as a superuser, which production refuses (test_app_role.py runs
         # production as the application's role, secure cookies and all)
         with pytest.raises(PrivilegedRole, match="vein2vein db app-role"):
-            app_factory(app_env="production", ratelimit_storage_url=redis_url)
+            app_factory(
+                app_env="production",
+                ratelimit_storage_url=redis_url,
+                webhook_secret_key=Fernet.generate_key().decode(),
+            )
         return
-    world = World.build(app_factory(app_env="production", ratelimit_storage_url=redis_url))
+    world = World.build(
+        app_factory(
+            app_env="production",
+            ratelimit_storage_url=redis_url,
+            webhook_secret_key=Fernet.generate_key().decode(),
+        )
+    )
     redis.Redis.from_url(redis_url).flushdb()
     _set_password(world, "care")
     client = world.app.test_client()

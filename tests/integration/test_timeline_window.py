@@ -7,6 +7,14 @@ import datetime as dt
 import re
 from typing import Any
 
+from sqlmodel import select
+
+from services.db import UnitOfWork
+from services.db.models import Unit
+from services.domain.custody import UnitState
+from services.operations import admin
+from services.operations.orders import lock_order
+from services.operations.record import append_event
 from services.web.pages.work import TIMELINE_LATEST
 from tests.world import PASSWORD, World
 
@@ -19,12 +27,39 @@ def sequences_of(world: World, coi: str) -> list[int]:
     return [e["sequence"] for e in world.get("op", f"/api/v1/orders/{coi}/events").json["events"]]
 
 
+def legacy_receipt(world: World, din: str) -> None:
+    """The bag's receipt as it was recorded before signatures came with the act (migration
+    0012): its signing not fixed on it, so the site's rule asks for a signature afterwards."""
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        session = uow.session
+        unit = session.exec(select(Unit).where(Unit.din == din)).one()
+        order = lock_order(session, unit.order_id)
+        site = admin.site_by_code(session, "MFG-1")
+        now = dt.datetime.now(dt.UTC)
+        unit.state = UnitState.RECEIVED
+        session.add(unit)
+        append_event(
+            session,
+            order=order,
+            unit=unit,
+            action="receive",
+            from_state=UnitState.DELIVERED,
+            site=site,
+            actor=admin.actor_by_email(session, "op@example.org"),
+            occurred_at=now,
+            recorded_at=now,
+            signing=None,  # type: ignore[arg-type]
+        )
+        uow.commit()
+
+
 def long_order(world: World) -> tuple[dict[str, Any], int, int]:
     """An order whose receipt awaits its signature and which has a scan flagged for review
     early on, then more than a page of later events: the bag, the receipt's sequence and the
     flagged event's sequence."""
-    bag = world.bag_at("receive", "PAT-LONG")
+    bag = world.bag_at("deliver", "PAT-LONG")
     coi = bag["coi"]
+    legacy_receipt(world, bag["din"])
     early = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
     extra = world.collect(coi)
     flagged = world.scan(

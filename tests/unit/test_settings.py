@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from pydantic import ValidationError
 
 from services.config import Settings
+
+KEY = Fernet.generate_key().decode()  # production needs a WEBHOOK_SECRET_KEY
 
 
 def test_embedded_defaults(tmp_path: Path) -> None:
@@ -29,7 +32,7 @@ def test_postgres_urls_use_psycopg_3() -> None:
 
 @pytest.mark.parametrize("env", ["production", "test"])
 def test_default_secret_is_refused_outside_development(env: str) -> None:
-    redis = {"broker_url": "redis://redis:6379/0"}
+    redis = {"broker_url": "redis://redis:6379/0", "webhook_secret_key": KEY}
     with pytest.raises(ValidationError, match="SECRET_KEY"):
         Settings(_env_file=None, app_env=env, **redis)  # type: ignore[arg-type]
     Settings(_env_file=None, app_env=env, secret_key="a-real-secret", **redis)  # type: ignore[arg-type]
@@ -41,10 +44,13 @@ def test_rate_limits_count_in_redis_in_production() -> None:
         app_env="production",
         secret_key="a-real-secret",
         broker_url="redis://redis:6379/0",
+        webhook_secret_key=KEY,
     )
     assert settings.ratelimit_storage_url == "redis://redis:6379/0"
     with pytest.raises(ValidationError, match="RATELIMIT_STORAGE_URL"):
-        Settings(_env_file=None, app_env="production", secret_key="a-real-secret")
+        Settings(
+            _env_file=None, app_env="production", secret_key="a-real-secret", webhook_secret_key=KEY
+        )
     assert Settings(_env_file=None, broker_url="").ratelimit_storage_url == "memory://"
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 import yaml
+from cryptography.fernet import Fernet
 
 from services.config import Settings
 
@@ -27,6 +28,8 @@ def test_the_application_connects_as_its_own_role_and_migrations_as_the_owner() 
         url = services[name]["environment"]["DATABASE_URL"]  # type: ignore[index]
         assert _user(url) == "vein2vein_app", name
         assert services[name]["environment"]["APP_ENV"] == "production"  # type: ignore[index]
+        # production refuses to start without the key that seals webhook secrets
+        assert "WEBHOOK_SECRET_KEY:?" in services[name]["environment"]["WEBHOOK_SECRET_KEY"]  # type: ignore[index]
     migrate = services["migrate"]
     assert _user(migrate["environment"]["DATABASE_URL"]) == owner  # type: ignore[index]
     command = " ".join(migrate["command"])  # type: ignore[arg-type]
@@ -42,5 +45,6 @@ def test_the_image_defaults_to_production_where_the_ssrf_guard_is_on() -> None:
         app_env="production",
         secret_key="x" * 40,
         ratelimit_storage_url="redis://127.0.0.1:6379/0",
+        webhook_secret_key=Fernet.generate_key().decode(),
     )
     assert settings.webhook_allow_private_targets is False

@@ -102,3 +102,35 @@ def test_an_email_address_is_stored_as_sent_on_the_wire(text: str, stored: str) 
 def test_an_email_address_a_mail_server_would_not_take_is_refused(text: str) -> None:
     with pytest.raises(InvalidRequest):
         check_email_address(text)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b::a9fe:a9fe",  # NAT64 (RFC 6052) to the cloud metadata address
+        "64:ff9b::7f00:1",  # NAT64 to loopback
+        "64:ff9b::a00:8",  # NAT64 to 10.0.0.8
+        "64:ff9b:1::808:808",  # local-use NAT64 (RFC 8215): refused whatever it reaches
+        "::7f00:1",  # IPv4-compatible loopback
+        "::a9fe:a9fe",  # IPv4-compatible metadata address
+        "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+        "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+        "2002:c0a8:101::1",  # 6to4 of 192.168.1.1
+        "::ffff:169.254.169.254",  # IPv4-mapped
+    ],
+)
+def test_an_ipv6_address_that_reaches_a_private_ipv4_address_is_refused(address: str) -> None:
+    with pytest.raises(InvalidRequest, match=r"public address|NAT64"):
+        check_public_address(address)
+    with pytest.raises(InvalidRequest):
+        parse_webhook_url(f"https://[{address}]/h", allow_private=False)
+    with pytest.raises(InvalidRequest):  # a name that resolves to it, as the worker checks it
+        check_public_address("hooks.example.org", [address])
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["64:ff9b::808:808", "2002:808:808::1", "::ffff:8.8.8.8", "2606:4700:4700::1111"],
+)
+def test_an_ipv6_address_that_reaches_a_public_ipv4_address_is_allowed(address: str) -> None:
+    check_public_address(address)

@@ -13,10 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.domain.epcis import Uris, document
 from services.domain.errors import DomainError, InvalidRequest
-from services.operations import epcis
+from services.operations import epcis, epcis_query
 from services.operations.queries import coi_value
 from services.operations.scans import ScanInput
-from services.web import scanning  # the module: scanning imports this package in turn
+from services.web import bodies, scanning  # scanning imports this package in turn
 from services.web.api.blueprint import api
 from services.web.api.schemas import OrderPath
 from services.web.errors import problem
@@ -26,6 +26,9 @@ tag = Tag(name="epcis", description="GS1 EPCIS 2.0: export, query and capture")
 LD_JSON = "application/ld+json"
 CAPTURE_MAX_BYTES = 4 * 1024 * 1024
 CAPTURE_MAX_EVENTS = 500
+# list items and object members in a capture's events: a handoff we record has about 15, a
+# partner's event with its sensor readings a few dozen
+CAPTURE_MAX_VALUES = 50 * CAPTURE_MAX_EVENTS
 _DOCUMENT = {"type": "object", "description": "An EPCIS 2.0 JSON-LD document"}
 
 
@@ -87,9 +90,11 @@ def query_events(query: EventsQuery) -> Response:
     """The events you may see that match, in their record's order, a page at a time; while
     more remain, a Link header (rel="next") carries the next page's nextPageToken."""
     args = query.model_dump()
-    parsed = epcis.parse_query(args)
+    parsed = epcis_query.parse_query(args)
     with unit_of_work() as uow:
-        page = epcis.query_events(uow.session, actor=current_actor(), query=parsed, uris=uris())
+        page = epcis_query.query_events(
+            uow.session, actor=current_actor(), query=parsed, uris=uris()
+        )
     body = document([], uris=uris(), created=utcnow(), kind="EPCISQueryDocument")
     body["epcisBody"] = {
         "queryResults": {
@@ -100,7 +105,7 @@ def query_events(query: EventsQuery) -> Response:
     response = _ld(body)
     if page.next is not None:
         following = {k: v for k, v in args.items() if v is not None and k != "nextPageToken"}
-        following["nextPageToken"] = epcis.page_token(page.next)
+        following["nextPageToken"] = epcis_query.page_token(page.next)
         response.headers["Link"] = f'<{request.base_url}?{urlencode(following)}>; rel="next"'
     return response
 
@@ -118,7 +123,7 @@ def read_event(path: EventPath) -> Response:
     if event_id.startswith("ni:/sha-256"):  # a proxy may fold the ///
         event_id = event_id.replace("ni:/", "ni:///", 1)
     with unit_of_work() as uow:
-        event = epcis.event_by_id(
+        event = epcis_query.event_by_id(
             uow.session, actor=current_actor(), event_id=event_id, uris=uris()
         )
     body = document([event], uris=uris(), created=utcnow())
@@ -138,14 +143,30 @@ def read_event(path: EventPath) -> Response:
 )
 def capture_events() -> Response:
     """Capture an EPCISDocument of ObjectEvents from a partner's system: departing, shipping or
-    transporting (a pickup), arriving (a delivery), receiving (a receipt). It is checked
-    against the EPCIS 2.0 schema first (422 with the schema's errors); then each event goes
+    transporting (a pickup), arriving (a delivery), receiving (a receipt). At most 500 events
+    holding at most 25,000 values (list items and object members), counted before anything
+    else (422 invalid_request); then it is checked against the EPCIS 2.0 schema (422
+    invalid_epcis with the schema's errors); then each event goes
     through the same custody rules as a scan, refusals kept on record; the same eventID twice
-    records once. The answer says, event by event, what was accepted and what was refused."""
+    records once (its sender's: eventIDs are namespaced by the capturing site, so another
+    site's same eventID is another event). The answer says, event by event, what was accepted
+    and what was refused."""
     try:
-        doc = json.loads(request.get_data() or b"null")
+        doc = bodies.loads(request.get_data() or b"null")
     except (ValueError, UnicodeDecodeError):
         return problem("invalid_epcis", "Not an EPCIS document", "the body is not JSON", 422)
+    # counted before the schema is asked or an event is read: each costs in proportion to
+    # what the events hold, and a 4 MiB body holds tens of thousands of events
+    events, values = epcis.capture_size(doc, most_values=CAPTURE_MAX_VALUES)
+    if events > CAPTURE_MAX_EVENTS:
+        raise InvalidRequest(
+            f"at most {CAPTURE_MAX_EVENTS} events per capture, and this one has {events}; split it"
+        )
+    if values > CAPTURE_MAX_VALUES:
+        raise InvalidRequest(
+            f"at most {CAPTURE_MAX_VALUES} values (list items and object members) in the "
+            "events of one capture: an event we record names one bag or one shipment; split it"
+        )
     errors = epcis.schema_errors(doc)
     if errors:
         return problem(
@@ -156,8 +177,6 @@ def capture_events() -> Response:
             errors=errors,
         )
     captured = epcis.read_capture(doc, uris())
-    if len(captured) > CAPTURE_MAX_EVENTS:
-        raise InvalidRequest(f"at most {CAPTURE_MAX_EVENTS} events per capture; split it")
     actor = current_actor()
     results = []
     for item in captured:
@@ -179,11 +198,16 @@ def _capture_one(actor: Any, item: epcis.Captured) -> dict[str, Any]:
             "code": "invalid_request",
             "detail": item.problem or "not a handoff",
         }
+    try:
+        with unit_of_work() as uow:  # the sender's own id, and no replay of what it may not see
+            event_id = epcis.capture_scan_id(uow.session, actor=actor, event_id=item.event_id)
+    except DomainError as error:
+        return {**answer, "accepted": False, "code": error.code, "detail": error.detail}
     scan = ScanInput(
         barcode=item.barcode,
         action=item.action,
         site=item.site or "",
-        event_id=item.scan_event_id,
+        event_id=event_id,
         occurred_at=item.occurred_at,
         shipment=item.shipment,
     )

@@ -43,6 +43,7 @@ def subscribe(body: SubscriptionCreate) -> tuple[Response, int]:
             target=body.target,
             events=body.events,
             allow_private=bool(state().settings.webhook_allow_private_targets),
+            secret_keys=state().settings.webhook_secret_keys,
         )
         uow.commit()
         result = _public(uow.session, subscription, secret)

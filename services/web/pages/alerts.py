@@ -104,6 +104,7 @@ def subscriptions() -> Any:
                     target=forms.text("target", max_length=2048, required=True),
                     events=events,
                     allow_private=bool(state().settings.webhook_allow_private_targets),
+                    secret_keys=state().settings.webhook_secret_keys,
                 )
                 uow.commit()
             flash(f"Subscribed: {row.channel.value} to {row.target}.")
