@@ -8,7 +8,11 @@ BIN := $(VENV)/bin
 PORT ?= 5000
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help install run migrate demo test test-unit fuzz lint fmt check-migrations bench clean
+.PHONY: help install run migrate demo test test-unit fuzz lint fmt check-migrations bench clean tools
+
+# the optional tools a newcomer may lack (make tools says what needs them and how to get them)
+CHROMIUM ?= chromium
+PDFTOTEXT ?= pdftotext
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -33,7 +37,18 @@ migrate: install ## migrate the database (DATABASE_URL, default var/vein2vein.db
 demo: migrate ## load the demo data and print the demo logins
 	$(BIN)/vein2vein demo
 
+tools: ## say which optional tools are missing, what needs them, and how to install them
+	@command -v $(CHROMIUM) >/dev/null 2>&1 || { \
+	  echo "Not installed: chromium. The pages work in any browser you already have; the browser tests"; \
+	  echo "  (tests/browser: each role's day in a real browser, screenshots, accessibility) need it."; \
+	  echo "  Install it with:  sudo apt-get install chromium"; }
+	@command -v $(PDFTOTEXT) >/dev/null 2>&1 || { \
+	  echo "Not installed: poppler-utils. The chain-of-custody report (PDF) opens in any PDF viewer;"; \
+	  echo "  reading it in a terminal (pdftotext) and the report tests (tests/integration/test_evidence.py) need it."; \
+	  echo "  Install it with:  sudo apt-get install poppler-utils"; }
+
 run: migrate ## run web, worker and beat on the embedded default (SQLite + filesystem broker)
+	@$(MAKE) --no-print-directory tools
 	@mkdir -p var
 	@$(BIN)/vein2vein keys init --if-missing
 	@$(BIN)/vein2vein demo | tee var/demo-logins.txt
@@ -42,6 +57,7 @@ run: migrate ## run web, worker and beat on the embedded default (SQLite + files
 	@echo "vein2vein API:     http://127.0.0.1:$(PORT)/api/v1/  (OpenAPI: /api/v1/openapi.json)"
 	@echo "Try it:            curl -H 'Authorization: Bearer <token above>' 'http://127.0.0.1:$(PORT)/api/v1/identifiers?text=G123417654321A'"
 	@echo "Demo logins saved: var/demo-logins.txt. Ctrl-C stops web, worker and beat."
+	@echo "Each request's log line is off: LOG_REQUESTS=1 make run shows them."
 	@echo
 	@trap 'kill $$(jobs -p) 2>/dev/null; wait' EXIT INT TERM; \
 	 $(BIN)/celery -A workers.celery_app worker --concurrency=1 --loglevel=WARNING & \

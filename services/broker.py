@@ -58,6 +58,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": "deadlines.sweep",
                 "schedule": settings.sweep_interval_seconds,
             },
+            "fold-digests": {
+                "task": "notifications.digest",
+                "schedule": settings.digest_interval_seconds,
+            },
             "audit-checkpoint": {
                 "task": "audit.checkpoint",
                 "schedule": settings.checkpoint_interval_seconds,

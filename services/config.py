@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     deliver_chunk: int = 10  # notifications per delivery task
     sweep_interval_seconds: float = 60.0  # how often the beat flags late and at-risk legs
     checkpoint_interval_seconds: float = 300.0  # how often the beat records every chain's head
+    # progress news for digest subscribers is folded into one message a day, at this hour on
+    # the clock of the subscriber's site; the beat looks every digest_interval_seconds
+    digest_hour: int = Field(default=7, ge=0, le=23)
+    digest_interval_seconds: float = 600.0
+    # the development server's access log (a line per request): off unless asked for
+    log_requests: bool = False
 
     # web login and rate limits
     # wrong passwords in a row for one account from one client (address) before that client,

@@ -22,7 +22,7 @@ from standardwebhooks.webhooks import Webhook
 
 from services.config import Settings
 from services.domain.errors import InvalidRequest
-from services.domain.notifications import Channel, body_text, summary
+from services.domain.notifications import DIGEST, Channel, body_text, summary
 from services.domain.targets import (
     WebhookUrl,
     check_email_address,
@@ -106,9 +106,13 @@ def email_message(attempt: Attempt, settings: Settings) -> EmailMessage:
         for line in text.splitlines()[2:]
         if line.strip()
     )
+    listing = f"<table>{rows}</table>"
+    if payload.get("kind") == DIGEST:  # a day's progress: one line per item
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in text.splitlines()[2:] if line)
+        listing = f"<ul>{items}</ul>"
     message.add_alternative(
         f"<!doctype html><html><body><p><strong>{html.escape(summary(payload))}</strong></p>"
-        f"<table>{rows}</table></body></html>",
+        f"{listing}</body></html>",
         subtype="html",
     )
     return message

@@ -81,6 +81,18 @@ def checkpoint() -> str:
         return f"checkpoint {row.id}: {len(row.heads)} chains, {row.records} records"
 
 
+@celery_app.task(name="notifications.digest")
+def digest() -> str:
+    """Fold each digest subscriber's held progress news into its daily message, once the
+    subscriber's site's clock has passed DIGEST_HOUR; the outbox delivers it."""
+    with UnitOfWork(database().session_factory) as uow:
+        made = notifications.fold_digests(uow.session, now=utcnow(), hour=settings.digest_hour)
+        uow.commit()
+    if made:
+        _wake_dispatcher()
+    return f"{len(made)} digest(s)"
+
+
 def _wake_dispatcher() -> None:
     """Queue a dispatch now rather than at the beat's next tick; best effort, like the kick."""
     try:

@@ -36,6 +36,7 @@ from services.operations import (
     products,
     shippers,
     signing,
+    sites,
 )
 from services.operations import audit as audit_ops
 from services.operations import notifications as outbox
@@ -149,13 +150,41 @@ def site() -> None:
 @click.option("--kind", required=True, type=_choice(SiteKind))
 @click.option("--name", required=True)
 @click.option("--fin", default=None, help="ISBT 128 facility identification number")
-def site_add(code: str, kind: str, name: str, fin: str | None) -> None:
-    """Add a site (on record in the admin log, as every change here)."""
+@click.option(
+    "--time-zone",
+    default="UTC",
+    show_default=True,
+    help="The site's clock, an IANA time zone such as Europe/London or America/New_York",
+)
+def site_add(code: str, kind: str, name: str, fin: str | None, time_zone: str) -> None:
+    """Add a site (on the admin log, as the command line)."""
     with transaction() as uow:
-        row = operator.add_site(
-            uow.session, code=code, kind=SiteKind(kind), name=name, fin=fin, now=utcnow()
+        row = sites.add_site(
+            uow.session,
+            actor=None,
+            code=code,
+            kind=SiteKind(kind),
+            name=name,
+            fin=fin,
+            time_zone=time_zone,
+            now=utcnow(),
         )
-        click.echo(f"site {row.code} ({row.kind.value}) added")
+        click.echo(f"site {row.code} ({row.kind.value}) added, on {row.time_zone} time")
+
+
+@site.command("set")
+@click.argument("code")
+@click.option("--name", default=None, help="The site's new name")
+@click.option("--time-zone", default=None, help="The site's clock, an IANA time zone")
+def site_set(code: str, name: str | None, time_zone: str | None) -> None:
+    """Change a site's name or time zone (its code and kind never change)."""
+    if name is None and time_zone is None:
+        raise click.UsageError("give --name or --time-zone (or both)")
+    with transaction() as uow:
+        row = sites.change_site(
+            uow.session, actor=None, code=code, name=name, time_zone=time_zone, now=utcnow()
+        )
+        click.echo(f"site {row.code}: {row.name}, on {row.time_zone} time")
 
 
 @site.command("signing")
@@ -792,6 +821,16 @@ def notifications_deliver() -> None:
             counts[result] = counts.get(result, 0) + 1
         click.echo(", ".join(f"{n} {result}" for result, n in sorted(counts.items())))
     click.echo("nothing more is due")
+
+
+@notifications.command("digest")
+def notifications_digest() -> None:
+    """Fold the progress news held for digest subscribers into their daily message now (the
+    beat does it after DIGEST_HOUR on each subscriber's site's clock); deliver it with
+    `notifications deliver` or the worker."""
+    with transaction() as uow:
+        made = outbox.fold_digests(uow.session, now=utcnow(), hour=_state().settings.digest_hour)
+    click.echo(f"{len(made)} digest(s) made")
 
 
 @main.command("demo")

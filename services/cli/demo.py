@@ -35,6 +35,7 @@ from services.operations import (
     products,
     scans,
     shipments,
+    sites,
 )
 from services.operations import operator as command_line
 from services.operations.signing import Signers
@@ -50,6 +51,18 @@ SITES = [
     ("TRT-NORTH", SiteKind.TREATMENT, "Northgate Hospital Haematology", None),
     ("TRT-SOUTH", SiteKind.TREATMENT, "Southbank Cancer Centre", None),
 ]
+
+# the demo's sites keep the wall clocks of two countries: a bag collected and infused in
+# London is made on New York time, and each page says whose clock it reads
+ZONES = {
+    "APH-NORTH": "Europe/London",
+    "COLDCHAIN": "Europe/London",
+    "MFG-EAST": "America/New_York",
+    "TRT-NORTH": "Europe/London",
+    "APH-SOUTH": "America/New_York",
+    "MFG-WEST": "America/New_York",
+    "TRT-SOUTH": "America/New_York",
+}
 
 USERS = [
     ("apheresis@northgate.demo", "Alex Apheresis", Role.APHERESIS_STAFF, "APH-NORTH"),
@@ -107,10 +120,21 @@ def load_demo(transaction: Transaction, *, echo: Callable[[str], None]) -> None:
     now = dt.datetime.now(dt.UTC)
     with transaction() as uow:
         for code, kind, name, fin in SITES:
-            if not uow.session.exec(select(Site).where(Site.code == code)).first():
-                command_line.add_site(
-                    uow.session, code=code, kind=kind, name=name, fin=fin, now=now
+            found = uow.session.exec(select(Site).where(Site.code == code)).first()
+            if not found:
+                sites.add_site(
+                    uow.session,
+                    actor=None,
+                    code=code,
+                    kind=kind,
+                    name=name,
+                    fin=fin,
+                    time_zone=ZONES[code],
+                    now=now,
                 )
+            elif found.time_zone == "UTC":  # a demo from before sites kept their clocks
+                found.time_zone = ZONES[code]
+                uow.session.add(found)
         for email, name, role, site_code in USERS:
             if not uow.session.exec(select(User).where(User.email == email)).first():
                 command_line.add_user(

@@ -49,6 +49,12 @@ class Site(SQLModel, table=True):
     # ISBT 128 facility identification number; collection and manufacturing sites assign DINs
     fin: str | None = Field(default=None, max_length=5, unique=True)
     created_at: dt.datetime = _created_at()
+    # the site's wall clock (an IANA time zone): what its people read times in; stored times
+    # stay UTC
+    time_zone: str = Field(default="UTC", max_length=64, sa_column_kwargs={"server_default": "UTC"})
+    # the site whose admins added it and manage it (besides its own admins); None: its own
+    # admins and the command line only
+    managed_by_site_id: int | None = Field(default=None, foreign_key="sites.id")
 
 
 class User(SQLModel, table=True):
@@ -436,6 +442,9 @@ class Subscription(SQLModel, table=True):
     active: bool = Field(default=True)
     disabled_reason: str | None = Field(default=None, max_length=500)
     created_at: dt.datetime = _created_at()
+    # progress news (information) held and folded into one message a day; warnings and
+    # critical news still go at once
+    digest: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
 
 
 class Notification(SQLModel, table=True):
@@ -470,6 +479,19 @@ class Notification(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=1000)
     delivered_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: dt.datetime = _created_at()
+    # a held row (progress news for a digest subscription): the digest it was folded into
+    digest_id: int | None = Field(default=None, foreign_key="notifications.id")
+
+
+class AlertAcknowledgement(SQLModel, table=True):
+    """A critical alert of a site's feed acknowledged: by whom and when. Until then it stays
+    pinned above the rest for everyone of the site."""
+
+    __tablename__ = "alert_acknowledgements"
+
+    notification_id: int = Field(foreign_key="notifications.id", primary_key=True)
+    user_id: int = Field(foreign_key="users.id")
+    acknowledged_at: dt.datetime = Field(sa_type=UTCDateTime)
 
 
 class NotificationRead(SQLModel, table=True):

@@ -75,8 +75,8 @@ def check_status_change(
             )
         if products == 0:
             raise IllegalTransition(
-                "the batch has no product bags to release: register them first (Register "
-                "product bags on the batch board)",
+                "the batch has no product bags to release: the operators register them first "
+                "(Register product bags, on the batch's page)",
                 state=current.value,
                 action=target.value,
             )

@@ -24,7 +24,13 @@ def device_time(
         raise InvalidRequest(f"{what} is outside the calendar we keep") from None
     if value > now + skew:
         raise InvalidRequest(
-            f"{what} {value.isoformat()} is ahead of the server clock ({now.isoformat()}): "
-            "check the scanner's clock (or the clock of the device that sent it)"
+            f"{what} ({_shown(value)}) is ahead of the server clock ({_shown(now)}): a time "
+            "in the future cannot be recorded; check the time given, or the scanner's clock "
+            "(or the clock of the device that sent it)"
         )
     return value
+
+
+def _shown(moment: dt.datetime) -> str:
+    """A moment as a person reads it in a refusal: to the minute, in UTC, no microseconds."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -127,7 +127,11 @@ def _reading(
     device: str | None, at: str, value: str | float, unit: str, *, now: dt.datetime, line: int
 ) -> Reading:
     if not device or not _good_device(device):
-        raise ValueError(f"device_id {device!r} is not a logger id")
+        raise ValueError(
+            f"{device!r} is not a logger id (letters and digits, then . _ : / or -, at most 64)"
+            if device
+            else "no logger id: give one with the upload or in a device_id column"
+        )
     try:
         moment = dt.datetime.fromisoformat(at.strip().replace("Z", "+00:00"))
     except (ValueError, AttributeError):
@@ -234,10 +238,26 @@ def parse_csv(text: str, *, device_id: str | None, now: dt.datetime) -> list[Rea
     except csv.Error as error:
         raise BadReadings([RowError(1, f"not CSV: {error}")], where="line") from None
     missing = [name for name in CSV_COLUMNS if name not in header]
-    if missing or (device_id is None and "device_id" not in header):
-        need = ", ".join((*CSV_COLUMNS, *([] if device_id else ["device_id"])))
+    if missing:
         raise BadReadings(
-            [RowError(1, f"the header must name {need}; it names {', '.join(header)}")],
+            [
+                RowError(
+                    1,
+                    f"the first line names the columns: it must name at, value and unit "
+                    f"(missing: {', '.join(missing)}); it names {', '.join(header) or 'nothing'}",
+                )
+            ],
+            where="line",
+        )
+    if device_id is None and "device_id" not in header:
+        raise BadReadings(
+            [
+                RowError(
+                    1,
+                    "the file names no logger: give the logger's id with the upload (the "
+                    "Logger id field), or add a device_id column",
+                )
+            ],
             where="line",
         )
     index = {name: header.index(name) for name in header}

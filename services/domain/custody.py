@@ -290,6 +290,26 @@ def rule_for(kind: UnitKind, state: UnitState, action: Action) -> Rule:
         ) from None
 
 
+# actions that move a bag on its way, before those that stop it (quarantine, reject, ...)
+_EXCEPTIONS = (Action.QUARANTINE, Action.REJECT, Action.DESTROY, Action.REPORT_LOST)
+
+
+def likely_actions(
+    kind: UnitKind, state: UnitState, *, role: Role, site_kind: SiteKind
+) -> list[Action]:
+    """What a user of ``role`` may scan a bag in ``state`` for at a site of ``site_kind``:
+    the step that moves it on first, the exceptions last (the scan station preselects the
+    first; the person can choose another)."""
+    allowed = [
+        action
+        for action in Action
+        if (rule := TRANSITIONS.get((kind, state, action))) is not None
+        and rule.by_scan
+        and (site_kind, role) in rule.performers
+    ]
+    return sorted(allowed, key=lambda action: action in _EXCEPTIONS)
+
+
 def _why_not(kind: UnitKind, state: UnitState, action: Action) -> str:
     bag = "an apheresis bag" if kind is UnitKind.APHERESIS else "a product bag"
     if action in (Action.STORE, Action.THAW, Action.INFUSE) and kind is UnitKind.APHERESIS:
@@ -395,8 +415,8 @@ def decide_scan(bag: BagView, scan: ScanRequest) -> Rule:
     rule = rule_for(bag.kind, bag.state, scan.action)
     if not rule.by_scan and not scan.via_batch:
         raise IllegalTransition(
-            f"bag {bag.din} is {scan.action.value}d with its batch, by QA "
-            "(POST /api/v1/batches/{id}/status), not by a scan",
+            f"bag {bag.din} is {scan.action.value}d with its batch, by QA (Review and release "
+            "on the batch's page), not by a scan",
             state=bag.state.value,
             action=scan.action.value,
         )

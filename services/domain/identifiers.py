@@ -263,6 +263,13 @@ class ScannedCode:
 def parse_scan(text: str) -> ScannedCode:
     """Parse what a scanner read: a DIN, a COI, a label's 2-D code, or a shipment code."""
     compact = _compact(text)
+    if not _looks_like_an_identifier(compact):
+        # words, not a code: say so plainly rather than point at a letter's case
+        shown = " ".join(text.split())[:40]
+        raise InvalidIdentifier(
+            f"{shown!r} is not a code of ours: scan a bag's label (its barcode or its 2-D "
+            "code) or a shipment's label (SHP-...), or type a DIN with its check character"
+        )
     shipment = SHIPMENT_RE.fullmatch(compact)
     if shipment:
         return ScannedCode(shipment_number=int(shipment.group(1)), form="shipment")
@@ -358,6 +365,12 @@ def shipment_number(text: str | int) -> int:
 def validate_fin(fin: str) -> str:
     _check_fin(fin)
     return fin
+
+
+def _looks_like_an_identifier(compact: str) -> bool:
+    """Every DIN, COI and shipment code has digits, and the barcodes begin with = or &/: a
+    text with neither is words (a note typed in the wrong field), not a misread code."""
+    return compact[:1] in ("=", "&") or any(char.isdigit() for char in compact)
 
 
 def _compact(text: str) -> str:

@@ -14,6 +14,7 @@ from services.domain.targets import check_email_address, parse_webhook_url
 REFUSED_SCAN = "refused_scan"
 SHIPMENT_DISCREPANCY = "shipment_discrepancy"  # manifest bags that did not arrive
 CHECKPOINT = "checkpoint"  # a signed audit checkpoint, for witnesses (asked for by name only)
+DIGEST = "digest"  # a day's progress news in one message, for those who asked for it
 DEADLINE_KINDS = ("deadline_at_risk", "deadline_late", "deadline_escalated")
 EVENT_KINDS: tuple[str, ...] = (
     *EVENT_ACTIONS,
@@ -34,6 +35,8 @@ class NotificationState(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
     DEAD = "dead"  # gave up after the last attempt, or the endpoint is gone; replayable
+    # progress news for a subscriber who takes a daily digest: kept until folded into it
+    HELD = "held"
 
 
 def check_events(events: list[str] | None) -> list[str] | None:
@@ -129,6 +132,11 @@ def summary(payload: dict[str, Any]) -> str:
         )
     if payload["kind"] == "enroll":
         return f"Order {payload['coi']} enrolled at {payload['site']}"
+    if payload["kind"] == DIGEST:
+        return (
+            f"Daily digest: {payload['count']} progress update(s) of your orders, until "
+            f"{str(payload['until'])[:16].replace('T', ' ')} UTC"
+        )
     if payload["kind"] == "hold":
         return (
             f"ON HOLD: bag {payload['din']} of {payload['coi']}, temperature alarm in shipment "
@@ -145,6 +153,14 @@ def summary(payload: dict[str, Any]) -> str:
 
 def body_text(payload: dict[str, Any]) -> str:
     lines = [summary(payload), ""]
+    if payload["kind"] == DIGEST:
+        listed = [
+            f"{str(item['at'])[:16].replace('T', ' ')} UTC  {item['summary']}"
+            for item in payload["items"]
+        ]
+        more = payload["count"] - len(payload["items"])
+        tail = [f"... and {more} more"] if more > 0 else []
+        return "\n".join([*lines, *listed, *tail, ""])
     if payload["kind"] == CHECKPOINT:
         # the witness copy itself: `vein2vein audit verify --witness FILE` reads it back
         document = {k: v for k, v in payload.items() if k != "kind"}

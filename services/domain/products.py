@@ -105,8 +105,8 @@ def check_owner(
     if owner is None:
         raise Forbidden(
             f"product {product} has no owning manufacturing site yet, so nobody may change its "
-            f"settings: the installation names one (vein2vein product owner {product} --site "
-            "CODE)"
+            "settings: the installation's operator names it when setting the product up; ask "
+            "them"
         )
     if role is not SETTINGS_ROLE or not site_is_owner:
         raise Forbidden(

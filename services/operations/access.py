@@ -13,6 +13,8 @@
   and changed only by QA of its owning manufacturing site, signed (services.operations.products).
 - **Shipments that name no courier** are seen and claimed only by the couriers their origin
   has contracted (``shipment_condition``).
+- **Sites** are administered by their own admins and by the admins of the site that added
+  them (``managed_site``): its name, time zone, FIN (once), signing rules, couriers and users.
 - A subscriber is checked again at delivery (``may_receive``): losing sight of an order ends
   the news of it.
 - **Shippers** are seen by their home site, by the sites that share an order with it (its
@@ -187,6 +189,29 @@ def own_subscription(session: Session, actor: Actor, subscription_id: int) -> Su
 def deadline_condition(actor: Actor) -> sa.ColumnElement[bool]:
     """Turnaround rows the actor may see, as a condition on ``deadlines`` joined to ``orders``."""
     return sa.or_(_names_site(actor), col(Deadline.site_id) == actor.site_id)
+
+
+def managed_site_ids(session: Session, actor: Actor) -> list[int]:
+    """The sites an admin administers: their own, and the sites their site added."""
+    if actor.role is not Role.ADMIN:
+        return []
+    added = session.exec(select(Site.id).where(col(Site.managed_by_site_id) == actor.site_id))
+    return [actor.site_id, *(site_id for site_id in added if site_id is not None)]
+
+
+def managed_site(session: Session, actor: Actor, code: str) -> Site:
+    """A site the admin administers, by its code; any other answers 404, like one that does
+    not exist."""
+    if actor.role is not Role.ADMIN:
+        raise Forbidden("sites are administered by admins")
+    site = session.exec(select(Site).where(Site.code == code)).first()
+    if site is None or actor.site_id not in (site.id, site.managed_by_site_id):
+        raise NotFound(f"no site {code[:32]} you administer")
+    return site
+
+
+def may_manage_site(actor: Actor, site: Site) -> bool:
+    return actor.role is Role.ADMIN and actor.site_id in (site.id, site.managed_by_site_id)
 
 
 def actor_for(user: User, site: Site) -> Actor:

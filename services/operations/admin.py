@@ -14,6 +14,7 @@ from services.db.models import ApiToken, Site, User
 from services.domain.custody import Actor, Role, SiteKind, SiteRef
 from services.domain.errors import Conflict, InvalidRequest, NotFound
 from services.domain.identifiers import validate_fin
+from services.domain.local_time import UTC_ZONE, check_zone
 from services.domain.targets import check_email_address
 from services.operations.access import actor_for as actor_for  # re-exported: how callers build one
 from services.operations.changelog import Changer, record_change
@@ -22,25 +23,66 @@ SITE_CODE = re.compile(r"[A-Z0-9][A-Z0-9_-]{0,31}")  # ASCII upper case, as scan
 TOKEN_PREFIX = "v2v_"  # noqa: S105 - a marker that makes leaked tokens easy to find
 # Sites that assign ISBT 128 identifiers (DINs, COIs) need their facility identification number.
 SITES_NEEDING_FIN = frozenset({SiteKind.COLLECTION, SiteKind.MANUFACTURING})
+# where each role works: the kind of site whose users scan what the role scans (the custody
+# table's performers); a courier's users belong to a courier, an admin to any site
+ROLE_SITE_KINDS: dict[Role, frozenset[SiteKind]] = {
+    Role.ADMIN: frozenset(SiteKind),
+    Role.APHERESIS_STAFF: frozenset({SiteKind.COLLECTION}),
+    Role.COURIER: frozenset({SiteKind.COURIER}),
+    Role.MANUFACTURING_OPERATOR: frozenset({SiteKind.MANUFACTURING}),
+    Role.CARE_TEAM: frozenset({SiteKind.TREATMENT}),
+    Role.QA: frozenset({SiteKind.COLLECTION, SiteKind.MANUFACTURING, SiteKind.TREATMENT}),
+}
+
+
+def check_role_at_site(role: Role, site: Site) -> None:
+    """A role only at a site of a kind that fits it (no courier at a treatment site): the one
+    rule for the pages, the API and the command line."""
+    fits = ROLE_SITE_KINDS[role]
+    if site.kind not in fits:
+        kinds = " or ".join(sorted(kind.value for kind in fits))
+        raise InvalidRequest(
+            f"{site.code} is a {site.kind.value} site: a {role.value.replace('_', ' ')} works "
+            f"at a {kinds} site"
+        )
 
 
 def add_site(
-    session: Session, *, code: str, kind: SiteKind, name: str, fin: str | None = None
+    session: Session,
+    *,
+    code: str,
+    kind: SiteKind,
+    name: str,
+    fin: str | None = None,
+    time_zone: str = UTC_ZONE,
+    managed_by_site_id: int | None = None,
 ) -> Site:
     code = code.strip()
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidRequest("a site's name is 1 to 200 characters")
+    time_zone = check_zone(time_zone)
     if not SITE_CODE.fullmatch(code):
         raise InvalidRequest(f"site code {code!r} must be upper-case letters, digits, '-' or '_'")
     if fin is not None:
         validate_fin(fin)
     elif kind in SITES_NEEDING_FIN:
         raise InvalidRequest(
-            f"a {kind.value} site assigns ISBT 128 identifiers and needs its FIN (--fin)"
+            f"a {kind.value} site assigns ISBT 128 identifiers (DINs, chains of identity) "
+            "and needs its FIN"
         )
     if session.exec(select(Site).where(Site.code == code)).first():
         raise Conflict(f"a site with code {code} already exists")
     if fin is not None and session.exec(select(Site).where(Site.fin == fin)).first():
         raise Conflict(f"FIN {fin} already belongs to another site")
-    site = Site(code=code, kind=kind, name=name, fin=fin)
+    site = Site(
+        code=code,
+        kind=kind,
+        name=name,
+        fin=fin,
+        time_zone=time_zone,
+        managed_by_site_id=managed_by_site_id,
+    )
     session.add(site)
     session.flush()
     return site
@@ -58,6 +100,7 @@ def add_user(
 ) -> User:
     email = check_email_address(email).lower()
     site = site_by_code(session, site_code)
+    check_role_at_site(role, site)
     if session.exec(select(User).where(User.email == email)).first():
         raise Conflict(f"a user with e-mail {email} already exists")
     assert site.id is not None

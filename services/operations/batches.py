@@ -111,7 +111,7 @@ def open_batch(
             "fail it first"
         )
     chosen = _inputs(session, actor, order, units)
-    occurred = device_time(occurred_at, now=now, skew=max_clock_skew, what="occurred_at")
+    occurred = device_time(occurred_at, now=now, skew=max_clock_skew, what="the time of the step")
     site = session.get(Site, order.manufacturing_site_id)
     assert site is not None
     batch = Batch(
@@ -239,7 +239,7 @@ def change_status(
         needed = signing.signing_of(session, site, RELEASE_STEP)
         signing.check_act(step=RELEASE_STEP, signing=needed, actor=actor, signers=signers)
     occurred = _after_last_step(
-        batch, device_time(occurred_at, now=now, skew=max_clock_skew, what="occurred_at")
+        batch, device_time(occurred_at, now=now, skew=max_clock_skew, what="the time of the step")
     )
     batch.state = status
     batch.updated_at = occurred
@@ -328,7 +328,7 @@ def add_products(
     assert site is not None
     assert site.fin is not None  # manufacturing sites assign DINs
     filled = _after_last_step(
-        batch, device_time(filled_at, now=now, skew=max_clock_skew, what="filled_at")
+        batch, device_time(filled_at, now=now, skew=max_clock_skew, what="the filling time")
     )
     step = _Step(order, batch, site, actor, filled, now)
     product = session.get(Product, order.product)
@@ -498,8 +498,9 @@ def _after_last_step(batch: Batch, occurred: dt.datetime) -> dt.datetime:
     """A batch's steps follow one another on its own clock too."""
     if occurred < batch.updated_at:
         raise InvalidRequest(
-            f"{occurred.isoformat()} is before the batch's last step "
-            f"({batch.updated_at.isoformat()}): a step cannot come before the one it follows"
+            f"the time given ({occurred.strftime('%Y-%m-%d %H:%M UTC')}) is before the batch's "
+            f"last step ({batch.updated_at.strftime('%Y-%m-%d %H:%M UTC')}): a step cannot come "
+            "before the one it follows"
         )
     return occurred
 

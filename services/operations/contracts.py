@@ -10,8 +10,9 @@ import datetime as dt
 from sqlmodel import Session, col, select
 
 from services.db.models import CourierContract, Site
-from services.domain.custody import Actor, Role, SiteKind
+from services.domain.custody import Actor, SiteKind
 from services.domain.errors import Forbidden, WrongSite
+from services.operations.access import may_manage_site
 from services.operations.admin import site_by_code
 from services.operations.changelog import record_change
 
@@ -39,8 +40,8 @@ def set_contract(
 ) -> CourierContract | None:
     """Contract a courier for ``site`` (``active``) or end the contract. ``actor``: the site's
     admin; None: the installation's operator, at the command line."""
-    if actor is not None and (actor.role is not Role.ADMIN or actor.site_id != site.id):
-        raise Forbidden("a site's courier contracts are kept by its own administrator")
+    if actor is not None and not may_manage_site(actor, site):
+        raise Forbidden("a site's courier contracts are kept by its administrators")
     carrier = site_by_code(session, courier)
     if carrier.kind is not SiteKind.COURIER:
         raise WrongSite(f"site {carrier.code} is a {carrier.kind.value} site, not a courier")

@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from services.db.models import Notification, Unit
 from services.domain.custody import TERMINAL_STATES, Actor, Role, UnitState
-from services.operations import access, manifests, review, subscriptions
+from services.operations import access, alerts, manifests, review, subscriptions
 from services.operations.manifests import ShipmentLine
 
 
@@ -48,7 +48,7 @@ def home(session: Session, actor: Actor) -> Home:
     return Home(
         bags=sorted(held.items(), key=lambda kv: list(UnitState).index(kv[0])),
         due_in=due,
-        unread=subscriptions.unread_count(session, actor),
+        unread=alerts.needing_a_look(session, actor),
         latest=list(subscriptions.feed(session, actor=actor, unread_only=True, limit=5)),
         to_review=review.pending_count(session, actor),
         orders=[

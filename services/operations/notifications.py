@@ -29,26 +29,34 @@ from services.db.models import (
     OrderEvent,
     RefusedScan,
     Shipment,
+    Site,
     Subscription,
     Unit,
+    User,
 )
 from services.db.uow import PENDING_FLAG
 from services.domain.errors import InvalidRequest, NotFound
 from services.domain.identifiers import batch_code, shipment_code
+from services.domain.local_time import UTC_ZONE, localize, zone
 from services.domain.notifications import (
     CHECKPOINT,
+    DIGEST,
     REFUSED_SCAN,
     SHIPMENT_DISCREPANCY,
     Channel,
     NotificationState,
     backoff,
+    summary,
 )
+from services.domain.triage import Severity, severity
 from services.operations import access
 from services.operations.access import order_site_ids
 from services.operations.admin import user_by_email
 
 SOURCE_EVENT = "custody_event"
 SOURCE_REFUSAL = "refused_scan"
+SOURCE_DIGEST = "digest"
+DIGEST_ITEMS = 500  # the items a digest lists (it counts them all)
 
 
 # the outbox
@@ -100,6 +108,8 @@ def outbox_parameters(
         "n_wanted": json.dumps([kind]),
         "n_payload": payload,
         "n_now": now,
+        # progress news: held for the subscribers who take it as a daily digest
+        "n_progress": severity(kind, payload) is Severity.INFORMATION,
     }
 
 
@@ -117,6 +127,9 @@ def outbox_insert(dialect: str, source_id: Any) -> sa.Insert:
     statement with its event, services.operations.record) the event's new id."""
     subscriptions, outbox = Subscription.__table__, Notification.__table__  # type: ignore[attr-defined]
     feed = subscriptions.c.channel == Channel.FEED
+    digested = sa.and_(
+        subscriptions.c.digest.is_(True), sa.bindparam("n_progress", type_=sa.Boolean)
+    )
 
     def value(name: str, column: str) -> Any:
         return sa.bindparam(f"n_{name}", type_=outbox.c[column].type)
@@ -137,6 +150,7 @@ def outbox_insert(dialect: str, source_id: Any) -> sa.Insert:
             # the feed is this database: written is delivered
             sa.case(
                 (feed, constant(NotificationState.DELIVERED, "state")),
+                (digested, constant(NotificationState.HELD, "state")),
                 else_=constant(NotificationState.PENDING, "state"),
             ),
             sa.case((feed, value("now", "delivered_at")), else_=sa.null()),
@@ -326,6 +340,112 @@ def enqueue_for_refusal(session: Session, *, refusal: RefusedScan) -> int:
         payload=payload,
         now=refusal.recorded_at,
     )
+
+
+# the daily digest
+
+
+def fold_digests(session: Session, *, now: dt.datetime, hour: int) -> list[int]:
+    """Fold each digest subscriber's held progress news into one message a day: at the first
+    run after ``hour``:00 on the clock of the subscriber's site, everything held from before
+    that moment becomes one digest notification, which the outbox delivers like any other;
+    the rows folded are delivered with it (``digest_id``). Items of orders the subscriber may
+    no longer see are left out. Returns the new digests' ids; running it twice folds nothing
+    twice (a row is folded once, and a digest is unique per subscription and last item)."""
+    held = session.exec(
+        select(Notification)
+        .where(col(Notification.state) == NotificationState.HELD)
+        .order_by(col(Notification.subscription_id), col(Notification.id))
+        .with_for_update(skip_locked=True)
+    ).all()
+    by_subscription: dict[int, list[Notification]] = {}
+    for row in held:
+        by_subscription.setdefault(row.subscription_id, []).append(row)
+    made = []
+    for subscription_id, rows in by_subscription.items():
+        subscription = session.get(Subscription, subscription_id)
+        assert subscription is not None
+        cutoff = _digest_cutoff(session, subscription, now=now, hour=hour)
+        due = [row for row in rows if row.created_at < cutoff]
+        if not due:
+            continue
+        made.append(_fold(session, subscription, due, cutoff=cutoff, now=now))
+    if made:
+        session.info[PENDING_FLAG] = True
+    return made
+
+
+def _digest_cutoff(
+    session: Session, subscription: Subscription, *, now: dt.datetime, hour: int
+) -> dt.datetime:
+    """The latest ``hour``:00 at or before ``now`` on the clock of the subscriber's site."""
+    user = session.get(User, subscription.created_by_id)
+    site = session.get(Site, user.site_id) if user else None
+    name = site.time_zone if site else UTC_ZONE
+    local = localize(now, name).replace(minute=0, second=0, microsecond=0)
+    if local.hour < hour:
+        local -= dt.timedelta(days=1)
+    wall = local.replace(hour=hour, tzinfo=None)
+    return wall.replace(tzinfo=zone(name)).astimezone(dt.UTC)
+
+
+def _fold(
+    session: Session,
+    subscription: Subscription,
+    rows: list[Notification],
+    *,
+    cutoff: dt.datetime,
+    now: dt.datetime,
+) -> int:
+    seeing: dict[int | None, bool] = {}
+    items = []
+    for row in rows:
+        if row.order_id not in seeing:
+            seeing[row.order_id] = access.may_receive(session, subscription, row.order_id) is None
+        if seeing[row.order_id]:
+            items.append(
+                {
+                    "kind": row.kind,
+                    "coi": row.payload.get("coi"),
+                    "din": row.payload.get("din"),
+                    "summary": summary(row.payload),
+                    "at": row.created_at.isoformat(),
+                }
+            )
+    payload = {
+        "type": "digest.daily",
+        "kind": DIGEST,
+        "count": len(items),
+        "since": rows[0].created_at.isoformat(),
+        "until": cutoff.isoformat(),
+        "items": items[:DIGEST_ITEMS],
+        "recorded_at": now.isoformat(),
+    }
+    last = rows[-1].id
+    assert last is not None
+    digest = Notification(
+        subscription_id=subscription.id,  # type: ignore[arg-type]
+        order_id=None,
+        source=SOURCE_DIGEST,
+        source_id=last,
+        kind=DIGEST,
+        channel=subscription.channel,
+        target=subscription.target,
+        payload=payload,
+        state=NotificationState.PENDING if items else NotificationState.DELIVERED,
+        delivered_at=None if items else now,
+        next_attempt_at=now,
+        created_at=now,
+    )
+    session.add(digest)
+    session.flush()
+    for row in rows:
+        row.state = NotificationState.DELIVERED
+        row.delivered_at = now
+        row.digest_id = digest.id
+        session.add(row)
+    assert digest.id is not None
+    return digest.id
 
 
 # dispatch and delivery

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from services.db.models import CustodyEvent, Order, Product, Site, Unit
 from services.domain.clock import device_time
-from services.domain.custody import COLLECT, Actor, OrderState, Role, SiteKind, UnitKind, UnitState
+from services.domain.custody import (
+    COLLECT,
+    Actor,
+    OrderState,
+    Role,
+    SiteKind,
+    UnitKind,
+    UnitState,
+    same_patient,
+)
 from services.domain.errors import (
     Forbidden,
     IllegalTransition,
@@ -17,6 +27,7 @@ from services.domain.errors import (
     WrongSite,
 )
 from services.domain.identifiers import COI_SERIAL_MAX, DIN_SEQUENCE_MAX, Coi, Din
+from services.operations import access
 from services.operations.access import order_by_coi
 from services.operations.admin import site_by_code
 from services.operations.record import append_event, new_identity_salt, open_order
@@ -93,6 +104,31 @@ def enroll_order(
     return order
 
 
+def enrolled_before(
+    session: Session, actor: Actor, patient_ref: str, *, excluding: int | None = None
+) -> list[Order]:
+    """Orders the actor may see whose patient reference is this one (without case or
+    spacing, as the bedside compares them), newest first: the same patient enrolled twice is
+    worth a warning, not a refusal (a new collection, a second therapy)."""
+    wanted = "".join(patient_ref.split()).upper()
+    if not wanted:
+        return []
+    normalized = sa.func.upper(sa.func.replace(col(Order.patient_ref), " ", ""))
+    rows = session.exec(
+        select(Order)
+        .where(normalized == wanted, access.order_condition(actor))
+        .order_by(col(Order.id).desc())
+        .limit(20)
+    ).all()
+    return [
+        order
+        for order in rows
+        if order.id != excluding
+        and access.may_see_patient_ref(actor, order)
+        and same_patient(order.patient_ref, patient_ref)
+    ]
+
+
 def known_product(session: Session, product: str) -> Product:
     row = session.get(Product, product)
     if row is None:
@@ -131,7 +167,9 @@ def register_collection(
             state=order.state.value,
             action=COLLECT,
         )
-    collected_at = device_time(collected_at, now=now, skew=max_clock_skew, what="collected_at")
+    collected_at = device_time(
+        collected_at, now=now, skew=max_clock_skew, what="the collection time"
+    )
     order = lock_order(session, order.id)
     site = session.get(Site, order.collection_site_id)
     assert site is not None

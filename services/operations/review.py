@@ -14,11 +14,13 @@ from services.db.models import CustodyEvent, Order, RefusedScan, Review, User
 from services.domain.audit import link, review_content
 from services.domain.custody import Actor, Role
 from services.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from services.domain.triage import RANK, Severity, refusal_severity
 from services.operations import access, signing
 from services.operations.passwords import LoginPolicy
 
 REFUSAL, EVENT = "refused_scan", "custody_event"
 REVIEWING_ROLES = frozenset({Role.QA})
+MANY_AT_ONCE = 50  # review items one note and one signature close together, at most
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,9 @@ class Item:
     site: str | None
     recorded_at: dt.datetime
     sequence: int | None  # an event's, for a correction
+    # a wrong patient is critical, a scan in the wrong place a warning, a double scan
+    # information; an event flagged for review (a late scan) a warning
+    severity: Severity = Severity.WARNING
 
 
 def _qa(actor: Actor) -> None:
@@ -82,6 +87,7 @@ def queue(session: Session, actor: Actor, *, limit: int = 200) -> list[Item]:
             site=row.site_code,
             recorded_at=row.recorded_at,
             sequence=None,
+            severity=refusal_severity(row.code),
         )
         for row in refusals
     ] + [
@@ -99,7 +105,8 @@ def queue(session: Session, actor: Actor, *, limit: int = 200) -> list[Item]:
         )
         for row in events
     ]
-    return sorted(items, key=lambda item: item.recorded_at, reverse=True)[:limit]
+    newest = sorted(items, key=lambda item: item.recorded_at, reverse=True)[:limit]
+    return sorted(newest, key=lambda item: RANK[item.severity])  # stable: newest first within
 
 
 def _record(session: Session, actor: Actor, source: str, source_id: int) -> tuple[str, int | None]:
@@ -174,6 +181,57 @@ def no_action(
         hash="",
     )
     return _seal(session, actor, row, record_hash)
+
+
+def no_action_many(
+    session: Session,
+    *,
+    actor: Actor,
+    items: list[tuple[str, int]],
+    note: str,
+    email: str,
+    password: str,
+    now: dt.datetime,
+    policy: LoginPolicy,
+) -> list[Review]:
+    """Several related items (the same order's double scans, one scanner's misreads) closed
+    with one "reviewed, no action" note and one signature: every one checked first, then one
+    authentication, then a review of each, each bound to its own record's hash. All or none:
+    an item reviewed meanwhile refuses the lot (409). The caller commits even when this raises
+    SignatureRefused, so that a wrong password counts towards the lock-out."""
+    _qa(actor)
+    note = note.strip()
+    if not note:
+        raise InvalidRequest("say what you found: the note is the review")
+    chosen = list(dict.fromkeys(items))
+    if not chosen:
+        raise InvalidRequest("choose the items to close: tick each one")
+    if len(chosen) > MANY_AT_ONCE:
+        raise InvalidRequest(f"close at most {MANY_AT_ONCE} items at once")
+    records = [
+        (source, source_id, *_record(session, actor, source, source_id))
+        for source, source_id in chosen
+    ]
+    signing.authenticate(
+        session, actor=actor, email=email, password=password, now=now, policy=policy
+    )
+    closed = []
+    for source, source_id, record_hash, order_id in records:
+        row = Review(
+            source=source,
+            source_id=source_id,
+            order_id=order_id,
+            outcome="no_action",
+            note=note,
+            reviewer_id=actor.user_id,
+            reviewed_at=now,
+            printed_name="",
+            reviewer_email="",
+            record_hash="",
+            hash="",
+        )
+        closed.append(_seal(session, actor, row, record_hash))
+    return closed
 
 
 def corrected(

@@ -133,7 +133,9 @@ def record_scan(
     site = site_cache(session).by_code(session, scan.site)
     if site is None:
         raise NotFound(f"no site has code {scan.site!r}")
-    occurred_at = device_time(scan.occurred_at, now=now, skew=max_clock_skew, what="occurred_at")
+    occurred_at = device_time(
+        scan.occurred_at, now=now, skew=max_clock_skew, what="the time of the scan"
+    )
     scanned = parse_scan(scan.barcode)
     scanned_coi, label_read = _scanned_coi(scan, scanned)
     named_shipment = (
@@ -448,8 +450,9 @@ def _out_of_order(latest: dt.datetime | None, occurred_at: dt.datetime) -> str |
     """A scan that says it happened before the bag's latest recorded event is kept, for review."""
     if latest is not None and occurred_at < latest:
         return (
-            f"scanned at {occurred_at.isoformat()} by the scanner's clock, before the bag's "
-            f"previous event at {latest.isoformat()}"
+            f"scanned at {occurred_at.strftime('%Y-%m-%d %H:%M:%S UTC')} by the scanner's "
+            f"clock, before the bag's previous event at "
+            f"{latest.strftime('%Y-%m-%d %H:%M:%S UTC')}"
         )
     return None
 

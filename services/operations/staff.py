@@ -19,17 +19,19 @@ from services.domain.custody import Actor, Role
 from services.domain.errors import Forbidden, InvalidRequest, NotFound
 from services.domain.identifiers import validate_fin
 from services.domain.sla import Policy
-from services.operations import admin, passwords, signing
+from services.operations import access, admin, passwords, signing
 from services.operations.changelog import Changer, record_change
 
 
 def changes(session: Session, actor: Actor, *, limit: int = 200) -> list[AdminChange]:
-    """The log an admin reads: their site's changes and those that bind every site."""
+    """The log an admin reads: the changes of the sites they administer and those that bind
+    every site."""
     _admin_only(actor)
+    sites = access.managed_site_ids(session, actor)
     return list(
         session.exec(
             select(AdminChange)
-            .where((col(AdminChange.site_id) == actor.site_id) | col(AdminChange.site_id).is_(None))
+            .where(col(AdminChange.site_id).in_(sites) | col(AdminChange.site_id).is_(None))
             .order_by(col(AdminChange.id).desc())
             .limit(limit)
         ).all()
@@ -47,10 +49,14 @@ def user_record(user: User) -> dict[str, Any]:
 
 
 def site_users(session: Session, actor: Actor) -> list[User]:
+    """The users of the sites the admin administers."""
     _admin_only(actor)
+    sites = access.managed_site_ids(session, actor)
     return list(
         session.exec(
-            select(User).where(User.site_id == actor.site_id).order_by(col(User.email))
+            select(User)
+            .where(col(User.site_id).in_(sites))
+            .order_by(col(User.site_id) != actor.site_id, col(User.site_id), col(User.email))
         ).all()
     )
 
@@ -76,18 +82,26 @@ def blocked_clients(
 def _site_user(session: Session, actor: Actor, user_id: int) -> User:
     _admin_only(actor)
     user = session.get(User, user_id)
-    if user is None or user.site_id != actor.site_id:
+    if user is None or user.site_id not in access.managed_site_ids(session, actor):
         raise NotFound(f"no user {user_id} at {actor.site.code}")
     return user
 
 
 def add_staff(
-    session: Session, *, actor: Actor, email: str, name: str, role: Role, now: dt.datetime
+    session: Session,
+    *,
+    actor: Actor,
+    email: str,
+    name: str,
+    role: Role,
+    now: dt.datetime,
+    site_code: str | None = None,
 ) -> tuple[User, str]:
-    """A new user of the admin's site with a temporary password, shown once, to be changed at
-    the first sign-in."""
+    """A new user of the admin's site (or of ``site_code``, a site the admin administers) with
+    a temporary password, shown once, to be changed at the first sign-in."""
     _admin_only(actor)
-    user = admin.add_user(session, email=email, role=role, site_code=actor.site.code, name=name)
+    site = access.managed_site(session, actor, site_code or actor.site.code)
+    user = admin.add_user(session, email=email, role=role, site_code=site.code, name=name)
     temporary = passwords.temporary_password()
     passwords.set_password(session, email=user.email, password=temporary, temporary=True)
     record_change(
@@ -95,8 +109,9 @@ def add_staff(
         actor=actor,
         action="user added",
         subject=user.email,
-        after={**user_record(user), "must_change_password": True},
+        after={**user_record(user), "must_change_password": True, "site": site.code},
         now=now,
+        site_id=site.id,
     )
     return user, temporary
 
@@ -105,6 +120,9 @@ def set_role(session: Session, *, actor: Actor, user_id: int, role: Role, now: d
     user = _site_user(session, actor, user_id)
     if user.id == actor.user_id:
         raise InvalidRequest("you cannot change your own role; another admin of the site can")
+    site = session.get(Site, user.site_id)
+    assert site is not None
+    admin.check_role_at_site(role, site)
     before = user_record(user)
     user.role = role
     user.session_epoch += 1  # a new role: sign in again, to act in it
@@ -116,6 +134,7 @@ def set_role(session: Session, *, actor: Actor, user_id: int, role: Role, now: d
         subject=user.email,
         before=before,
         after=user_record(user),
+        site_id=user.site_id,
         now=now,
     )
     return user
@@ -209,11 +228,13 @@ def revoke_site_token(
     return token
 
 
-def set_fin(session: Session, *, actor: Actor, fin: str, now: dt.datetime) -> Site:
-    """Give the site its ISBT 128 FIN, once: identifiers are made from it and never change."""
+def set_fin(
+    session: Session, *, actor: Actor, fin: str, now: dt.datetime, site_code: str | None = None
+) -> Site:
+    """Give the site (the admin's, or ``site_code``) its ISBT 128 FIN, once: identifiers are
+    made from it and never change."""
     _admin_only(actor)
-    site = session.get(Site, actor.site_id)
-    assert site is not None
+    site = access.managed_site(session, actor, site_code or actor.site.code)
     if site.fin is not None:
         raise InvalidRequest(f"{site.code} has its FIN {site.fin} already; a FIN never changes")
     validate_fin(fin)
@@ -229,6 +250,7 @@ def set_fin(session: Session, *, actor: Actor, fin: str, now: dt.datetime) -> Si
         before={"fin": None},
         after={"fin": fin},
         now=now,
+        site_id=site.id,
     )
     return site
 
@@ -241,10 +263,10 @@ def set_signing(
     required: bool,
     witness: bool,
     now: dt.datetime,
+    site_code: str | None = None,
 ) -> dict[str, bool]:
     _admin_only(actor)
-    site = session.get(Site, actor.site_id)
-    assert site is not None
+    site = access.managed_site(session, actor, site_code or actor.site.code)
     return apply_signing(
         session, by=actor, site=site, step=step, required=required, witness=witness, now=now
     )

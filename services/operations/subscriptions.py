@@ -40,9 +40,11 @@ def subscribe(
     events: list[str] | None,
     allow_private: bool,
     secret_keys: Sequence[str] = (),
+    digest: bool = False,
 ) -> tuple[Subscription, str | None]:
     """A new subscription; returns it and, for a webhook, its signing secret (shown once, and
-    kept sealed under the first of ``secret_keys``: WEBHOOK_SECRET_KEY's)."""
+    kept sealed under the first of ``secret_keys``: WEBHOOK_SECRET_KEY's). ``digest``: progress
+    news comes folded into one message a day; warnings and critical news still come at once."""
     target = check_target(channel, target, allow_private=allow_private)
     events = check_events(events)
     order_id: int | None = None
@@ -75,6 +77,7 @@ def subscribe(
         target=target,
         events=events,
         secret=seal(secret, secret_keys) if secret else None,
+        digest=digest,
     )
     session.add(subscription)
     session.flush()

@@ -52,6 +52,29 @@ HTTP_STATUS_TEXT = {
 }
 
 
+class _NoAccessLog(logging.Filter):
+    """The development server's line per request (werkzeug's access log), dropped unless
+    LOG_REQUESTS=1: its start-up lines and its errors stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.levelno == logging.INFO
+            and isinstance(record.msg, str)
+            and record.msg.rstrip().endswith('"%s" %s %s')
+        )
+
+
+_QUIET = _NoAccessLog()
+
+
+def _access_log(enabled: bool) -> None:
+    werkzeug = logging.getLogger("werkzeug")
+    if enabled:
+        werkzeug.removeFilter(_QUIET)
+    else:
+        werkzeug.addFilter(_QUIET)
+
+
 def create_app(settings: Settings | None = None, *, web: bool = True) -> OpenAPI:
     """The application. ``web=False``: settings, database and broker only, no routes (the
     command line's own commands need no API or pages, and start about a second sooner)."""
@@ -93,6 +116,7 @@ def create_app(settings: Settings | None = None, *, web: bool = True) -> OpenAPI
 
     app.register_api(api)
     app.register_blueprint(pages)
+    _access_log(settings.log_requests)
     if settings.trusted_proxies:
         hops = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]

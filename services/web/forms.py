@@ -40,19 +40,22 @@ def event_id(name: str = "event_id") -> str:
     try:
         return str(uuid.UUID(value))
     except ValueError:
-        raise InvalidRequest("event_id is not a UUID") from None
+        raise InvalidRequest(
+            "the scanner's event id is not one it makes (a UUID); reload the page"
+        ) from None
 
 
-def timestamp(name: str) -> dt.datetime | None:
-    value = text(name, max_length=40)
+def timestamp(name: str, *, label: str | None = None) -> dt.datetime | None:
+    what = label or name.replace("_", " ")
+    value = text(name, max_length=40, label=what)
     if not value:
         return None
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidRequest(f"{name} is not a time such as 2026-12-01T10:30:00Z") from None
+        raise InvalidRequest(f"{what} is not a time such as 2026-12-01T10:30:00Z") from None
     if parsed.tzinfo is None:
-        raise InvalidRequest(f"{name} needs its offset")
+        raise InvalidRequest(f"{what} needs its offset from UTC, such as +01:00 or Z")
     return parsed
 
 
@@ -101,7 +104,9 @@ def local_time(name: str, offset_field: str = "tz_offset") -> dt.datetime | None
     try:
         naive = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise InvalidRequest(f"{name.replace('_', ' ')} is not a date and time") from None
+        raise InvalidRequest(
+            f"{name.replace('_', ' ')} is not a date and time such as 2026-12-01 10:30"
+        ) from None
     if naive.tzinfo is not None:
         return naive
     offset = text(offset_field, max_length=5)

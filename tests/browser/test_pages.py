@@ -21,17 +21,20 @@ from tests.world import PASSWORD
 def test_sign_in_and_scan_a_bag_through_the_collection_steps(live: Any, page: Any) -> None:
     base, world = live
     bag = world.bag_at("collected", "PAT-PAGES")
+    world.label("aph", bag["din"])  # printed: its label is checked by its 2-D code
     sign_in(page, base, world, "aph")
     screenshot(page, "home")
     page.goto(f"{base}/scan")
     expect(page.locator("#barcode")).to_be_focused()
+    expect(page.locator("#scan-form")).to_have_attribute("data-ready", "true")
     for action, state in (
         ("verify_label", "label verified"),
         ("cryopreserve", "cryopreserved"),
         ("pack", "packed"),
     ):
         page.select_option("#action", action)
-        scanner(page, bag["barcode"])
+        page.locator("#barcode").focus()
+        scanner(page, bag["label_2d"] if action == "verify_label" else bag["barcode"])
         expect(page.locator("#result")).to_have_class(re.compile(r"\bok\b"))
         expect(page.locator("#result .headline")).to_have_text("ACCEPTED")
         expect(page.locator("#result .detail")).to_contain_text(f"now {state}")
@@ -48,14 +51,17 @@ def test_a_wrong_site_scan_is_refused_in_words_with_its_code(live: Any, page: An
     world.ship([bag["din"]])
     sign_in(page, base, world, "courier")
     page.goto(f"{base}/scan")
+    # only the courier's own site and its shipments' ends are offered
+    expect(page.locator("#site option")).to_have_text(["COUR-1 (courier)", "APH-1 (collection)",
+                                                       "MFG-1 (manufacturing)"])  # fmt: skip
     page.select_option("#action", "pickup")
-    page.select_option("#site", "APH-2")
+    page.select_option("#site", "MFG-1")  # its destination, not its origin
     page.locator("#barcode").focus()
     scanner(page, bag["barcode"])
     expect(page.locator("#result")).to_have_class(re.compile(r"\bbad\b"))
     expect(page.locator("#result .headline")).to_have_text("REFUSED")
     expect(page.locator("#result")).to_contain_text("wrong_site")
-    expect(page.locator("#result .detail")).to_contain_text("must be scanned at APH-1")
+    expect(page.locator("#result .detail")).to_contain_text("not at MFG-1")
     screenshot(page, "scan-refused")
     assert world.get("courier", f"/api/v1/units/{bag['din']}").json["state"] == "packed"
 
@@ -63,12 +69,14 @@ def test_a_wrong_site_scan_is_refused_in_words_with_its_code(live: Any, page: An
 def test_a_scan_made_offline_is_kept_and_sent_once_when_back(live: Any, page: Any) -> None:
     base, world = live
     bag = world.bag_at("collected", "PAT-OFFLINE")
+    world.label("aph", bag["din"])
     sign_in(page, base, world, "aph")
     page.goto(f"{base}/scan")
+    expect(page.locator("#scan-form")).to_have_attribute("data-ready", "true")
     page.select_option("#action", "verify_label")
     page.context.set_offline(True)
     page.locator("#barcode").focus()
-    scanner(page, bag["barcode"])
+    scanner(page, bag["label_2d"])
     expect(page.locator("#result .headline")).to_have_text("KEPT OFFLINE")
     expect(page.locator("#queued")).to_contain_text("1 waiting")
     assert world.get("aph", f"/api/v1/units/{bag['din']}").json["state"] == "collected"

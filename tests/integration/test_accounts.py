@@ -136,7 +136,7 @@ def test_blocks_and_unblocks_are_on_record_for_the_sites_admin_only(app_factory:
             sign_in(_from(world, "198.51.100.2"), "care@example.org", PASSWORD).status_code == 302
         )
         page = admin.get("/admin").get_data(as_text=True)
-        assert "sign-in from 203.0.113.9 paused until 08:10 UTC" in page
+        assert re.search(r"sign-in from 203\.0\.113\.9 paused until <time[^>]*>[0-9-]+ 08:10 UTC", page)
         assert re.search(r"sign-in guard</td><td>sign-in blocked</td><td[^>]*>care@example", page)
         assert "care@example.org" not in other_admin.get("/admin").get_data(as_text=True)
         with _session(world) as uow:
@@ -393,7 +393,10 @@ def test_no_temporary_password_reaches_the_servers_access_log(tmp_path: Path) ->
     port, log = free_port(), tmp_path / "web.log"
     shown = []
     with running(
-        [str(BIN / "vein2vein"), "run", "--port", str(port)], cwd=tmp_path, env=clean_env(), log=log
+        [str(BIN / "vein2vein"), "run", "--port", str(port)],
+        cwd=tmp_path,
+        env={**clean_env(), "LOG_REQUESTS": "1"},  # the access log is on, as it is to be read
+        log=log,
     ) as web:
         wait_for_log(log, "Running on", web)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:

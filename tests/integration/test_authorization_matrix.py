@@ -20,6 +20,7 @@ from sqlmodel import func, select
 from services.db import UnitOfWork
 from services.db.models import (
     AlarmRuleVersion,
+    AlertAcknowledgement,
     ApiToken,
     Batch,
     CourierContract,
@@ -33,6 +34,8 @@ from services.db.models import (
     Shipment,
     Shipper,
     Signature,
+    SignatureRule,
+    Site,
     SlaPolicy,
     Subscription,
     TemperatureReading,
@@ -356,7 +359,29 @@ def a_record(world: World, coi: str) -> tuple[Any, ...]:
                 for u in session.exec(select(User))
                 if u.email.split("@")[0] in ("care", "aph", "op", "qa", "admin", "courier")
             ),
+            # network A's sites (their clocks, names, FINs), their people, signing rules and
+            # acknowledged alerts (issue 29)
+            tuple(
+                (s.code, s.name, s.time_zone, s.fin, s.managed_by_site_id)
+                for s in session.exec(select(Site).order_by(Site.id))  # type: ignore[arg-type]
+                if s.code.endswith("-1")
+            ),
+            tuple(
+                (u.email, u.site_id, u.role)
+                for u in session.exec(select(User).order_by(User.id))  # type: ignore[arg-type]
+                if u.site_id in _site_ids(session, "-1")
+            ),
+            tuple(
+                (r.site_id, r.step, r.witness_required)
+                for r in session.exec(select(SignatureRule))
+                if r.site_id in _site_ids(session, "-1")
+            ),
+            session.exec(select(func.count()).select_from(AlertAcknowledgement)).one(),
         )
+
+
+def _site_ids(session: Any, suffix: str) -> set[int | None]:
+    return {s.id for s in session.exec(select(Site)) if s.code.endswith(suffix)}
 
 
 # the pages, as a signed-in user of network B opens them (forms are posted with their token)
@@ -499,7 +524,7 @@ PAGE_CASES: dict[tuple[str, str], Request] = {
     ("POST", "/admin/users"): lambda a: (
         "POST",
         "/admin/users",
-        {"email": "new@example.org", "name": "New", "role": "care_team"},
+        {"email": "new@example.org", "name": "New", "role": "care_team", "site": "TRT-1"},
     ),
     ("POST", "/admin/users/<int:user_id>"): lambda a: (
         "POST",
@@ -514,12 +539,50 @@ PAGE_CASES: dict[tuple[str, str], Request] = {
     ("POST", "/admin/site"): lambda a: (
         "POST",
         "/admin/site",
-        {"step": "receive", "required": "no", "witness": "no"},
+        {"step": "receive", "required": "no", "witness": "no", "site": "MFG-1"},
     ),
     ("POST", "/admin/contracts"): lambda a: (
         "POST",
         "/admin/contracts",
-        {"courier": "COUR-1", "change": "end"},
+        {"courier": "COUR-1", "change": "end", "site": "APH-1"},
+    ),
+    # each role's day in local time (issue 29): sites from the pages, triaged alerts, bulk
+    # review, the station's next step
+    ("POST", "/admin/sites"): lambda a: (
+        "POST",
+        "/admin/sites",
+        {"code": "TRT-1", "kind": "treatment", "name": "Twin", "time_zone": "Asia/Tokyo"},
+    ),
+    ("POST", "/admin/sites/<code>"): lambda a: (
+        "POST",
+        "/admin/sites/TRT-1",
+        {"name": "Hijacked", "time_zone": "Asia/Tokyo"},
+    ),
+    ("POST", "/alerts/<int:notification_id>/acknowledge"): lambda a: (
+        "POST",
+        f"/alerts/{a['critical_item']}/acknowledge",
+        {},
+    ),
+    ("POST", "/review/many"): lambda a: (
+        "POST",
+        "/review/many",
+        {
+            "items": f"refused_scan:{a['refusal']}",
+            "note": "x",
+            "email": "x@example.org",
+            "password": "x",
+        },
+    ),
+    ("GET", "/scan/next"): lambda a: ("GET", f"/scan/next?barcode={a['barcode']}", None),
+    ("POST", "/batches/<batch>/labels"): lambda a: (
+        "POST",
+        f"/batches/{a['batch']}/labels",
+        {"reason": "x"},
+    ),
+    ("GET", "/batches/<batch>/labels.pdf"): lambda a: (
+        "GET",
+        f"/batches/{a['batch']}/labels.pdf",
+        None,
     ),
     ("GET", "/account"): lambda a: ("GET", "/account", None),
     ("GET", "/account/password"): lambda a: ("GET", "/account/password", None),
@@ -676,6 +739,13 @@ def test_no_user_of_another_network_reads_or_changes_anything(world: World) -> N
             select(Notification.id).where(Notification.channel == "feed")
         ).first()
     with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        critical_item = uow.session.exec(
+            select(Notification.id).where(
+                Notification.channel == "feed", Notification.kind == "hold"
+            )
+        ).first()
+    assert critical_item is not None
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
         (token_row, *_) = admin.tokens_of(uow.session, email="care@example.org")
         care_user = admin.user_by_email(uow.session, "care@example.org").id
     # a refused scan of A's, for the review queue
@@ -693,6 +763,7 @@ def test_no_user_of_another_network_reads_or_changes_anything(world: World) -> N
         "shipment": shipment["barcode"],
         "subscription": subscription["id"],
         "feed_item": feed_item,
+        "critical_item": critical_item,
         "next_action": "pickup",
         "next_site": "APH-1",
         "batch": batch,

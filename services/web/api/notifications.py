@@ -11,6 +11,7 @@ from sqlmodel import Session
 if TYPE_CHECKING:
     from services.db.models import Subscription
 from services.domain.notifications import Channel, summary
+from services.domain.triage import severity
 from services.operations import subscriptions as ops
 from services.operations.directory import Directory
 from services.operations.queries import coi_value
@@ -44,6 +45,7 @@ def subscribe(body: SubscriptionCreate) -> tuple[Response, int]:
             events=body.events,
             allow_private=bool(state().settings.webhook_allow_private_targets),
             secret_keys=state().settings.webhook_secret_keys,
+            digest=body.digest,
         )
         uow.commit()
         result = _public(uow.session, subscription, secret)
@@ -81,6 +83,7 @@ def read_feed(query: FeedQuery) -> Response:
         FeedItem(
             id=row.id,  # type: ignore[arg-type]
             kind=row.kind,
+            severity=severity(row.kind, row.payload).value,
             summary=summary(row.payload),
             coi=row.payload["coi"],
             din=row.payload.get("din"),
@@ -117,5 +120,6 @@ def _public(session: Session, row: Subscription, secret: str | None = None) -> S
         active=row.active,
         disabled_reason=row.disabled_reason,
         created_at=row.created_at,
+        digest=row.digest,
         secret=secret,
     )

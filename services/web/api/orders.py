@@ -61,8 +61,14 @@ def enroll_order(body: OrderCreate) -> tuple[Response, int]:
             patient_birth_date=body.patient_birth_date,
             patient_name=body.patient_name,
         )
+        before = order_ops.enrolled_before(uow.session, actor, body.patient_ref, excluding=order.id)
         uow.commit()
         result = order_public(uow.session, actor, order)
+    result.warnings = [
+        f"patient reference enrolled already in order {earlier.coi} ({earlier.product}, "
+        f"{earlier.state.value.replace('_', ' ')})"
+        for earlier in before
+    ]
     return jsonify(result.model_dump(mode="json")), 201
 
 

@@ -272,6 +272,11 @@ class OrderPublic(SQLModel):
     deadlines: list[DeadlinePublic] = Field(description="Every leg of every bag, open or closed")
     batches: list[BatchPublic] = Field(default_factory=list)
     turnaround: TurnaroundPublic
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What the enrolment noticed without refusing it: the patient reference "
+        "enrolled already in another order you can see",
+    )
 
 
 class EventPublic(SQLModel):
@@ -554,6 +559,11 @@ class SubscriptionCreate(SQLModel):
         default=None,
         description="Event kinds (collect, pickup, ..., refused_scan); all if left out",
     )
+    digest: bool = Field(
+        default=False,
+        description="Progress news folded into one message a day (DIGEST_HOUR at your site); "
+        "warnings and critical news still come at once",
+    )
 
 
 class SubscriptionPath(SQLModel):
@@ -570,6 +580,7 @@ class SubscriptionPublic(SQLModel):
     active: bool
     disabled_reason: str | None
     created_at: dt.datetime
+    digest: bool = False
     secret: str | None = Field(
         default=None,
         description="The webhook signing secret (Standard Webhooks), shown only when created",
@@ -592,6 +603,7 @@ class NotificationPath(SQLModel):
 class FeedItem(SQLModel):
     id: int
     kind: str
+    severity: str = Field(default="information", description="critical, warning or information")
     summary: str
     coi: str
     din: str | None

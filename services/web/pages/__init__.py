@@ -15,9 +15,10 @@ from wtforms.validators import DataRequired, Length
 
 from services.domain.custody import Role
 from services.domain.notifications import summary
+from services.operations import alerts as alert_ops
 from services.operations import home as home_view
-from services.operations import subscriptions
 from services.operations.passwords import actor_for_session, check_password
+from services.web import clock, words
 from services.web.security import SessionUser, session_actor
 from services.web.state import login_policy, unit_of_work, utcnow
 
@@ -82,13 +83,20 @@ NAV: dict[Role, list[tuple[str, str]]] = {
 CHANGE_FIRST = frozenset({"pages.change_password", "pages.logout", "pages.login", "static"})
 
 
+@pages.record_once
+def _times(setup: object) -> None:
+    clock.install(setup.app)  # type: ignore[attr-defined]
+    words.install(setup.app)  # type: ignore[attr-defined]
+
+
 @pages.app_context_processor
 def _forms() -> dict[str, object]:
     context: dict[str, object] = {"logout_form": LogoutForm()}
     if current_user.is_authenticated:
         actor = session_actor()
         with unit_of_work() as uow:
-            context["unread_alerts"] = subscriptions.unread_count(uow.session, actor)
+            # what needs a look: critical alerts not yet acknowledged and unread warnings
+            context["unread_alerts"] = alert_ops.needing_a_look(uow.session, actor)
         context["nav"] = [("pages.home", "Home"), *NAV[actor.role], ("pages.alerts", "Alerts")]
     return context
 
@@ -149,7 +157,16 @@ def home() -> str:
     actor = session_actor()
     with unit_of_work() as uow:
         waiting = home_view.home(uow.session, actor)
-    return render_template("home.html", actor=actor, home=waiting, summary=summary)
+        triaged = alert_ops.site_alerts(
+            uow.session, actor, clock=clock.plain, unread_only=True, limit=100
+        )
+    return render_template(
+        "home.html",
+        actor=actor,
+        home=waiting,
+        summary=summary,
+        first=(triaged.pinned + triaged.alerts)[:5],
+    )
 
 
 def _safe_next(target: str | None) -> str:

@@ -11,7 +11,9 @@ from flask_login import login_required
 
 from services.domain.custody import Role, SiteKind
 from services.domain.errors import DomainError, Forbidden, InvalidRequest
-from services.operations import contracts, signing, staff
+from services.domain.local_time import COMMON_ZONES, known_zones
+from services.operations import access, contracts, signing, sites, staff
+from services.operations.admin import ROLE_SITE_KINDS
 from services.operations.directory import Directory
 from services.web import forms, shown_once
 from services.web.pages import pages
@@ -30,32 +32,106 @@ def _admin() -> Any:
 @login_required
 def admin() -> str:
     actor = _admin()
+    chosen = (request.args.get("site") or actor.site.code).strip()[:32]
     with unit_of_work() as uow:
-        site = Directory(uow.session).site(actor.site_id)
+        try:
+            site = access.managed_site(uow.session, actor, chosen)
+        except DomainError:
+            site = Directory(uow.session).site(actor.site_id)
+        assert site.id is not None
         context = {
             "site": site,
+            "sites": sites.managed_sites(uow.session, actor),
             "steps": signing.critical_steps(uow.session, site),
             "users": staff.site_users(uow.session, actor),
             "blocked": staff.blocked_clients(uow.session, actor, now=utcnow()),
             "tokens": staff.site_tokens(uow.session, actor),
-            "contracted": contracts.contracted_couriers(uow.session, actor.site_id),
+            "contracted": contracts.contracted_couriers(uow.session, site.id),
             "couriers": [s for s in Directory(uow.session).sites() if s.kind is SiteKind.COURIER],
             "log": staff.changes(uow.session, actor, limit=50),
         }
+    context["site_codes"] = {s.id: s.code for s in context["sites"]}  # type: ignore[attr-defined]
     # a temporary password comes from the session, once: never from the URL (?temporary=
     # is ignored, so nobody can make this page show a "password" of their choosing)
     return render_template(
         "admin.html",
         actor=actor,
         roles=list(Role),
+        role_kinds={
+            role.value: [k.value for k in kinds] for role, kinds in ROLE_SITE_KINDS.items()
+        },
+        kinds=list(SiteKind),
+        zones=known_zones(),
+        common_zones=COMMON_ZONES,
+        now=utcnow(),
         temporary=shown_once.take(),
         **context,
     )
 
 
-def _done(message: str) -> Any:
+def _done(message: str, site: str | None = None) -> Any:
     flash(message)
-    return redirect(url_for("pages.admin"), 303)
+    return redirect(url_for("pages.admin", site=site or None), 303)
+
+
+def _back() -> str | None:
+    """The site a form was about, to show again after it (whatever was sent: only a lookup)."""
+    return request.form.get("site", "").strip()[:32] or None
+
+
+def _site_field() -> str | None:
+    """The site a form acts on (a site the admin administers), or None: the admin's own."""
+    return forms.optional("site", max_length=32, label="the site")
+
+
+@pages.route("/admin/sites", methods=["POST"])
+@login_required
+def admin_add_site() -> Any:
+    """A new site of the admin's network (kind, name, FIN, time zone), administered from here
+    too; on the admin log."""
+    actor = _admin()
+    try:
+        kind = forms.text("kind", max_length=16, required=True, label="the kind of site")
+        if kind not in {k.value for k in SiteKind}:
+            raise InvalidRequest("a site is a collection, courier, manufacturing or treatment site")
+        with unit_of_work() as uow:
+            site = sites.add_site(
+                uow.session,
+                actor=actor,
+                code=forms.text("code", max_length=32, required=True, label="the site's code"),
+                kind=SiteKind(kind),
+                name=forms.text("name", max_length=200, required=True, label="the site's name"),
+                fin=forms.optional("fin", max_length=5, label="the FIN"),
+                time_zone=forms.text("time_zone", max_length=64, required=True, label="time zone"),
+                now=utcnow(),
+            )
+            uow.commit()
+            code, zone = site.code, site.time_zone
+    except DomainError as error:
+        return _done(f"Site not added: {error.detail}")
+    return _done(f"Site {code} added, on {zone} time. Add its users below.", code)
+
+
+@pages.route("/admin/sites/<code>", methods=["POST"])
+@login_required
+def admin_change_site(code: str) -> Any:
+    """A site's name or time zone changed (its code and kind never change)."""
+    actor = _admin()
+    try:
+        with unit_of_work() as uow:
+            site = sites.change_site(
+                uow.session,
+                actor=actor,
+                code=code[:32],
+                name=forms.text("name", max_length=200, required=True, label="the site's name"),
+                time_zone=forms.text("time_zone", max_length=64, required=True, label="time zone"),
+                now=utcnow(),
+            )
+            uow.commit()
+            message = f"{site.code}: {site.name}, on {site.time_zone} time."
+    except DomainError as error:
+        return _done(f"Not changed: {error.detail}", code[:32])
+    return _done(message, code[:32])
 
 
 @pages.route("/admin/users", methods=["POST"])
@@ -67,6 +143,7 @@ def admin_add_user() -> Any:
             user, temporary = staff.add_staff(
                 uow.session,
                 actor=actor,
+                site_code=_site_field(),
                 email=forms.text("email", max_length=254, required=True, label="e-mail"),
                 name=forms.text("name", max_length=200, required=True, label="the printed name"),
                 role=Role(forms.text("role", max_length=32, required=True)),
@@ -74,11 +151,13 @@ def admin_add_user() -> Any:
             )
             uow.commit()
             email = user.email
-    except (DomainError, ValueError) as error:
-        return _done(f"Not added: {getattr(error, 'detail', str(error))}")
+    except ValueError:
+        return _done("Not added: choose the user's role from the list")
+    except DomainError as error:
+        return _done(f"Not added: {error.detail}", _back())
     shown_once.keep(email=email, password=temporary)
     flash(f"{email} added. Hand over the temporary password below; it is shown this once.")
-    return redirect(url_for("pages.admin"), 303)
+    return redirect(url_for("pages.admin", site=_back()), 303)
 
 
 @pages.route("/admin/users/<int:user_id>", methods=["POST"])
@@ -143,7 +222,9 @@ def admin_revoke_token(token_id: int) -> Any:
 @login_required
 def admin_site() -> Any:
     actor = _admin()
+    where = _back()
     try:
+        _site_field()  # checked: at most 32 characters, no control characters
         with unit_of_work() as uow:
             if request.form.get("fin") is not None:
                 site = staff.set_fin(
@@ -151,22 +232,24 @@ def admin_site() -> Any:
                     actor=actor,
                     fin=forms.text("fin", max_length=5, required=True, label="the FIN"),
                     now=utcnow(),
+                    site_code=where,
                 )
                 message = f"{site.code}'s FIN is {site.fin}."
             else:
                 staff.set_signing(
                     uow.session,
                     actor=actor,
-                    step=forms.text("step", max_length=32, required=True),
+                    step=forms.text("step", max_length=32, required=True, label="the step"),
                     required=request.form.get("required") == "yes",
                     witness=request.form.get("witness") == "yes",
                     now=utcnow(),
+                    site_code=where,
                 )
                 message = "Signing rules changed."
             uow.commit()
     except DomainError as error:
-        return _done(f"Not changed: {error.detail}")
-    return _done(message)
+        return _done(f"Not changed: {error.detail}", where)
+    return _done(message, where)
 
 
 @pages.route("/admin/contracts", methods=["POST"])
@@ -174,18 +257,20 @@ def admin_site() -> Any:
 def admin_contracts() -> Any:
     """Contract a courier for the admin's site, or end a contract (on record)."""
     actor = _admin()
+    where = _back()
     try:
+        _site_field()  # checked: at most 32 characters, no control characters
         courier = forms.text("courier", max_length=32, required=True, label="the courier")
         active = forms.text("change", max_length=8) != "end"
         with unit_of_work() as uow:
-            site = Directory(uow.session).site(actor.site_id)
+            site = access.managed_site(uow.session, actor, where or actor.site.code)
             contracts.set_contract(
                 uow.session, actor=actor, site=site, courier=courier, active=active, now=utcnow()
             )
             uow.commit()
     except DomainError as error:
-        return _done(f"Not changed: {error.detail}")
-    return _done(f"{courier} {'contracted' if active else 'no longer contracted'}.")
+        return _done(f"Not changed: {error.detail}", where)
+    return _done(f"{courier} {'contracted' if active else 'no longer contracted'}.", where)
 
 
 def _hours(text: str) -> float:

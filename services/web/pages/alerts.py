@@ -8,12 +8,13 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
 from services.domain.errors import DomainError
-from services.domain.notifications import CHECKPOINT, EVENT_KINDS, Channel, summary
+from services.domain.notifications import CHECKPOINT, EVENT_KINDS, Channel
+from services.operations import alerts as alert_ops
 from services.operations import subscriptions as subscription_ops
 from services.operations.directory import Directory
 from services.operations.queries import coi_value
 from services.operations.subscriptions import WITNESS_ROLES
-from services.web import forms
+from services.web import clock, forms
 from services.web.pages import pages
 from services.web.security import session_actor
 from services.web.state import state, unit_of_work, utcnow
@@ -22,34 +23,57 @@ from services.web.state import state, unit_of_work, utcnow
 @pages.route("/alerts")
 @login_required
 def alerts() -> str:
+    """The site's alerts, triaged: critical ones pinned until acknowledged, then warnings,
+    then progress folded away; for the viewer's role unless asked for everything."""
     actor = session_actor()
     coi = (request.args.get("coi") or "").strip()[:64] or None
     kind = (request.args.get("kind") or "").strip()[:32] or None
     unread = request.args.get("unread") == "1"
+    everything = request.args.get("show") == "all"
     error = None
     with unit_of_work() as uow:
         try:
-            items = subscription_ops.feed(
+            view = alert_ops.site_alerts(
                 uow.session,
-                actor=actor,
+                actor,
+                clock=clock.plain,
                 unread_only=unread,
-                limit=200,
                 coi=coi_value(coi) if coi else None,
                 kind=kind if kind in EVENT_KINDS else None,
+                everything=everything,
             )
         except DomainError as problem:
-            items, error = [], problem.detail
+            view, error = alert_ops.AlertsView(pinned=[], alerts=[], progress=[]), problem.detail
     return render_template(
         "alerts.html",
         actor=actor,
-        items=items,
-        summary=summary,
+        view=view,
         kinds=EVENT_KINDS,
         coi=coi,
         kind=kind,
         unread=unread,
+        everything=everything,
         error=error,
     )
+
+
+@pages.route("/alerts/<int:notification_id>/acknowledge", methods=["POST"])
+@login_required
+def acknowledge_alert(notification_id: int) -> Any:
+    """A critical alert acknowledged: who and when are kept, and it is no longer pinned."""
+    try:
+        with unit_of_work() as uow:
+            alert_ops.acknowledge(
+                uow.session,
+                actor=session_actor(),
+                notification_id=forms.row_id(notification_id),
+                now=utcnow(),
+            )
+            uow.commit()
+        flash("Acknowledged: your name and the time are on record; it is no longer pinned.")
+    except DomainError as error:
+        flash(f"Not acknowledged: {error.detail}")
+    return redirect(url_for("pages.alerts"), 303)
 
 
 @pages.route("/alerts/<int:notification_id>/read", methods=["POST"])
@@ -105,9 +129,11 @@ def subscriptions() -> Any:
                     events=events,
                     allow_private=bool(state().settings.webhook_allow_private_targets),
                     secret_keys=state().settings.webhook_secret_keys,
+                    digest=request.form.get("digest") == "daily",
                 )
                 uow.commit()
-            flash(f"Subscribed: {row.channel.value} to {row.target}.")
+            folded = " Progress comes once a day, in a digest." if row.digest else ""
+            flash(f"Subscribed: {row.channel.value} to {row.target}.{folded}")
         except (DomainError, ValueError) as error:
             flash(f"Not subscribed: {getattr(error, 'detail', str(error))}")
             status = 422
@@ -129,6 +155,7 @@ def subscriptions() -> Any:
         secret=secret,
         kinds=[kind for kind in EVENT_KINDS if kind != CHECKPOINT],
         witness=actor.role in WITNESS_ROLES,
+        digest_hour=state().settings.digest_hour,
     )
     return page, status
 

@@ -14,7 +14,7 @@ from services.domain.errors import DomainError, InvalidRequest, SignatureRefused
 from services.domain.identifiers import shipment_code
 from services.operations import access, condition, shippers
 from services.operations.directory import Directory
-from services.web import charts, forms
+from services.web import charts, clock, forms
 from services.web.pages import pages
 from services.web.security import session_actor
 from services.web.state import login_policy, unit_of_work, utcnow
@@ -217,7 +217,12 @@ def condition_view(found: condition.Condition, directory: Directory) -> dict[str
         "summaries": found.summaries,
         "alarms": found.alarms,
         "chart": charts.temperature_chart(
-            found.readings, limit_c=limit, alarms=alarms, title=f"{code}: temperature"
+            found.readings,
+            limit_c=limit,
+            alarms=alarms,
+            title=f"{code}: temperature",
+            window=found.window,
+            zone_name=clock.viewer_zone(),
         )
         if found.readings
         else None,

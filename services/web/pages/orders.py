@@ -41,19 +41,43 @@ def new_order() -> Any:
     if request.method == "GET":
         return render_template("new_order.html", actor=actor, form={}, **_choices())
     try:
+        patient_ref = forms.text(
+            "patient_ref", max_length=64, required=True, label="the patient reference"
+        )
+        if request.form.get("same_patient") != "yes":
+            with unit_of_work() as uow:
+                before = order_ops.enrolled_before(uow.session, actor, patient_ref)
+            if before:
+                # a warning, not a refusal: the person reads it and enrols anyway if it is
+                # a new therapy event of the same patient
+                page = render_template(
+                    "new_order.html",
+                    actor=actor,
+                    form=request.form,
+                    enrolled_before=before,
+                    **_choices(),
+                )
+                return page, 200
         with unit_of_work() as uow:
             order = order_ops.enroll_order(
                 uow.session,
                 actor=actor,
-                patient_ref=forms.text(
-                    "patient_ref", max_length=64, required=True, label="patient reference"
-                ),
+                patient_ref=patient_ref,
                 patient_birth_date=_required_date("patient_birth_date", "the date of birth"),
                 patient_name=forms.optional("patient_name", max_length=200, label="the name"),
-                product=forms.text("product", max_length=64, required=True),
-                collection_site=forms.text("collection_site", max_length=32, required=True),
-                manufacturing_site=forms.text("manufacturing_site", max_length=32, required=True),
-                treatment_site=forms.text("treatment_site", max_length=32, required=True),
+                product=forms.text("product", max_length=64, required=True, label="the product"),
+                collection_site=forms.text(
+                    "collection_site", max_length=32, required=True, label="the collection site"
+                ),
+                manufacturing_site=forms.text(
+                    "manufacturing_site",
+                    max_length=32,
+                    required=True,
+                    label="the manufacturing site",
+                ),
+                treatment_site=forms.text(
+                    "treatment_site", max_length=32, required=True, label="the treatment site"
+                ),
                 now=utcnow(),
             )
             uow.commit()

@@ -223,11 +223,25 @@ def cancel_shipment(code: str) -> Any:
 @pages.route("/shipments/<code>/reconcile", methods=["POST"])
 @login_required
 def reconcile_shipment(code: str) -> Any:
+    """Close a receipt. With bags still missing it asks first: the person confirms the very
+    bags the page listed (a bag scanned in meanwhile, or one more missing, asks again)."""
+    actor = session_actor()
     try:
         with unit_of_work() as uow:
-            shipment = shipment_ops.reconcile(
-                uow.session, actor=session_actor(), code=code, now=utcnow()
+            missing_now = [b.din for b in manifests.receipt(uow.session, actor, code).missing]
+        confirmed = forms.text("missing", max_length=4000).split(",")
+        if missing_now and (
+            request.form.get("confirm_missing") != "yes"
+            or sorted(d for d in confirmed if d) != sorted(missing_now)
+        ):
+            flash(
+                f"Not closed yet: {len(missing_now)} bag(s) not scanned in "
+                f"({', '.join(missing_now)}). Look in the shipper again; to close, tick the box "
+                "that reports them missing."
             )
+            return redirect(url_for("pages.receive_shipment", code=code), 303)
+        with unit_of_work() as uow:
+            shipment = shipment_ops.reconcile(uow.session, actor=actor, code=code, now=utcnow())
             uow.commit()
             missing = shipment.missing or []
         if missing:

@@ -18,7 +18,8 @@ from services.domain.custody import Action, Role, UnitState
 from services.domain.errors import DomainError, InvalidRequest, SignatureRefused
 from services.domain.identifiers import batch_code, batch_number
 from services.domain.signatures import MEANINGS, correction_meaning
-from services.operations import access, audit, batches, condition, signing, tower
+from services.domain.triage import Severity, refusal_severity
+from services.operations import access, audit, batches, condition, signing, station, tower
 from services.operations import labels as label_ops
 from services.operations.directory import Directory
 from services.operations.labels import label_spec
@@ -64,18 +65,32 @@ ROLE_ACTIONS: dict[Role, list[Action]] = {
 
 
 def _sites() -> list[Site]:
+    """Where the signed-in user scans: their own site (a courier also at its shipments'
+    origins and destinations)."""
     with unit_of_work() as uow:
-        return Directory(uow.session).sites()
+        return station.scan_sites(uow.session, session_actor())
 
 
-def _signed_steps() -> dict[str, dict[str, bool]]:
-    """Each site's signed steps (step -> witness too), for the scan station to ask for the
-    signature with the scan, before the act."""
+def _signed_steps(sites: list[Site]) -> dict[str, dict[str, bool]]:
+    """Each of those sites' signed steps (step -> witness too), for the scan station to ask
+    for the signature with the scan, before the act."""
     with unit_of_work() as uow:
-        return {
-            site.code: signing.critical_steps(uow.session, site)
-            for site in Directory(uow.session).sites()
-        }
+        return {site.code: signing.critical_steps(uow.session, site) for site in sites}
+
+
+def _station_page(actor: Any, *, action: str, site: str, result: Any, barcode: str = "") -> str:
+    sites = _sites()
+    return render_template(
+        "scan.html",
+        actor=actor,
+        actions=ROLE_ACTIONS[actor.role],
+        action=action,
+        site=site if site in {s.code for s in sites} else actor.site.code,
+        sites=sites,
+        signed=_signed_steps(sites),
+        result=result,
+        barcode=barcode,
+    )
 
 
 # the scan station
@@ -87,14 +102,11 @@ def scan_station() -> Any:
     actor = session_actor()
     actions = ROLE_ACTIONS[actor.role]
     if request.method == "GET":
-        return render_template(
-            "scan.html",
-            actor=actor,
-            actions=actions,
-            action=request.args.get("action", actions[0].value if actions else ""),
+        chosen = request.args.get("action", "")
+        return _station_page(
+            actor,
+            action=chosen if chosen in {a.value for a in actions} else "",
             site=request.args.get("site", actor.site.code),
-            sites=_sites(),
-            signed=_signed_steps(),
             result=None,
         )
     form = request.form
@@ -105,17 +117,20 @@ def scan_station() -> Any:
         result = {
             "ok": False,
             "code": "scanned_by_another_user",
+            "severity": Severity.WARNING.value,
             "headline": "NOT SENT",
             "detail": "this scan was made by another user; it is sent when they sign in here",
         }
-        return (jsonify(result), 409) if wants_json else _station(actor, actions, form, result)
+        return (jsonify(result), 409) if wants_json else _station(actor, form, result)
+    if not form.get("action", "").strip():
+        return _suggestion(actor, form, wants_json)
     try:
         scan = ScanInput(
             barcode=forms.text("barcode", max_length=256, required=True, label="the scan"),
-            action=Action(forms.text("action", max_length=32, required=True)),
+            action=_action(),
             site=forms.text("site", max_length=32) or actor.site.code,
             event_id=forms.event_id(),
-            occurred_at=forms.timestamp("occurred_at"),
+            occurred_at=forms.timestamp("occurred_at", label="the scanner's time"),
             shipment=forms.optional("shipment", max_length=32),
             coi=forms.optional("coi", max_length=64, label="the chain of identity"),
             patient_ref=forms.optional("patient_ref", max_length=64, label="patient reference"),
@@ -130,24 +145,27 @@ def scan_station() -> Any:
         result = {
             "ok": False,
             "code": "invalid_request",
+            "severity": Severity.INFORMATION.value,
             "headline": "NOT RECORDED",
-            "detail": getattr(error, "detail", str(error)),
+            "detail": getattr(error, "detail", "this scan could not be read: scan it again"),
         }
-        return (jsonify(result), 422) if wants_json else _station(actor, actions, form, result)
+        return (jsonify(result), 422) if wants_json else _station(actor, form, result)
     try:
         outcome, recorded = submit_scan(actor, scan, credentials)
     except DomainError as error:
+        level = refusal_severity(error.code)
         result = {
             "ok": False,
             "code": error.code,
-            "headline": "REFUSED",
+            "severity": level.value,
+            "headline": "STOP: WRONG PATIENT" if error.code == "coi_mismatch" else "REFUSED",
             "detail": error.detail,
             "barcode": scan.barcode,
             "action": scan.action.value,
             "event_id": scan.event_id,
         }
         status = 409 if STATUS_BY_CODE.get(error.code) == 409 else 422
-        return (jsonify(result), status) if wants_json else _station(actor, actions, form, result)
+        return (jsonify(result), status) if wants_json else _station(actor, form, result)
     moved = ", ".join(
         f"bag {e.din} now {e.to_state.value.replace('_', ' ')}"
         for e in recorded.events
@@ -157,6 +175,7 @@ def scan_station() -> Any:
     result = {
         "ok": True,
         "code": "replayed" if outcome.replayed else "recorded",
+        "severity": Severity.INFORMATION.value,
         "headline": "ACCEPTED" if not outcome.replayed else "ALREADY RECORDED",
         "detail": f"{scan.action.value.replace('_', ' ')}: {moved} (COI {coi})",
         "din": recorded.din,
@@ -167,20 +186,99 @@ def scan_station() -> Any:
     }
     if wants_json:
         return jsonify(result), 200 if outcome.replayed else 201
-    return _station(actor, actions, form, result)
+    return _station(actor, form, result)
 
 
-def _station(
-    actor: Any, actions: list[Action], form: Any, result: dict[str, Any]
-) -> tuple[str, int]:
-    page = render_template(
-        "scan.html",
-        actor=actor,
-        actions=actions,
+def _action() -> Action:
+    value = forms.text("action", max_length=32, required=True, label="the action")
+    try:
+        return Action(value)
+    except ValueError:
+        raise InvalidRequest(f"{value!r} is not a scan action: choose one from the list") from None
+
+
+def _suggestion(actor: Any, form: Any, wants_json: bool) -> Any:
+    """No action chosen: what most likely comes next for the bag (or shipment) scanned, for
+    the user's role, preselected; nothing is recorded until the person confirms."""
+    barcode = form.get("barcode", "").strip()[:256]
+    try:
+        if not barcode:
+            raise InvalidRequest("scan a bag or a shipment first")
+        with unit_of_work() as uow:
+            found = station.suggest(uow.session, actor, barcode)
+    except DomainError as error:
+        result = {
+            "ok": False,
+            "code": error.code,
+            "severity": Severity.INFORMATION.value,
+            "headline": "NOT FOUND" if error.code == "not_found" else "NOT READ",
+            "detail": error.detail,
+            "barcode": barcode,
+        }
+        status = 404 if error.code == "not_found" else 422
+        return (jsonify(result), status) if wants_json else _station(actor, form, result)
+    if found.action is None:
+        result = {
+            "ok": False,
+            "code": "nothing_next",
+            "severity": Severity.INFORMATION.value,
+            "headline": "NOTHING TO SCAN HERE",
+            "detail": found.detail,
+            "barcode": barcode,
+            "site": found.site,
+        }
+        return (jsonify(result), 200) if wants_json else _station(actor, form, result)
+    result = {
+        "ok": True,
+        "code": "suggested",
+        "severity": Severity.INFORMATION.value,
+        "headline": f"NEXT: {found.action.value.replace('_', ' ').upper()}",
+        "detail": f"{found.detail}. Scan it again (or press Enter) to record it, or choose "
+        "another action first.",
+        "barcode": barcode,
+        "action": found.action.value,
+        "actions": [a.value for a in found.actions],
+        "site": found.site,
+    }
+    if wants_json:
+        return jsonify(result), 200
+    page = _station_page(
+        actor, action=found.action.value, site=found.site, result=result, barcode=barcode
+    )
+    return page, 200
+
+
+@pages.route("/scan/next")
+@login_required
+def scan_next() -> Any:
+    """What the station would preselect for a barcode, as JSON (nothing is recorded)."""
+    actor = session_actor()
+    barcode = (request.args.get("barcode") or "").strip()[:256]
+    try:
+        if not barcode:
+            raise InvalidRequest("scan a bag or a shipment first")
+        with unit_of_work() as uow:
+            found = station.suggest(uow.session, actor, barcode)
+    except DomainError as error:
+        status = 404 if error.code == "not_found" else 422
+        return jsonify({"code": error.code, "detail": error.detail}), status
+    return jsonify(
+        {
+            "action": found.action.value if found.action else None,
+            "actions": [a.value for a in found.actions],
+            "site": found.site,
+            "detail": found.detail,
+            "din": found.din,
+            "state": found.state,
+        }
+    )
+
+
+def _station(actor: Any, form: Any, result: dict[str, Any]) -> tuple[str, int]:
+    page = _station_page(
+        actor,
         action=form.get("action", ""),
         site=form.get("site", actor.site.code),
-        sites=_sites(),
-        signed=_signed_steps(),
         result=result,
     )
     return page, 201 if result["ok"] else 422
@@ -392,6 +490,87 @@ def batch_products(batch: str) -> Any:
         return redirect(url_for("pages.batch_page", batch=batch)), 303
     flash(f"Registered {len(dins)} product bag(s): {', '.join(dins)}. Print their labels below.")
     return redirect(url_for("pages.batch_page", batch=batch, _anchor="products")), 303
+
+
+@pages.route("/batches/<batch>/labels", methods=["POST"])
+@login_required
+def batch_labels(batch: str) -> Any:
+    """Every product bag's label at once, each print on record (a reprint with its reason),
+    to the browser's print dialog: one label per page."""
+    actor = session_actor()
+    number = batch_number(batch)
+    try:
+        reason = forms.optional("reason", max_length=500, label="the reason for a reprint")
+        with unit_of_work() as uow:
+            record = batches.batch_record(uow.session, actor, number)
+            products = record.products
+            if not products:
+                raise InvalidRequest("the batch has no product bags yet: register them first")
+            prints = [
+                label_ops.record_print(
+                    uow.session,
+                    actor=actor,
+                    unit=unit,
+                    order=record.order,
+                    target="pdf",
+                    reason=reason,
+                    now=utcnow(),
+                ).id
+                for unit in products
+            ]
+            uow.commit()
+    except DomainError as error:
+        flash(f"Not printed: {error.detail}")
+        return redirect(url_for("pages.batch_page", batch=batch, _anchor="products")), 303
+    pdf = url_for(
+        "pages.batch_labels_pdf", batch=batch_code(number), prints=",".join(map(str, prints))
+    )
+    return render_template(
+        "print.html",
+        actor=actor,
+        pdf=pdf,
+        what=f"{len(prints)} product bag(s) of batch {batch_code(number)}",
+        copy=None,
+        coi=None,
+        back=url_for("pages.batch_page", batch=batch_code(number)),
+    )
+
+
+@pages.route("/batches/<batch>/labels.pdf")
+@login_required
+def batch_labels_pdf(batch: str) -> Response:
+    """The product bags' labels as one PDF; the prints the page just recorded are shown, any
+    other fetch is a download, on record like a print."""
+    actor = session_actor()
+    number = batch_number(batch)
+    shown = {
+        int(p)
+        for p in (request.args.get("prints") or "").split(",")[:20]
+        if p.isdigit() and len(p) < 10
+    }
+    with unit_of_work() as uow:
+        record = batches.batch_record(uow.session, actor, number)
+        products = record.products
+        if not products:
+            abort(404)
+        now = utcnow()
+        specs = []
+        for unit in products:
+            if not any(
+                label_ops.print_shown(uow.session, actor=actor, unit=unit, print_id=p, now=now)
+                for p in shown
+            ):
+                label_ops.record_download(
+                    uow.session, actor=actor, unit=unit, order=record.order, via="page", now=now
+                )
+            specs.append(label_spec(uow.session, unit, record.order))
+        uow.commit()
+    content = labels.render_sheet(
+        specs, size=labels.DEFAULT_SIZE, title=f"labels {batch_code(number)}"
+    )
+    response = Response(content, mimetype="application/pdf")
+    response.headers["Content-Disposition"] = f'inline; filename="labels-{batch_code(number)}.pdf"'
+    return frameable(response)
 
 
 @pages.route("/batches/<batch>/release", methods=["GET", "POST"])

@@ -1,6 +1,8 @@
 // Scan station: a barcode scanner is a keyboard that types fast and presses Enter.
 // Each scan is posted at once; the answer is shown large, with a sound. A scan that cannot
 // reach the server is kept in this browser with its event_id and sent again when it can.
+// With the action on "what comes next", a bag's first scan asks the server for its likely
+// next step and preselects it; scanning the same bag again (or Enter) records it.
 (function () {
   "use strict";
   const form = document.getElementById("scan-form");
@@ -37,7 +39,8 @@
   }
 
   function show(answer) {
-    result.className = "result " + (answer.ok ? "ok" : (answer.queued ? "queued" : "bad"));
+    result.className = "result " + (answer.ok ? "ok" : (answer.queued ? "queued" : "bad")) +
+      " severity-" + (answer.severity || "information");
     result.innerHTML = "";
     const headline = document.createElement("p");
     headline.id = "result-headline";
@@ -47,7 +50,7 @@
     detail.className = "detail";
     detail.textContent = answer.detail;
     result.append(headline, detail);
-    if (!answer.ok && answer.code && !answer.queued) {
+    if (!answer.ok && answer.code && !answer.queued && answer.code !== "nothing_next") {
       const code = document.createElement("p");
       code.className = "muted";
       code.textContent = "Code: " + answer.code;
@@ -59,7 +62,51 @@
       (answer.action || "").replace(/_/g, " ") + "  " + (answer.barcode || answer.din || "") +
       "  " + answer.detail;
     history.prepend(item);
-    beep(answer.ok);
+    if (answer.code !== "suggested") { beep(answer.ok); }
+  }
+
+  // what comes next: the barcode whose suggested action is preselected, waiting for a
+  // second scan (or Enter) to be recorded
+  let awaiting = null;
+  const actionSelect = form.elements.action;
+
+  function chooseSite(code) {
+    const site = form.elements.site;
+    if (!code || !site) { return; }
+    if (site.tagName === "SELECT") {
+      if ([...site.options].some(function (o) { return o.value === code; })) { site.value = code; }
+    }
+  }
+
+  async function suggest(barcode) {
+    const body = new URLSearchParams({ barcode: barcode, action: "", scanned_by: user });
+    let answer;
+    try {
+      const response = await fetch(form.getAttribute("action"), {
+        method: "POST",
+        headers: { "Accept": "application/json", "X-CSRFToken": csrf },
+        body: body,
+        credentials: "same-origin",
+      });
+      if (response.status >= 500) { throw new Error("server unavailable"); }
+      answer = await response.json();
+    } catch (e) {
+      show({ ok: false, headline: "NOT RECORDED", barcode: barcode, code: "offline",
+             severity: "warning", detail: "No connection to suggest what comes next: choose " +
+             "the action yourself and scan again (the scan is then kept until the connection " +
+             "is back)." });
+      return;
+    }
+    answer.barcode = barcode;
+    show(answer);
+    if (answer.code === "suggested") {
+      actionSelect.value = answer.action;
+      chooseSite(answer.site);
+      awaiting = barcode;
+      arrange();
+      input.value = barcode;
+      input.select();  // Enter records it; the next scan types over it
+    }
   }
 
   async function send(scan) {
@@ -103,12 +150,24 @@
     input.value = "";
     input.focus();
     if (!barcode) { return; }
+    if (awaiting !== null && barcode !== awaiting) {
+      awaiting = null;  // another bag: what comes next for it
+      actionSelect.value = "";
+    }
+    if (!actionSelect.value) {
+      await suggest(barcode);
+      return;
+    }
+    const confirming = awaiting !== null;
+    awaiting = null;
+    const patient = form.elements.patient_ref;
+    const born = form.elements.patient_birth_date;
     const scan = {
       barcode: barcode,
-      action: form.elements.action.value,
+      action: actionSelect.value,
       site: form.elements.site.value,
-      patient_ref: form.elements.patient_ref.value,
-      patient_birth_date: form.elements.patient_birth_date.value,
+      patient_ref: patient ? patient.value : "",
+      patient_birth_date: born ? born.value : "",
       coi: form.elements.coi.value.trim(),
       scanned_by: user,
       event_id: crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random(),
@@ -122,6 +181,10 @@
         if (form.elements[name].value) { credentials[name] = form.elements[name].value; }
         form.elements[name].value = "";
       }
+    }
+    if (confirming) {  // the suggested step is recorded: the next bag gets its own suggestion
+      actionSelect.value = "";
+      arrange();
     }
     try {
       show(await send(Object.assign({}, scan, credentials)));
@@ -173,10 +236,31 @@
     form.elements.witness_password.required = Boolean(need && need.witness);
   }
   arrange();
-  form.elements.action.addEventListener("change", function () { arrange(); input.focus(); });
-  form.elements.site.addEventListener("change", arrange);
+  form.elements.action.addEventListener("change", function () {
+    arrange();
+    input.focus();
+    if (awaiting !== null) { input.value = awaiting; input.select(); }
+  });
+  if (form.elements.site.tagName === "SELECT") {
+    form.elements.site.addEventListener("change", arrange);
+  }
+  // a phone's keyboard only when asked for: a scanner types without one
+  const keyboard = document.getElementById("keyboard");
+  keyboard.addEventListener("click", function () {
+    const typing = input.inputMode !== "text";
+    input.inputMode = typing ? "text" : "none";
+    keyboard.setAttribute("aria-pressed", String(typing));
+    input.blur();
+    input.focus();
+  });
+  // a page answered by the server with a suggestion: the barcode waits for Enter
+  if (input.value) {
+    awaiting = input.value.trim();
+    input.select();
+  }
   window.addEventListener("online", flush);
   setInterval(flush, 10000);
   savePending(pending());
   flush();
+  form.dataset.ready = "true";  // scans are taken by this script from now on
 })();
