@@ -136,7 +136,9 @@ def test_blocks_and_unblocks_are_on_record_for_the_sites_admin_only(app_factory:
             sign_in(_from(world, "198.51.100.2"), "care@example.org", PASSWORD).status_code == 302
         )
         page = admin.get("/admin").get_data(as_text=True)
-        assert re.search(r"sign-in from 203\.0\.113\.9 paused until <time[^>]*>[0-9-]+ 08:10 UTC", page)
+        assert re.search(
+            r"sign-in from 203\.0\.113\.9 paused until <time[^>]*>[0-9-]+ 08:10 UTC", page
+        )
         assert re.search(r"sign-in guard</td><td>sign-in blocked</td><td[^>]*>care@example", page)
         assert "care@example.org" not in other_admin.get("/admin").get_data(as_text=True)
         with _session(world) as uow:
