@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 import sqlalchemy as sa
+from cryptography.fernet import Fernet
 from flask.testing import FlaskClient
 from sqlmodel import SQLModel
 
@@ -139,6 +140,8 @@ def _settings(url: str, var_dir: Path, **overrides: Any) -> Settings:
         "api_auth_failure_limit": "100000 per minute",
     }
     values.update(overrides)
+    if values["app_env"] == "production":  # production will not start without it
+        values.setdefault("webhook_secret_key", Fernet.generate_key().decode())
     return Settings(_env_file=None, **values)
 
 

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from cryptography.fernet import Fernet
 from flask.cli import ScriptInfo
 
 from services import cli
@@ -191,6 +192,7 @@ def _start(url: str, redis_url: str, tmp_path: Path, code: str) -> subprocess.Co
     env = clean_env(
         APP_ENV="production",
         SECRET_KEY="a-production-secret-" + uuid.uuid4().hex,
+        WEBHOOK_SECRET_KEY=Fernet.generate_key().decode(),
         DATABASE_URL=url.replace("postgresql+psycopg://", "postgresql://"),
         RATELIMIT_STORAGE_URL=redis_url,
         BROKER_URL=redis_url,

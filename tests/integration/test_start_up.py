@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 from tests.processes import clean_env
 
@@ -58,6 +59,7 @@ def test_production_on_sqlite_has_no_roles_to_refuse(tmp_path: Path, redis_url: 
         env=clean_env(
             APP_ENV="production",
             SECRET_KEY="x" * 40,
+            WEBHOOK_SECRET_KEY=Fernet.generate_key().decode(),
             DATABASE_URL=f"sqlite:///{tmp_path / 'embedded.db'}",
             RATELIMIT_STORAGE_URL=redis_url,
             VAR_DIR=str(tmp_path / "var"),
