@@ -86,7 +86,7 @@ def test_apheresis_staff_enroll_collect_print_and_pack(
     row.get_by_role("button", name=re.compile("Reprint")).click()
     expect(page.locator("h1")).to_contain_text(f"Print the label of bag {din}")
     check_page(page, "label-print", axe)
-    page.wait_for_function("window.__prints >= 1")  # the page handed the label to print
+    page.wait_for_function("() => window.__prints >= 1")  # the page handed the label to print
     pdf = page.request.get(f"{base}/units/{din}/label.pdf").body()
     assert decoded_pdf(pdf) == {
         "Code 128": Din.from_value(din).barcode,
