@@ -17,7 +17,7 @@ IDLE_SECONDS = 3
 def test_a_page_left_alone_signs_out_and_says_why(live_factory: Any, page: Any, axe: Path) -> None:
     base, world = live_factory(session_idle_minutes=IDLE_SECONDS / 60)
     sign_in(page, base, world, "care")
-    page.get_by_role("link", name="Alerts", exact=True).click()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Alerts").click()
     expect(page.locator("main h1")).to_contain_text("Alerts")
     page.wait_for_timeout(IDLE_SECONDS * 1000 + 500)
     page.get_by_role("link", name="Subscriptions").click()
