@@ -199,7 +199,7 @@ def _manufacture_and_return(
         return clock.at(day - offset)
 
     batch = batches.open_batch(
-        session, actor=operator, coi=order.coi, units=None, now=clock.now, occurred_at=at(0)
+        session, actor=operator, coi=order.coi, units=None, now=at(0), occurred_at=at(0)
     )
     assert batch.id is not None
     steps = [BatchState.TRANSDUCTION, BatchState.EXPANSION]
@@ -212,7 +212,7 @@ def _manufacture_and_return(
             number=batch.id,
             status=step,
             reason=None,
-            now=clock.now,
+            now=at(index * 2.0),
             occurred_at=at(index * 2.0),
         )
     if stage == "expansion":
@@ -223,7 +223,7 @@ def _manufacture_and_return(
         number=batch.id,
         count=1,
         volume_ml=68.0,
-        now=clock.now,
+        now=at(8.5),
         filled_at=at(8.5),
     )
     for offset, step, actor in (
@@ -237,7 +237,7 @@ def _manufacture_and_return(
             number=batch.id,
             status=step,
             reason=None,
-            now=clock.now,
+            now=at(offset),  # recorded then: the signed release precedes the packing
             occurred_at=at(offset),
             # QA's release is signed in the act (the demo signs for Quinn QA)
             signers=Signers(performer=qa) if step is BatchState.RELEASED else Signers(),

@@ -412,6 +412,18 @@ def decide_scan(bag: BagView, scan: ScanRequest) -> Rule:
         # reference they typed is this order's
         check_bedside(bag, scan)
         check_patient(bag, scan)
+    if (
+        bag.kind is UnitKind.PRODUCT
+        and scan.action in RELEASE_GATED
+        and (bag.state is UnitState.PRODUCED or not bag.release_complete)
+    ):
+        # the release gate before the state table: a product awaiting QA's signed release is
+        # refused for what it is (not released), not as a step out of sequence
+        raise NotReleased(
+            f"product {bag.din}'s batch release is not signed by QA: it is not released. Do not "
+            f"{scan.action.value.replace('_', ' ')} it until QA signs the release",
+            din=bag.din,
+        )
     rule = rule_for(bag.kind, bag.state, scan.action)
     if not rule.by_scan and not scan.via_batch:
         raise IllegalTransition(
@@ -425,12 +437,6 @@ def decide_scan(bag: BagView, scan: ScanRequest) -> Rule:
     _check_route(bag, scan)
     if scan.action is Action.VERIFY_LABEL:
         check_label(bag, scan)
-    if bag.kind is UnitKind.PRODUCT and scan.action in RELEASE_GATED and not bag.release_complete:
-        raise NotReleased(
-            f"product {bag.din}'s batch release is not signed by QA: it is not released. Do not "
-            f"{scan.action.value.replace('_', ' ')} it until QA signs the release",
-            din=bag.din,
-        )
     if rule.bedside:
         _check_thaw(bag, scan)
     return rule

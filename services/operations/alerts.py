@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 
 from services.db.models import AlertAcknowledgement, Notification, NotificationRead, Order, User
 from services.domain.custody import Actor, Role
-from services.domain.errors import InvalidRequest, NotFound
+from services.domain.errors import Forbidden, InvalidRequest, NotFound
 from services.domain.notifications import Channel
 from services.domain.triage import (
     MAYBE_CRITICAL_KINDS,
@@ -24,6 +24,7 @@ from services.domain.triage import (
     Severity,
     advise,
     is_for,
+    roles_for,
     severity,
 )
 from services.operations.access import may_see_patient_ref
@@ -143,7 +144,8 @@ def pinned(session: Session, actor: Actor, *, clock: Callable[[dt.datetime], str
     chosen = [
         (row, read)
         for row, read in rows
-        if severity(row.kind, row.payload) is Severity.CRITICAL and _for_role(actor, row.kind)
+        # pinned for the roles it is for: they are the ones who acknowledge it
+        if severity(row.kind, row.payload) is Severity.CRITICAL and is_for(row.kind, actor.role)
     ]
     return _alerts(session, actor, chosen, clock)
 
@@ -238,6 +240,9 @@ def acknowledge(
         raise NotFound(f"no alert {notification_id} in your site's feed")
     if severity(row.kind, row.payload) is not Severity.CRITICAL:
         raise InvalidRequest("only a critical alert is acknowledged; mark this one read")
+    if not is_for(row.kind, actor.role):
+        whom = ", ".join(sorted(role.value.replace("_", " ") for role in roles_for(row.kind)))
+        raise Forbidden(f"this alert is for {whom}: one of them acknowledges it")
     found = session.get(AlertAcknowledgement, notification_id)
     if found is not None:
         return found

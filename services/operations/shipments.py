@@ -120,6 +120,12 @@ def add_to_shipment(
             f"shipment {shipment_label(shipment)} is {shipment.state.value}; bags are added only "
             "while it is open"
         )
+    if not release_complete(session, unit):  # before its state: a product awaiting release
+        raise NotReleased(
+            f"product {unit.din}'s batch release is not signed by QA: it does not go on a "
+            "shipment until QA signs the release",
+            din=unit.din,
+        )
     if unit.state is not UnitState.PACKED:
         raise IllegalTransition(
             f"bag {unit.din} is {unit.state.value.replace('_', ' ')}; only packed bags go on a "
@@ -128,12 +134,6 @@ def add_to_shipment(
     if unit.shipment_id is not None:
         raise IllegalTransition(
             f"bag {unit.din} is already on shipment {shipment_label(unit.shipment_id)}"
-        )
-    if not release_complete(session, unit):
-        raise NotReleased(
-            f"product {unit.din}'s batch release is not signed by QA: it does not go on a "
-            "shipment until QA signs the release",
-            din=unit.din,
         )
     check_shipment_route(
         bag_view(unit, order, None, codes),

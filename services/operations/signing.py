@@ -100,6 +100,7 @@ def correct_event(
         raise SignatureInvalid(
             "the password is wrong (repeated failures make this device wait before trying again)"
         )
+    _own_password(session, actor.email)
     unit = session.get(Unit, target.unit_id) if target.unit_id else None
     batch = session.get(Batch, target.batch_id) if target.batch_id else None
     correction = append_event(
@@ -392,7 +393,19 @@ def authenticate(
         raise SignatureRefused("sign with your own e-mail and password")
     if check_password(session, email=email, password=password, now=now, policy=policy) is None:
         raise SignatureRefused(
-            "the e-mail or password is wrong (repeated failures lock the account)"
+            "the e-mail or password is wrong (repeated failures pause signing in from here)"
+        )
+    _own_password(session, email)
+
+
+def _own_password(session: Session, email: str) -> None:
+    """A temporary password is one an admin has seen: it signs nothing until its owner has
+    changed it (else an admin could sign, or witness, as someone else)."""
+    user = session.exec(select(User).where(User.email == email.strip().lower())).one()
+    if user.must_change_password:
+        raise SignatureInvalid(
+            f"{user.email} still has a temporary password, which signs nothing: sign in and "
+            "change it first"
         )
 
 
@@ -410,9 +423,11 @@ def authenticate_witness(
     found = check_password(session, email=email, password=password, now=now, policy=policy)
     if found is None:
         raise SignatureRefused(
-            "the witness's e-mail or password is wrong (repeated failures lock the account)"
+            "the witness's e-mail or password is wrong (repeated failures pause signing in "
+            "from here)"
         )
     witness, _key = found
+    _own_password(session, email)
     if witness.site_id != site_id:
         raise SignatureRefused("the witness must be a user of the site where the step happens")
     return witness

@@ -88,6 +88,35 @@ def test_a_scan_made_offline_is_kept_and_sent_once_when_back(live: Any, page: An
     assert [e["action"] for e in events] == ["collect", "verify_label"]
 
 
+def test_a_scan_kept_offline_outlives_the_sign_out_and_is_sent_after_signing_in(
+    live_factory: Any, page: Any
+) -> None:
+    """Back online after the session ended: the station's answer (401, signed out) is no
+    answer about the scan, which stays on the device until its person signs in again."""
+    base, world = live_factory(session_idle_minutes=3 / 60)
+    bag = world.bag_at("collected", "PAT-OFFLINE-LONG")
+    world.label("aph", bag["din"])
+    sign_in(page, base, world, "aph")
+    page.goto(f"{base}/scan")
+    expect(page.locator("#scan-form")).to_have_attribute("data-ready", "true")
+    page.select_option("#action", "verify_label")
+    page.context.set_offline(True)
+    page.locator("#barcode").focus()
+    scanner(page, bag["label_2d"])
+    expect(page.locator("#result .headline")).to_have_text("KEPT OFFLINE")
+    page.wait_for_timeout(3_500)  # signed out meanwhile
+    page.context.set_offline(False)
+    page.evaluate("window.dispatchEvent(new Event('online'))")
+    expect(page.locator("#result .headline")).to_contain_text("KEPT: 1 scan(s) not sent yet")
+    expect(page.locator("#queued")).to_contain_text("1 waiting")
+    assert world.get("aph", f"/api/v1/units/{bag['din']}").json["state"] == "collected"
+    sign_in(page, base, world, "aph")
+    page.goto(f"{base}/scan")
+    expect(page.locator("#result .headline")).to_have_text("SENT LATER: ACCEPTED")
+    events = world.get("aph", f"/api/v1/units/{bag['din']}/events").json["events"]
+    assert [e["action"] for e in events] == ["collect", "verify_label"]
+
+
 def test_the_late_shipment_leads_the_control_tower(live: Any, page: Any) -> None:
     base, world = live
     now = dt.datetime.now(dt.UTC)

@@ -18,7 +18,8 @@ from sqlmodel import select
 
 from services.db import UnitOfWork
 from services.db.models import AdminChange, ApiToken, CustodyEvent, Signature, User
-from services.operations import audit, passwords
+from services.domain.errors import SignatureInvalid
+from services.operations import audit, passwords, signing
 from tests.processes import BIN, clean_env, free_port, running, wait_for_log
 from tests.world import PASSWORD, World, csrf_token, sign_in
 
@@ -227,6 +228,18 @@ def test_a_temporary_password_is_shown_once_from_the_session_never_the_url(world
     assert "Temporary password of tess@example.org" in first
     assert temporary not in repr(kept)
     assert temporary not in admin.get("/admin").get_data(as_text=True)  # once
+    # a password the admin has seen signs nothing, not even as a witness, until changed
+    with _session(world) as uow:
+        tess = uow.session.exec(select(User).where(User.email == "tess@example.org")).one()
+        with pytest.raises(SignatureInvalid, match="temporary password"):
+            signing.authenticate_witness(
+                uow.session,
+                site_id=tess.site_id,
+                email="tess@example.org",
+                password=temporary,
+                now=dt.datetime.now(dt.UTC),
+                policy=passwords.LoginPolicy(),
+            )
     assert sign_in(world.app.test_client(), "tess@example.org", temporary).status_code == 302
     # anyone's ?temporary= is no password box of ours
     forged = admin.get("/admin?temporary=tess@example.org:+Call-0800-FAKE-HELPDESK")

@@ -193,6 +193,23 @@ def test_a_product_whose_release_is_not_signed_does_not_leave(world: World) -> N
     assert world.scan("op", bc(first), "pack", "MFG-1").status_code == 201
 
 
+def test_a_product_awaiting_its_release_is_refused_as_not_released(world: World) -> None:
+    """Before QA signs, the product is refused for what it is (not released), by the scan
+    and the shipment alike, never as a step out of sequence."""
+    made = _qc_batch(world, "PAT-WAIT", products=1)
+    (din,) = made["products"]
+    packed = world.scan("op", bc(din), "pack", "MFG-1")
+    assert packed.status_code == 409, packed.json
+    assert packed.json["code"] == "not_released"
+    shipped = world.post(
+        "op",
+        "/api/v1/shipments",
+        {"origin": "MFG-1", "destination": "TRT-1", "shipper_id": "LN2-8", "units": [din]},
+    )
+    assert shipped.status_code == 409, shipped.json
+    assert shipped.json["code"] == "not_released"
+
+
 # 2. signed acts, signed in the act
 
 

@@ -162,6 +162,31 @@ def test_a_wrong_patient_is_critical_and_a_double_scan_is_not(world: World) -> N
         headers={"Accept": "application/json"},
     ).json
     assert (answer["headline"], answer["severity"]) == ("STOP: WRONG PATIENT", "critical")
+    # pinned for the roles it is for, and acknowledged only by them: not by the site's admin
+    alarm = next(
+        n
+        for n in _rows(world, Notification)
+        if n.kind == "refused_scan" and n.target == "TRT-1" and "coi_mismatch" in str(n.payload)
+    )
+    admin = world.browser("admin")
+    assert f'id="alert-{alarm.id}"' not in _pinned(admin.get("/alerts").get_data(as_text=True))
+    refused = _post(admin, f"/alerts/{alarm.id}/acknowledge", {})
+    assert "one of them acknowledges it" in admin.get(refused.headers["Location"]).get_data(
+        as_text=True
+    )
+    assert not _rows(world, AlertAcknowledgement)
+    care = world.browser("care")
+    assert f'id="alert-{alarm.id}"' in _pinned(care.get("/alerts").get_data(as_text=True))
+    _post(care, f"/alerts/{alarm.id}/acknowledge", {})
+    assert alarm.id in [a.notification_id for a in _rows(world, AlertAcknowledgement)]
+
+
+def _pinned(page: str) -> str:
+    return (
+        page[page.index('id="pinned"') : page.index('id="alerts-title"')]
+        if 'id="pinned"' in page
+        else ""
+    )
 
 
 def test_progress_is_folded_into_a_daily_digest_that_the_outbox_delivers(

@@ -119,6 +119,13 @@
     });
     if (response.status >= 500) { throw new Error("server unavailable"); }
     const answer = await response.json();
+    // not an answer about the scan: the session ended, the form expired, or too many at once.
+    // The scan was not recorded: it stays queued until the person signs in again.
+    if (response.status === 401 || response.status === 429 || answer.code === "csrf_failed") {
+      const kept = new Error("not sent");
+      kept.answer = answer;
+      throw kept;
+    }
     answer.barcode = scan.barcode;
     return answer;
   }
@@ -135,7 +142,15 @@
           const answer = await send(list[0]);
           answer.headline = "SENT LATER: " + answer.headline;
           show(answer);
-        } catch (e) { return; }
+        } catch (e) {
+          if (e.answer) {
+            show({ ok: false, queued: true, severity: "warning",
+                   headline: "KEPT: " + list.length + " scan(s) not sent yet",
+                   detail: (e.answer.detail || "The server did not take them now.") +
+                     " They stay on this device and are sent once you are signed in again." });
+          }
+          return;
+        }
         list = pending().slice(1);
         savePending(list);
       }
