@@ -91,6 +91,8 @@ def _times(setup: object) -> None:
 
 @pages.app_context_processor
 def _forms() -> dict[str, object]:
+    if request.blueprint == "family":
+        return {}  # no CSRF token (it would set a session cookie), no signed-in navigation
     context: dict[str, object] = {"logout_form": LogoutForm()}
     if current_user.is_authenticated:
         actor = session_actor()
@@ -188,4 +190,5 @@ import services.web.pages.orders  # noqa: E402
 import services.web.pages.products  # noqa: E402
 import services.web.pages.review  # noqa: E402
 import services.web.pages.shipments  # noqa: E402
+import services.web.pages.status_links  # noqa: E402
 import services.web.pages.work  # noqa: E402, F401

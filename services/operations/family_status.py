@@ -1,0 +1,574 @@
+"""The family's status page: share links made by the care team, the page's read model, news
+marked discussed, and the family's opted-in e-mails through the outbox.
+
+Who: share links are made and revoked, and news is marked discussed, by the care team of the
+order's treatment site only (others who see the order are refused; those who do not see it
+get the same 404 as for an order that does not exist). The family is whoever holds the link:
+the token is the only key, and the page built here names no identifier, site code or person.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, col, select
+
+from services.db.models import (
+    CustodyEvent,
+    Notification,
+    Order,
+    Site,
+    StatusDisclosure,
+    StatusLink,
+    StatusLinkView,
+    Subscription,
+    Unit,
+)
+from services.db.uow import PENDING_FLAG
+from services.domain import family_status as family
+from services.domain.custody import Actor, Role, UnitKind
+from services.domain.errors import Forbidden, InvalidRequest, NotFound
+from services.domain.family_status import DayRange, Stage, Step
+from services.domain.local_time import UTC_ZONE, local_day, wall_clock, zone
+from services.domain.notifications import Channel, NotificationState
+from services.domain.sla import Leg
+from services.domain.targets import check_email_address
+from services.operations import access, turnaround
+from services.operations.changelog import System, record_change
+from services.operations.deadlines import current_policy
+
+FAMILY_PAGE = System("family status page")
+DEFAULT_PUBLIC_URL = "http://localhost:5000"  # PUBLIC_URL unset: the development server
+
+
+def _care_order(session: Session, actor: Actor, coi: str) -> Order:
+    """The order, for its treatment site's care team only."""
+    order = access.order_by_coi(session, actor, coi)
+    if actor.role is not Role.CARE_TEAM or actor.site_id != order.treatment_site_id:
+        raise Forbidden("only the care team of the order's treatment site shares its status")
+    return order
+
+
+# share links
+
+
+def make_link(
+    session: Session, *, actor: Actor, coi: str, days: int | None, now: dt.datetime
+) -> tuple[StatusLink, str]:
+    """A new share link; the token is returned once and only its hash is kept."""
+    order = _care_order(session, actor, coi)
+    token = family.new_token()
+    assert order.id is not None
+    link = StatusLink(
+        order_id=order.id,
+        token_hash=family.token_hash(token),
+        created_by_id=actor.user_id,
+        created_at=now,
+        expires_at=family.link_expiry(now, days),
+    )
+    session.add(link)
+    session.flush()
+    record_change(
+        session,
+        actor=actor,
+        action="status link made",
+        subject=f"{order.coi} status link {link.id}",
+        after={"expires_at": link.expires_at.isoformat()},
+        now=now,
+        site_id=order.treatment_site_id,
+    )
+    return link, token
+
+
+def revoke_link(
+    session: Session, *, actor: Actor, coi: str, link_id: int, now: dt.datetime
+) -> StatusLink:
+    order = _care_order(session, actor, coi)
+    link = session.get(StatusLink, link_id, with_for_update=True)
+    if link is None or link.order_id != order.id:
+        raise NotFound(f"no status link {link_id} of order {order.coi}")
+    if link.revoked_at is None:
+        link.revoked_at = now
+        link.revoked_by_id = actor.user_id
+        session.add(link)
+        _stop_emails(session, link, "the care team revoked the status link", now)
+        record_change(
+            session,
+            actor=actor,
+            action="status link revoked",
+            subject=f"{order.coi} status link {link.id}",
+            before={"revoked_at": None},
+            after={"revoked_at": now.isoformat()},
+            now=now,
+            site_id=order.treatment_site_id,
+        )
+    return link
+
+
+@dataclass(frozen=True)
+class LinkSummary:
+    id: int
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    revoked_at: dt.datetime | None
+    first_viewed_at: dt.datetime | None
+    views: int
+    views_today: int
+    emails: bool
+    live: bool
+
+
+def links_of(session: Session, *, actor: Actor, coi: str, now: dt.datetime) -> list[LinkSummary]:
+    order = _care_order(session, actor, coi)
+    links = session.exec(
+        select(StatusLink).where(StatusLink.order_id == order.id).order_by(col(StatusLink.id))
+    ).all()
+    counts: dict[int, list[tuple[dt.date, int]]] = {}
+    ids = [link.id for link in links]
+    if ids:
+        for link_id, day, views in session.exec(
+            select(  # type: ignore[call-overload]
+                StatusLinkView.link_id, StatusLinkView.day, StatusLinkView.views
+            ).where(col(StatusLinkView.link_id).in_(ids))
+        ):
+            counts.setdefault(link_id, []).append((day, views))
+    today = now.date()
+    return [
+        LinkSummary(
+            id=link.id or 0,
+            created_at=link.created_at,
+            expires_at=link.expires_at,
+            revoked_at=link.revoked_at,
+            first_viewed_at=link.first_viewed_at,
+            views=sum(v for _d, v in counts.get(link.id or 0, [])),
+            views_today=sum(v for d, v in counts.get(link.id or 0, []) if d == today),
+            emails=link.subscription_id is not None and _subscribed(session, link),
+            live=_live(link, now),
+        )
+        for link in links
+    ]
+
+
+def _live(link: StatusLink, now: dt.datetime) -> bool:
+    return link.revoked_at is None and link.expires_at > now
+
+
+def open_link(session: Session, *, token: str, now: dt.datetime, count: bool = True) -> StatusLink:
+    """The live link of ``token``, its view counted (the first view, and one more today).
+    Unknown, revoked and expired links are all the same NotFound."""
+    link = None
+    if family.plausible_token(token):
+        link = session.exec(
+            select(StatusLink).where(StatusLink.token_hash == family.token_hash(token))
+        ).first()
+    if link is None or not _live(link, now):
+        raise NotFound("no such status page")
+    if count:
+        assert link.id is not None
+        if link.first_viewed_at is None:
+            session.execute(
+                sa.update(StatusLink)
+                .where(col(StatusLink.id) == link.id, col(StatusLink.first_viewed_at).is_(None))
+                .values(first_viewed_at=now)
+            )
+        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        statement = insert(StatusLinkView).values(link_id=link.id, day=now.date(), views=1)
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["link_id", "day"],
+                set_={"views": StatusLinkView.views + 1},
+            )
+        )
+    return link
+
+
+# what the family reads
+
+
+@dataclass(frozen=True)
+class StageLine:
+    title: str
+    words: str
+    state: str  # done | current | upcoming
+
+
+@dataclass(frozen=True)
+class NewsLine:
+    words: str
+    discussed_on: str
+
+
+@dataclass(frozen=True)
+class Expected:
+    """When the treatment is expected back at the hospital and given: the only source of the
+    family's dates. Today it is the order's projected vein-to-vein time (the legs still to go
+    at their typical durations); the plan's dates (issue 30) replace this one function."""
+
+    back_at: dt.datetime | None
+    given_at: dt.datetime | None
+
+
+def expected_dates(session: Session, order: Order, now: dt.datetime) -> Expected:
+    projected = turnaround.projection(session, order=order, now=now)
+    infusion = projected.projected_infusion_at
+    if infusion is None or order.infused_at is not None:
+        return Expected(None, None)
+    policy = current_policy(session, order.product)
+    before_infusion = dt.timedelta(seconds=policy.typical[Leg.RECEIPT_TO_INFUSION])
+    return Expected(back_at=max(now, infusion - before_infusion), given_at=infusion)
+
+
+@dataclass
+class FamilyView:
+    site_name: str
+    site_phone: str | None
+    stage: Stage | None
+    stages: list[StageLine]
+    headline: str
+    expected: list[tuple[str, str]] = field(default_factory=list)  # (what, day range)
+    given_on: str | None = None
+    news: list[NewsLine] = field(default_factory=list)
+    contact_you: bool = False  # news waited longer than the hold allows
+    updated: str = ""
+    emails: bool = False
+
+
+def _steps(session: Session, order: Order) -> list[tuple[Step, int, dt.datetime]]:
+    rows = session.execute(
+        sa.select(  # type: ignore[call-overload, misc]
+            CustodyEvent.id,
+            CustodyEvent.sequence,
+            CustodyEvent.action,
+            CustodyEvent.unit_id,
+            CustodyEvent.to_state,
+            CustodyEvent.batch_id,
+            CustodyEvent.batch_state,
+            CustodyEvent.recorded_at,
+            Unit.kind,
+        )
+        .outerjoin(Unit, col(Unit.id) == col(CustodyEvent.unit_id))
+        .where(col(CustodyEvent.order_id) == order.id)
+        .order_by(col(CustodyEvent.sequence))
+    ).all()
+    return [
+        (
+            Step(
+                sequence=sequence,
+                action=action,
+                kind=UnitKind(kind) if kind else None,
+                unit_id=unit_id,
+                to_state=to_state,
+                batch_id=batch_id,
+                batch_state=batch_state,
+            ),
+            event_id,
+            recorded_at,
+        )
+        for (
+            event_id, sequence, action, unit_id, to_state, batch_id, batch_state, recorded_at, kind
+        ) in rows
+    ]  # fmt: skip
+
+
+def _disclosures(session: Session, order: Order) -> dict[int, StatusDisclosure]:
+    rows = session.exec(select(StatusDisclosure).where(StatusDisclosure.order_id == order.id))
+    return {row.event_id: row for row in rows}
+
+
+def _day_text(day: dt.date) -> str:
+    return f"{day.day} {day:%B %Y}"
+
+
+def _range_text(found: DayRange) -> str:
+    if found.first == found.last:
+        return f"on {_day_text(found.first)}"
+    if (found.first.year, found.first.month) == (found.last.year, found.last.month):
+        return f"between {found.first.day} and {_day_text(found.last)}"
+    return f"between {found.first.day} {found.first:%B} and {_day_text(found.last)}"
+
+
+def family_view(session: Session, *, link: StatusLink, now: dt.datetime) -> FamilyView:
+    """The family's page: only the stage, plain words, day ranges, news a clinician has
+    discussed with them, and the treatment site's name and phone."""
+    order = session.get(Order, link.order_id)
+    assert order is not None
+    site = session.get(Site, order.treatment_site_id)
+    assert site is not None
+    zone_name = site.time_zone or UTC_ZONE
+    steps = _steps(session, order)
+    told = _disclosures(session, order)
+    shown: list[Step] = []
+    news: list[NewsLine] = []
+    held = False
+    contact_you = False
+    for step, event_id, recorded_at in steps:
+        kind = family.news_kind(step)
+        if kind is not None and event_id not in told:
+            # the family reads nothing from here on until a clinician has talked with them
+            held = True
+            contact_you = now - recorded_at >= family.HOLD_LIMIT
+            break
+        if kind is not None:
+            news.append(
+                NewsLine(
+                    words=family.NEWS_WORDS[kind],
+                    discussed_on=_day_text(local_day(told[event_id].discussed_at, zone_name)),
+                )
+            )
+        shown.append(step)
+    stage = family.stage_of(shown)
+    index = family.STAGES.index(stage) if stage is not None else -1
+    lines = [
+        StageLine(
+            title=family.TITLES[each],
+            words=family.WORDS[each],
+            state="done" if i < index else "current" if i == index else "upcoming",
+        )
+        for i, each in enumerate(family.STAGES)
+    ]
+    view = FamilyView(
+        site_name=site.name,
+        site_phone=site.phone,
+        stage=stage,
+        stages=lines,
+        headline=family.WORDS[stage] if stage else "The cells have not been collected yet.",
+        news=news,
+        contact_you=contact_you,
+        updated=wall_clock(now, zone_name),
+        emails=_subscribed(session, link),
+    )
+    if stage is Stage.GIVEN and order.infused_at is not None:
+        view.given_on = _day_text(local_day(order.infused_at, zone_name))
+    elif not held:
+        dates = expected_dates(session, order, now)
+        tz = zone(zone_name)
+        if dates.back_at is not None and index < family.STAGES.index(Stage.ARRIVED):
+            found = family.day_range(dates.back_at, now=now, tz=tz)
+            view.expected.append(("Back at the hospital", _range_text(found)))
+        if dates.given_at is not None:
+            found = family.day_range(dates.given_at, now=now, tz=tz)
+            view.expected.append(("Treatment day", _range_text(found)))
+    return view
+
+
+# news a clinician tells first
+
+
+@dataclass(frozen=True)
+class PendingNews:
+    sequence: int
+    words: str
+    recorded_at: dt.datetime
+    overdue: bool  # past the hold: the family's page says the care team will call
+
+
+def pending_news(
+    session: Session, *, actor: Actor, coi: str, now: dt.datetime
+) -> list[PendingNews]:
+    order = _care_order(session, actor, coi)
+    told = _disclosures(session, order)
+    found = []
+    for step, event_id, recorded_at in _steps(session, order):
+        kind = family.news_kind(step)
+        if kind is not None and event_id not in told:
+            found.append(
+                PendingNews(
+                    sequence=step.sequence,
+                    words=family.NEWS_WORDS[kind],
+                    recorded_at=recorded_at,
+                    overdue=now - recorded_at >= family.HOLD_LIMIT,
+                )
+            )
+    return found
+
+
+def mark_discussed(
+    session: Session, *, actor: Actor, coi: str, sequence: int, reason: str, now: dt.datetime
+) -> StatusDisclosure:
+    """The care team has talked the news over with the family: the page may show it now."""
+    order = _care_order(session, actor, coi)
+    reason = reason.strip()
+    if not reason or len(reason) > 500:
+        raise InvalidRequest("say how it was discussed with the family (1 to 500 characters)")
+    event = session.exec(
+        select(CustodyEvent).where(
+            CustodyEvent.order_id == order.id, CustodyEvent.sequence == sequence
+        )
+    ).first()
+    steps = {step.sequence: step for step, _id, _at in _steps(session, order)}
+    if event is None or sequence not in steps or family.news_kind(steps[sequence]) is None:
+        raise NotFound(f"no news waiting for the family at record {sequence} of {order.coi}")
+    assert event.id is not None
+    assert order.id is not None
+    if session.exec(select(StatusDisclosure).where(StatusDisclosure.event_id == event.id)).first():
+        raise InvalidRequest(f"record {sequence} was marked discussed already")
+    row = StatusDisclosure(
+        order_id=order.id,
+        event_id=event.id,
+        discussed_by_id=actor.user_id,
+        discussed_at=now,
+        reason=reason,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+# the family's e-mails
+
+
+def _subscribed(session: Session, link: StatusLink) -> bool:
+    if link.subscription_id is None:
+        return False
+    subscription = session.get(Subscription, link.subscription_id)
+    return subscription is not None and subscription.active
+
+
+def _stop_emails(session: Session, link: StatusLink, why: str, now: dt.datetime) -> None:
+    if link.subscription_id is None:
+        return
+    subscription = session.get(Subscription, link.subscription_id)
+    if subscription is not None and subscription.active:
+        subscription.active = False
+        subscription.disabled_reason = f"{why} ({now.isoformat()})"[:500]
+        session.add(subscription)
+
+
+def set_emails(session: Session, *, link: StatusLink, email: str | None, now: dt.datetime) -> None:
+    """The family turns e-mails on (to ``email``) or off (None). Only the next stage change
+    is sent: the stage they read now is the one they know."""
+    order = session.get(Order, link.order_id)
+    assert order is not None
+    assert order.id is not None
+    if email is None:
+        if _subscribed(session, link):
+            _stop_emails(session, link, "the family stopped the e-mails", now)
+            _record_emails(session, link, order, on=False, now=now)
+        return
+    target = check_email_address(email)
+    _stop_emails(session, link, "the family gave another address", now)
+    subscription = Subscription(
+        created_by_id=link.created_by_id,
+        order_id=order.id,
+        channel=Channel.EMAIL,
+        target=target,
+        events=[family.FAMILY_KIND],  # no custody news: only what notify_families writes
+    )
+    session.add(subscription)
+    session.flush()
+    link.subscription_id = subscription.id
+    link.notified_stage = (family_view(session, link=link, now=now).stage or "") or None
+    link.notified_at = None
+    session.add(link)
+    _record_emails(session, link, order, on=True, now=now)
+
+
+def _record_emails(
+    session: Session, link: StatusLink, order: Order, *, on: bool, now: dt.datetime
+) -> None:
+    record_change(
+        session,
+        actor=FAMILY_PAGE,
+        action="family e-mails " + ("on" if on else "off"),
+        subject=f"{order.coi} status link {link.id}",
+        after={"emails": on},
+        now=now,
+        site_id=order.treatment_site_id,
+    )
+
+
+def stop_by_signature(
+    session: Session, *, subscription_id: int, signature: str, secret_key: str, now: dt.datetime
+) -> bool:
+    """The e-mail's unsubscribe link: True when that subscription's e-mails are off now."""
+    if not family.check_stop_signature(secret_key, subscription_id, signature):
+        raise NotFound("no such subscription")
+    link = session.exec(
+        select(StatusLink).where(StatusLink.subscription_id == subscription_id)
+    ).first()
+    if link is None:
+        raise NotFound("no such subscription")
+    if _subscribed(session, link):
+        order = session.get(Order, link.order_id)
+        assert order is not None
+        _stop_emails(session, link, "the family unsubscribed", now)
+        _record_emails(session, link, order, on=False, now=now)
+    return True
+
+
+def stop_url(public_url: str, secret_key: str, subscription_id: int) -> str:
+    signature = family.stop_signature(secret_key, subscription_id)
+    return f"{public_url.rstrip('/')}/status/stop/{subscription_id}/{signature}"
+
+
+def notify_families(
+    session: Session, *, now: dt.datetime, public_url: str, secret_key: str
+) -> list[int]:
+    """One outbox row per link whose family opted in and whose shown stage moved since their
+    last e-mail: at most one a day, none at night at the treatment site."""
+    links = session.exec(
+        select(StatusLink)
+        .join(Subscription, col(Subscription.id) == col(StatusLink.subscription_id))
+        .where(
+            col(Subscription.active).is_(True),
+            col(StatusLink.revoked_at).is_(None),
+            col(StatusLink.expires_at) > now,
+        )
+        .order_by(col(StatusLink.id))
+        .with_for_update(of=StatusLink, skip_locked=True)
+    ).all()
+    written = []
+    for link in links:
+        order = session.get(Order, link.order_id)
+        assert order is not None
+        site = session.get(Site, order.treatment_site_id)
+        assert site is not None
+        tz = zone(site.time_zone or UTC_ZONE)
+        if not family.may_email(now=now, last_sent=link.notified_at, tz=tz):
+            continue
+        view = family_view(session, link=link, now=now)
+        if view.stage is None or view.stage.value == link.notified_stage:
+            continue
+        assert link.subscription_id is not None
+        subscription = session.get(Subscription, link.subscription_id)
+        assert subscription is not None
+        link.notices += 1
+        payload = {
+            "type": "family.stage",
+            "kind": family.FAMILY_KIND,
+            "stage": view.stage.value,
+            "title": family.TITLES[view.stage],
+            "words": view.headline,
+            "expected": [f"{what}: {when}" for what, when in view.expected],
+            "site_name": view.site_name,
+            "site_phone": view.site_phone,
+            "stop_url": stop_url(public_url, secret_key, link.subscription_id),
+            "recorded_at": now.isoformat(),
+        }
+        row = Notification(
+            subscription_id=link.subscription_id,
+            order_id=order.id,
+            source=family.FAMILY_KIND,
+            source_id=link.notices,
+            kind=family.FAMILY_KIND,
+            channel=Channel.EMAIL,
+            target=subscription.target,
+            payload=payload,
+            state=NotificationState.PENDING,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        session.add(row)
+        link.notified_stage = view.stage.value
+        link.notified_at = now
+        session.add(link)
+        session.flush()
+        assert row.id is not None
+        written.append(row.id)
+    if written:
+        session.info[PENDING_FLAG] = True
+    return written
