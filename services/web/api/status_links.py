@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flask import Response, jsonify, request, url_for
 
-from services.db.models import StatusLink
 from services.operations import family_status
 from services.operations.queries import coi_value
 from services.web.api.blueprint import api, orders_tag
@@ -18,6 +19,9 @@ from services.web.api.schemas import (
     StatusNewsPublic,
 )
 from services.web.state import current_actor, state, unit_of_work, utcnow
+
+if TYPE_CHECKING:
+    from services.db.models import StatusLink
 
 
 def status_url(token: str) -> str:
