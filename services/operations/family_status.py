@@ -33,7 +33,14 @@ from services.domain import family_status as family
 from services.domain.custody import Actor, Role, UnitKind
 from services.domain.errors import Forbidden, InvalidRequest, NotFound
 from services.domain.family_status import DayRange, Stage, Step
-from services.domain.local_time import UTC_ZONE, local_day, wall_clock, zone
+from services.domain.local_time import (
+    UTC_ZONE,
+    abbreviation,
+    local_day,
+    localize,
+    offset_text,
+    zone,
+)
 from services.domain.notifications import Channel, NotificationState
 from services.domain.sla import Leg
 from services.domain.targets import check_email_address
@@ -279,6 +286,13 @@ def _disclosures(session: Session, order: Order) -> dict[int, StatusDisclosure]:
     return {row.event_id: row for row in rows}
 
 
+def _moment_text(moment: dt.datetime, zone_name: str) -> str:
+    """``5 December 2026 at 09:14 GMT``: the hospital's clock, in words a family reads."""
+    local = localize(moment, zone_name)
+    short = abbreviation(local) or offset_text(local)
+    return f"{_day_text(local.date())} at {local:%H:%M} {short}"
+
+
 def _day_text(day: dt.date) -> str:
     return f"{day.day} {day:%B %Y}"
 
@@ -338,7 +352,7 @@ def family_view(session: Session, *, link: StatusLink, now: dt.datetime) -> Fami
         headline=family.WORDS[stage] if stage else "The cells have not been collected yet.",
         news=news,
         contact_you=contact_you,
-        updated=wall_clock(now, zone_name),
+        updated=_moment_text(now, zone_name),
         emails=_subscribed(session, link),
     )
     if stage is Stage.GIVEN and order.infused_at is not None:
