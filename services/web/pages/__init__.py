@@ -106,7 +106,11 @@ def _forms() -> dict[str, object]:
 @pages.before_app_request
 def _temporary_password_first() -> Response | None:
     """A temporary password is changed before anything else is done."""
-    if request.path.startswith("/api/") or request.endpoint in CHANGE_FIRST:
+    if (
+        request.path.startswith("/api/")
+        or request.endpoint in CHANGE_FIRST
+        or request.blueprint == "family"  # the family's page knows no sign-in
+    ):
         return None
     user = current_user
     if user.is_authenticated and getattr(user, "must_change_password", False):
