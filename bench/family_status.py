@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from services.config import Settings
 from services.db import UnitOfWork, migrate
-from services.operations import family_status
+from services.operations import family_emails
 from tests.world import World
 
 
@@ -84,7 +84,7 @@ def main() -> None:
     now = dt.datetime.now(dt.UTC).replace(hour=10, minute=0)
     started = time.perf_counter()
     with UnitOfWork(app.extensions["vein2vein"].db.session_factory) as uow:
-        written = family_status.notify_families(
+        written = family_emails.notify_families(
             uow.session, now=now, public_url="https://v2v.example", secret_key="k" * 32
         )
         uow.commit()

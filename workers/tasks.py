@@ -12,7 +12,7 @@ from celery.signals import worker_process_init
 from services.config import Settings
 from services.db import Database, UnitOfWork, privileges
 from services.domain.errors import SigningKeyMissing
-from services.operations import audit, deadlines, family_status, keys, notifications
+from services.operations import audit, deadlines, family_emails, keys, notifications
 from workers import channels
 from workers.celery_app import celery_app, settings
 
@@ -221,10 +221,10 @@ def family_notify() -> str:
     """E-mail the families who opted in about a new stage of their order (at most one a day,
     none at night at the treatment site); the outbox delivers them."""
     with UnitOfWork(database().session_factory) as uow:
-        made = family_status.notify_families(
+        made = family_emails.notify_families(
             uow.session,
             now=utcnow(),
-            public_url=settings.public_url or family_status.DEFAULT_PUBLIC_URL,
+            public_url=settings.public_url or family_emails.DEFAULT_PUBLIC_URL,
             secret_key=settings.secret_key,
         )
         uow.commit()

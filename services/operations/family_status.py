@@ -1,5 +1,5 @@
-"""The family's status page: share links made by the care team, the page's read model, news
-marked discussed, and the family's opted-in e-mails through the outbox.
+"""The family's status page: share links made by the care team, the page's read model, and
+news marked discussed (the family's e-mails: services.operations.family_emails).
 
 Who: share links are made and revoked, and news is marked discussed, by the care team of the
 order's treatment site only (others who see the order are refused; those who do not see it
@@ -19,7 +19,6 @@ from sqlmodel import Session, col, select
 
 from services.db.models import (
     CustodyEvent,
-    Notification,
     Order,
     Site,
     StatusDisclosure,
@@ -28,7 +27,6 @@ from services.db.models import (
     Subscription,
     Unit,
 )
-from services.db.uow import PENDING_FLAG
 from services.domain import family_status as family
 from services.domain.custody import Actor, Role, UnitKind
 from services.domain.errors import Forbidden, InvalidRequest, NotFound
@@ -41,15 +39,12 @@ from services.domain.local_time import (
     offset_text,
     zone,
 )
-from services.domain.notifications import Channel, NotificationState
 from services.domain.sla import Leg
-from services.domain.targets import check_email_address
 from services.operations import access, turnaround
 from services.operations.changelog import System, record_change
 from services.operations.deadlines import current_policy
 
 FAMILY_PAGE = System("family status page")
-DEFAULT_PUBLIC_URL = "http://localhost:5000"  # PUBLIC_URL unset: the development server
 
 
 def _care_order(session: Session, actor: Actor, coi: str) -> Order:
@@ -102,7 +97,7 @@ def revoke_link(
         link.revoked_at = now
         link.revoked_by_id = actor.user_id
         session.add(link)
-        _stop_emails(session, link, "the care team revoked the status link", now)
+        stop_emails(session, link, "the care team revoked the status link", now)
         record_change(
             session,
             actor=actor,
@@ -153,7 +148,7 @@ def links_of(session: Session, *, actor: Actor, coi: str, now: dt.datetime) -> l
             first_viewed_at=link.first_viewed_at,
             views=sum(v for _d, v in counts.get(link.id or 0, [])),
             views_today=sum(v for d, v in counts.get(link.id or 0, []) if d == today),
-            emails=link.subscription_id is not None and _subscribed(session, link),
+            emails=link.subscription_id is not None and subscribed(session, link),
             live=_live(link, now),
         )
         for link in links
@@ -353,7 +348,7 @@ def family_view(session: Session, *, link: StatusLink, now: dt.datetime) -> Fami
         news=news,
         contact_you=contact_you,
         updated=_moment_text(now, zone_name),
-        emails=_subscribed(session, link),
+        emails=subscribed(session, link),
     )
     if stage is Stage.GIVEN and order.infused_at is not None:
         view.given_on = _day_text(local_day(order.infused_at, zone_name))
@@ -432,17 +427,17 @@ def mark_discussed(
     return row
 
 
-# the family's e-mails
+# the family's e-mails (services.operations.family_emails sends them)
 
 
-def _subscribed(session: Session, link: StatusLink) -> bool:
+def subscribed(session: Session, link: StatusLink) -> bool:
     if link.subscription_id is None:
         return False
     subscription = session.get(Subscription, link.subscription_id)
     return subscription is not None and subscription.active
 
 
-def _stop_emails(session: Session, link: StatusLink, why: str, now: dt.datetime) -> None:
+def stop_emails(session: Session, link: StatusLink, why: str, now: dt.datetime) -> None:
     if link.subscription_id is None:
         return
     subscription = session.get(Subscription, link.subscription_id)
@@ -450,139 +445,3 @@ def _stop_emails(session: Session, link: StatusLink, why: str, now: dt.datetime)
         subscription.active = False
         subscription.disabled_reason = f"{why} ({now.isoformat()})"[:500]
         session.add(subscription)
-
-
-def set_emails(session: Session, *, link: StatusLink, email: str | None, now: dt.datetime) -> None:
-    """The family turns e-mails on (to ``email``) or off (None). Only the next stage change
-    is sent: the stage they read now is the one they know."""
-    order = session.get(Order, link.order_id)
-    assert order is not None
-    assert order.id is not None
-    if email is None:
-        if _subscribed(session, link):
-            _stop_emails(session, link, "the family stopped the e-mails", now)
-            _record_emails(session, link, order, on=False, now=now)
-        return
-    target = check_email_address(email)
-    _stop_emails(session, link, "the family gave another address", now)
-    subscription = Subscription(
-        created_by_id=link.created_by_id,
-        order_id=order.id,
-        channel=Channel.EMAIL,
-        target=target,
-        events=[family.FAMILY_KIND],  # no custody news: only what notify_families writes
-    )
-    session.add(subscription)
-    session.flush()
-    link.subscription_id = subscription.id
-    link.notified_stage = (family_view(session, link=link, now=now).stage or "") or None
-    link.notified_at = None
-    session.add(link)
-    _record_emails(session, link, order, on=True, now=now)
-
-
-def _record_emails(
-    session: Session, link: StatusLink, order: Order, *, on: bool, now: dt.datetime
-) -> None:
-    record_change(
-        session,
-        actor=FAMILY_PAGE,
-        action="family e-mails " + ("on" if on else "off"),
-        subject=f"{order.coi} status link {link.id}",
-        after={"emails": on},
-        now=now,
-        site_id=order.treatment_site_id,
-    )
-
-
-def stop_by_signature(
-    session: Session, *, subscription_id: int, signature: str, secret_key: str, now: dt.datetime
-) -> bool:
-    """The e-mail's unsubscribe link: True when that subscription's e-mails are off now."""
-    if not family.check_stop_signature(secret_key, subscription_id, signature):
-        raise NotFound("no such subscription")
-    link = session.exec(
-        select(StatusLink).where(StatusLink.subscription_id == subscription_id)
-    ).first()
-    if link is None:
-        raise NotFound("no such subscription")
-    if _subscribed(session, link):
-        order = session.get(Order, link.order_id)
-        assert order is not None
-        _stop_emails(session, link, "the family unsubscribed", now)
-        _record_emails(session, link, order, on=False, now=now)
-    return True
-
-
-def stop_url(public_url: str, secret_key: str, subscription_id: int) -> str:
-    signature = family.stop_signature(secret_key, subscription_id)
-    return f"{public_url.rstrip('/')}/status/stop/{subscription_id}/{signature}"
-
-
-def notify_families(
-    session: Session, *, now: dt.datetime, public_url: str, secret_key: str
-) -> list[int]:
-    """One outbox row per link whose family opted in and whose shown stage moved since their
-    last e-mail: at most one a day, none at night at the treatment site."""
-    links = session.exec(
-        select(StatusLink)
-        .join(Subscription, col(Subscription.id) == col(StatusLink.subscription_id))
-        .where(
-            col(Subscription.active).is_(True),
-            col(StatusLink.revoked_at).is_(None),
-            col(StatusLink.expires_at) > now,
-        )
-        .order_by(col(StatusLink.id))
-        .with_for_update(of=StatusLink, skip_locked=True)
-    ).all()
-    written = []
-    for link in links:
-        order = session.get(Order, link.order_id)
-        assert order is not None
-        site = session.get(Site, order.treatment_site_id)
-        assert site is not None
-        tz = zone(site.time_zone or UTC_ZONE)
-        if not family.may_email(now=now, last_sent=link.notified_at, tz=tz):
-            continue
-        view = family_view(session, link=link, now=now)
-        if view.stage is None or view.stage.value == link.notified_stage:
-            continue
-        assert link.subscription_id is not None
-        subscription = session.get(Subscription, link.subscription_id)
-        assert subscription is not None
-        link.notices += 1
-        payload = {
-            "type": "family.stage",
-            "kind": family.FAMILY_KIND,
-            "stage": view.stage.value,
-            "title": family.TITLES[view.stage],
-            "words": view.headline,
-            "expected": [f"{what}: {when}" for what, when in view.expected],
-            "site_name": view.site_name,
-            "site_phone": view.site_phone,
-            "stop_url": stop_url(public_url, secret_key, link.subscription_id),
-            "recorded_at": now.isoformat(),
-        }
-        row = Notification(
-            subscription_id=link.subscription_id,
-            order_id=order.id,
-            source=family.FAMILY_KIND,
-            source_id=link.notices,
-            kind=family.FAMILY_KIND,
-            channel=Channel.EMAIL,
-            target=subscription.target,
-            payload=payload,
-            state=NotificationState.PENDING,
-            next_attempt_at=now,
-            created_at=now,
-        )
-        session.add(row)
-        link.notified_stage = view.stage.value
-        link.notified_at = now
-        session.add(link)
-        session.flush()
-        assert row.id is not None
-        written.append(row.id)
-    if written:
-        session.info[PENDING_FLAG] = True
-    return written

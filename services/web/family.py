@@ -14,7 +14,7 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from services.domain.errors import DomainError, NotFound
-from services.operations import family_status
+from services.operations import family_emails, family_status
 from services.web.state import state, unit_of_work, utcnow
 
 family = Blueprint("family", __name__)
@@ -59,7 +59,7 @@ def status_emails(token: str) -> Any:
         with unit_of_work() as uow:
             link = family_status.open_link(uow.session, token=token, now=now, count=False)
             address = (request.form.get("email") or "")[:254]
-            family_status.set_emails(
+            family_emails.set_emails(
                 uow.session, link=link, email=None if stop else address, now=now
             )
             uow.commit()
@@ -81,7 +81,7 @@ def stop_emails(subscription_id: int, signature: str) -> Any:
         return render_template("family_stop.html", stopped=False)
     try:
         with unit_of_work() as uow:
-            family_status.stop_by_signature(
+            family_emails.stop_by_signature(
                 uow.session,
                 subscription_id=subscription_id,
                 signature=signature[:64],

@@ -22,7 +22,7 @@ from services.db.models import (
     Subscription,
 )
 from services.domain.local_time import next_local_time
-from services.operations import family_status, sites
+from services.operations import family_emails, family_status, sites
 from tests.integration.test_notifications import deliver_due
 from tests.integration.test_vein_to_vein import STEPS, bc, status
 from tests.receivers import smtp_server
@@ -309,7 +309,7 @@ def test_family_emails_once_a_day_never_at_night_and_stop(app_factory: Any) -> N
 
         def tell(at: dt.datetime) -> int:
             with db(world) as uow:
-                made = family_status.notify_families(
+                made = family_emails.notify_families(
                     uow.session, now=at, public_url="https://v2v.example", secret_key=secret
                 )
                 uow.commit()
