@@ -62,6 +62,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": "notifications.digest",
                 "schedule": settings.digest_interval_seconds,
             },
+            "family-emails": {
+                "task": "family.notify",
+                "schedule": settings.family_email_interval_seconds,
+            },
             "audit-checkpoint": {
                 "task": "audit.checkpoint",
                 "schedule": settings.checkpoint_interval_seconds,

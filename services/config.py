@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     # the clock of the subscriber's site; the beat looks every digest_interval_seconds
     digest_hour: int = Field(default=7, ge=0, le=23)
     digest_interval_seconds: float = 600.0
+    # the family's status page (issue 32): the address families reach vein2vein at, for the
+    # links in their e-mails (empty: the API answers with the address it was called at, and
+    # e-mails use http://localhost:5000); how often the beat looks for stage changes to tell
+    public_url: str = ""
+    family_email_interval_seconds: float = 600.0
     # the development server's access log (a line per request): off unless asked for
     log_requests: bool = False
 

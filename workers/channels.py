@@ -22,6 +22,7 @@ from standardwebhooks.webhooks import Webhook
 
 from services.config import Settings
 from services.domain.errors import InvalidRequest
+from services.domain.family_status import FAMILY_KIND
 from services.domain.notifications import DIGEST, Channel, body_text, summary
 from services.domain.targets import (
     WebhookUrl,
@@ -89,8 +90,49 @@ def message_id(attempt: Attempt, settings: Settings) -> str:
     return f"<notification-{attempt.notification_id}@{settings.message_id_domain}>"
 
 
+def family_message(attempt: Attempt, settings: Settings) -> EmailMessage:
+    """A family's e-mail: the new stage in plain words, the treatment site's name and phone,
+    and a link to stop them (one click, RFC 8058). No identifier, no site code, no person."""
+    payload = attempt.payload
+    message = EmailMessage()
+    message["Subject"] = summary(payload)
+    message["From"] = settings.mail_from
+    message["To"] = attempt.target
+    message["Message-ID"] = message_id(attempt, settings)
+    message["Date"] = format_datetime(attempt.created_at)
+    message["List-Unsubscribe"] = f"<{payload['stop_url']}>"
+    message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    phone = payload.get("site_phone")
+    ask = f"Questions? Call {payload['site_name']} on {phone}." if phone else ""
+    lines = [
+        payload["title"],
+        "",
+        payload["words"],
+        *payload.get("expected", []),
+        "",
+        "Open the status page with the link your care team gave you to see more.",
+        ask,
+        "",
+        f"To stop these e-mails: {payload['stop_url']}",
+    ]
+    message.set_content("\n".join(lines) + "\n")
+    expected = "".join(f"<p>{html.escape(line)}</p>" for line in payload.get("expected", []))
+    message.add_alternative(
+        f"<!doctype html><html><body><h1>{html.escape(payload['title'])}</h1>"
+        f"<p>{html.escape(payload['words'])}</p>{expected}"
+        "<p>Open the status page with the link your care team gave you to see more.</p>"
+        f"<p>{html.escape(ask)}</p>"
+        f'<p><a href="{html.escape(payload["stop_url"])}">Stop these e-mails</a></p>'
+        "</body></html>",
+        subtype="html",
+    )
+    return message
+
+
 def email_message(attempt: Attempt, settings: Settings) -> EmailMessage:
     payload = attempt.payload
+    if payload.get("kind") == FAMILY_KIND:
+        return family_message(attempt, settings)
     message = EmailMessage()
     message["Subject"] = f"[vein2vein] {summary(payload)}"
     message["From"] = settings.mail_from

@@ -12,7 +12,7 @@ from celery.signals import worker_process_init
 from services.config import Settings
 from services.db import Database, UnitOfWork, privileges
 from services.domain.errors import SigningKeyMissing
-from services.operations import audit, deadlines, keys, notifications
+from services.operations import audit, deadlines, family_emails, keys, notifications
 from workers import channels
 from workers.celery_app import celery_app, settings
 
@@ -214,3 +214,20 @@ def deliver_claims(claims: list[tuple[int, str]], db: Database, current: Setting
                 )
             results.append(state.value)
     return results
+
+
+@celery_app.task(name="family.notify")
+def family_notify() -> str:
+    """E-mail the families who opted in about a new stage of their order (at most one a day,
+    none at night at the treatment site); the outbox delivers them."""
+    with UnitOfWork(database().session_factory) as uow:
+        made = family_emails.notify_families(
+            uow.session,
+            now=utcnow(),
+            public_url=settings.public_url or family_emails.DEFAULT_PUBLIC_URL,
+            secret_key=settings.secret_key,
+        )
+        uow.commit()
+    if made:
+        _wake_dispatcher()
+    return f"{len(made)} family e-mail(s)"

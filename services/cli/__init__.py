@@ -176,15 +176,25 @@ def site_add(code: str, kind: str, name: str, fin: str | None, time_zone: str) -
 @click.argument("code")
 @click.option("--name", default=None, help="The site's new name")
 @click.option("--time-zone", default=None, help="The site's clock, an IANA time zone")
-def site_set(code: str, name: str | None, time_zone: str | None) -> None:
-    """Change a site's name or time zone (its code and kind never change)."""
-    if name is None and time_zone is None:
-        raise click.UsageError("give --name or --time-zone (or both)")
+@click.option(
+    "--phone", default=None, help="The number families call (their status page); '' clears it"
+)
+def site_set(code: str, name: str | None, time_zone: str | None, phone: str | None) -> None:
+    """Change a site's name, time zone or phone (its code and kind never change)."""
+    if name is None and time_zone is None and phone is None:
+        raise click.UsageError("give --name, --time-zone or --phone")
     with transaction() as uow:
         row = sites.change_site(
-            uow.session, actor=None, code=code, name=name, time_zone=time_zone, now=utcnow()
+            uow.session,
+            actor=None,
+            code=code,
+            name=name,
+            time_zone=time_zone,
+            phone=phone,
+            now=utcnow(),
         )
-        click.echo(f"site {row.code}: {row.name}, on {row.time_zone} time")
+        said = f", phone {row.phone}" if row.phone else ""
+        click.echo(f"site {row.code}: {row.name}, on {row.time_zone} time{said}")
 
 
 @site.command("signing")

@@ -64,6 +64,9 @@ ZONES = {
     "TRT-SOUTH": "America/New_York",
 }
 
+# the treatment sites' numbers for families (fictional: Ofcom's and NANP's drama ranges)
+PHONES = {"TRT-NORTH": "+44 20 7946 0123", "TRT-SOUTH": "+1 212 555 0123"}
+
 USERS = [
     ("apheresis@northgate.demo", "Alex Apheresis", Role.APHERESIS_STAFF, "APH-NORTH"),
     ("apheresis@southbank.demo", "Sam Southbank", Role.APHERESIS_STAFF, "APH-SOUTH"),
@@ -135,6 +138,9 @@ def load_demo(transaction: Transaction, *, echo: Callable[[str], None]) -> None:
             elif found.time_zone == "UTC":  # a demo from before sites kept their clocks
                 found.time_zone = ZONES[code]
                 uow.session.add(found)
+            site = found or admin.site_by_code(uow.session, code)
+            if code in PHONES and site.phone is None:  # what families call (status page)
+                sites.change_site(uow.session, actor=None, code=code, phone=PHONES[code], now=now)
         for email, name, role, site_code in USERS:
             if not uow.session.exec(select(User).where(User.email == email)).first():
                 command_line.add_user(

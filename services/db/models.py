@@ -55,6 +55,9 @@ class Site(SQLModel, table=True):
     # the site whose admins added it and manage it (besides its own admins); None: its own
     # admins and the command line only
     managed_by_site_id: int | None = Field(default=None, foreign_key="sites.id")
+    # the number families call with questions (a treatment site's, shown on the family's
+    # status page); set by the site's admins, on record
+    phone: str | None = Field(default=None, max_length=40)
 
 
 class User(SQLModel, table=True):
@@ -807,3 +810,54 @@ class CourierContract(SQLModel, table=True):
     created_by_id: int | None = Field(default=None, foreign_key="users.id")
     created_at: dt.datetime = _created_at()
     ended_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+# the family's status page (issue 32)
+
+
+class StatusLink(SQLModel, table=True):
+    """A share link to an order's family status page, made by its treatment site's care team.
+    Only the SHA-256 of its token is kept; the token itself is shown once, in the link."""
+
+    __tablename__ = "status_links"
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: int = Field(foreign_key="orders.id", index=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    created_by_id: int = Field(foreign_key="users.id")
+    created_at: dt.datetime = Field(sa_type=UTCDateTime)
+    expires_at: dt.datetime = Field(sa_type=UTCDateTime)
+    revoked_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_by_id: int | None = Field(default=None, foreign_key="users.id")
+    first_viewed_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # the family's e-mail notifications (opt-in): their subscription, the stage last told
+    # and when (at most one a day), and how many were sent (each outbox row's source id)
+    subscription_id: int | None = Field(default=None, foreign_key="subscriptions.id")
+    notified_stage: str | None = Field(default=None, max_length=32)
+    notified_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    notices: int = Field(default=0)
+
+
+class StatusLinkView(SQLModel, table=True):
+    """How often a status link was opened, per day (UTC)."""
+
+    __tablename__ = "status_link_views"
+
+    link_id: int = Field(foreign_key="status_links.id", primary_key=True)
+    day: dt.date = Field(primary_key=True)
+    views: int = Field(default=0)
+
+
+class StatusDisclosure(SQLModel, table=True):
+    """News a clinician tells the family first (a hold, a bag out of specification, a failed
+    batch), marked discussed by the care team: who, when, why. Until then the family's page
+    does not show it."""
+
+    __tablename__ = "status_disclosures"
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: int = Field(foreign_key="orders.id", index=True)
+    event_id: int = Field(foreign_key="custody_events.id", unique=True)
+    discussed_by_id: int = Field(foreign_key="users.id")
+    discussed_at: dt.datetime = Field(sa_type=UTCDateTime)
+    reason: str = Field(max_length=500)

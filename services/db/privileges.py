@@ -35,6 +35,7 @@ RECORD_TABLES = frozenset(
         "sla_policies",
         "alarm_rules",
         "signing_keys",
+        "status_disclosures",
     }
 )
 # rows the application updates, but never in these columns (see migration 0007's triggers)

@@ -130,6 +130,8 @@ def summary(payload: dict[str, Any]) -> str:
             f"{len(payload['heads'])} chains, root {str(payload['root'])[:16]}..., signed by key "
             f"{payload.get('key_id') or '(none)'}: keep this message as a witness copy"
         )
+    if payload["kind"] == "family_stage":  # the family's e-mail: no identifier, no site code
+        return f"Update from {payload['site_name']}: {payload['title']}"
     if payload["kind"] == "enroll":
         return f"Order {payload['coi']} enrolled at {payload['site']}"
     if payload["kind"] == DIGEST:

@@ -87,6 +87,9 @@ ROLES: Mapping[str, frozenset[Role]] = {
     "digest": _EVERYONE,
     "pickup": frozenset({Role.CARE_TEAM, Role.APHERESIS_STAFF, Role.COURIER}),
     "deliver": frozenset({Role.CARE_TEAM, Role.MANUFACTURING_OPERATOR, Role.COURIER}),
+    # a family's e-mail about a new stage (services.operations.family_status): sent to the
+    # family only, never into a site's feed; the care team who shared the link owns it
+    "family_stage": frozenset({Role.CARE_TEAM}),
 }
 _PROGRESS_ROLES = frozenset({Role.CARE_TEAM, Role.APHERESIS_STAFF, Role.MANUFACTURING_OPERATOR})
 

@@ -17,6 +17,7 @@ from sqlmodel import Session, select
 from services.db.models import Site
 from services.domain.custody import Actor, SiteKind
 from services.domain.errors import InvalidRequest
+from services.domain.family_status import check_phone
 from services.domain.local_time import UTC_ZONE, check_zone
 from services.operations import access, admin
 from services.operations.changelog import record_change
@@ -29,6 +30,7 @@ def _record(site: Site) -> dict[str, Any]:
         "name": site.name,
         "fin": site.fin,
         "time_zone": site.time_zone,
+        "phone": site.phone,
     }
 
 
@@ -82,10 +84,11 @@ def change_site(
     code: str,
     name: str | None = None,
     time_zone: str | None = None,
+    phone: str | None = None,
     now: dt.datetime,
 ) -> Site:
-    """A site's name or time zone changed (its code and kind never change; its FIN is given
-    once, services.operations.staff.set_fin)."""
+    """A site's name, time zone or phone (families call it; "" clears it) changed (its code
+    and kind never change; its FIN is given once, services.operations.staff.set_fin)."""
     site = (
         admin.site_by_code(session, code)
         if actor is None
@@ -99,6 +102,8 @@ def change_site(
         site.name = name
     if time_zone is not None:
         site.time_zone = check_zone(time_zone)
+    if phone is not None:
+        site.phone = check_phone(phone)
     after = _record(site)
     if after != before:
         session.add(site)

@@ -112,10 +112,12 @@ def create_app(settings: Settings | None = None, *, web: bool = True) -> OpenAPI
         privileges.refuse_privileged_role(database.engine)
 
     from services.web.api import api
+    from services.web.family import family
     from services.web.pages import pages
 
     app.register_api(api)
     app.register_blueprint(pages)
+    app.register_blueprint(family)
     _access_log(settings.log_requests)
     if settings.trusted_proxies:
         hops = settings.trusted_proxies

@@ -37,6 +37,7 @@ from services.web.errors import error_page, problem, wants_page
 from services.web.state import unit_of_work
 
 API_PREFIX = "/api/"
+FAMILY = "family"  # the blueprint of the family's status page (services/web/family.py)
 # the session's clock: when its user signed in, and when they last asked for anything
 SIGNED_IN_AT, LAST_SEEN_AT = "_signed_in_at", "_last_seen_at"
 # pages that sign a stale session out and go on (the others send it to the login page)
@@ -145,7 +146,8 @@ def install(app: Flask, settings: Settings) -> None:
 
     @app.before_request
     def _page_csrf() -> None:
-        if not request.path.startswith(API_PREFIX):
+        # the family's status page has no session to ride on: its token is its only key
+        if not request.path.startswith(API_PREFIX) and request.blueprint != FAMILY:
             csrf.protect()
 
     _install_session_clock(app, settings)
@@ -245,6 +247,8 @@ def _install_session_clock(app: Flask, settings: Settings) -> None:
     def _session_clock() -> BaseResponse | None:
         if request.path.startswith(API_PREFIX) or request.endpoint == "static":
             return None
+        if request.blueprint == FAMILY:
+            return None  # no sign-in there: a care team's session is neither kept nor ended
         if "_user_id" not in session:  # Flask-Login's: nobody is signed in
             return None
         now = _now()

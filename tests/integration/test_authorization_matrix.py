@@ -37,6 +37,8 @@ from services.db.models import (
     SignatureRule,
     Site,
     SlaPolicy,
+    StatusDisclosure,
+    StatusLink,
     Subscription,
     TemperatureReading,
     Unit,
@@ -292,6 +294,22 @@ CASES: dict[tuple[str, str], Request] = {
         f"/api/v1/shipments/{a['shipment']}/cancel",
         {"reason": "sabotage"},
     ),
+    # the family's status page (issue 32): links and news are the treatment site's care team's
+    ("POST", "/api/v1/orders/<coi>/status-links"): lambda a: (
+        "POST",
+        f"/api/v1/orders/{a['coi']}/status-links",
+        {"expires_in_days": 180},
+    ),
+    ("DELETE", "/api/v1/orders/<coi>/status-links/<int:link_id>"): lambda a: (
+        "DELETE",
+        f"/api/v1/orders/{a['coi']}/status-links/{a['status_link']}",
+        None,
+    ),
+    ("POST", "/api/v1/orders/<coi>/status-news/<int:sequence>/discussed"): lambda a: (
+        "POST",
+        f"/api/v1/orders/{a['held_coi']}/status-news/{a['hold_sequence']}/discussed",
+        {"reason": "sabotage"},
+    ),
 }
 # answers event by event (200 with each refused): what matters is that nothing of A's changes
 PER_ITEM = {("POST", "/api/v1/epcis/capture")}
@@ -377,6 +395,12 @@ def a_record(world: World, coi: str) -> tuple[Any, ...]:
                 if r.site_id in _site_ids(session, "-1")
             ),
             session.exec(select(func.count()).select_from(AlertAcknowledgement)).one(),
+            # the family's status links and the news marked discussed with them (issue 32)
+            tuple(
+                (link.id, link.revoked_at, link.expires_at)
+                for link in session.exec(select(StatusLink).order_by(StatusLink.id))  # type: ignore[arg-type]
+            ),
+            session.exec(select(func.count()).select_from(StatusDisclosure)).one(),
         )
 
 
@@ -670,6 +694,39 @@ PAGE_CASES: dict[tuple[str, str], Request] = {
         f"/holds/{a['held']}",
         {"decision": "reject", "reason": "x", "email": "x@example.org", "password": "x"},
     ),
+    # the family's status page (issue 32): the care team's forms, and the family's own pages,
+    # which open with a link's token only (an unknown one, or a forged stop link, is a 404)
+    ("POST", "/orders/<coi>/status-links"): lambda a: (
+        "POST",
+        f"/orders/{a['coi']}/status-links",
+        {"expires_in_days": "180"},
+    ),
+    ("POST", "/orders/<coi>/status-links/<int:link_id>/revoke"): lambda a: (
+        "POST",
+        f"/orders/{a['coi']}/status-links/{a['status_link']}/revoke",
+        {},
+    ),
+    ("POST", "/orders/<coi>/status-news/<int:sequence>/discussed"): lambda a: (
+        "POST",
+        f"/orders/{a['held_coi']}/status-news/{a['hold_sequence']}/discussed",
+        {"reason": "sabotage"},
+    ),
+    ("GET", "/status/<token>"): lambda a: ("GET", f"/status/{'A' * 43}", None),
+    ("POST", "/status/<token>/emails"): lambda a: (
+        "POST",
+        f"/status/{'A' * 43}/emails",
+        {"emails": "off"},
+    ),
+    ("GET", "/status/stop/<int:subscription_id>/<signature>"): lambda a: (
+        "GET",
+        f"/status/stop/{a['family_subscription']}/{'0' * 40}",
+        None,
+    ),
+    ("POST", "/status/stop/<int:subscription_id>/<signature>"): lambda a: (
+        "POST",
+        f"/status/stop/{a['family_subscription']}/{'0' * 40}",
+        {},
+    ),
 }
 PUBLIC_RULES = {"/static/<path:filename>"}
 
@@ -748,6 +805,22 @@ def test_no_user_of_another_network_reads_or_changes_anything(world: World) -> N
     with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
         (token_row, *_) = admin.tokens_of(uow.session, email="care@example.org")
         care_user = admin.user_by_email(uow.session, "care@example.org").id
+    # a family status link of A's, its family's e-mails on, and the hold waiting to be told
+    status_link = world.post("care", f"/api/v1/orders/{bag['coi']}/status-links", {}).json
+    family_token = status_link["url"].rsplit("/", 1)[1]
+    opted = world.app.test_client().post(
+        f"/status/{family_token}/emails", data={"emails": "on", "email": "kin@example.net"}
+    )
+    assert "emails=on" in opted.headers["Location"]
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        family_subscription = uow.session.exec(
+            select(Subscription.id).where(Subscription.target == "kin@example.net")
+        ).one()
+    hold_sequence = next(
+        e["sequence"]
+        for e in world.get("care", f"/api/v1/orders/{held['coi']}/events").json["events"]
+        if e["action"] == "hold"
+    )
     # a refused scan of A's, for the review queue
     world.scan("aph", bag["barcode"], "verify_label", "APH-1")
     with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
@@ -772,6 +845,10 @@ def test_no_user_of_another_network_reads_or_changes_anything(world: World) -> N
         "logger_file": logger_file,
         "reading_at": reading_at,
         "held": held["din"],
+        "held_coi": held["coi"],
+        "hold_sequence": hold_sequence,
+        "status_link": status_link["id"],
+        "family_subscription": family_subscription,
         "epcis_event": quote(
             world.get("aph", f"/api/v1/orders/{bag['coi']}/epcis").json["epcisBody"]["eventList"][
                 0

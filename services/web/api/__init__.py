@@ -11,6 +11,7 @@ from services.web.api import (  # noqa: F401 - routes
     orders,
     scans,
     shipments,
+    status_links,
     tokens,
     turnaround,
 )

@@ -923,3 +923,43 @@ class DispositionCreate(SQLModel):
     password: Annotated[str, AfterValidator(_no_nul)] = Field(
         max_length=256, description="Your password: the second component"
     )
+
+
+# the family's status page (issue 32)
+
+
+class StatusLinkCreate(SQLModel):
+    expires_in_days: int | None = Field(
+        default=None,
+        description="How long the link works: 1 to 180 days (default 60)",
+    )
+
+
+class StatusLinkPath(SQLModel):
+    coi: Identifier = Field(description="The chain of identity identifier")
+    link_id: RowId
+
+
+class StatusLinkPublic(SQLModel):
+    id: int
+    url: str | None = Field(
+        default=None, description="The family's link, with its token: shown once, at creation"
+    )
+    created_at: dt.datetime
+    expires_at: dt.datetime
+    revoked_at: dt.datetime | None = None
+    first_viewed_at: dt.datetime | None = None
+
+
+class StatusNewsPath(SQLModel):
+    coi: Identifier = Field(description="The chain of identity identifier")
+    sequence: Annotated[int, Constraint(ge=0, le=MAX_ID)]
+
+
+class StatusNewsDiscussed(SQLModel):
+    reason: Reason = Field(description="How and with whom the news was discussed")
+
+
+class StatusNewsPublic(SQLModel):
+    sequence: int
+    discussed_at: dt.datetime

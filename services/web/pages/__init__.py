@@ -91,6 +91,8 @@ def _times(setup: object) -> None:
 
 @pages.app_context_processor
 def _forms() -> dict[str, object]:
+    if request.blueprint == "family":
+        return {}  # no CSRF token (it would set a session cookie), no signed-in navigation
     context: dict[str, object] = {"logout_form": LogoutForm()}
     if current_user.is_authenticated:
         actor = session_actor()
@@ -104,7 +106,11 @@ def _forms() -> dict[str, object]:
 @pages.before_app_request
 def _temporary_password_first() -> Response | None:
     """A temporary password is changed before anything else is done."""
-    if request.path.startswith("/api/") or request.endpoint in CHANGE_FIRST:
+    if (
+        request.path.startswith("/api/")
+        or request.endpoint in CHANGE_FIRST
+        or request.blueprint == "family"  # the family's page knows no sign-in
+    ):
         return None
     user = current_user
     if user.is_authenticated and getattr(user, "must_change_password", False):
@@ -188,4 +194,5 @@ import services.web.pages.orders  # noqa: E402
 import services.web.pages.products  # noqa: E402
 import services.web.pages.review  # noqa: E402
 import services.web.pages.shipments  # noqa: E402
+import services.web.pages.status_links  # noqa: E402
 import services.web.pages.work  # noqa: E402, F401

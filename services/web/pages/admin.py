@@ -125,10 +125,14 @@ def admin_change_site(code: str) -> Any:
                 code=code[:32],
                 name=forms.text("name", max_length=200, required=True, label="the site's name"),
                 time_zone=forms.text("time_zone", max_length=64, required=True, label="time zone"),
+                # a treatment site's phone for families; absent from the form: unchanged
+                phone=request.form.get("phone", None, type=str),
                 now=utcnow(),
             )
             uow.commit()
             message = f"{site.code}: {site.name}, on {site.time_zone} time."
+            if site.phone:
+                message += f" Families call {site.phone}."
     except DomainError as error:
         return _done(f"Not changed: {error.detail}", code[:32])
     return _done(message, code[:32])

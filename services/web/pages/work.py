@@ -19,13 +19,22 @@ from services.domain.errors import DomainError, InvalidRequest, SignatureRefused
 from services.domain.identifiers import batch_code, batch_number
 from services.domain.signatures import MEANINGS, correction_meaning
 from services.domain.triage import Severity, refusal_severity
-from services.operations import access, audit, batches, condition, signing, station, tower
+from services.operations import (
+    access,
+    audit,
+    batches,
+    condition,
+    family_status,
+    signing,
+    station,
+    tower,
+)
 from services.operations import labels as label_ops
 from services.operations.directory import Directory
 from services.operations.labels import label_spec
 from services.operations.queries import coi_value, unit_by_din
 from services.operations.scans import ScanInput
-from services.web import charts, forms
+from services.web import charts, forms, shown_once
 from services.web.api.present import batch_public, order_public, timeline_window
 from services.web.documents import evidence_response, report_response
 from services.web.errors import STATUS_BY_CODE
@@ -310,6 +319,18 @@ def order_timeline(coi: str) -> str:
         ]
         at_collection = actor.site_id == order.collection_site_id
         at_manufacturing = actor.site_id == order.manufacturing_site_id
+        # the family's status page: shared by the treatment site's care team only
+        shares = actor.role is Role.CARE_TEAM and actor.site_id == order.treatment_site_id
+        status_links = (
+            family_status.links_of(uow.session, actor=actor, coi=order.coi, now=utcnow())
+            if shares
+            else []
+        )
+        status_news = (
+            family_status.pending_news(uow.session, actor=actor, coi=order.coi, now=utcnow())
+            if shares
+            else []
+        )
     printed = {p.what for p in prints}
     return render_template(
         "order.html",
@@ -337,6 +358,10 @@ def order_timeline(coi: str) -> str:
         and any(u.state is UnitState.RECEIVED for u in public.units),
         printer=bool(state().settings.label_printer_url),
         conditions=conditions,
+        shares=shares,
+        status_links=status_links,
+        status_news=status_news,
+        status_made=shown_once.take() if shares else None,
     )
 
 
