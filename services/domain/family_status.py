@@ -69,6 +69,9 @@ def stop_signature(secret_key: str, subscription_id: int) -> str:
 
 
 def check_stop_signature(secret_key: str, subscription_id: int, given: str) -> bool:
+    # compare_digest takes ASCII text only: anything else is no signature of ours
+    if not re.fullmatch(r"[0-9a-f]{40}", given):
+        return False
     return hmac.compare_digest(stop_signature(secret_key, subscription_id), given)
 
 
@@ -154,15 +157,24 @@ def stage_of(steps: Iterable[Step]) -> Stage | None:
     yet), replaying its records in order."""
     bags: dict[int, tuple[UnitKind, UnitState]] = {}
     batches: dict[int, BatchState] = {}
+    batch_of: dict[int, int] = {}  # bag -> the batch it went into (or came out of)
     for step in sorted(steps, key=lambda s: s.sequence):
         if step.unit_id is not None and step.kind is not None and step.to_state is not None:
-            if step.to_state not in _NOT_PROGRESS:
+            if step.batch_id is not None:
+                batch_of[step.unit_id] = step.batch_id
+            if step.to_state in custody.HELD_STATES:
+                continue  # held: the stage stays where it was; the hold is news of its own
+            if step.to_state in _NOT_PROGRESS:
+                bags.pop(step.unit_id, None)  # out of the chain: it carries the order no more
+            else:
                 bags[step.unit_id] = (step.kind, step.to_state)
-        elif (
-            step.batch_id is not None
-            and step.batch_state is not None
-            and step.batch_state is not BatchState.FAILED
-        ):
+        elif step.batch_id is not None and step.batch_state is BatchState.FAILED:
+            # a failed batch carries the order no more, nor do the bags that went into it:
+            # the stage is what the rest (a new collection, say) has reached
+            batches.pop(step.batch_id, None)
+            for unit_id in [u for u, b in batch_of.items() if b == step.batch_id]:
+                bags.pop(unit_id, None)
+        elif step.batch_id is not None and step.batch_state is not None:
             batches[step.batch_id] = step.batch_state
     reached = [
         (_APHERESIS if kind is UnitKind.APHERESIS else _PRODUCT).get(state)

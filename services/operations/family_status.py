@@ -424,6 +424,15 @@ def mark_discussed(
     )
     session.add(row)
     session.flush()
+    record_change(
+        session,
+        actor=actor,
+        action="status news discussed",
+        subject=f"{order.coi} record {sequence}",
+        site_id=order.treatment_site_id,
+        after={"news": family.news_kind(steps[sequence]), "how": reason},
+        now=now,
+    )
     return row
 
 

@@ -79,6 +79,8 @@ def stop_emails(subscription_id: int, signature: str) -> Any:
     nothing), or a one-click POST from the mail program (RFC 8058)."""
     if request.method == "GET":
         return render_template("family_stop.html", stopped=False)
+    if not 1 <= subscription_id <= 2**31 - 1:
+        return _missing()  # no id we hand out
     try:
         with unit_of_work() as uow:
             family_emails.stop_by_signature(

@@ -26,7 +26,7 @@ from services.operations import family_emails, family_status, sites
 from tests.integration.test_notifications import deliver_due
 from tests.integration.test_vein_to_vein import STEPS, bc, status
 from tests.receivers import smtp_server
-from tests.world import OUTBOUND, SITES, World
+from tests.world import OUTBOUND, SITES, World, csrf_token
 
 
 def db(world: World) -> UnitOfWork:
@@ -284,6 +284,28 @@ def test_news_waits_until_the_care_team_has_discussed_it(world: World) -> None:
         rows = uow.session.exec(select(StatusDisclosure).order_by(col(StatusDisclosure.id))).all()
         assert [r.reason for r in rows] == ["Told the mother by phone", "In clinic"]
         assert all(r.discussed_by_id for r in rows)
+        logged = uow.session.exec(
+            select(AdminChange).where(AdminChange.action == "status news discussed")
+        ).all()
+        assert sorted((c.after or {}).get("how") for c in logged) == [
+            "In clinic",
+            "Told the mother by phone",
+        ]
+    # once told, the failed batch (and the bag it used) carries the order no more: the page
+    # is not left at "Being made" while a new collection is awaited
+    failed_page = page(world, failed_token).get_data(as_text=True)
+    current = re.search(r'aria-current="step">\s*<span class="stage-title">([^<]+)<', failed_page)
+    assert current is None, current.group(1)
+    # the care team's forms and the e-mail's stop link take any id without a server error
+    care = world.browser("care")
+    for bad in (
+        f"/orders/{coi}/status-news/99999999999999999999/discussed",
+        f"/orders/{coi}/status-links/99999999999999999999/revoke",
+    ):
+        assert care.post(bad, data={"csrf_token": csrf_token(care, "/")}).status_code == 303
+    anonymous = world.app.test_client()
+    assert anonymous.post("/status/stop/16/%C3%A9").status_code == 404
+    assert anonymous.post("/status/stop/99999999999999999999/" + "0" * 40).status_code == 404
 
 
 def test_family_emails_once_a_day_never_at_night_and_stop(app_factory: Any) -> None:

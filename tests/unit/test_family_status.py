@@ -24,7 +24,7 @@ def batch(n: int, state: BatchState) -> Step:
     return Step(n, "batch_status", None, None, None, 7, state)
 
 
-def test_the_furthest_stage_wins_and_holds_or_failures_move_nothing() -> None:
+def test_the_furthest_stage_wins_and_holds_move_nothing() -> None:
     assert family.stage_of([]) is None
     walk = [
         (bag(1, A, UnitState.PACKED), Stage.COLLECTED),
@@ -32,7 +32,7 @@ def test_the_furthest_stage_wins_and_holds_or_failures_move_nothing() -> None:
         (bag(3, A, UnitState.ON_HOLD, "hold"), Stage.TO_PLANT),
         (bag(4, A, UnitState.RECEIVED), Stage.BEING_MADE),
         (batch(5, BatchState.QC_TESTING), Stage.TESTING),
-        (batch(6, BatchState.FAILED), Stage.TESTING),
+        (batch(6, BatchState.FAILED), Stage.BEING_MADE),  # what the rest has reached
         (bag(7, P, UnitState.RELEASED, unit=2), Stage.ON_ITS_WAY_BACK),
         (bag(8, P, UnitState.STORED, unit=2), Stage.ARRIVED),
         (bag(9, P, UnitState.INFUSED, unit=2), Stage.GIVEN),
@@ -44,6 +44,27 @@ def test_the_furthest_stage_wins_and_holds_or_failures_move_nothing() -> None:
     assert family.news_kind(walk[2][0]) == "hold"
     assert family.news_kind(walk[5][0]) == "batch_failed"
     assert family.news_kind(walk[4][0]) is None
+
+
+def test_a_failed_batch_and_a_bag_out_of_the_chain_carry_the_order_no_more() -> None:
+    started = Step(2, "start_manufacturing", A, 1, UnitState.IN_MANUFACTURING, 7, None)
+    walk = [
+        (bag(1, A, UnitState.RECEIVED), Stage.BEING_MADE),
+        (started, Stage.BEING_MADE),
+        (batch(3, BatchState.QC_TESTING), Stage.TESTING),
+        (batch(4, BatchState.FAILED), None),  # nothing carries the order now
+        (bag(5, A, UnitState.COLLECTED, "collect", unit=3), Stage.COLLECTED),  # collected again
+    ]
+    steps: list[Step] = []
+    for step, expected in walk:
+        steps.append(step)
+        assert family.stage_of(steps) is expected, step
+    arrived = [bag(1, P, UnitState.RELEASED, unit=2), bag(2, P, UnitState.RECEIVED, unit=2)]
+    assert family.stage_of(arrived) is Stage.ARRIVED
+    rejected = [*arrived, bag(3, P, UnitState.REJECTED, "reject", unit=2)]
+    assert family.stage_of(rejected) is None  # not "arrived, stored safely" any more
+    held = [*arrived, bag(3, P, UnitState.QUARANTINED, "quarantine", unit=2)]
+    assert family.stage_of(held) is Stage.ARRIVED  # set aside: the news says so, once told
 
 
 def test_day_ranges_widen_with_distance_and_never_start_before_today() -> None:

@@ -43,7 +43,9 @@ def _public(link: StatusLink, url: str | None = None) -> StatusLinkPublic:
 
 
 @api.post("/orders/<coi>/status-links", tags=[orders_tag], responses={201: StatusLinkPublic})
-def make_status_link(path: OrderPath, body: StatusLinkCreate) -> tuple[Response, int]:
+def make_status_link(
+    path: OrderPath, body: StatusLinkCreate
+) -> tuple[Response, int, dict[str, str]]:
     """A link for the patient's family to follow the order (the treatment site's care team
     only). The URL carries the token and is shown this once; only its hash is kept."""
     with unit_of_work() as uow:
@@ -56,7 +58,8 @@ def make_status_link(path: OrderPath, body: StatusLinkCreate) -> tuple[Response,
         )
         uow.commit()
         result = _public(link, status_url(token))
-    return jsonify(result.model_dump(mode="json")), 201
+    # the token is in this answer, once: no cache keeps it
+    return jsonify(result.model_dump(mode="json")), 201, {"Cache-Control": "no-store"}
 
 
 @api.delete(

@@ -53,7 +53,11 @@ def revoke_status_link(coi: str, link_id: int) -> Any:
     try:
         with unit_of_work() as uow:
             family_status.revoke_link(
-                uow.session, actor=actor, coi=coi_value(coi), link_id=link_id, now=utcnow()
+                uow.session,
+                actor=actor,
+                coi=coi_value(coi),
+                link_id=forms.row_id(link_id),
+                now=utcnow(),
             )
             uow.commit()
         flash(f"Status link {link_id} revoked: it no longer opens.")
@@ -72,7 +76,7 @@ def mark_news_discussed(coi: str, sequence: int) -> Any:
                 uow.session,
                 actor=actor,
                 coi=coi_value(coi),
-                sequence=sequence,
+                sequence=forms.row_id(sequence),
                 reason=forms.text("reason", max_length=500, required=True, label="how"),
                 now=utcnow(),
             )
