@@ -60,15 +60,21 @@ def sweep() -> str:
 
 @celery_app.task(name="plans.expire")
 def expire_plans() -> str:
-    """Free the slots of holds that ran out unconfirmed (on record in each order's chain), and
-    send the plans' reminders of the day."""
+    """Free the slots of holds that ran out unconfirmed (on record in each order's chain),
+    re-plan the plans whose legs run late, and send the plans' reminders of the day."""
     with UnitOfWork(database().session_factory) as uow:
         expired = plans.expire_holds(uow.session, now=utcnow())
+        uow.commit()
+    with UnitOfWork(database().session_factory) as uow:
+        late = plans.replan_due(uow.session, now=utcnow())
         reminded = plans.send_reminders(uow.session, now=utcnow())
         uow.commit()
-    if expired or reminded:
+    if expired or late or reminded:
         _wake_dispatcher()
-    return f"expired {len(expired)} hold(s), sent {reminded} reminder(s)"
+    return (
+        f"expired {len(expired)} hold(s), re-planned {len(late)} late plan(s), sent "
+        f"{reminded} reminder(s)"
+    )
 
 
 def signer() -> keys.Signer | None:

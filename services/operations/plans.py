@@ -1078,6 +1078,39 @@ def replan_in_flight(session: Session, *, now: dt.datetime, site_id: int | None 
     """Recompute the expected chain of every plan in flight (held or confirmed, not yet
     infused), in bulk: one read of the plans, the profiles and the actual milestones, one
     executemany of the plans whose chain moved. Returns how many moved."""
+    changed = _moved(session, now=now, site_id=site_id)
+    if changed:
+        plans_t = Plan.__table__  # type: ignore[attr-defined]
+        session.execute(
+            sa.update(plans_t)
+            .where(plans_t.c.id == sa.bindparam("b_id"))
+            .values(
+                expected=sa.bindparam("b_expected", type_=plans_t.c.expected.type),
+                infusion_on=sa.bindparam("b_infusion_on", type_=plans_t.c.infusion_on.type),
+                updated_at=sa.bindparam("b_now", type_=plans_t.c.updated_at.type),
+            )
+            .execution_options(synchronize_session=False),
+            changed,
+        )
+    return len(changed)
+
+
+def replan_due(session: Session, *, now: dt.datetime, limit: int = 500) -> list[str]:
+    """The beat's look at the calendar: a plan whose expected chain moved because a leg is
+    running late (its milestone has not happened by its day) is re-planned one order at a
+    time, under the order's lock, with its moves and alerts. Returns the COIs."""
+    moved = []
+    for change in _moved(session, now=now)[:limit]:
+        order = lock_order(session, change["b_order"])
+        if replan(session, order, now=now) is not None:
+            moved.append(order.coi)
+    return moved
+
+
+def _moved(
+    session: Session, *, now: dt.datetime, site_id: int | None = None
+) -> list[dict[str, Any]]:
+    """The plans in flight whose chain, computed again now, differs from the one stored."""
     plans_t = Plan.__table__  # type: ignore[attr-defined]
     orders_t = Order.__table__  # type: ignore[attr-defined]
     sites_t = Site.__table__  # type: ignore[attr-defined]
@@ -1100,26 +1133,30 @@ def replan_in_flight(session: Session, *, now: dt.datetime, site_id: int | None 
             plans_t.c.state.in_([s.value for s in ACTIVE_STATES]),
             orders_t.c.infused_at.is_(None),
         )
+        .order_by(plans_t.c.id)
     )
     if site_id is not None:
         query = query.where(orders_t.c.manufacturing_site_id == site_id)
     rows = session.execute(query).all()
     if not rows:
-        return 0
-    by_product: dict[str, Facts] = {}
-    for product in {row.product for row in rows}:
-        by_product[product] = _facts(session, product)[0]
+        return []
+    by_product = {product: _facts(session, product)[0] for product in {r.product for r in rows}}
     milestones = _bulk_actuals(session, [row.order_id for row in rows])
+    days: dict[str, dt.date] = {}
     changed = []
     for row in rows:
-        fx = by_product[row.product]
-        base = milestones.get(row.order_id, {})
+        if row.time_zone not in days:
+            days[row.time_zone] = local_day(now, row.time_zone)
         chain = compute(
-            fx,
+            by_product[row.product],
             apheresis_on=row.apheresis_on,
             slot_on=row.manufacturing_start_on or row.apheresis_on,
-            actuals=Actuals(**base, ld_started_on=row.ld_started_on, ld_ended_on=row.ld_ended_on),
-            today=local_day(now, row.time_zone),
+            actuals=Actuals(
+                **milestones.get(row.order_id, {}),
+                ld_started_on=row.ld_started_on,
+                ld_ended_on=row.ld_ended_on,
+            ),
+            today=days[row.time_zone],
             jurisdiction=row.jurisdiction,
         )
         public = chain.public()
@@ -1127,24 +1164,13 @@ def replan_in_flight(session: Session, *, now: dt.datetime, site_id: int | None 
             changed.append(
                 {
                     "b_id": row.id,
+                    "b_order": row.order_id,
                     "b_expected": public,
                     "b_infusion_on": chain.infusion_on,
                     "b_now": now,
                 }
             )
-    if changed:
-        session.execute(
-            sa.update(plans_t)
-            .where(plans_t.c.id == sa.bindparam("b_id"))
-            .values(
-                expected=sa.bindparam("b_expected", type_=plans_t.c.expected.type),
-                infusion_on=sa.bindparam("b_infusion_on", type_=plans_t.c.infusion_on.type),
-                updated_at=sa.bindparam("b_now", type_=plans_t.c.updated_at.type),
-            )
-            .execution_options(synchronize_session=False),
-            changed,
-        )
-    return len(changed)
+    return changed
 
 
 def _bulk_actuals(session: Session, order_ids: list[int]) -> dict[int, dict[str, dt.date]]:
