@@ -24,6 +24,7 @@ from services.db.models import (
     Order,
     OrderEvent,
     Plan,
+    Product,
     Site,
     Unit,
     User,
@@ -71,7 +72,7 @@ from services.domain.plans import (
 )
 from services.domain.signatures import NOT_REQUIRED, WITNESSED
 from services.operations import signing
-from services.operations.access import actor_for, order_by_coi
+from services.operations.access import actor_for, order_by_coi, order_condition
 from services.operations.admin import site_by_code
 from services.operations.changelog import record_change
 from services.operations.deadlines import current_policy
@@ -1206,3 +1207,45 @@ def _bulk_actuals(session: Session, order_ids: list[int]) -> dict[int, dict[str,
             if key in ("started_on", "released_on") or key not in days:
                 days[key] = local_day(occurred_at, zone)
     return found
+
+
+# what the pages read
+
+
+def order_of(session: Session, plan: Plan) -> Order:
+    order = session.get(Order, plan.order_id)
+    assert order is not None
+    return order
+
+
+def site_row(session: Session, site_id: int) -> Site:
+    site = session.get(Site, site_id)
+    assert site is not None
+    return site
+
+
+def manufacturing_sites(session: Session) -> list[Site]:
+    return list(
+        session.exec(
+            select(Site).where(Site.kind == SiteKind.MANUFACTURING).order_by(col(Site.code))
+        ).all()
+    )
+
+
+def product_codes(session: Session) -> list[str]:
+    return list(session.exec(select(Product.code).order_by(col(Product.code))).all())
+
+
+def site_week(session: Session, actor: Actor) -> list[tuple[Plan, Order]]:
+    """The plans in flight of the orders the actor's (treatment) site treats."""
+    rows = session.exec(
+        select(Plan, Order)
+        .join(Order, col(Order.id) == Plan.order_id)
+        .where(
+            Order.treatment_site_id == actor.site_id,
+            order_condition(actor),
+            col(Plan.state).in_([s.value for s in ACTIVE_STATES]),
+        )
+        .order_by(col(Order.coi))
+    ).all()
+    return [(plan, order) for plan, order in rows]

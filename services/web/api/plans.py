@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flask import Response, jsonify
 from flask_openapi3 import Tag
 from sqlmodel import Session
 
-from services.db.models import Order, Plan
 from services.domain.errors import Conflict, NotFound
 from services.domain.plans import PlanState
 from services.domain.sla import Leg
@@ -36,6 +37,9 @@ from services.web.api.schemas import (
     ProfileUpdate,
 )
 from services.web.state import current_actor, state, unit_of_work, utcnow
+
+if TYPE_CHECKING:
+    from services.db.models import Order, Plan
 
 tag = Tag(name="plans", description="Manufacturing capacity and the vein-to-vein plan")
 
@@ -105,9 +109,7 @@ def read_capacity(query: CapacityQuery) -> Response:
 
 
 def _plan_answer(session: Session, coi: str, plan: Plan) -> PlanPublic:
-    order = session.get(Order, plan.order_id)
-    assert order is not None
-    return plan_public(order, plan)
+    return plan_public(plans.order_of(session, plan), plan)
 
 
 @api.get("/orders/<coi>/plan", tags=[tag], responses={200: PlanPublic})
