@@ -176,13 +176,24 @@ def site_add(code: str, kind: str, name: str, fin: str | None, time_zone: str) -
 @click.argument("code")
 @click.option("--name", default=None, help="The site's new name")
 @click.option("--time-zone", default=None, help="The site's clock, an IANA time zone")
-def site_set(code: str, name: str | None, time_zone: str | None) -> None:
+@click.option(
+    "--jurisdiction",
+    default=None,
+    help="Where the site is, e.g. US (picks a product's post-infusion monitoring periods)",
+)
+def site_set(code: str, name: str | None, time_zone: str | None, jurisdiction: str | None) -> None:
     """Change a site's name or time zone (its code and kind never change)."""
-    if name is None and time_zone is None:
-        raise click.UsageError("give --name or --time-zone (or both)")
+    if name is None and time_zone is None and jurisdiction is None:
+        raise click.UsageError("give --name, --time-zone or --jurisdiction")
     with transaction() as uow:
         row = sites.change_site(
-            uow.session, actor=None, code=code, name=name, time_zone=time_zone, now=utcnow()
+            uow.session,
+            actor=None,
+            code=code,
+            name=name,
+            time_zone=time_zone,
+            jurisdiction=jurisdiction,
+            now=utcnow(),
         )
         click.echo(f"site {row.code}: {row.name}, on {row.time_zone} time")
 

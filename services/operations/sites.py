@@ -29,6 +29,7 @@ def _record(site: Site) -> dict[str, Any]:
         "name": site.name,
         "fin": site.fin,
         "time_zone": site.time_zone,
+        "jurisdiction": site.jurisdiction,
     }
 
 
@@ -82,10 +83,12 @@ def change_site(
     code: str,
     name: str | None = None,
     time_zone: str | None = None,
+    jurisdiction: str | None = None,
     now: dt.datetime,
 ) -> Site:
-    """A site's name or time zone changed (its code and kind never change; its FIN is given
-    once, services.operations.staff.set_fin)."""
+    """A site's name, time zone or jurisdiction changed (its code and kind never change; its
+    FIN is given once, services.operations.staff.set_fin). The jurisdiction (a code such as
+    US) picks the post-infusion monitoring periods of a product's profile."""
     site = (
         admin.site_by_code(session, code)
         if actor is None
@@ -99,6 +102,11 @@ def change_site(
         site.name = name
     if time_zone is not None:
         site.time_zone = check_zone(time_zone)
+    if jurisdiction is not None:
+        place = jurisdiction.strip().upper()
+        if not (1 <= len(place) <= 8 and place.replace("-", "").isalnum()):
+            raise InvalidRequest(f"{jurisdiction!r} is not a jurisdiction code (e.g. US, GB, EU)")
+        site.jurisdiction = place
     after = _record(site)
     if after != before:
         session.add(site)

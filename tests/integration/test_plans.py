@@ -15,7 +15,7 @@ from sqlmodel import select
 from services.db import UnitOfWork
 from services.db.models import Order
 from services.domain.products import PROFILE_SEED
-from services.operations import plans
+from services.operations import plans, sites
 from tests.integration.test_vein_to_vein import STEPS, bc, ship_back, status
 from tests.world import PASSWORD, World
 
@@ -334,3 +334,67 @@ def test_a_failed_batch_proposes_a_remanufacture_with_the_next_free_slot(world: 
     assert moved.status_code == 200, moved.json
     assert moved.json["manufacturing_start_on"] == _day(6)
     assert moved.json["proposal"] is None
+
+
+def test_the_profile_is_the_owners_signed_and_the_plans_days_remind_the_care_team(
+    world: World,
+) -> None:
+    path = "/api/v1/products/axi-cel/profile"
+    seeded = world.get("care", path).json
+    assert seeded["version"] == 1
+    assert seeded["values"]["ld_days"] == 3
+    assert "not confirmed" in seeded["sources"]["manufacturing_days"]
+    assert seeded["values"]["monitoring"]["US"]["monitoring"] == 14
+    change = {"values": {"manufacturing_days": 9}, "reason": "our own QC data, 2026"}
+    assert world.post("op", path, {**change, "signature": world.signature("op")}).status_code == 403
+    assert (
+        world.post("qa2", path, {**change, "signature": world.signature("qa2")}).status_code == 403
+    )
+    assert world.post("qa", path, change).status_code == 422  # unsigned
+    wrong = {
+        "values": {"ld_to_infusion_min_days": 9},
+        "reason": "x",
+        "signature": world.signature("qa"),
+    }
+    assert world.post("qa", path, wrong).status_code == 422  # past the window's last day
+    changed = world.post("qa", path, {**change, "signature": world.signature("qa")})
+    assert changed.status_code == 201, changed.json
+    assert changed.json["version"] == 2
+    assert changed.json["values"]["manufacturing_days"] == 9
+    assert "our own QC data" in changed.json["sources"]["manufacturing_days"]
+
+    # the treatment site is in the US: the plan ends with the US monitoring periods as dates
+    with _uow(world) as uow:
+        sites.change_site(
+            uow.session, actor=None, code="TRT-1", jurisdiction="us", now=dt.datetime.now(dt.UTC)
+        )
+        uow.commit()
+    assert _publish(world, 3, 1).status_code == 201
+    coi = world.enroll("PAT-DAYS")["coi"]
+    plan = _book(world, coi, apheresis=0).json
+    assert plan["profile_version"] == 2
+    assert plan["expected"]["release_on"] == _day(3 + 9)
+    infusion = dt.date.fromisoformat(plan["expected"]["infusion_on"])
+    assert plan["expected"]["monitoring"] == {
+        name: (infusion + dt.timedelta(days=14)).isoformat()
+        for name in ("monitoring", "no_driving", "stay_near_centre")
+    }
+    # on infusion day the beat reminds the care team, once
+    on_the_day = dt.datetime.combine(infusion, dt.time(9), tzinfo=dt.UTC)
+    for _ in range(2):
+        with _uow(world) as uow:
+            plans.send_reminders(uow.session, now=on_the_day)
+            uow.commit()
+    assert [n["kind"] for n in _feed(world)].count("plan_infusion_day") == 1
+
+    # the patient cannot be infused: on record with its reason; the slot goes back
+    gone = world.post(
+        "care",
+        f"/api/v1/orders/{coi}/not-infused",
+        {"reason": "disease progression", "fate": "destroy"},
+    )
+    assert gone.status_code == 201, gone.json
+    assert gone.json["state"] == "not_infused"
+    last = _actions(world, coi)[-1]
+    assert (last["action"], last["reason"]) == ("not_infused", "disease progression")
+    assert _capacity(world, 0, 10)[_day(3)]["free"] == 1
