@@ -266,7 +266,10 @@ def check_profile(values: dict[str, object]) -> dict[str, object]:
         edge = checked[bound]
         if edge is not None and target is not None and (edge - target) * wrong > 0:  # type: ignore[operator]
             raise InvalidRequest(f"{bound} lies on the wrong side of manufacturing_days")
-    checked["release_before_ld"] = bool(values.get("release_before_ld", True))
+    release_first = values.get("release_before_ld", True)
+    if not isinstance(release_first, bool):
+        raise InvalidRequest("release_before_ld is true or false")
+    checked["release_before_ld"] = release_first
     monitoring = values.get("monitoring") or {}
     if not isinstance(monitoring, dict):
         raise InvalidRequest("monitoring is {jurisdiction: {period: days}}")

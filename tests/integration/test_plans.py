@@ -124,6 +124,13 @@ def test_booking_takes_the_first_free_slot_holds_it_and_an_expired_hold_frees_it
     ]
     # another treatment site's care team does not see the order's plan
     assert world.get("care2", f"/api/v1/orders/{second}/plan").status_code == 404
+    # the order's record and its plan read as pages, the plan's events among the others
+    browser = world.browser("care")
+    record = browser.get(f"/orders/{third}")
+    assert record.status_code == 200
+    assert "plan cancel" in record.get_data(as_text=True)
+    assert browser.get(f"/orders/{second}/plan").status_code == 200
+    assert browser.get("/capacity?site=MFG-1&from=9999-01-01").status_code == 422
 
 
 @pytest.mark.postgres

@@ -86,9 +86,12 @@ def _day_arg(name: str) -> dt.date | None:
     if not value:
         return None
     try:
-        return dt.date.fromisoformat(value[:10])
+        day = dt.date.fromisoformat(value[:10])
     except ValueError:
         raise InvalidRequest(f"{name} is a date such as 2026-12-31") from None
+    if not dt.date(2000, 1, 1) <= day <= dt.date(9000, 12, 31):
+        raise InvalidRequest(f"{name} is a date from 2000 to 9000")
+    return day
 
 
 @pages.route("/capacity", methods=["POST"])
