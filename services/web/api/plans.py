@@ -26,6 +26,7 @@ from services.web.api.schemas import (
     LymphodepletionCreate,
     LymphodepletionPublic,
     NotInfusedCreate,
+    NotInfusedPublic,
     OrderPath,
     PlanCancel,
     PlanCreate,
@@ -237,7 +238,7 @@ def record_lymphodepletion(path: OrderPath, body: LymphodepletionCreate) -> tupl
     return jsonify(result.model_dump(mode="json")), 201
 
 
-@api.post("/orders/<coi>/not-infused", tags=[tag], responses={201: PlanPublic})
+@api.post("/orders/<coi>/not-infused", tags=[tag], responses={201: NotInfusedPublic})
 def record_not_infused(path: OrderPath, body: NotInfusedCreate) -> tuple[Response, int]:
     """The patient cannot be infused: the reason, and the product's fate (destroyed or
     returned, by its own scans)."""
@@ -253,8 +254,8 @@ def record_not_infused(path: OrderPath, body: NotInfusedCreate) -> tuple[Respons
         uow.commit()
         order = order_by_coi(uow.session, current_actor(), coi_value(path.coi))
         plan = plans.plan_of(uow.session, order)
-        body_out = {"coi": order.coi, "state": plan.state if plan else "not_infused"}
-    return jsonify(body_out), 201
+        result = NotInfusedPublic(coi=order.coi, state=plan.state if plan else "not_infused")
+    return jsonify(result.model_dump(mode="json")), 201
 
 
 def _profile_public(session: Session, product: str) -> ProfilePublic:

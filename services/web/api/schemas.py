@@ -1029,6 +1029,11 @@ class NotInfusedCreate(SQLModel):
     )
 
 
+class NotInfusedPublic(SQLModel):
+    coi: str
+    state: str = Field(description="The plan's state: not_infused")
+
+
 class ProfilePublic(SQLModel):
     product: str
     version: int
