@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from services.domain.errors import InvalidRequest
+from services.domain.errors import InvalidRequest, ProductNotReleased
 from services.domain.sla import DAY, Leg, Policy
 
 
@@ -296,9 +296,26 @@ def slip(before: Chain | None, after: Chain) -> Slip | None:
     after_ld = "ld_started_on" in after.actual
     window = after.infusion_window if after_ld else before.infusion_window
     past = window is not None and after.treatment_arrival_on > window.end
-    if moved == 0 and not past:
-        return None
+    if moved <= 0 and not past:
+        return None  # on time or ahead: the dates move, nobody needs warning
     return Slip(moved_days=moved, past_window=past, after_ld=after_ld)
+
+
+def ld_gate(
+    *, coi: str, product: str, released: bool, release_before_ld: bool, override: str | None
+) -> bool:
+    """Lymphodepletion waits for the product's QA release where its label asks for it: before
+    it, only an override with its reason (signed by a second person) lets it start. Returns
+    whether the override is used."""
+    if released or not release_before_ld:
+        return False
+    if not override:
+        raise ProductNotReleased(
+            f"order {coi}'s product is not released by QA: {product}'s lymphodepletion starts "
+            "only once it is. To start it anyway, a second person of your site signs an "
+            "override with its reason"
+        )
+    return True
 
 
 def hold_until(now: dt.datetime, hours: float) -> dt.datetime:

@@ -51,7 +51,6 @@ from services.domain.errors import (
     InvalidRequest,
     NoCapacity,
     NotFound,
-    ProductNotReleased,
     WrongSite,
 )
 from services.domain.local_time import local_day
@@ -68,6 +67,7 @@ from services.domain.plans import (
     facts,
     first_free,
     hold_until,
+    ld_gate,
     slip,
 )
 from services.domain.signatures import NOT_REQUIRED, WITNESSED
@@ -731,13 +731,13 @@ def record_lymphodepletion(
     ).first()
     signing_needed = NOT_REQUIRED
     why = " ".join((override_reason or "").split()) or None
-    if released is None and fx.release_before_ld:
-        if why is None:
-            raise ProductNotReleased(
-                f"order {order.coi}'s product is not released by QA: {order.product}'s "
-                "lymphodepletion starts only once it is. To start it anyway, a second person "
-                "of your site signs an override with its reason",
-            )
+    if ld_gate(
+        coi=order.coi,
+        product=order.product,
+        released=released is not None,
+        release_before_ld=fx.release_before_ld,
+        override=why,
+    ):
         signing_needed = WITNESSED
         signing.check_act(
             step=LYMPHODEPLETION, signing=signing_needed, actor=actor, signers=signers
