@@ -66,6 +66,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": "family.notify",
                 "schedule": settings.family_email_interval_seconds,
             },
+            "plan-holds": {
+                "task": "plans.expire",
+                "schedule": settings.plan_interval_seconds,
+            },
             "audit-checkpoint": {
                 "task": "audit.checkpoint",
                 "schedule": settings.checkpoint_interval_seconds,

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     dispatch_batch: int = 200
     deliver_chunk: int = 10  # notifications per delivery task
     sweep_interval_seconds: float = 60.0  # how often the beat flags late and at-risk legs
+    # the vein-to-vein plan: a booked slot is held this long until the plan is confirmed; the
+    # beat frees expired holds (and sends the plan's reminders) every plan_interval_seconds
+    plan_hold_hours: float = Field(default=48.0, gt=0, le=24 * 30)
+    plan_interval_seconds: float = 300.0
     checkpoint_interval_seconds: float = 300.0  # how often the beat records every chain's head
     # progress news for digest subscribers is folded into one message a day, at this hour on
     # the clock of the subscriber's site; the beat looks every digest_interval_seconds

@@ -7,6 +7,7 @@ PostgreSQL tests are skipped and the summary says so; with CI=true they fail ins
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -24,6 +25,7 @@ from sqlmodel import SQLModel
 from services.config import Settings
 from services.db import migrate
 from services.domain.audit import GENESIS
+from services.domain.products import PROFILE_DAYS, PROFILE_SEED
 from services.domain.products import SEED as PRODUCT_SEED
 from services.web import create_app
 from tests.world import World
@@ -116,6 +118,22 @@ def _truncate_all(url: str) -> None:
                 "INSERT INTO products (code, name, label_thaw_minutes, source, created_at) "
                 "VALUES (%s, %s, %s, %s, now())",
                 (product.code, product.name, product.label_thaw_minutes, product.source),
+            )
+        # and their profiles (version 1), as the migration seeds them
+        columns = ", ".join(PROFILE_DAYS)
+        marks = ", ".join(["%s"] * len(PROFILE_DAYS))
+        for seed in PROFILE_SEED:
+            connection.execute(
+                f"INSERT INTO product_profiles (product, version, {columns}, release_before_ld, "
+                f"monitoring, sources, created_at, reason) VALUES (%s, 1, {marks}, %s, %s, %s, "
+                "now(), 'seeded')",
+                (
+                    seed.product,
+                    *(seed.values.get(name) for name in PROFILE_DAYS),
+                    seed.values.get("release_before_ld", True),
+                    json.dumps(seed.values.get("monitoring") or {}),
+                    json.dumps(seed.sources),
+                ),
             )
 
 

@@ -12,7 +12,7 @@ from celery.signals import worker_process_init
 from services.config import Settings
 from services.db import Database, UnitOfWork, privileges
 from services.domain.errors import SigningKeyMissing
-from services.operations import audit, deadlines, family_emails, keys, notifications
+from services.operations import audit, deadlines, family_emails, keys, notifications, plans
 from workers import channels
 from workers.celery_app import celery_app, settings
 
@@ -56,6 +56,25 @@ def sweep() -> str:
     if result.at_risk or result.late or result.escalated:
         _wake_dispatcher()
     return str(result)
+
+
+@celery_app.task(name="plans.expire")
+def expire_plans() -> str:
+    """Free the slots of holds that ran out unconfirmed (on record in each order's chain),
+    re-plan the plans whose legs run late, and send the plans' reminders of the day."""
+    with UnitOfWork(database().session_factory) as uow:
+        expired = plans.expire_holds(uow.session, now=utcnow())
+        uow.commit()
+    with UnitOfWork(database().session_factory) as uow:
+        late = plans.replan_due(uow.session, now=utcnow())
+        reminded = plans.send_reminders(uow.session, now=utcnow())
+        uow.commit()
+    if expired or late or reminded:
+        _wake_dispatcher()
+    return (
+        f"expired {len(expired)} hold(s), re-planned {len(late)} late plan(s), sent "
+        f"{reminded} reminder(s)"
+    )
 
 
 def signer() -> keys.Signer | None:

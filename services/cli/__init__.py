@@ -179,10 +179,22 @@ def site_add(code: str, kind: str, name: str, fin: str | None, time_zone: str) -
 @click.option(
     "--phone", default=None, help="The number families call (their status page); '' clears it"
 )
-def site_set(code: str, name: str | None, time_zone: str | None, phone: str | None) -> None:
-    """Change a site's name, time zone or phone (its code and kind never change)."""
-    if name is None and time_zone is None and phone is None:
-        raise click.UsageError("give --name, --time-zone or --phone")
+@click.option(
+    "--jurisdiction",
+    default=None,
+    help="Where the site is, e.g. US (picks a product's post-infusion monitoring periods)",
+)
+def site_set(
+    code: str,
+    name: str | None,
+    time_zone: str | None,
+    phone: str | None,
+    jurisdiction: str | None,
+) -> None:
+    """Change a site's name, time zone, phone or jurisdiction (its code and kind never
+    change)."""
+    if name is None and time_zone is None and phone is None and jurisdiction is None:
+        raise click.UsageError("give --name, --time-zone, --phone or --jurisdiction")
     with transaction() as uow:
         row = sites.change_site(
             uow.session,
@@ -191,6 +203,7 @@ def site_set(code: str, name: str | None, time_zone: str | None, phone: str | No
             name=name,
             time_zone=time_zone,
             phone=phone,
+            jurisdiction=jurisdiction,
             now=utcnow(),
         )
         said = f", phone {row.phone}" if row.phone else ""

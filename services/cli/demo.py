@@ -32,6 +32,7 @@ from services.operations import (
     deadlines,
     labels,
     orders,
+    plans,
     products,
     scans,
     shipments,
@@ -177,6 +178,7 @@ def load_demo(transaction: Transaction, *, echo: Callable[[str], None]) -> None:
             clock = DemoClock(now)
             _build_order(uow.session, patient_ref, OUTBOUND.index(Action.RECEIVE) + 1, clock, days)
             _manufacture_and_return(uow.session, patient_ref, stage, clock, days)
+    _plans(transaction, now, echo)
     with transaction() as uow:
         result = deadlines.sweep(uow.session, now=now)
     echo(f"Deadline sweep: {result}.")
@@ -190,6 +192,50 @@ def load_demo(transaction: Transaction, *, echo: Callable[[str], None]) -> None:
                 uow.session, by=None, email=email, name="demo", now=now
             )
             echo(f"  {email:28} {role.value:23} {site_code:10} {secret}")
+
+
+# the vein-to-vein plan: four weeks of slots at the product's owning site, the treatment
+# sites' jurisdictions, and plans for the orders not yet collected (one held, one confirmed)
+SLOT_WEEKS, SLOTS_A_DAY = 4, 2
+JURISDICTIONS = {"TRT-NORTH": "GB", "TRT-SOUTH": "US"}
+PLANNED = {"DEMO-0001": "held", "DEMO-0002": "confirmed"}
+
+
+def _plans(transaction: Transaction, now: dt.datetime, echo: Callable[[str], None]) -> None:
+    with transaction() as uow:
+        for code, place in JURISDICTIONS.items():
+            sites.change_site(uow.session, actor=None, code=code, jurisdiction=place, now=now)
+        operator = admin.actor_by_email(uow.session, "operator@eastfield.demo")
+        today = now.date()
+        for n in range(SLOT_WEEKS * 7):
+            plans.publish_capacity(
+                uow.session,
+                actor=operator,
+                site=OWNER,
+                product=PRODUCT,
+                day=today + dt.timedelta(days=n),
+                slots=SLOTS_A_DAY,
+                now=now,
+            )
+    for patient_ref, state in PLANNED.items():
+        with transaction() as uow:
+            order = uow.session.exec(select(Order).where(Order.patient_ref == patient_ref)).first()
+            if order is None or order.has_plan:
+                continue
+            care = admin.actor_by_email(uow.session, "care@northgate.demo")
+            plan = plans.book(
+                uow.session,
+                actor=care,
+                coi=order.coi,
+                apheresis_on=now.date() + dt.timedelta(days=2),
+                now=now,
+                hold_hours=48,
+            )
+            if state == "confirmed":
+                plans.confirm(uow.session, actor=care, coi=order.coi, now=now)
+            echo(
+                f"Plan of {order.coi} ({patient_ref}): {state}, slot {plan.manufacturing_start_on}"
+            )
 
 
 def _manufacture_and_return(

@@ -58,6 +58,9 @@ class Site(SQLModel, table=True):
     # the number families call with questions (a treatment site's, shown on the family's
     # status page); set by the site's admins, on record
     phone: str | None = Field(default=None, max_length=40)
+    # where the site is, for the rules that differ by place (post-infusion monitoring
+    # periods of a product's profile): a code such as US; None: not set
+    jurisdiction: str | None = Field(default=None, max_length=8)
 
 
 class User(SQLModel, table=True):
@@ -154,6 +157,13 @@ class Order(SQLModel, table=True):
     # (services.domain.audit.identity_digest); only for readers who may see those identities.
     # NULL: recorded before migration 0013, sealed by the COI-keyed construction
     identity_salt: str | None = Field(default=None, max_length=64)
+    # a vein-to-vein plan exists (plans): its milestones re-plan it. False: scans of the order
+    # read nothing of plans
+    has_plan: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    # the infusion window after the recorded lymphodepletion (the treatment site's days): the
+    # bedside refuses an infusion outside it. None: no lymphodepletion recorded
+    infuse_from: dt.date | None = Field(default=None)
+    infuse_to: dt.date | None = Field(default=None)
 
 
 class Batch(SQLModel, table=True):
@@ -861,3 +871,108 @@ class StatusDisclosure(SQLModel, table=True):
     discussed_by_id: int = Field(foreign_key="users.id")
     discussed_at: dt.datetime = Field(sa_type=UTCDateTime)
     reason: str = Field(max_length=500)
+
+
+# the vein-to-vein plan: product profiles, manufacturing capacity, plans
+
+
+class ProductProfile(SQLModel, table=True):
+    """A product's scheduling facts (services.domain.products.PROFILE_FIELDS). Versions are
+    added, never changed; the owning site's QA signs each one. ``sources``: where each value
+    came from (a value nobody confirmed is None and its source says so)."""
+
+    __tablename__ = "product_profiles"
+    __table_args__ = (sa.UniqueConstraint("product", "version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    product: str = Field(max_length=64, foreign_key="products.code")
+    version: int
+    manufacturing_days: int | None = Field(default=None)
+    manufacturing_days_min: int | None = Field(default=None)
+    manufacturing_days_max: int | None = Field(default=None)
+    collection_to_pickup_days: int | None = Field(default=None)
+    outbound_transit_days: int | None = Field(default=None)
+    release_to_ship_days: int | None = Field(default=None)
+    return_transit_days: int | None = Field(default=None)
+    ld_days: int | None = Field(default=None)
+    ld_to_infusion_min_days: int | None = Field(default=None)
+    ld_to_infusion_max_days: int | None = Field(default=None)
+    release_before_ld: bool = Field(default=True)
+    repeat_ld_after_days: int | None = Field(default=None)
+    monitoring: dict[str, Any] = Field(sa_type=sa.JSON)  # jurisdiction -> period -> days
+    sources: dict[str, Any] = Field(sa_type=sa.JSON)  # field -> where its value came from
+    created_by_id: int | None = Field(default=None, foreign_key="users.id")
+    created_at: dt.datetime = _created_at()
+    reason: str | None = Field(default=None, max_length=500)
+    signer_name: str | None = Field(default=None, max_length=200)
+    signed_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class CapacityDay(SQLModel, table=True):
+    """A manufacturing site's slots for one product on one day (starts of manufacturing), and
+    how many are booked by plans that hold or confirmed one. Booking locks the row."""
+
+    __tablename__ = "capacity_days"
+    __table_args__ = (
+        sa.UniqueConstraint("site_id", "product", "day"),
+        sa.CheckConstraint("booked >= 0 AND booked <= slots", name="booked"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    site_id: int = Field(foreign_key="sites.id")  # the unique constraint's index leads with it
+    product: str = Field(max_length=64, foreign_key="products.code")
+    day: dt.date
+    slots: int
+    booked: int = Field(default=0)
+    updated_by_id: int | None = Field(default=None, foreign_key="users.id")
+    updated_at: dt.datetime = Field(sa_type=UTCDateTime)
+
+
+PLAN_STATES = ("held", "confirmed", "cancelled", "expired", "not_infused")
+
+
+class Plan(SQLModel, table=True):
+    """An order's vein-to-vein plan: its slot, its state, the chain as it was booked
+    (``planned``) and as it is expected now (``expected``), services.domain.plans."""
+
+    __tablename__ = "plans"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "state IN (" + ", ".join(f"'{s}'" for s in PLAN_STATES) + ")", name="state"
+        ),
+        # the beat's expiry reads only holds, by when they run out
+        sa.Index(
+            "ix_plans_held_until",
+            "held_until",
+            postgresql_where=sa.text("state = 'held'"),
+            sqlite_where=sa.text("state = 'held'"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: int = Field(foreign_key="orders.id", unique=True)
+    state: str = Field(max_length=16)
+    capacity_day_id: int | None = Field(default=None, foreign_key="capacity_days.id", index=True)
+    manufacturing_start_on: dt.date | None = Field(default=None)  # the slot's day
+    apheresis_on: dt.date
+    held_until: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    booked_by_id: int = Field(foreign_key="users.id")
+    booked_at: dt.datetime = Field(sa_type=UTCDateTime)
+    confirmed_by_id: int | None = Field(default=None, foreign_key="users.id")
+    confirmed_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    profile_version: int = Field(default=0)
+    planned: dict[str, Any] = Field(sa_type=sa.JSON)
+    expected: dict[str, Any] = Field(sa_type=sa.JSON)
+    # the expected infusion day (for the treatment site's week), and whether the expected
+    # chain lies past its window (alerted once per slip)
+    infusion_on: dt.date | None = Field(default=None, index=True)
+    past_window: bool = Field(default=False)
+    ld_started_on: dt.date | None = Field(default=None)
+    ld_ended_on: dt.date | None = Field(default=None)
+    repeat_ld: bool = Field(default=False)  # flagged: a slip after LD needs a repeat LD
+    # a failed batch's proposal: the next free slot for a remanufacture
+    proposal: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    reason: str | None = Field(default=None, max_length=500)  # cancelled / not infused: why
+    reminders: list[str] = Field(default_factory=list, sa_type=sa.JSON)  # sent, by key
+    moves: int = Field(default=0)
+    updated_at: dt.datetime = Field(sa_type=UTCDateTime)

@@ -24,6 +24,7 @@ from services.domain.errors import (
     NotReleased,
     OnHold,
     ThawExpired,
+    WindowViolation,
     WrongSite,
 )
 
@@ -374,6 +375,11 @@ class BagView:
     release_complete: bool = True
     # whether the bag's label was ever printed (or downloaded), for verify_label
     label_printed: bool = True
+    # at an infusion after a recorded lymphodepletion: the window (first and last day), the
+    # bedside's day, and the label's repeat-LD threshold (days late), if any
+    infusion_window: tuple[dt.date, dt.date] | None = None
+    infusion_day: dt.date | None = None
+    repeat_ld_after: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,7 +445,43 @@ def decide_scan(bag: BagView, scan: ScanRequest) -> Rule:
         check_label(bag, scan)
     if rule.bedside:
         _check_thaw(bag, scan)
+        check_window(bag)
     return rule
+
+
+def check_window(bag: BagView) -> None:
+    """An infusion outside the product's window after lymphodepletion is refused, naming the
+    window and the way forward (a repeat lymphodepletion, and its new window)."""
+    if bag.infusion_window is None or bag.infusion_day is None:
+        return
+    start, end = bag.infusion_window
+    day = bag.infusion_day
+    window = {"from": start.isoformat(), "to": end.isoformat()}
+    if start <= day <= end:
+        return
+    if day < start:
+        raise WindowViolation(
+            f"product {bag.din} may be infused from {start.isoformat()} to {end.isoformat()} "
+            f"(its window after lymphodepletion): not before. Do not infuse today",
+            din=bag.din,
+            window=window,
+        )
+    threshold = (
+        f"; its label asks for a repeat lymphodepletion when infusion is more than "
+        f"{bag.repeat_ld_after} days late"
+        if bag.repeat_ld_after is not None
+        else ""
+    )
+    raise WindowViolation(
+        f"product {bag.din} was to be infused from {start.isoformat()} to {end.isoformat()} "
+        f"(its window after lymphodepletion); today is {(day - end).days} day(s) past it. Do "
+        "not infuse: the physician plans a repeat lymphodepletion, recorded on the order "
+        f"(POST /api/v1/orders/{bag.coi}/lymphodepletion), and the product is infused in its "
+        f"new window{threshold}",
+        din=bag.din,
+        window=window,
+        repeat_ld=True,
+    )
 
 
 RELEASE_GATED = frozenset(
@@ -674,6 +716,23 @@ REJECT_HOLD = "reject_hold"
 """QA's disposition: the held or quarantined bag is rejected."""
 DISPOSITIONS = (RELEASE_HOLD, REJECT_HOLD)
 
+# the vein-to-vein plan (services.domain.plans): events on the order's chain, naming no bag
+PLAN_BOOK = "plan_book"
+"""A plan booked: a manufacturing slot held for the order."""
+PLAN_CONFIRM = "plan_confirm"
+"""The held plan confirmed: binding."""
+PLAN_MOVE = "plan_move"
+"""The plan moved to another slot (by the care team, or by a re-plan after a slip)."""
+PLAN_CANCEL = "plan_cancel"
+"""The plan cancelled: its slot freed."""
+PLAN_EXPIRE = "plan_expire"
+"""The hold ran out before it was confirmed: its slot freed (by the beat)."""
+LYMPHODEPLETION = "lymphodepletion"
+"""Lymphodepleting chemotherapy started (and when it ends), recorded by the treatment site."""
+NOT_INFUSED = "not_infused"
+"""The patient cannot be infused: recorded with its reason."""
+PLAN_ACTIONS = (PLAN_BOOK, PLAN_CONFIRM, PLAN_MOVE, PLAN_CANCEL, PLAN_EXPIRE)
+
 EVENT_ACTIONS: tuple[str, ...] = (
     ENROLL,
     COLLECT,
@@ -686,8 +745,11 @@ EVENT_ACTIONS: tuple[str, ...] = (
     HOLD,
     RELEASE_HOLD,
     REJECT_HOLD,
+    *PLAN_ACTIONS,
+    LYMPHODEPLETION,
+    NOT_INFUSED,
 )
-ORDER_LEVEL_ACTIONS = (ENROLL, READINGS)
+ORDER_LEVEL_ACTIONS = (ENROLL, READINGS, *PLAN_ACTIONS, LYMPHODEPLETION, NOT_INFUSED)
 """Records that name the order (and a shipment) but no bag and no batch."""
 
 

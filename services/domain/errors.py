@@ -140,3 +140,23 @@ class InvalidJson(DomainError):
 class RateLimited(DomainError):
     code = "rate_limited"
     title = "Too many requests"
+
+
+class ProductNotReleased(DomainError):
+    """Lymphodepletion before the product's QA release (without a second person's signed
+    override)."""
+
+    code = "product_not_released"
+    title = "Product not released"
+
+
+class NoCapacity(DomainError):
+    code = "no_capacity"
+    title = "No manufacturing slot free"
+
+
+class WindowViolation(DomainError):
+    """An infusion outside the product's window after lymphodepletion."""
+
+    code = "window_violation"
+    title = "Outside the infusion window"

@@ -16,12 +16,22 @@ SHIPMENT_DISCREPANCY = "shipment_discrepancy"  # manifest bags that did not arri
 CHECKPOINT = "checkpoint"  # a signed audit checkpoint, for witnesses (asked for by name only)
 DIGEST = "digest"  # a day's progress news in one message, for those who asked for it
 DEADLINE_KINDS = ("deadline_at_risk", "deadline_late", "deadline_escalated")
+# the vein-to-vein plan's news that is not an event on the chain (services.operations.plans)
+PLAN_NEWS = {
+    "plan_slipped": "plan slipped",
+    "plan_past_window": "PLAN SLIPPED PAST THE INFUSION WINDOW",
+    "plan_remanufacture": "REMANUFACTURE PROPOSED after a failed batch",
+    "plan_ld_window_opens": "lymphodepletion window opens today",
+    "plan_infusion_day": "infusion day",
+    "plan_monitoring_ends": "a monitoring period ends today",
+}
 EVENT_KINDS: tuple[str, ...] = (
     *EVENT_ACTIONS,
     REFUSED_SCAN,
     *DEADLINE_KINDS,
     SHIPMENT_DISCREPANCY,
     CHECKPOINT,
+    *PLAN_NEWS,
 )
 
 
@@ -150,6 +160,9 @@ def summary(payload: dict[str, Any]) -> str:
             f"imported at {payload['site']}"
         )
     what = MILESTONES.get(payload["kind"], payload["kind"].replace("_", " "))
+    if not payload.get("din"):  # an order's own news: its plan, lymphodepletion
+        what = PLAN_NEWS.get(payload["kind"], what)
+        return f"Order {payload['coi']}: {what} at {payload.get('site') or '?'}"
     return f"Bag {payload['din']} of {payload['coi']} {what} at {payload['site']}"
 
 

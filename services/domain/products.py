@@ -122,3 +122,172 @@ def check_reason(reason: str | None) -> str:
     if len(text) > 500:
         raise InvalidRequest("the reason has at most 500 characters")
     return text
+
+
+# The product profile: the scheduling facts of a product, versioned with its other settings and
+# changed the same way (QA of the owning site, signed, with a reason). Days are whole days.
+# A value nobody confirmed stays None, and its source says so; planning then uses the
+# product's turnaround policy (services.domain.plans.facts) and says it assumed.
+
+PROFILE_DAYS = (
+    "manufacturing_days",  # manufacturing and QC, start to QA release: the target ...
+    "manufacturing_days_min",  # ... and its typical range
+    "manufacturing_days_max",
+    "collection_to_pickup_days",  # transit lead time per leg
+    "outbound_transit_days",
+    "release_to_ship_days",
+    "return_transit_days",
+    "ld_days",  # the lymphodepletion regimen's length (its first to its last day)
+    "ld_to_infusion_min_days",  # the infusion window, in days after LD ends
+    "ld_to_infusion_max_days",
+    "repeat_ld_after_days",  # infusion this many days late: repeat LD
+)
+PROFILE_FIELDS = (*PROFILE_DAYS, "release_before_ld", "monitoring")
+MAX_PROFILE_DAYS = 120
+# post-infusion periods a label names (per jurisdiction of the treatment site)
+MONITORING_PERIODS = ("monitoring", "stay_near_centre", "no_driving")
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileSeed:
+    product: str
+    values: dict[str, object]
+    sources: dict[str, str]
+
+
+_UNCONFIRMED = (
+    "not confirmed against the current label: empty until the owning site's QA sets it "
+    "(planning uses the turnaround policy's typical time meanwhile)"
+)
+_US_2025 = (
+    "US labels since June 2025 (issue 30): monitoring for at least 2 weeks, staying near the "
+    "treatment centre for 2 weeks, no driving for 2 weeks (REMS removed); other jurisdictions "
+    "unconfirmed"
+)
+_US_MONITORING = {"US": {"monitoring": 14, "stay_near_centre": 14, "no_driving": 14}}
+
+
+def _profile(
+    product: str, window: tuple[int, int], window_source: str, **more: object
+) -> ProfileSeed:
+    sources = {
+        name: _UNCONFIRMED
+        for name in PROFILE_DAYS
+        if name not in ("ld_to_infusion_min_days", "ld_to_infusion_max_days")
+    }
+    sources["ld_to_infusion_min_days"] = sources["ld_to_infusion_max_days"] = window_source
+    sources["release_before_ld"] = (
+        "issue 30's table: the product is confirmed (released) before lymphodepletion"
+    )
+    sources["monitoring"] = _US_2025
+    values: dict[str, object] = {
+        "ld_to_infusion_min_days": window[0],
+        "ld_to_infusion_max_days": window[1],
+        "release_before_ld": True,
+        "monitoring": _US_MONITORING,
+    }
+    for name, given in more.items():
+        pair: tuple[object, str] = given  # type: ignore[assignment]
+        values[name] = pair[0]
+        sources[name] = pair[1]
+    return ProfileSeed(product, values, sources)
+
+
+# From issue 30's table; check each value against the current label before relying on it.
+PROFILE_SEED: tuple[ProfileSeed, ...] = (
+    _profile(
+        "tisa-cel",
+        (2, 6),
+        "Kymriah label as gathered in issue 30: ALL 2-14 d, DLBCL 2-11 d, FL 2-6 d after LD "
+        "ends; the order names no indication, so the narrowest (2-6 d) applies until QA widens "
+        "it for a site's indication",
+    ),
+    _profile(
+        "axi-cel",
+        (3, 3),
+        "Yescarta label as gathered in issue 30: LD on days -5, -4 and -3, infusion on day 0, "
+        "so 3 days after LD ends",
+        ld_days=(3, "Yescarta label as gathered in issue 30: LD on days -5, -4, -3 (3 days)"),
+    ),
+    _profile(
+        "brexu-cel",
+        (3, 3),
+        "Tecartus label as gathered in issue 30: LD on days -5, -4 and -3, infusion on day 0, "
+        "so 3 days after LD ends",
+        ld_days=(3, "Tecartus label as gathered in issue 30: LD on days -5, -4, -3 (3 days)"),
+    ),
+    _profile(
+        "liso-cel",
+        (2, 7),
+        "Breyanzi label as gathered in issue 30: infusion 2-7 days after LD",
+    ),
+    _profile(
+        "ide-cel",
+        (2, 7),
+        "Abecma label as gathered in issue 30: infusion 2 days after LD, delayed up to 7 days "
+        "(read as no later than day 7; unconfirmed reading)",
+    ),
+    _profile(
+        "cilta-cel",
+        (2, 4),
+        "Carvykti label as gathered in issue 30: infusion 2-4 days after LD",
+        repeat_ld_after_days=(
+            14,
+            "Carvykti label as gathered in issue 30: repeat LD if infusion is more than 14 "
+            "days late",
+        ),
+    ),
+)
+
+
+def check_profile(values: dict[str, object]) -> dict[str, object]:
+    """A profile's values within bounds: whole days 0..120 (or None), a window whose end is
+    not before its start, a range around the target, monitoring periods per jurisdiction."""
+    checked: dict[str, object] = {}
+    for name in PROFILE_DAYS:
+        value = values.get(name)
+        if value is None:
+            checked[name] = None
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+            raise InvalidRequest(f"{name} is a whole number of days")
+        if not 0 <= value <= MAX_PROFILE_DAYS:
+            raise InvalidRequest(f"{name} is between 0 and {MAX_PROFILE_DAYS} days")
+        checked[name] = int(value)
+    low, high = checked["ld_to_infusion_min_days"], checked["ld_to_infusion_max_days"]
+    if (low is None) != (high is None):
+        raise InvalidRequest("the infusion window needs both its first and its last day")
+    if low is not None and high is not None and low > high:  # type: ignore[operator]
+        raise InvalidRequest("the infusion window's first day is after its last")
+    if checked["ld_days"] == 0:
+        raise InvalidRequest("ld_days is at least 1")
+    target = checked["manufacturing_days"]
+    for bound, wrong in (("manufacturing_days_min", 1), ("manufacturing_days_max", -1)):
+        edge = checked[bound]
+        if edge is not None and target is not None and (edge - target) * wrong > 0:  # type: ignore[operator]
+            raise InvalidRequest(f"{bound} lies on the wrong side of manufacturing_days")
+    release_first = values.get("release_before_ld", True)
+    if not isinstance(release_first, bool):
+        raise InvalidRequest("release_before_ld is true or false")
+    checked["release_before_ld"] = release_first
+    monitoring = values.get("monitoring") or {}
+    if not isinstance(monitoring, dict):
+        raise InvalidRequest("monitoring is {jurisdiction: {period: days}}")
+    periods: dict[str, dict[str, int]] = {}
+    for place, named in monitoring.items():
+        code = str(place).strip().upper()
+        if not (1 <= len(code) <= 8 and code.replace("-", "").isalnum()):
+            raise InvalidRequest(f"{place!r} is not a jurisdiction code (e.g. US, GB, EU)")
+        if not isinstance(named, dict):
+            raise InvalidRequest("monitoring is {jurisdiction: {period: days}}")
+        periods[code] = {}
+        for period, days in named.items():
+            if period not in MONITORING_PERIODS:
+                raise InvalidRequest(
+                    f"{period!r} is not a monitoring period ({', '.join(MONITORING_PERIODS)})"
+                )
+            if isinstance(days, bool) or not isinstance(days, int) or not 0 < days <= 365:
+                raise InvalidRequest(f"{place} {period}: whole days, 1 to 365")
+            periods[code][period] = days
+    checked["monitoring"] = periods
+    return checked

@@ -57,6 +57,11 @@ REFUSAL_SEVERITY: Mapping[str, Severity] = {
     "not_found": Severity.INFORMATION,
     "invalid_json": Severity.INFORMATION,
     "rate_limited": Severity.WARNING,
+    # the vein-to-vein plan: an infusion outside its window is a patient-safety stop; LD
+    # before release is a gate worth QA's look; a full calendar is information
+    "window_violation": Severity.CRITICAL,
+    "product_not_released": Severity.WARNING,
+    "no_capacity": Severity.INFORMATION,
 }
 
 _CLINICAL = frozenset(
@@ -67,9 +72,32 @@ _EVERYONE = frozenset(Role)
 
 DO_NOT_USE = ("quarantine", "reject", "reject_hold", "destroy")
 DEADLINES = ("deadline_at_risk", "deadline_late", "deadline_escalated")
+# the plan's news (services.operations.plans): a slip past the infusion window and a failed
+# batch's remanufacture proposal are critical; a slip within it and a hold that ran out are
+# warnings; the plan's days are progress
+PLAN_CRITICAL = ("plan_past_window", "plan_remanufacture")
+PLAN_WARNINGS = ("plan_slipped", "plan_expire")
+PLAN_PROGRESS = (
+    "plan_book",
+    "plan_confirm",
+    "plan_move",
+    "plan_cancel",
+    "lymphodepletion",
+    "not_infused",
+    "plan_ld_window_opens",
+    "plan_infusion_day",
+    "plan_monitoring_ends",
+)
 # the kinds that are critical whatever they carry (a refusal and a batch by their contents)
 CRITICAL_KINDS = frozenset(
-    {"hold", *DO_NOT_USE, "report_lost", "deadline_escalated", "shipment_discrepancy"}
+    {
+        "hold",
+        *DO_NOT_USE,
+        "report_lost",
+        "deadline_escalated",
+        "shipment_discrepancy",
+        *PLAN_CRITICAL,
+    }
 )
 # the kinds that can be critical: what the pinned list looks through
 MAYBE_CRITICAL_KINDS = frozenset({*CRITICAL_KINDS, "refused_scan", "batch_status"})
@@ -90,6 +118,10 @@ ROLES: Mapping[str, frozenset[Role]] = {
     # a family's e-mail about a new stage (services.operations.family_status): sent to the
     # family only, never into a site's feed; the care team who shared the link owns it
     "family_stage": frozenset({Role.CARE_TEAM}),
+    **dict.fromkeys(
+        (*PLAN_CRITICAL, *PLAN_WARNINGS, *PLAN_PROGRESS),
+        frozenset({Role.CARE_TEAM, Role.APHERESIS_STAFF, Role.MANUFACTURING_OPERATOR}),
+    ),
 }
 _PROGRESS_ROLES = frozenset({Role.CARE_TEAM, Role.APHERESIS_STAFF, Role.MANUFACTURING_OPERATOR})
 
@@ -112,6 +144,13 @@ MILESTONES = {
     "release_hold": "released from hold by QA",
     "readings": "temperature readings imported",
     "correct": "a record corrected",
+    "plan_book": "plan booked (manufacturing slot held)",
+    "plan_confirm": "plan confirmed",
+    "plan_move": "plan moved",
+    "plan_cancel": "plan cancelled",
+    "plan_expire": "plan's hold ran out (slot freed)",
+    "lymphodepletion": "lymphodepletion started",
+    "not_infused": "recorded as not infused",
 }
 
 
@@ -126,7 +165,7 @@ def severity(kind: str, payload: Mapping[str, Any] | None = None) -> Severity:
         return (
             Severity.CRITICAL if payload.get("batch_status") == "failed" else Severity.INFORMATION
         )
-    if kind in ("deadline_at_risk", "deadline_late"):
+    if kind in ("deadline_at_risk", "deadline_late") or kind in PLAN_WARNINGS:
         return Severity.WARNING
     return Severity.INFORMATION
 
@@ -274,6 +313,43 @@ def _words(
             f"Batch {batch} of {who} at {status.replace('_', ' ')} at {site}",
             "No action needed.",
         )
+    if kind == "plan_past_window":
+        window = payload.get("infusion_window") or {}
+        if payload.get("after_ld"):
+            return (
+                f"PAST THE INFUSION WINDOW: the product of {who} reaches the bedside "
+                f"{payload.get('treatment_arrival_on')}, after the window "
+                f"({window.get('from')} to {window.get('to')})",
+                f"Repeat lymphodepletion is flagged on {who}: the physician plans it and "
+                "records the new start; the product is infused in its new window.",
+            )
+        return (
+            f"PLAN SLIPPED PAST ITS WINDOW: the product of {who} reaches the bedside "
+            f"{payload.get('treatment_arrival_on')}",
+            f"Re-plan lymphodepletion for {who} before it starts (the plan shows the new "
+            "dates); do not start it on the old date.",
+        )
+    if kind == "plan_remanufacture":
+        proposal = payload.get("proposal") or {}
+        slot = proposal.get("manufacturing_start_on") or "no free slot yet"
+        return (
+            f"REMANUFACTURE PROPOSED for {who}: next free slot {slot}",
+            f"Decide with the manufacturing site: the remaining apheresis material or a new "
+            f"collection; move the plan to the proposed slot ({slot}) to book it.",
+        )
+    if kind == "plan_slipped":
+        return (
+            f"Plan of {who} slipped {payload.get('moved_days')} day(s): the product reaches "
+            f"the bedside {payload.get('treatment_arrival_on')}",
+            "Check the plan's new dates; it is still inside the infusion window.",
+        )
+    if kind == "plan_ld_window_opens":
+        return (f"Lymphodepletion window opens today for {who}", "Start LD as planned.")
+    if kind == "plan_infusion_day":
+        return (f"Infusion day for {who}", "The product is planned for infusion today.")
+    if kind == "plan_monitoring_ends":
+        period = str(payload.get("period") or "monitoring").replace("_", " ")
+        return (f"{period.capitalize()} period ends today for {who}", "No action needed.")
     if kind == "checkpoint":
         return (
             f"Audit checkpoint {payload.get('id')}: {payload.get('records')} records",
@@ -285,9 +361,10 @@ def _words(
             "No action needed: progress news of the orders you follow.",
         )
     milestone = MILESTONES.get(kind, kind.replace("_", " "))
-    subject = f"Order {payload.get('coi')}" if kind in ("enroll", "readings") else bag.capitalize()
-    if kind == "enroll" and "patient" in who:
+    order_level = ("enroll", "readings", *PLAN_PROGRESS, *PLAN_WARNINGS)
+    subject = f"Order {payload.get('coi')}" if kind in order_level else bag.capitalize()
+    if kind in order_level and "patient" in who:
         subject = who[0].upper() + who[1:]
-    elif kind not in ("enroll", "readings"):
+    elif kind not in order_level:
         subject = f"{subject} of {who}"
     return f"{subject} {milestone} at {site}", "No action needed."

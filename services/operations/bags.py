@@ -170,6 +170,9 @@ def bag_view(
     thaw_limit: dt.timedelta | None = None,
     release_complete: bool = True,
     label_printed: bool = True,
+    infusion_window: tuple[dt.date, dt.date] | None = None,
+    infusion_day: dt.date | None = None,
+    repeat_ld_after: int | None = None,
 ) -> BagView:
     return BagView(
         din=unit.din,
@@ -187,6 +190,9 @@ def bag_view(
         patient_birth_date=order.patient_birth_date,
         release_complete=release_complete,
         label_printed=label_printed,
+        infusion_window=infusion_window,
+        infusion_day=infusion_day,
+        repeat_ld_after=repeat_ld_after,
     )
 
 

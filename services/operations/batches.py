@@ -53,7 +53,7 @@ from services.domain.errors import (
 )
 from services.domain.identifiers import DIN_SEQUENCE_MAX, Din, batch_code, din_reference
 from services.domain.signatures import NOT_REQUIRED
-from services.operations import signing
+from services.operations import plans, signing
 from services.operations.access import (
     can_view_order,
     order_by_coi,
@@ -144,6 +144,9 @@ def open_batch(
             )
         session.add(BatchInput(batch_id=_id(batch), unit_id=_id(unit)))
     _event(session, step, unit=None, action=BATCH_STATUS, from_state=None)
+    if order.has_plan:
+        session.flush()
+        plans.replan(session, order, now=now)  # manufacturing started: the plan follows
     return batch
 
 
@@ -264,6 +267,14 @@ def change_status(
             )
             batch.release_signed_at = now
             session.add(batch)
+    if order.has_plan and status in FINAL:
+        # the plan follows: a release moves the expected dates, a failure proposes a
+        # remanufacture with the next free slot
+        if status is BatchState.FAILED:
+            plans.after_batch_failed(session, order, now=now)
+        else:
+            session.flush()
+            plans.replan(session, order, now=now)
     return batch
 
 

@@ -20,6 +20,7 @@ from sqlmodel import Session, col, select
 from services.db.models import (
     CustodyEvent,
     Order,
+    Plan,
     Site,
     StatusDisclosure,
     StatusLink,
@@ -214,7 +215,31 @@ class Expected:
     given_at: dt.datetime | None
 
 
+def _midday(day: str) -> dt.datetime:
+    return dt.datetime.combine(dt.date.fromisoformat(day), dt.time(12), tzinfo=dt.UTC)
+
+
+def _planned(session: Session, order: Order, now: dt.datetime) -> Expected | None:
+    """The plan's expected dates (issue 30), where the order has a plan in force: the
+    product's arrival at the hospital and its infusion day (or the window's first day)."""
+    if not order.has_plan:
+        return None
+    plan = session.exec(select(Plan).where(Plan.order_id == order.id)).first()
+    if plan is None or plan.state not in ("held", "confirmed"):
+        return None
+    expected = plan.expected or {}
+    back = expected.get("treatment_arrival_on")
+    given = expected.get("infusion_on") or (expected.get("infusion_window") or {}).get("from")
+    if not back or not given:
+        return None
+    return Expected(back_at=max(now, _midday(back)), given_at=_midday(given))
+
+
 def expected_dates(session: Session, order: Order, now: dt.datetime) -> Expected:
+    """When the family may expect the treatment back and given: the plan's dates where there
+    is a plan in force, else the order's projected vein-to-vein time."""
+    if order.infused_at is None and (planned := _planned(session, order, now)) is not None:
+        return planned
     projected = turnaround.projection(session, order=order, now=now)
     infusion = projected.projected_infusion_at
     if infusion is None or order.infused_at is not None:

@@ -1,8 +1,9 @@
-"""Products and their safety settings, in one place: the turnaround policy, the alarm rule and
-the thaw-to-infusion limit of a product belong to its owning manufacturing site, and only QA of
-that site changes them, with a reason and an e-signature given with the change, within clinical
-bounds (services.domain.products). Every change is a new version (legs and imports already
-under way keep theirs) and is in the admin log every site's admins read.
+"""Products and their safety settings, in one place: the turnaround policy, the alarm rule,
+the thaw-to-infusion limit and the scheduling profile (the vein-to-vein plan's facts) of a
+product belong to its owning manufacturing site, and only QA of that site changes them, with a
+reason and an e-signature given with the change, within clinical bounds
+(services.domain.products). Every change is a new version (legs and imports already under way
+keep theirs) and is in the admin log every site's admins read.
 
 A product is set up by the installation (``vein2vein product add``, ``product owner``), which
 names its owner; the known CAR-T products are seeded by the migrations without one.
@@ -16,15 +17,22 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from services.db.models import AlarmRuleVersion, Product, Site, SlaPolicy, User
+from services.db.models import AlarmRuleVersion, Product, ProductProfile, Site, SlaPolicy, User
 from services.domain.condition import AlarmRule
 from services.domain.custody import Actor, SiteKind
 from services.domain.errors import Conflict, InvalidRequest, NotFound, SignatureRequired, WrongSite
-from services.domain.products import check_owner, check_reason, check_thaw_limit
+from services.domain.products import (
+    PROFILE_FIELDS,
+    check_owner,
+    check_profile,
+    check_reason,
+    check_thaw_limit,
+)
 from services.domain.sla import Leg, Policy
 from services.operations import condition, deadlines, staff
 from services.operations.admin import site_by_code
 from services.operations.changelog import record_change
+from services.operations.profiles import current_profile, profile_values
 from services.operations.signing import Signers
 
 PRODUCT_CODE_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
@@ -255,3 +263,68 @@ def versions(session: Session, code: str) -> tuple[list[SlaPolicy], list[AlarmRu
         .order_by(col(AlarmRuleVersion.version).desc())
     ).all()
     return list(policies), list(rules)
+
+
+# the product profile: the plan's facts (services.domain.products.PROFILE_FIELDS)
+
+
+def profile_versions(session: Session, product: str) -> list[ProductProfile]:
+    return list(
+        session.exec(
+            select(ProductProfile)
+            .where(ProductProfile.product == product)
+            .order_by(col(ProductProfile.version).desc())
+        ).all()
+    )
+
+
+def change_profile(
+    session: Session,
+    *,
+    actor: Actor,
+    product: str,
+    values: dict[str, Any],
+    reason: str,
+    signers: Signers,
+    now: dt.datetime,
+) -> ProductProfile:
+    """A new version of the product's profile, by QA of its owning site, signed, with a
+    reason: the values given replace the current ones (``None`` empties one), within
+    bounds; each changed value's source names the change."""
+    _check_change(session, actor, product, signers)
+    why = check_reason(reason)
+    unknown = sorted(set(values) - set(PROFILE_FIELDS))
+    if unknown:
+        raise InvalidRequest(f"not a profile value: {', '.join(unknown)}")
+    before_row = current_profile(session, product)
+    before = profile_values(before_row)
+    merged = check_profile({**before, **values})
+    signer = _signed_by(session, actor)
+    sources = dict(before_row.sources) if before_row else {}
+    for name in values:
+        if merged.get(name) != before.get(name):
+            sources[name] = f"set by {signer} ({actor.email}), {now.date().isoformat()}: {why}"
+    row = ProductProfile(
+        product=product,
+        version=(before_row.version if before_row else 0) + 1,
+        sources=sources,
+        created_by_id=actor.user_id,
+        created_at=now,
+        reason=why,
+        signer_name=signer,
+        signed_at=now,
+        **merged,  # type: ignore[arg-type]
+    )
+    session.add(row)
+    session.flush()
+    record_change(
+        session,
+        actor=actor,
+        action="product profile changed",
+        subject=product,
+        before=before or None,
+        after={**merged, "version": row.version, "reason": why, "signed_by": actor.email},
+        now=now,
+        every_site=True,
+    )
+    return row

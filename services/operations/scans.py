@@ -51,9 +51,10 @@ from services.domain.errors import (
     NotFound,
 )
 from services.domain.identifiers import coi_given, parse_scan, shipment_code, shipment_number
+from services.domain.local_time import local_day
 from services.domain.signatures import requirement, site_steps
 from services.domain.sla import Leg
-from services.operations import access, shippers, signing
+from services.operations import access, plans, shippers, signing
 from services.operations.access import visible_order
 from services.operations.admin import site_by_code
 from services.operations.bags import (
@@ -66,6 +67,7 @@ from services.operations.bags import (
     site_codes,
 )
 from services.operations.deadlines import current_policy
+from services.operations.profiles import current_profile
 from services.operations.record import SiteLike, append_event, append_refusal
 from services.operations.refusals import RefusalLimit, check_refusal_limits
 from services.operations.shipments import add_to_shipment, lock_shipment, visible_shipment
@@ -209,6 +211,7 @@ def record_scan(
             thaw_limit=thaw_limit,
             release_complete=held.release_complete,
             label_printed=held.label_printed,
+            **_window(session, order, scan.action, max(occurred_at, now)),
         )
         rule = decide_scan(view, request)
         decisions.append((unit, order, rule, current, held.latest))
@@ -259,6 +262,12 @@ def record_scan(
     if scan.action is Action.INFUSE:
         for order in {id(order): order for _u, order, _r, _s, _l in decisions}.values():
             close_if_infused(session, order)
+    if scan.action in plans.MILESTONE_SCANS:
+        # an order with a plan re-plans from its milestones (an order without reads nothing)
+        for order in {id(order): order for _u, order, _r, _s, _l in decisions}.values():
+            if order.has_plan:
+                session.flush()
+                plans.replan(session, order, now=now)
     session.flush()
     return ScanOutcome(scan=row, events=events, replayed=False, signatures=signatures)
 
@@ -292,6 +301,21 @@ def _thaw(
     ).first()
     thawed_at = min(thaw) if thaw else None
     return thawed_at, current_policy(session, order.product).limit(Leg.THAW_TO_INFUSION)
+
+
+def _window(session: Session, order: Order, action: Action, moment: dt.datetime) -> dict[str, Any]:
+    """For an infusion after a recorded lymphodepletion: the window, the bedside's day and the
+    label's repeat-LD threshold. Nothing is read for any other scan, or without LD."""
+    if action is not Action.INFUSE or order.infuse_from is None or order.infuse_to is None:
+        return {}
+    site = session.get(Site, order.treatment_site_id)
+    assert site is not None
+    profile = current_profile(session, order.product)
+    return {
+        "infusion_window": (order.infuse_from, order.infuse_to),
+        "infusion_day": local_day(moment, site.time_zone),
+        "repeat_ld_after": profile.repeat_ld_after_days if profile else None,
+    }
 
 
 def close_if_infused(session: Session, order: Order) -> None:
@@ -621,6 +645,7 @@ def check_infusion(
         thawed_at=thawed_at,
         thaw_limit=thaw_limit,
         release_complete=release_complete(session, unit),
+        **_window(session, order, Action.INFUSE, now),
     )
     decide_scan(
         view,

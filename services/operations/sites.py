@@ -31,6 +31,7 @@ def _record(site: Site) -> dict[str, Any]:
         "fin": site.fin,
         "time_zone": site.time_zone,
         "phone": site.phone,
+        "jurisdiction": site.jurisdiction,
     }
 
 
@@ -85,10 +86,13 @@ def change_site(
     name: str | None = None,
     time_zone: str | None = None,
     phone: str | None = None,
+    jurisdiction: str | None = None,
     now: dt.datetime,
 ) -> Site:
-    """A site's name, time zone or phone (families call it; "" clears it) changed (its code
-    and kind never change; its FIN is given once, services.operations.staff.set_fin)."""
+    """A site's name, time zone, phone (families call it; "" clears it) or jurisdiction changed
+    (its code and kind never change; its FIN is given once, services.operations.staff.set_fin).
+    The jurisdiction (a code such as US) picks the post-infusion monitoring periods of a
+    product's profile."""
     site = (
         admin.site_by_code(session, code)
         if actor is None
@@ -104,6 +108,11 @@ def change_site(
         site.time_zone = check_zone(time_zone)
     if phone is not None:
         site.phone = check_phone(phone)
+    if jurisdiction is not None:
+        place = jurisdiction.strip().upper()
+        if not (1 <= len(place) <= 8 and place.replace("-", "").isalnum()):
+            raise InvalidRequest(f"{jurisdiction!r} is not a jurisdiction code (e.g. US, GB, EU)")
+        site.jurisdiction = place
     after = _record(site)
     if after != before:
         session.add(site)

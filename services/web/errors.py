@@ -47,6 +47,9 @@ STATUS_BY_CODE = {
     "rate_limited": 429,
     "csrf_failed": 400,
     "invalid_json": 400,
+    "product_not_released": 409,
+    "no_capacity": 409,
+    "window_violation": 422,
 }
 
 

@@ -23,12 +23,15 @@ from services.db.models import (
     AlertAcknowledgement,
     ApiToken,
     Batch,
+    CapacityDay,
     CourierContract,
     CustodyEvent,
     LabelPrint,
     Notification,
     Order,
+    Plan,
     Product,
+    ProductProfile,
     RefusedScan,
     Review,
     Shipment,
@@ -182,6 +185,62 @@ CASES: dict[tuple[str, str], Request] = {
         "POST",
         "/api/v1/sla-policies/axi-cel",
         {"target_days": 29},
+    ),
+    # the vein-to-vein plan (issue 30): A's capacity, A's plan, A's product's profile
+    ("POST", "/api/v1/capacity"): lambda a: (
+        "POST",
+        "/api/v1/capacity",
+        {"site": "MFG-1", "product": "axi-cel", "date": a["slot_day"], "slots": 0},
+    ),
+    ("GET", "/api/v1/capacity"): lambda a: (
+        "GET",
+        f"/api/v1/capacity?site=MFG-1&product=axi-cel&from={a['slot_day']}&to={a['slot_day']}",
+        None,
+    ),
+    ("GET", "/api/v1/orders/<coi>/plan"): lambda a: (
+        "GET",
+        f"/api/v1/orders/{a['coi']}/plan",
+        None,
+    ),
+    ("POST", "/api/v1/orders/<coi>/plan"): lambda a: (
+        "POST",
+        f"/api/v1/orders/{a['coi2']}/plan",
+        {"apheresis_on": a["today"]},
+    ),
+    ("POST", "/api/v1/orders/<coi>/plan/confirm"): lambda a: (
+        "POST",
+        f"/api/v1/orders/{a['coi']}/plan/confirm",
+        {},
+    ),
+    ("POST", "/api/v1/orders/<coi>/plan/move"): lambda a: (
+        "POST",
+        f"/api/v1/orders/{a['coi']}/plan/move",
+        {"manufacturing_start_on": a["slot_day"]},
+    ),
+    ("POST", "/api/v1/orders/<coi>/plan/cancel"): lambda a: (
+        "POST",
+        f"/api/v1/orders/{a['coi']}/plan/cancel",
+        {"reason": "sabotage"},
+    ),
+    ("POST", "/api/v1/orders/<coi>/lymphodepletion"): lambda a: (
+        "POST",
+        f"/api/v1/orders/{a['coi']}/lymphodepletion",
+        {"started_on": a["today"], "override_reason": "sabotage"},
+    ),
+    ("POST", "/api/v1/orders/<coi>/not-infused"): lambda a: (
+        "POST",
+        f"/api/v1/orders/{a['coi']}/not-infused",
+        {"reason": "sabotage", "fate": "destroy"},
+    ),
+    ("GET", "/api/v1/products/<product>/profile"): lambda a: (
+        "GET",
+        "/api/v1/products/axi-cel/profile",
+        None,
+    ),
+    ("POST", "/api/v1/products/<product>/profile"): lambda a: (
+        "POST",
+        "/api/v1/products/axi-cel/profile",
+        {"values": {"ld_days": 1}, "reason": "sabotage", "signature": {"password": PASSWORD}},
     ),
     # the chain of condition (issue 15)
     ("GET", "/api/v1/shippers"): lambda a: ("GET", "/api/v1/shippers", None),
@@ -401,6 +460,18 @@ def a_record(world: World, coi: str) -> tuple[Any, ...]:
                 for link in session.exec(select(StatusLink).order_by(StatusLink.id))  # type: ignore[arg-type]
             ),
             session.exec(select(func.count()).select_from(StatusDisclosure)).one(),
+            # the plans, the capacity and the product profiles (issue 30)
+            tuple(
+                (p.order_id, p.state, p.capacity_day_id, p.moves, p.ld_started_on, p.reason)
+                for p in session.exec(select(Plan).order_by(Plan.id))  # type: ignore[arg-type]
+            ),
+            tuple(
+                (c.site_id, c.product, c.day, c.slots, c.booked)
+                for c in session.exec(select(CapacityDay).order_by(CapacityDay.id))  # type: ignore[arg-type]
+                if c.site_id in _site_ids(session, "-1")
+            ),
+            session.exec(select(func.count()).select_from(ProductProfile)).one(),
+            (order.has_plan, order.infuse_from, order.infuse_to),
         )
 
 
@@ -421,6 +492,35 @@ PAGE_CASES: dict[tuple[str, str], Request] = {
         {"barcode": a["barcode"], "action": "pickup", "site": "APH-1"},
     ),
     ("GET", "/orders/<coi>"): lambda a: ("GET", f"/orders/{a['coi']}", None),
+    # the vein-to-vein plan (issue 30)
+    ("GET", "/capacity"): lambda a: ("GET", "/capacity?site=MFG-1", None),
+    ("POST", "/capacity"): lambda a: (
+        "POST",
+        "/capacity",
+        {"product": "axi-cel", "first_day": a["slot_day"], "days": "1", "slots": "0"},
+    ),
+    ("GET", "/orders/<coi>/plan"): lambda a: ("GET", f"/orders/{a['coi']}/plan", None),
+    ("POST", "/orders/<coi>/plan"): lambda a: (
+        "POST",
+        f"/orders/{a['coi2']}/plan",
+        {"apheresis_on": a["today"]},
+    ),
+    ("POST", "/orders/<coi>/plan/confirm"): lambda a: (
+        "POST",
+        f"/orders/{a['coi']}/plan/confirm",
+        {},
+    ),
+    ("POST", "/orders/<coi>/plan/move"): lambda a: (
+        "POST",
+        f"/orders/{a['coi']}/plan/move",
+        {"manufacturing_start_on": a["slot_day"]},
+    ),
+    ("POST", "/orders/<coi>/plan/cancel"): lambda a: (
+        "POST",
+        f"/orders/{a['coi']}/plan/cancel",
+        {"reason": "sabotage"},
+    ),
+    ("GET", "/week"): lambda a: ("GET", "/week", None),
     ("GET", "/orders/<coi>/report.pdf"): lambda a: ("GET", f"/orders/{a['coi']}/report.pdf", None),
     ("GET", "/orders/<coi>/evidence.json"): lambda a: (
         "GET",
@@ -825,7 +925,22 @@ def test_no_user_of_another_network_reads_or_changes_anything(world: World) -> N
     world.scan("aph", bag["barcode"], "verify_label", "APH-1")
     with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
         refusal = uow.session.exec(select(RefusedScan.id)).first()
+    # A's plan for its first order, on a slot A's manufacturing site published
+    today = dt.datetime.now(dt.UTC).date()
+    slot_day = (today + dt.timedelta(days=5)).isoformat()
+    published = world.post(
+        "op",
+        "/api/v1/capacity",
+        {"site": "MFG-1", "product": "axi-cel", "date": slot_day, "slots": 2},
+    )
+    assert published.status_code == 201, published.json
+    planned = world.post(
+        "care", f"/api/v1/orders/{bag['coi']}/plan", {"apheresis_on": today.isoformat()}
+    )
+    assert planned.status_code == 201, planned.json
     a = {
+        "today": today.isoformat(),
+        "slot_day": slot_day,
         "user": care_user,
         "refusal": refusal,
         "product_barcode": Din.from_value(product).barcode,

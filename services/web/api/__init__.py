@@ -9,6 +9,7 @@ from services.web.api import (  # noqa: F401 - routes
     labels,
     notifications,
     orders,
+    plans,
     scans,
     shipments,
     status_links,

@@ -7,7 +7,7 @@ import re
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, StringConstraints
 from pydantic import Field as Constraint
 from sqlmodel import Field, SQLModel
 from typing_extensions import TypedDict
@@ -963,3 +963,131 @@ class StatusNewsDiscussed(SQLModel):
 class StatusNewsPublic(SQLModel):
     sequence: int
     discussed_at: dt.datetime
+
+
+# the vein-to-vein plan
+
+PlanDay = Annotated[dt.date, Constraint(ge=dt.date(2000, 1, 1), le=dt.date(9998, 12, 31))]
+
+
+class CapacityCreate(SQLModel):
+    site: Code = Field(description="The manufacturing site publishing the slots")
+    product: ProductName
+    date: PlanDay = Field(description="The day (starts of manufacturing)")
+    slots: int = Field(ge=0, le=1000, description="Slots that day (0 closes it)")
+
+
+class CapacityDayPublic(SQLModel):
+    date: dt.date
+    slots: int
+    booked: int
+    free: int
+
+
+class CapacityPublic(SQLModel):
+    site: str
+    product: str
+    days: list[CapacityDayPublic]
+
+
+class CapacityQuery(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    site: Code
+    product: ProductName
+    start: PlanDay = Constraint(alias="from", description="The first day (YYYY-MM-DD)")
+    end: PlanDay = Constraint(alias="to", description="The last day (YYYY-MM-DD)")
+
+
+class PlanCreate(SQLModel):
+    apheresis_on: PlanDay = Field(description="The planned apheresis date (YYYY-MM-DD)")
+
+
+class PlanMove(SQLModel):
+    apheresis_on: PlanDay | None = Field(default=None, description="A new apheresis date")
+    manufacturing_start_on: PlanDay | None = Field(
+        default=None, description="The first free slot on or after this day"
+    )
+    reason: Reason | None = None
+
+
+class PlanCancel(SQLModel):
+    reason: Reason = Field(description="Why the plan is cancelled")
+
+
+class PlanPublic(SQLModel):
+    coi: str
+    product: str
+    state: str
+    apheresis_on: dt.date
+    manufacturing_start_on: dt.date | None
+    held_until: dt.datetime | None
+    confirmed_at: dt.datetime | None
+    infusion_window: dict[str, str] | None
+    ld_window: dict[str, str] | None
+    infusion_on: dt.date | None
+    ld_started_on: dt.date | None
+    ld_ended_on: dt.date | None
+    repeat_ld: bool
+    past_window: bool
+    moves: int
+    profile_version: int
+    planned: dict[str, Any]
+    expected: dict[str, Any]
+    proposal: dict[str, Any] | None
+    reason: str | None
+
+
+class LymphodepletionCreate(SQLModel):
+    started_on: PlanDay = Field(description="The first day of lymphodepleting chemotherapy")
+    ended_on: PlanDay | None = Field(
+        default=None, description="Its last day (default: from the product's profile)"
+    )
+    override_reason: Reason | None = Field(
+        default=None,
+        description="Before the product's QA release: why LD starts anyway (a second person "
+        "signs the override: signature and witness)",
+    )
+    signature: ActSignature | None = None
+    witness: ActWitness | None = None
+
+
+class LymphodepletionPublic(SQLModel):
+    coi: str
+    sequence: int
+    started_on: dt.date
+    ended_on: dt.date
+    infusion_window: dict[str, str] | None
+    override: bool
+    plan: PlanPublic | None
+
+
+class NotInfusedCreate(SQLModel):
+    reason: Reason = Field(description="Why the patient cannot be infused")
+    fate: Literal["destroy", "return", "undecided"] = Field(
+        description="What becomes of the product (its own scans record it)"
+    )
+
+
+class NotInfusedPublic(SQLModel):
+    coi: str
+    state: str = Field(description="The plan's state: not_infused")
+
+
+class ProfilePublic(SQLModel):
+    product: str
+    version: int
+    values: dict[str, Any]
+    sources: dict[str, Any]
+    thaw_to_infusion_minutes: float
+    reason: str | None
+    signer_name: str | None
+    signed_at: dt.datetime | None
+
+
+class ProfileUpdate(SQLModel):
+    values: dict[EventKind, Any] = Field(
+        description="The profile values that change (days, release_before_ld, monitoring)"
+    )
+    reason: Reason | None = Field(default=None, description="Why it changes (required)")
+    signature: ActSignature | None = None

@@ -53,6 +53,7 @@ NAV: dict[Role, list[tuple[str, str]]] = {
         ("pages.shipments", "Receive"),
         ("pages.scan_station", "Scan"),
         ("pages.batch_board", "Batches"),
+        ("pages.capacity_board", "Capacity"),
         ("pages.new_shipment", "Ship products"),
         ("pages.shippers_page", "Shippers"),
     ],
@@ -60,6 +61,7 @@ NAV: dict[Role, list[tuple[str, str]]] = {
         ("pages.new_order", "New order"),
         ("pages.shipments", "Receive"),
         ("pages.bedside", "Bedside"),
+        ("pages.treatment_week", "Week"),
         ("pages.scan_station", "Scan"),
         ("pages.subscriptions", "Subscriptions"),
     ],
@@ -67,6 +69,7 @@ NAV: dict[Role, list[tuple[str, str]]] = {
         ("pages.holds", "Holds"),
         ("pages.review", "Review"),
         ("pages.batch_board", "Batches"),
+        ("pages.capacity_board", "Capacity"),
         ("pages.control_tower", "Control tower"),
         ("pages.scan_station", "Scan"),
         ("pages.products_page", "Products"),
@@ -191,6 +194,7 @@ import services.web.pages.alerts  # noqa: E402
 import services.web.pages.bedside  # noqa: E402
 import services.web.pages.condition  # noqa: E402
 import services.web.pages.orders  # noqa: E402
+import services.web.pages.plans  # noqa: E402
 import services.web.pages.products  # noqa: E402
 import services.web.pages.review  # noqa: E402
 import services.web.pages.shipments  # noqa: E402
