@@ -55,10 +55,17 @@ class Site(SQLModel, table=True):
     # the site whose admins added it and manage it (besides its own admins); None: its own
     # admins and the command line only
     managed_by_site_id: int | None = Field(default=None, foreign_key="sites.id")
+    # whether its people may sign in and sign with a vein2vein password; off: single sign-on
+    # only (an admin's choice, on record)
+    local_passwords: bool = Field(default=True, sa_column_kwargs={"server_default": sa.true()})
 
 
 class User(SQLModel, table=True):
     __tablename__ = "users"
+    # one vein2vein user per person at an identity provider
+    __table_args__ = (
+        sa.Index("ix_users_oidc_identity", "oidc_issuer", "oidc_subject", unique=True),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=254, unique=True)
@@ -74,6 +81,10 @@ class User(SQLModel, table=True):
     # part of every session's key: raising it signs the user out everywhere
     session_epoch: int = Field(default=0)
     created_at: dt.datetime = _created_at()
+    # the identity provider's person (issuer, subject), bound at their first single sign-on by
+    # the verified e-mail an admin provisioned; from then on matched by these alone
+    oidc_issuer: str | None = Field(default=None, max_length=255)
+    oidc_subject: str | None = Field(default=None, max_length=255)
 
 
 class LoginFailure(SQLModel, table=True):
@@ -807,3 +818,22 @@ class CourierContract(SQLModel, table=True):
     created_by_id: int | None = Field(default=None, foreign_key="users.id")
     created_at: dt.datetime = _created_at()
     ended_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class SigningTicket(SQLModel, table=True):
+    """A signature's re-authentication at the identity provider (single sign-on users, 21 CFR
+    11.200): issued when the provider answered with an ``auth_time`` after the request, bound
+    to its signer and to what it signs (``purpose``: the act's page), consumed by that act
+    once. Only its SHA-256 is stored."""
+
+    __tablename__ = "signing_tickets"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    purpose: str = Field(max_length=300)
+    witness: bool = Field(default=False)
+    requested_at: dt.datetime = Field(sa_type=UTCDateTime)
+    authenticated_at: dt.datetime = Field(sa_type=UTCDateTime)  # the provider's auth_time
+    expires_at: dt.datetime = Field(sa_type=UTCDateTime)
+    consumed_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)

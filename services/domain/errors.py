@@ -140,3 +140,12 @@ class InvalidJson(DomainError):
 class RateLimited(DomainError):
     code = "rate_limited"
     title = "Too many requests"
+
+
+class SsoRefused(DomainError):
+    """A single sign-on the provider answered but vein2vein does not accept: an ID token that
+    is not the provider's or not for this sign-in, a person nobody provisioned, an e-mail the
+    provider has not verified, or a site whose people sign in otherwise."""
+
+    code = "sso_refused"
+    title = "Single sign-on refused"

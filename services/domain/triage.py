@@ -44,6 +44,7 @@ REFUSAL_SEVERITY: Mapping[str, Severity] = {
     "wrong_site": Severity.WARNING,
     "not_in_shipment": Severity.WARNING,
     "signature_invalid": Severity.WARNING,
+    "sso_refused": Severity.WARNING,
     "label_not_verified": Severity.WARNING,
     "label_not_printed": Severity.WARNING,
     "shipper_unavailable": Severity.WARNING,

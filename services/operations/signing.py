@@ -46,10 +46,11 @@ from services.domain.signatures import (
     status,
     step_of,
 )
-from services.operations.access import order_by_coi
+from services.operations.access import actor_for, order_by_coi
 from services.operations.orders import lock_order
 from services.operations.passwords import LoginPolicy, check_password
 from services.operations.record import append_event
+from services.operations.sso import consume_ticket
 
 CORRECTING_ROLES = frozenset({Role.QA, Role.ADMIN})
 SignatureStatus = Literal["not_required", "awaiting", "awaiting_witness", "signed"]
@@ -198,12 +199,32 @@ def authenticate_signers(
     witness_password: str | None,
     now: dt.datetime,
     policy: LoginPolicy,
+    tickets: Tickets | None = None,
 ) -> Signers:
     """Check the credentials an act carries, before the act and in a transaction of its own:
     the caller commits even when this raises SignatureInvalid, so that a wrong password counts
     towards the lock-out and nothing of the act is recorded. ``site_id``: where the step
-    happens (a witness is a user of that site)."""
+    happens (a witness is a user of that site). ``tickets``: single sign-on users'
+    re-authentications at the identity provider instead of passwords (used up here)."""
     performer = witness = None
+    if tickets is not None and tickets.performer:
+        consume_ticket(
+            session, token=tickets.performer, purpose=tickets.purpose, witness=False, now=now
+        )
+        performer = actor  # the ticket was issued to the signed-in user only
+        password = None
+    if tickets is not None and tickets.witness:
+        user, site = consume_ticket(
+            session, token=tickets.witness, purpose=tickets.purpose, witness=True, now=now
+        )
+        if user.id == actor.user_id:
+            raise SignatureInvalid(
+                "a witness is a second person, not the one who performs the step"
+            )
+        if site.id != site_id:
+            raise SignatureInvalid("the witness must be a user of the site where the step happens")
+        witness = actor_for(user, site)
+        witness_email = witness_password = None
     if password is not None:
         try:
             authenticate(
@@ -231,6 +252,16 @@ def authenticate_signers(
         except SignatureRefused as error:
             raise SignatureInvalid(error.detail) from None
     return Signers(performer, witness)
+
+
+@dataclass(frozen=True)
+class Tickets:
+    """Single sign-on re-authentications an act carries (web: from the login session), each
+    bound to ``purpose``: the act's page."""
+
+    purpose: str
+    performer: str | None = None
+    witness: str | None = None
 
 
 def check_act(*, step: str, signing: str, actor: Actor, signers: Signers) -> None:
@@ -309,6 +340,7 @@ def sign(
     meaning: str,
     now: dt.datetime,
     policy: LoginPolicy,
+    tickets: Tickets | None = None,
 ) -> Signature:
     """Sign event ``sequence`` of the order, after the act: only for a step recorded before
     signatures came with the act (a step recorded since was signed in its act, or needed no
@@ -327,7 +359,13 @@ def sign(
             f"event {sequence} was signed in its act, as its site required when it was recorded"
         )
     _signable(session, event, actor)
-    authenticate(session, actor=actor, email=email, password=password, now=now, policy=policy)
+    if tickets is not None and tickets.performer:
+        # a single sign-on user re-authenticated at the provider for this signature
+        consume_ticket(
+            session, token=tickets.performer, purpose=tickets.purpose, witness=False, now=now
+        )
+    else:
+        authenticate(session, actor=actor, email=email, password=password, now=now, policy=policy)
     return add_signature(session, event=event, signer=actor, meaning=meaning, now=now)
 
 

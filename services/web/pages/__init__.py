@@ -80,7 +80,9 @@ NAV: dict[Role, list[tuple[str, str]]] = {
     ],
 }
 # pages a user with a temporary password may open: to change it, or to leave
-CHANGE_FIRST = frozenset({"pages.change_password", "pages.logout", "pages.login", "static"})
+CHANGE_FIRST = frozenset(
+    {"pages.change_password", "pages.logout", "pages.login", "static", "pages.sso_callback"}
+)
 
 
 @pages.record_once
@@ -188,4 +190,5 @@ import services.web.pages.orders  # noqa: E402
 import services.web.pages.products  # noqa: E402
 import services.web.pages.review  # noqa: E402
 import services.web.pages.shipments  # noqa: E402
+import services.web.pages.sso  # noqa: E402
 import services.web.pages.work  # noqa: E402, F401

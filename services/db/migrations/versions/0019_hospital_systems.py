@@ -1,0 +1,69 @@
+"""Into the hospital's systems: single sign-on and its signatures.
+
+- sites: local_passwords (true for the sites there are; off: single sign-on only). Plain ADD
+  COLUMN on both databases: a batch would rebuild sites on SQLite and drop its triggers.
+- users: oidc_issuer, oidc_subject (the identity provider's person, bound at their first
+  single sign-on), unique together. Plain ADD COLUMN and CREATE INDEX.
+- signing_tickets: a signature's re-authentication at the identity provider, used once.
+
+Revision ID: 0019
+Revises: 0017
+Create Date: 2026-12-05 07:00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
+
+import services.db.types
+
+revision: str = '0019'
+down_revision: str | None = '0017'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column(
+        'sites',
+        sa.Column('local_passwords', sa.Boolean(), server_default=sa.true(), nullable=False),
+    )
+    op.add_column(
+        'users', sa.Column('oidc_issuer', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True)
+    )
+    op.add_column(
+        'users',
+        sa.Column('oidc_subject', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
+    )
+    op.create_index(
+        'ix_users_oidc_identity', 'users', ['oidc_issuer', 'oidc_subject'], unique=True
+    )
+    op.create_table(
+        'signing_tickets',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('token_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column('user_id', sa.Integer(), nullable=False),
+        sa.Column('purpose', sqlmodel.sql.sqltypes.AutoString(length=300), nullable=False),
+        sa.Column('witness', sa.Boolean(), nullable=False),
+        sa.Column('requested_at', services.db.types.UTCDateTime(), nullable=False),
+        sa.Column('authenticated_at', services.db.types.UTCDateTime(), nullable=False),
+        sa.Column('expires_at', services.db.types.UTCDateTime(), nullable=False),
+        sa.Column('consumed_at', services.db.types.UTCDateTime(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ['user_id'], ['users.id'], name=op.f('fk_signing_tickets_user_id_users')
+        ),
+        sa.PrimaryKeyConstraint('id', name=op.f('pk_signing_tickets')),
+        sa.UniqueConstraint('token_hash', name=op.f('uq_signing_tickets_token_hash')),
+    )
+    op.create_index(
+        op.f('ix_signing_tickets_user_id'), 'signing_tickets', ['user_id'], unique=False
+    )
+
+
+def downgrade() -> None:
+    raise NotImplementedError(
+        "a signing ticket is the record of a signature's re-authentication, and a user's "
+        "identity at the provider is who signed: neither can be dropped without losing it"
+    )
