@@ -21,10 +21,9 @@ from sqlmodel import Session, select
 
 from services.db.models import SigningTicket, Site, User
 from services.domain.custody import Actor
-from services.domain.errors import Forbidden, SignatureRefused, SsoRefused
+from services.domain.errors import SignatureRefused, SsoRefused
 from services.domain.sso import Identity
-from services.operations.access import actor_for
-from services.operations.admin import site_by_code
+from services.operations.access import actor_for, managed_site
 from services.operations.changelog import record_change
 from services.operations.passwords import SSO_KEY, session_key
 
@@ -97,9 +96,7 @@ def set_local_passwords(
     """An admin of the site (or of the site managing it) turns its vein2vein passwords on or
     off; off, its people sign in and sign at the identity provider only, and their password
     sessions end. On record."""
-    site = site_by_code(session, site_code)
-    if actor.role != "admin" or actor.site_id not in (site.id, site.managed_by_site_id):
-        raise Forbidden(f"only an administrator of {site.code} turns its passwords on or off")
+    site = managed_site(session, actor, site_code)
     if site.local_passwords == on:
         return site
     before = site.local_passwords

@@ -670,6 +670,20 @@ PAGE_CASES: dict[tuple[str, str], Request] = {
         f"/holds/{a['held']}",
         {"decision": "reject", "reason": "x", "email": "x@example.org", "password": "x"},
     ),
+    # into the hospital's systems (issue 31): single sign-on and its signatures, a site's
+    # passwords turned off
+    ("GET", "/sso/login"): lambda a: ("GET", "/sso/login", None),
+    ("GET", "/sso/callback"): lambda a: ("GET", "/sso/callback?state=x&code=y", None),
+    ("POST", "/sso/sign"): lambda a: (
+        "POST",
+        "/sso/sign",
+        {"role": "performer", "purpose": "/bedside/infuse"},
+    ),
+    ("POST", "/admin/sites/<code>/passwords"): lambda a: (
+        "POST",
+        "/admin/sites/TRT-1/passwords",
+        {"local_passwords": "off"},
+    ),
 }
 PUBLIC_RULES = {"/static/<path:filename>"}
 
@@ -838,3 +852,5 @@ def test_no_user_of_another_network_reads_or_changes_anything(world: World) -> N
                 failures.append(f"{who} page {method} {path}: leaks {leaked}")
     assert failures == []
     assert a_record(world, bag["coi"]) == before
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        assert all(site.local_passwords for site in uow.session.exec(select(Site)))

@@ -18,7 +18,7 @@ from sqlmodel import select
 from services.db import UnitOfWork
 from services.db.models import AdminChange, Signature, SigningTicket, Site, User
 from services.domain.errors import SsoRefused
-from services.operations import signing, sso
+from services.operations import signing
 from services.operations.access import actor_for
 from services.operations.admin import site_by_code
 from services.web.oidc import new_pending
@@ -133,11 +133,20 @@ def test_sign_in_at_the_provider_binds_the_provisioned_user_and_refuses_everyone
     # the site turns its own passwords off: the password session ends, the password is refused
     world.password("care")
     password_client = world.browser("care")
+    admin = world.browser("admin")
+    admin_page = admin.get("/admin").get_data(as_text=True)
+    assert "TRT-1: Test Hospital only" in admin_page
+    turned = admin.post(
+        "/admin/sites/TRT-1/passwords",
+        data={"csrf_token": csrf_token(admin, "/admin"), "local_passwords": "off"},
+    )
+    assert turned.status_code == 303
     with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
-        sso.set_local_passwords(
-            uow.session, actor=world_actor(uow, "admin"), site_code="TRT-1", on=False, now=now()
-        )
-        uow.commit()
+        change = uow.session.exec(
+            select(AdminChange).where(AdminChange.action == "site passwords")
+        ).one()
+        assert change.after == {"local_passwords": False}
+        assert change.actor == "admin@example.org"
     assert password_client.get("/").status_code == 302
     refused = world.app.test_client()
     assert password_sign_in(refused, "care@example.org", world.password("care")).status_code == 401
