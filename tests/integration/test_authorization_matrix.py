@@ -73,6 +73,11 @@ CASES: dict[tuple[str, str], Request] = {
         f"/api/v1/orders/{a['coi']}/events",
         None,
     ),
+    ("GET", "/api/v1/orders/<coi>/fhir"): lambda a: (
+        "GET",
+        f"/api/v1/orders/{a['coi']}/fhir",
+        None,
+    ),
     ("GET", "/api/v1/orders/<coi>/audit"): lambda a: (
         "GET",
         f"/api/v1/orders/{a['coi']}/audit",

@@ -1,0 +1,110 @@
+"""The hospital's records: an order through infusion as a FHIR R5 Bundle (validated by the
+fhir.resources models; the patient reference only for the sites that meet the patient), and
+patient record merges (HL7 v2 ADT^A40) re-linking an order the bedside then follows."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+from fhir.resources import get_fhir_model_class
+from fhir.resources.bundle import Bundle
+
+from services.domain.errors import InvalidRequest
+from services.domain.fhir import DIN_SYSTEM, System, check_codes
+from tests.integration.test_vein_to_vein import _thawed_product, bc
+from tests.world import World
+
+BASE = "https://vein2vein.example/id"
+
+
+def resources(bundle: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == kind]
+
+
+def test_an_infused_order_as_fhir_r5_validates_and_keeps_the_patient_from_manufacturing(
+    world: World,
+) -> None:
+    din = _thawed_product(world, "PAT-FHIR")
+    assert world.scan("care", bc(din), "infuse", "TRT-1", patient_ref="PAT-FHIR").status_code == 201
+    coi = world.get("care", f"/api/v1/units/{din}").json["coi"]
+
+    answer = world.get("care", f"/api/v1/orders/{coi}/fhir")
+    assert answer.status_code == 200
+    assert answer.mimetype == "application/fhir+json"
+    bundle = json.loads(answer.get_data(as_text=True))
+    Bundle.model_validate(bundle)  # the structure, by the R5 models
+    for entry in bundle["entry"]:  # each resource by its own model too
+        get_fhir_model_class(entry["resource"]["resourceType"]).model_validate(entry["resource"])
+
+    products = resources(bundle, "BiologicallyDerivedProduct")
+    by_din = {
+        next(i["value"] for i in p["identifier"] if i["system"] == DIN_SYSTEM): p for p in products
+    }
+    full_url = {
+        e["resource"]["biologicalSourceEvent"]["value"]: e["fullUrl"]
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "BiologicallyDerivedProduct"
+    }
+    product = by_din[din]
+    (apheresis_din,) = [d for d in by_din if d != din]
+    assert {"system": f"{BASE}/coi", "value": coi} in product["identifier"]
+    assert product["parent"] == [{"reference": full_url[apheresis_din]}]
+    assert product["processingFacility"][0]["identifier"]["value"] == "MFG-1"
+    assert by_din[apheresis_din]["processingFacility"][0]["identifier"]["value"] == "APH-1"
+    assert product["productStatus"]["code"] == "unavailable"  # infused
+    assert "collectedDateTime" in product["collection"]
+
+    (dispense,) = resources(bundle, "BiologicallyDerivedProductDispense")
+    assert dispense["status"] == "issued"
+    assert dispense["product"] == {"reference": full_url[din]}
+    assert dispense["originRelationshipType"]["coding"][0]["code"] == "autologous"
+    assert dispense["patient"]["identifier"]["value"] == "PAT-FHIR"
+    assert dispense["location"]["identifier"]["value"] == "TRT-1"
+    assert dispense["performer"][0]["actor"]["identifier"]["value"] == "care@example.org"
+    assert dispense["preparedDate"] <= dispense["whenHandedOver"]
+    (provenance,) = resources(bundle, "Provenance")
+    assert provenance["entity"][0]["what"]["reference"].endswith(f"/api/v1/orders/{coi}/audit")
+    audit = world.get("care", f"/api/v1/orders/{coi}/audit").json
+    assert provenance["entity"][0]["what"]["identifier"]["value"] in json.dumps(audit)
+    assert {t["reference"] for t in provenance["target"]} == {
+        e["fullUrl"] for e in bundle["entry"] if e["resource"] is not provenance
+    }
+
+    # the manufacturing site sees the order's bags and dispense, never the patient
+    made = world.get("op", f"/api/v1/orders/{coi}/fhir")
+    assert made.status_code == 200
+    assert "PAT-FHIR" not in made.get_data(as_text=True)
+    (masked,) = resources(
+        json.loads(made.get_data(as_text=True)), "BiologicallyDerivedProductDispense"
+    )
+    assert masked["patient"] == {
+        "extension": [
+            {
+                "url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+                "valueCode": "masked",
+            }
+        ]
+    }
+    Bundle.model_validate(json.loads(made.get_data(as_text=True)))
+    # another network's site: no such order
+    assert world.get("care2", f"/api/v1/orders/{coi}/fhir").status_code == 404
+
+    # our own check of the codes: the library takes any code, we do not
+    system = System(BASE, audit_url="https://x/audit")
+    for path, wrong in (
+        (("productStatus", "code"), "frozen"),
+        (("productCategory", "code"), "car-t"),
+    ):
+        broken = copy.deepcopy(bundle)
+        target = resources(broken, "BiologicallyDerivedProduct")[0]
+        target[path[0]][path[1]] = wrong
+        Bundle.model_validate(broken)  # the library accepts it ...
+        with pytest.raises(InvalidRequest, match=wrong):
+            check_codes(broken, system)  # ... we do not
+    broken = copy.deepcopy(bundle)
+    resources(broken, "BiologicallyDerivedProductDispense")[0]["status"] = "infused"
+    with pytest.raises(InvalidRequest, match="dispense status"):
+        check_codes(broken, system)
