@@ -162,6 +162,15 @@ class Order(SQLModel, table=True):
     # (services.domain.audit.identity_digest); only for readers who may see those identities.
     # NULL: recorded before migration 0013, sealed by the COI-keyed construction
     identity_salt: str | None = Field(default=None, max_length=64)
+    # the surviving reference after the hospital merged the patient's records (ADT^A40), set
+    # only by a patient_merge record of the order's chain; None: the enrolment's reference.
+    # (patient_ref itself is an identity sealed at enrolment and never changes)
+    merged_patient_ref: str | None = Field(default=None, max_length=64)
+
+    @property
+    def current_patient_ref(self) -> str:
+        """The reference the patient's wristband carries now."""
+        return self.merged_patient_ref or self.patient_ref
 
 
 class Batch(SQLModel, table=True):

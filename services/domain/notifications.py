@@ -147,6 +147,11 @@ def summary(payload: dict[str, Any]) -> str:
             f"Temperature readings of shipment {payload['shipment']} for {payload['coi']} "
             f"imported at {payload['site']}"
         )
+    if payload["kind"] == "patient_merge":
+        return (
+            f"Order {payload['coi']} re-linked to the hospital's merged patient record at "
+            f"{payload['site']}: the new wristband is the one to scan"
+        )
     what = MILESTONES.get(payload["kind"], payload["kind"].replace("_", " "))
     return f"Bag {payload['din']} of {payload['coi']} {what} at {payload['site']}"
 

@@ -88,6 +88,8 @@ ROLES: Mapping[str, frozenset[Role]] = {
     "digest": _EVERYONE,
     "pickup": frozenset({Role.CARE_TEAM, Role.APHERESIS_STAFF, Role.COURIER}),
     "deliver": frozenset({Role.CARE_TEAM, Role.MANUFACTURING_OPERATOR, Role.COURIER}),
+    # the sites that meet the patient: the wristband their people scan has changed
+    "patient_merge": frozenset({Role.CARE_TEAM, Role.APHERESIS_STAFF, Role.ADMIN}),
 }
 _PROGRESS_ROLES = frozenset({Role.CARE_TEAM, Role.APHERESIS_STAFF, Role.MANUFACTURING_OPERATOR})
 
@@ -110,6 +112,7 @@ MILESTONES = {
     "release_hold": "released from hold by QA",
     "readings": "temperature readings imported",
     "correct": "a record corrected",
+    "patient_merge": "re-linked to the hospital's merged patient record",
 }
 
 
@@ -283,9 +286,10 @@ def _words(
             "No action needed: progress news of the orders you follow.",
         )
     milestone = MILESTONES.get(kind, kind.replace("_", " "))
-    subject = f"Order {payload.get('coi')}" if kind in ("enroll", "readings") else bag.capitalize()
+    order_level = kind in ("enroll", "readings", "patient_merge")
+    subject = f"Order {payload.get('coi')}" if order_level else bag.capitalize()
     if kind == "enroll" and "patient" in who:
         subject = who[0].upper() + who[1:]
-    elif kind not in ("enroll", "readings"):
+    elif not order_level:
         subject = f"{subject} of {who}"
     return f"{subject} {milestone} at {site}", "No action needed."

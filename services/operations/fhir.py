@@ -63,7 +63,7 @@ def order_bundle(
         .order_by(col(CustodyEvent.sequence))
     ).all()
     thawed = {e.unit_id: e.occurred_at for e in events if e.action == Action.THAW.value}
-    patient = order.patient_ref if may_see_patient_ref(actor, order) else None
+    patient = order.current_patient_ref if may_see_patient_ref(actor, order) else None
     dispenses = []
     for event in events:
         if event.action != Action.INFUSE.value or event.unit_id is None:

@@ -78,6 +78,17 @@ CASES: dict[tuple[str, str], Request] = {
         f"/api/v1/orders/{a['coi']}/fhir",
         None,
     ),
+    # patient record merges (issue 31): network B's sites merge their own references only
+    ("POST", "/api/v1/patient-merges"): lambda a: (
+        "POST",
+        "/api/v1/patient-merges",
+        {"old_ref": "PAT-SECRET-A", "new_ref": "PAT-HIJACKED"},
+    ),
+    ("POST", "/api/v1/patient-merges/hl7"): lambda a: (
+        "POST",
+        "/api/v1/patient-merges/hl7",
+        None,
+    ),
     ("GET", "/api/v1/orders/<coi>/audit"): lambda a: (
         "GET",
         f"/api/v1/orders/{a['coi']}/audit",
@@ -302,7 +313,11 @@ CASES: dict[tuple[str, str], Request] = {
 PER_ITEM = {("POST", "/api/v1/epcis/capture")}
 # a product's settings are readable by all and changed only by QA of its owning site (MFG-1
 # owns axi-cel): nothing of network B's may change them
-GLOBAL_WRITES: set[tuple[str, str]] = set()
+GLOBAL_WRITES: set[tuple[str, str]] = {
+    # a patient merge re-links the caller's own site's orders only: B's merge of a reference
+    # A's patient carries succeeds with nothing re-linked, and A's record stays as it was
+    ("POST", "/api/v1/patient-merges"),
+}
 
 # every user of network B, one of each role
 NETWORK_B = sorted(short for short, (_role, site) in USERS.items() if site.endswith("-2"))
@@ -859,3 +874,4 @@ def test_no_user_of_another_network_reads_or_changes_anything(world: World) -> N
     assert a_record(world, bag["coi"]) == before
     with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
         assert all(site.local_passwords for site in uow.session.exec(select(Site)))
+        assert all(o.merged_patient_ref is None for o in uow.session.exec(select(Order)))

@@ -108,3 +108,83 @@ def test_an_infused_order_as_fhir_r5_validates_and_keeps_the_patient_from_manufa
     resources(broken, "BiologicallyDerivedProductDispense")[0]["status"] = "infused"
     with pytest.raises(InvalidRequest, match="dispense status"):
         check_codes(broken, system)
+
+
+# a real ADT^A40 shape (HL7 v2.5.1): MSH, EVN, then the surviving patient's PID (its MR among
+# other identifiers) and the MRG naming the record merged into it
+ADT_A40 = "\r".join(
+    [
+        "MSH|^~\\&|EPIC|TRT1HOSP|VEIN2VEIN|TRT-1|20261205083000||ADT^A40^ADT_A39|MSG00042|P|2.5.1",
+        "EVN|A40|20261205083000|||JSMITH^Smith^John",
+        "PID|1||999-99-9999^^^SSA^SS~PAT-NEW^^^TRT1HOSP^MR||DOE^JANE^Q||19800101|F",
+        "PD1|||TRT-1 Hospital",
+        "MRG|PAT-OLD^^^TRT1HOSP^MR||ACCT-7",
+        "",
+    ]
+)
+
+
+def test_an_adt_a40_merge_relinks_the_order_and_the_bedside_follows_the_new_wristband(
+    world: World,
+) -> None:
+    din = _thawed_product(world, "PAT-OLD")
+    coi = world.get("care", f"/api/v1/units/{din}").json["coi"]
+    # another hospital's patient with the same text: its own record, untouched
+    elsewhere = world.enroll(
+        "PAT-OLD", who="care2", collection="APH-2", manufacturing="MFG-2", treatment="TRT-2"
+    )
+    hl7_post = {
+        "data": ADT_A40.encode(),
+        "content_type": "application/hl7-v2",
+    }
+    refused = world.client.post(
+        "/api/v1/patient-merges/hl7", headers=world.headers("op"), **hl7_post
+    )
+    assert refused.status_code == 403
+    assert refused.json["code"] == "forbidden"
+
+    merged = world.client.post(
+        "/api/v1/patient-merges/hl7", headers=world.headers("care"), **hl7_post
+    )
+    assert merged.status_code == 201, merged.json
+    assert merged.json["relinked"] == [{"coi": coi, "old_ref": "PAT-OLD", "new_ref": "PAT-NEW"}]
+    assert merged.json["message_control_id"] == "MSG00042"
+    again = world.client.post(
+        "/api/v1/patient-merges/hl7", headers=world.headers("care"), **hl7_post
+    )
+    assert again.status_code == 201
+    assert again.json["relinked"] == []  # sent twice: nothing carries the old reference now
+
+    # the event in the chain: who, what; the references themselves never in it
+    order = world.get("care", f"/api/v1/orders/{coi}").json
+    assert order["coi"] == coi and order["patient_ref"] == "PAT-NEW"
+    events = world.get("op", f"/api/v1/orders/{coi}/events")
+    (merge_event,) = [e for e in events.json["events"] if e["action"] == "patient_merge"]
+    assert merge_event["actor"] == "care@example.org"
+    assert "MSG00042" in merge_event["reason"]
+    assert "PAT-OLD" not in events.get_data(as_text=True)
+    assert "PAT-NEW" not in events.get_data(as_text=True)
+    assert world.get("care", f"/api/v1/orders/{coi}/audit").json["verified"] is True
+    epcis = world.get("care", f"/api/v1/orders/{coi}/epcis")
+    assert epcis.status_code == 200
+    assert world.get("care2", f"/api/v1/orders/{elsewhere['coi']}").json["patient_ref"] == "PAT-OLD"
+
+    # the bedside refuses the old wristband and accepts the new one
+    old = world.scan("care", bc(din), "infuse", "TRT-1", patient_ref="PAT-OLD")
+    assert old.status_code == 422
+    assert old.json["code"] == "coi_mismatch"
+    new = world.scan("care", bc(din), "infuse", "TRT-1", patient_ref="PAT-NEW")
+    assert new.status_code == 201, new.json
+
+    # the plain pair, by an administrator of the site; a message that is not a merge refused
+    pair = world.post("admin", "/api/v1/patient-merges", {"old_ref": "PAT-NEW", "new_ref": "PAT-Z"})
+    assert pair.status_code == 201
+    assert [r["coi"] for r in pair.json["relinked"]] == [coi]
+    not_a40 = world.client.post(
+        "/api/v1/patient-merges/hl7",
+        headers=world.headers("care"),
+        data=ADT_A40.replace("ADT^A40^ADT_A39", "ADT^A08^ADT_A01").encode(),
+        content_type="application/hl7-v2",
+    )
+    assert not_a40.status_code == 422
+    assert "ADT^A08" in not_a40.json["detail"]

@@ -923,3 +923,26 @@ class DispositionCreate(SQLModel):
     password: Annotated[str, AfterValidator(_no_nul)] = Field(
         max_length=256, description="Your password: the second component"
     )
+
+
+class PatientMergeCreate(SQLModel):
+    """A patient record merge at the treatment site: the record ``old_ref`` was merged into
+    ``new_ref`` (as an ADT^A40 says; POST /patient-merges/hl7 takes the message itself)."""
+
+    old_ref: Text = Field(description="The merged (retired) patient reference")
+    new_ref: Text = Field(description="The surviving patient reference")
+
+
+class Relinked(SQLModel):
+    coi: str
+    old_ref: str
+    new_ref: str
+
+
+class PatientMergeResult(SQLModel):
+    relinked: list[Relinked] = Field(
+        description="The orders now following the surviving reference (none: nothing carried "
+        "the old one, e.g. the same merge sent again)"
+    )
+    source: str
+    message_control_id: str | None = None

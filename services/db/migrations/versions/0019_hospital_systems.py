@@ -5,6 +5,10 @@
 - users: oidc_issuer, oidc_subject (the identity provider's person, bound at their first
   single sign-on), unique together. Plain ADD COLUMN and CREATE INDEX.
 - signing_tickets: a signature's re-authentication at the identity provider, used once.
+- orders: merged_patient_ref (the surviving reference after a patient record merge; not an
+  identity the enrolment sealed, so outside the orders_identity trigger).
+- custody_events: the action patient_merge, an order-level record (action and subject CHECKs
+  rebuilt; on SQLite the rebuild drops the append-only triggers, which are put back).
 
 Revision ID: 0019
 Revises: 0017
@@ -23,6 +27,40 @@ revision: str = '0019'
 down_revision: str | None = '0017'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+OLD_ACTIONS = (
+    'enroll', 'collect', 'verify_label', 'cryopreserve', 'pack', 'pickup', 'deliver', 'receive',
+    'start_manufacturing', 'release', 'store', 'thaw', 'infuse', 'quarantine', 'reject',
+    'destroy', 'report_lost', 'produce', 'batch_status', 'correct', 'unpack', 'readings', 'hold',
+    'release_hold', 'reject_hold',
+)
+ACTIONS = (*OLD_ACTIONS, 'patient_merge')
+OLD_SUBJECT = (
+    "(unit_id IS NOT NULL AND to_state IS NOT NULL) OR batch_id IS NOT NULL "
+    "OR action IN ('enroll', 'readings')"
+)
+SUBJECT = (
+    "(unit_id IS NOT NULL AND to_state IS NOT NULL) OR batch_id IS NOT NULL "
+    "OR action IN ('enroll', 'readings', 'patient_merge')"
+)
+
+
+def _in(column: str, values: Sequence[str]) -> str:
+    return f"{column} IN (" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+def _sqlite_append_only(create: bool) -> None:
+    """custody_events' two triggers on SQLite (0006, 0012), which a rebuild drops."""
+    for verb in ('UPDATE', 'DELETE'):
+        name = f"custody_events_no_{verb.lower()}"
+        if create:
+            op.execute(
+                f"CREATE TRIGGER {name} BEFORE {verb} ON custody_events BEGIN SELECT "
+                f"RAISE(ABORT, 'vein2vein: {verb} on custody_events refused: the custody "
+                "record is append-only'); END"
+            )
+        else:
+            op.execute(f"DROP TRIGGER IF EXISTS {name}")
 
 
 def upgrade() -> None:
@@ -60,6 +98,22 @@ def upgrade() -> None:
     op.create_index(
         op.f('ix_signing_tickets_user_id'), 'signing_tickets', ['user_id'], unique=False
     )
+    op.add_column(
+        'orders',
+        sa.Column(
+            'merged_patient_ref', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True
+        ),
+    )
+    sqlite = op.get_bind().dialect.name == 'sqlite'
+    if sqlite:
+        _sqlite_append_only(create=False)
+    with op.batch_alter_table('custody_events') as batch:
+        batch.drop_constraint(op.f('ck_custody_events_action'), type_='check')
+        batch.create_check_constraint(op.f('ck_custody_events_action'), _in('action', ACTIONS))
+        batch.drop_constraint(op.f('ck_custody_events_subject'), type_='check')
+        batch.create_check_constraint(op.f('ck_custody_events_subject'), SUBJECT)
+    if sqlite:
+        _sqlite_append_only(create=True)
 
 
 def downgrade() -> None:
