@@ -157,7 +157,8 @@ def test_an_adt_a40_merge_relinks_the_order_and_the_bedside_follows_the_new_wris
 
     # the event in the chain: who, what; the references themselves never in it
     order = world.get("care", f"/api/v1/orders/{coi}").json
-    assert order["coi"] == coi and order["patient_ref"] == "PAT-NEW"
+    assert order["coi"] == coi
+    assert order["patient_ref"] == "PAT-NEW"
     events = world.get("op", f"/api/v1/orders/{coi}/events")
     (merge_event,) = [e for e in events.json["events"] if e["action"] == "patient_merge"]
     assert merge_event["actor"] == "care@example.org"
