@@ -82,6 +82,7 @@ def correct_event(
     now: dt.datetime,
     password: str | None,
     policy: LoginPolicy,
+    tickets: Tickets | None = None,
 ) -> CustodyEvent:
     """Record a correction of event ``sequence``, e-signed by its author in the same act: both
     stay in the timeline, and the correction's signature (its meaning by the author's role,
@@ -92,12 +93,23 @@ def correct_event(
         raise Forbidden("corrections are recorded by QA or an administrator")
     if not reason or not reason.strip():
         raise InvalidRequest("a correction needs a reason")
-    if not password:
+    reauthenticated = tickets is not None and tickets.performer is not None
+    if not password and not reauthenticated:
         raise SignatureRequired("a correction is signed: give your password with it")
     order = lock_order(session, order.id)
     target = _event(session, order.id, sequence, order.coi)
-    signer = check_password(session, email=actor.email, password=password, now=now, policy=policy)
-    if signer is None:
+    if tickets is not None and tickets.performer:
+        # a single sign-on user re-authenticated at the provider for this correction
+        try:
+            consume_ticket(
+                session, token=tickets.performer, purpose=tickets.purpose, witness=False, now=now
+            )
+        except SignatureRefused as error:
+            raise SignatureInvalid(error.detail) from None
+    elif (
+        check_password(session, email=actor.email, password=password or "", now=now, policy=policy)
+        is None
+    ):
         raise SignatureInvalid(
             "the password is wrong (repeated failures make this device wait before trying again)"
         )

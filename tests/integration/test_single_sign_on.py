@@ -287,3 +287,39 @@ def test_a_signature_at_the_provider_needs_a_fresh_authentication_and_a_witness_
 
 def sso_site(uow: Any, code: str) -> Any:
     return site_by_code(uow.session, code)
+
+
+def test_a_correction_by_a_single_sign_on_user_is_signed_at_the_provider(world: World) -> None:
+    coi = world.bag_at("receive", "PAT-CORR")["coi"]
+    browser = ProviderBrowser()
+    client, _ = sso_sign_in(world, browser, "qa@example.org")
+    timeline = client.get(f"/orders/{coi}").get_data(as_text=True)
+    assert "Sign at Test Hospital" in timeline
+    assert 'id="correct-password"' not in timeline
+    path = f"/orders/{coi}/corrections"
+    correction = {"sequence": "2", "reason": "scanned at the wrong bench"}
+    unsigned = client.post(
+        path, data={"csrf_token": csrf_token(client, f"/orders/{coi}"), **correction}
+    )
+    assert "Not recorded" in client.get(unsigned.headers["Location"]).get_data(as_text=True)
+    wait_a_second()
+    start_signing(
+        client,
+        browser,
+        role="performer",
+        purpose=path,
+        return_to=f"/orders/{coi}",
+        login="qa@example.org",
+    )
+    assert "authenticated again at Test Hospital" in client.get(f"/orders/{coi}").get_data(
+        as_text=True
+    )
+    signed = client.post(
+        path, data={"csrf_token": csrf_token(client, f"/orders/{coi}"), **correction}
+    )
+    assert "recorded and signed" in client.get(signed.headers["Location"]).get_data(as_text=True)
+    events = world.get("qa", f"/api/v1/orders/{coi}/events").json["events"]
+    (corrected,) = [e for e in events if e["action"] == "correct"]
+    assert [(s["signer"], s["meaning"]) for s in corrected["signatures"]] == [
+        ("qa@example.org", "approved")
+    ]

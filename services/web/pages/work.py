@@ -587,6 +587,7 @@ def batch_release(batch: str) -> Any:
                 password=forms.password("password") or None,
                 witness_email=forms.optional("witness_email", max_length=254, label="witness"),
                 witness_password=forms.password("witness_password") or None,
+                tickets=sso.tickets_for(),
             )
             signers = signers_for(actor, actor.site.code, credentials)
             with unit_of_work() as uow:
@@ -701,6 +702,7 @@ def correct_event(coi: str) -> Any:
                     now=utcnow(),
                     password=forms.password("password"),
                     policy=login_policy(),
+                    tickets=sso.tickets_for(),
                 )
             except SignatureRefused:
                 uow.commit()  # a wrong password counts for this client
