@@ -81,6 +81,8 @@ def tickets(world: World) -> list[SigningTicket]:
         return list(uow.session.exec(select(SigningTicket)).all())
 
 
+# the database does not matter here (the signature test runs on both)
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_sign_in_at_the_provider_binds_the_provisioned_user_and_refuses_everyone_else(
     world: World,
 ) -> None:
@@ -289,6 +291,8 @@ def sso_site(uow: Any, code: str) -> Any:
     return site_by_code(uow.session, code)
 
 
+# the database does not matter here (the signature test runs on both)
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_a_correction_by_a_single_sign_on_user_is_signed_at_the_provider(world: World) -> None:
     coi = world.bag_at("receive", "PAT-CORR")["coi"]
     browser = ProviderBrowser()
