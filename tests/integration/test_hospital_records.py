@@ -9,9 +9,11 @@ import json
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from fhir.resources import get_fhir_model_class
 from fhir.resources.bundle import Bundle
 
+from services.db import UnitOfWork
 from services.domain.errors import InvalidRequest
 from services.domain.fhir import DIN_SYSTEM, System, check_codes
 from tests.integration.test_vein_to_vein import _thawed_product, bc
@@ -176,6 +178,24 @@ def test_an_adt_a40_merge_relinks_the_order_and_the_bedside_follows_the_new_wris
     assert old.json["code"] == "coi_mismatch"
     new = world.scan("care", bc(din), "infuse", "TRT-1", patient_ref="PAT-NEW")
     assert new.status_code == 201, new.json
+
+    # the surviving reference rewritten behind the chain's back: the audit finds it
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        uow.session.execute(
+            sa.text("UPDATE orders SET merged_patient_ref = 'PAT-FORGED' WHERE coi = :coi"),
+            {"coi": coi},
+        )
+        uow.commit()
+    audit = world.get("care", f"/api/v1/orders/{coi}/audit").json
+    assert audit["verified"] is False
+    assert "merged patient reference" in audit["finding"]
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        uow.session.execute(
+            sa.text("UPDATE orders SET merged_patient_ref = 'PAT-NEW' WHERE coi = :coi"),
+            {"coi": coi},
+        )
+        uow.commit()
+    assert world.get("care", f"/api/v1/orders/{coi}/audit").json["verified"] is True
 
     # the plain pair, by an administrator of the site; a message that is not a merge refused
     pair = world.post("admin", "/api/v1/patient-merges", {"old_ref": "PAT-NEW", "new_ref": "PAT-Z"})
