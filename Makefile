@@ -27,6 +27,11 @@ $(STAMP): pyproject.toml
 	@if command -v npm >/dev/null 2>&1; then \
 	  npm install --silent --no-audit --no-fund --prefix $(VENV)/axe axe-core@4 >/dev/null 2>&1 \
 	  || echo "npm could not install axe-core: the accessibility checks will not run"; fi
+	@# oidc-provider (npm) is the real OpenID provider the single sign-on tests start with node;
+	@# without it those tests are listed under NOT RUN
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm install --silent --no-audit --no-fund --prefix $(VENV)/oidc oidc-provider@9 >/dev/null 2>&1 \
+	  || echo "npm could not install oidc-provider: the single sign-on tests will not run"; fi
 	@touch $(STAMP)
 
 install: $(STAMP) ## create the virtualenv and install vein2vein with its dev tools

@@ -110,6 +110,19 @@ class Settings(BaseSettings):
     # is only checked against these)
     audit_trusted_keys: str = ""
 
+    # single sign-on (OpenID Connect, authorization code flow with PKCE): the hospital's
+    # identity provider (its issuer URL, as its discovery document names it) and this
+    # installation's client there. Empty OIDC_ISSUER: vein2vein passwords only
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_name: str = "your hospital"  # the sign-in button says "Sign in with <OIDC_NAME>"
+    # how far the provider's clock may be from ours when an ID token's exp and iat are checked
+    oidc_clock_skew_seconds: int = Field(default=60, ge=0, le=600)
+    # how long a signature's re-authentication at the provider may wait for its act
+    oidc_signing_ticket_minutes: float = Field(default=10.0, gt=0, le=60)
+    oidc_timeout_seconds: float = 10.0  # the calls to the provider (discovery, keys, token)
+
     @field_validator(
         "login_rate_limit", "api_rate_limit", "api_auth_failure_limit", "refusal_rate_limit"
     )
@@ -158,6 +171,9 @@ class Settings(BaseSettings):
             )
         for key in self.webhook_secret_keys:
             check_key(key)
+        self.oidc_issuer = self.oidc_issuer.strip()
+        if self.oidc_issuer and not (self.oidc_client_id and self.oidc_client_secret):
+            raise ValueError("OIDC_ISSUER needs OIDC_CLIENT_ID and OIDC_CLIENT_SECRET")
         if not self.ratelimit_storage_url:
             redis_broker = self.broker_url.startswith(("redis://", "rediss://"))
             self.ratelimit_storage_url = self.broker_url if redis_broker else "memory://"

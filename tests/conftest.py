@@ -50,6 +50,7 @@ HOW_TO_GET = {
     "Chromium": "apt-get install chromium (Debian's package; Playwright drives it)",
     "axe-core": "npm install --prefix .venv/axe axe-core@4 (make install runs it if npm is there)",
     "poppler-utils": "apt-get install poppler-utils (pdftotext, pdftoppm read the report back)",
+    "OpenID provider": "node and npm, then make install (npm oidc-provider into .venv/oidc)",
 }
 
 
@@ -280,3 +281,20 @@ def redis_url() -> str:
         return url
     _service_missing("Redis", "; ".join(errors))
     raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="session")
+def openid_provider() -> Iterator[Any]:
+    """A real OpenID provider (npm oidc-provider on node), started once and stopped at the end."""
+    from tests import oidc
+
+    why = oidc.missing()
+    if why is not None:
+        _service_missing("OpenID provider", why)
+    yield from oidc.start()
+
+
+@pytest.fixture
+def sso_app(app_factory: Any, openid_provider: Any) -> Any:
+    """The app with single sign-on at the test provider."""
+    return app_factory(**openid_provider.settings())

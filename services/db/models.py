@@ -61,10 +61,17 @@ class Site(SQLModel, table=True):
     # where the site is, for the rules that differ by place (post-infusion monitoring
     # periods of a product's profile): a code such as US; None: not set
     jurisdiction: str | None = Field(default=None, max_length=8)
+    # whether its people may sign in and sign with a vein2vein password; off: single sign-on
+    # only (an admin's choice, on record)
+    local_passwords: bool = Field(default=True, sa_column_kwargs={"server_default": sa.true()})
 
 
 class User(SQLModel, table=True):
     __tablename__ = "users"
+    # one vein2vein user per person at an identity provider
+    __table_args__ = (
+        sa.Index("ix_users_oidc_identity", "oidc_issuer", "oidc_subject", unique=True),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     email: str = Field(max_length=254, unique=True)
@@ -80,6 +87,10 @@ class User(SQLModel, table=True):
     # part of every session's key: raising it signs the user out everywhere
     session_epoch: int = Field(default=0)
     created_at: dt.datetime = _created_at()
+    # the identity provider's person (issuer, subject), bound at their first single sign-on by
+    # the verified e-mail an admin provisioned; from then on matched by these alone
+    oidc_issuer: str | None = Field(default=None, max_length=255)
+    oidc_subject: str | None = Field(default=None, max_length=255)
 
 
 class LoginFailure(SQLModel, table=True):
@@ -164,6 +175,15 @@ class Order(SQLModel, table=True):
     # bedside refuses an infusion outside it. None: no lymphodepletion recorded
     infuse_from: dt.date | None = Field(default=None)
     infuse_to: dt.date | None = Field(default=None)
+    # the surviving reference after the hospital merged the patient's records (ADT^A40), set
+    # only by a patient_merge record of the order's chain; None: the enrolment's reference.
+    # (patient_ref itself is an identity sealed at enrolment and never changes)
+    merged_patient_ref: str | None = Field(default=None, max_length=64)
+
+    @property
+    def current_patient_ref(self) -> str:
+        """The reference the patient's wristband carries now."""
+        return self.merged_patient_ref or self.patient_ref
 
 
 class Batch(SQLModel, table=True):
@@ -976,3 +996,22 @@ class Plan(SQLModel, table=True):
     reminders: list[str] = Field(default_factory=list, sa_type=sa.JSON)  # sent, by key
     moves: int = Field(default=0)
     updated_at: dt.datetime = Field(sa_type=UTCDateTime)
+
+
+class SigningTicket(SQLModel, table=True):
+    """A signature's re-authentication at the identity provider (single sign-on users, 21 CFR
+    11.200): issued when the provider answered with an ``auth_time`` after the request, bound
+    to its signer and to what it signs (``purpose``: the act's page), consumed by that act
+    once. Only its SHA-256 is stored."""
+
+    __tablename__ = "signing_tickets"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    purpose: str = Field(max_length=300)
+    witness: bool = Field(default=False)
+    requested_at: dt.datetime = Field(sa_type=UTCDateTime)
+    authenticated_at: dt.datetime = Field(sa_type=UTCDateTime)  # the provider's auth_time
+    expires_at: dt.datetime = Field(sa_type=UTCDateTime)
+    consumed_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)

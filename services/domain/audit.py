@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -361,6 +361,7 @@ class LiveOrder:
     birth_date: str | None = None  # ISO date, when recorded at enrolment
     name: str | None = None  # the patient's name, when recorded at enrolment
     identity_salt: str | None = None  # None: recorded before per-order salts
+    merged_patient_ref: str | None = None  # the surviving reference after a patient merge
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,6 +448,46 @@ def identity_finding(item: Link, live: Live) -> Finding | None:
         if code != sealed[key]:
             return changed("sites", site_id, "code", code, sealed[key])
     return None
+
+
+def merge_finding(items: Sequence[Link], live: Live) -> Finding | None:
+    """An order's merged patient reference (``orders.merged_patient_ref``) is the one its
+    latest patient_merge record sealed (``details.patient_to``, a keyed digest), and there is
+    none without such a record: a reference rewritten behind the chain's back is found."""
+    if not items:
+        return None
+    order_id = items[0].content.get("order_id")
+    order = live.orders.get(order_id) if isinstance(order_id, int) else None
+    if order is None:
+        return None
+    sealed_to, at = None, None
+    for item in items:
+        details = item.content.get("details")
+        if isinstance(details, Mapping) and "patient_to" in details:
+            sealed_to, at = details["patient_to"], item
+    if order.merged_patient_ref is None and sealed_to is None:
+        return None
+    now = (
+        None
+        if order.merged_patient_ref is None
+        else identity_digest(order.identity_salt, order.merged_patient_ref)
+        if order.identity_salt
+        else patient_digest(order.coi, order.merged_patient_ref)
+    )
+    if now == sealed_to:
+        return None
+    where = (
+        f"{at.table} id {at.id} ({at.chain} position {at.position})"
+        if at is not None
+        else "no record"
+    )
+    return Finding(
+        items[0].chain,
+        at.position if at is not None else None,
+        "orders",
+        order_id,
+        f"its merged patient reference is not the one {where} sealed: an identity was rewritten",
+    )
 
 
 def _order_finding(

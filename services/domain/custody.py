@@ -715,6 +715,10 @@ RELEASE_HOLD = "release_hold"
 REJECT_HOLD = "reject_hold"
 """QA's disposition: the held or quarantined bag is rejected."""
 DISPOSITIONS = (RELEASE_HOLD, REJECT_HOLD)
+PATIENT_MERGE = "patient_merge"
+"""The hospital merged the patient's medical records (HL7 v2 ADT^A40): the order now follows
+the surviving reference. The record seals both references as keyed digests (never the
+references themselves), and who recorded it; the COI never changes."""
 
 # the vein-to-vein plan (services.domain.plans): events on the order's chain, naming no bag
 PLAN_BOOK = "plan_book"
@@ -748,8 +752,16 @@ EVENT_ACTIONS: tuple[str, ...] = (
     *PLAN_ACTIONS,
     LYMPHODEPLETION,
     NOT_INFUSED,
+    PATIENT_MERGE,
 )
-ORDER_LEVEL_ACTIONS = (ENROLL, READINGS, *PLAN_ACTIONS, LYMPHODEPLETION, NOT_INFUSED)
+ORDER_LEVEL_ACTIONS = (
+    ENROLL,
+    READINGS,
+    *PLAN_ACTIONS,
+    LYMPHODEPLETION,
+    NOT_INFUSED,
+    PATIENT_MERGE,
+)
 """Records that name the order (and a shipment) but no bag and no batch."""
 
 

@@ -104,6 +104,7 @@ STEPS: Mapping[str, tuple[str, str]] = {
     "reject_hold": ("inspecting", "non_conformant"),
     "correct": ("other", "active"),
     "unpack": ("unpacking", "active"),
+    "patient_merge": ("other", "active"),
 }
 BATCH_STEPS: Mapping[str, tuple[str, str]] = {
     "released": ("inspecting", "conformant"),

@@ -160,3 +160,12 @@ class WindowViolation(DomainError):
 
     code = "window_violation"
     title = "Outside the infusion window"
+
+
+class SsoRefused(DomainError):
+    """A single sign-on the provider answered but vein2vein does not accept: an ID token that
+    is not the provider's or not for this sign-in, a person nobody provisioned, an e-mail the
+    provider has not verified, or a site whose people sign in otherwise."""
+
+    code = "sso_refused"
+    title = "Single sign-on refused"

@@ -159,6 +159,11 @@ def summary(payload: dict[str, Any]) -> str:
             f"Temperature readings of shipment {payload['shipment']} for {payload['coi']} "
             f"imported at {payload['site']}"
         )
+    if payload["kind"] == "patient_merge":
+        return (
+            f"Order {payload['coi']} re-linked to the hospital's merged patient record at "
+            f"{payload['site']}: the new wristband is the one to scan"
+        )
     what = MILESTONES.get(payload["kind"], payload["kind"].replace("_", " "))
     if not payload.get("din"):  # an order's own news: its plan, lymphodepletion
         what = PLAN_NEWS.get(payload["kind"], what)

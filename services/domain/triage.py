@@ -44,6 +44,7 @@ REFUSAL_SEVERITY: Mapping[str, Severity] = {
     "wrong_site": Severity.WARNING,
     "not_in_shipment": Severity.WARNING,
     "signature_invalid": Severity.WARNING,
+    "sso_refused": Severity.WARNING,
     "label_not_verified": Severity.WARNING,
     "label_not_printed": Severity.WARNING,
     "shipper_unavailable": Severity.WARNING,
@@ -122,6 +123,8 @@ ROLES: Mapping[str, frozenset[Role]] = {
         (*PLAN_CRITICAL, *PLAN_WARNINGS, *PLAN_PROGRESS),
         frozenset({Role.CARE_TEAM, Role.APHERESIS_STAFF, Role.MANUFACTURING_OPERATOR}),
     ),
+    # the sites that meet the patient: the wristband their people scan has changed
+    "patient_merge": frozenset({Role.CARE_TEAM, Role.APHERESIS_STAFF, Role.ADMIN}),
 }
 _PROGRESS_ROLES = frozenset({Role.CARE_TEAM, Role.APHERESIS_STAFF, Role.MANUFACTURING_OPERATOR})
 
@@ -151,6 +154,7 @@ MILESTONES = {
     "plan_expire": "plan's hold ran out (slot freed)",
     "lymphodepletion": "lymphodepletion started",
     "not_infused": "recorded as not infused",
+    "patient_merge": "re-linked to the hospital's merged patient record",
 }
 
 
@@ -361,7 +365,7 @@ def _words(
             "No action needed: progress news of the orders you follow.",
         )
     milestone = MILESTONES.get(kind, kind.replace("_", " "))
-    order_level = ("enroll", "readings", *PLAN_PROGRESS, *PLAN_WARNINGS)
+    order_level = ("enroll", "readings", "patient_merge", *PLAN_PROGRESS, *PLAN_WARNINGS)
     subject = f"Order {payload.get('coi')}" if kind in order_level else bag.capitalize()
     if kind in order_level and "patient" in who:
         subject = who[0].upper() + who[1:]

@@ -74,7 +74,7 @@ def _patients(session: Session, actor: Actor, rows: Iterable[Notification]) -> d
         return {}
     orders = session.exec(select(Order).where(col(Order.id).in_(ids))).all()
     return {
-        order.id: order.patient_ref
+        order.id: order.current_patient_ref
         for order in orders
         if order.id is not None and may_see_patient_ref(actor, order)
     }
@@ -225,6 +225,7 @@ _PROGRESS_ONLY = (
     "release_hold",
     "readings",
     "correct",
+    "patient_merge",
     "checkpoint",
 )
 

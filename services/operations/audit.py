@@ -48,6 +48,7 @@ from services.domain.audit import (
     content,
     identity_finding,
     link,
+    merge_finding,
     optional_text,
     review_content,
     signature_content,
@@ -362,6 +363,9 @@ def verify_chains(
             if problem is not None:
                 return problem
             held.add(same)
+        problem = merge_finding(items, live)
+        if problem is not None:
+            return problem
         seen[chain] = (len(items), items[-1].hash)
         return None
 
@@ -467,6 +471,7 @@ def live_identities(
         col(Order.patient_birth_date),
         col(Order.patient_name),
         col(Order.identity_salt),
+        col(Order.merged_patient_ref),
     )
     unit_query = select(col(Unit.id), col(Unit.din), col(Unit.kind), col(Unit.order_id))
     if parts > 1:
@@ -484,8 +489,9 @@ def live_identities(
             birth_date=born.isoformat() if born is not None else None,
             name=name,
             identity_salt=salt,
+            merged_patient_ref=merged,
         )
-        for key, coi, ref, product, one, two, three, born, name, salt in (
+        for key, coi, ref, product, one, two, three, born, name, salt, merged in (
             session.connection().execute(order_query)
         )
     }

@@ -184,7 +184,7 @@ def bag_view(
         manufacturing_site=codes[order.manufacturing_site_id],
         treatment_site=codes[order.treatment_site_id],
         shipment=shipment_view(shipment, codes) if shipment else None,
-        patient_ref=order.patient_ref,
+        patient_ref=order.current_patient_ref,
         thawed_at=thawed_at,
         thaw_limit=thaw_limit,
         patient_birth_date=order.patient_birth_date,

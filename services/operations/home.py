@@ -56,7 +56,9 @@ def home(session: Session, actor: Actor) -> Home:
                 coi=order.coi,
                 product=order.product,
                 state=order.state.value,
-                patient_ref=order.patient_ref if access.may_see_patient_ref(actor, order) else None,
+                patient_ref=order.current_patient_ref
+                if access.may_see_patient_ref(actor, order)
+                else None,
                 created_at=order.created_at,
             )
             for order in orders

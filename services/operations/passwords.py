@@ -179,7 +179,14 @@ class SessionState:
     must_change_password: bool
 
 
+SSO_KEY = ":sso"
+"""The end of a session key whose user signed in at the identity provider (single sign-on):
+such a session lasts while their site allows it, and has no temporary password to change."""
+
+
 def actor_for_session(session: Session, key: str) -> SessionState | None:
+    single_sign_on = key.endswith(SSO_KEY)
+    key = key.removesuffix(SSO_KEY)
     user_id, _, _fingerprint = key.partition(":")
     if not (user_id.isascii() and user_id.isdigit()) or len(user_id) > 10:
         return None
@@ -189,8 +196,14 @@ def actor_for_session(session: Session, key: str) -> SessionState | None:
     if row is None:
         return None
     user, site = row
-    if not user.active or user.password_hash is None or session_key(user) != key:
+    if not user.active or session_key(user) != key:
         return None
+    if single_sign_on:
+        if user.oidc_subject is None:
+            return None
+        return SessionState(actor_for(user, site), must_change_password=False)
+    if user.password_hash is None or not site.local_passwords:
+        return None  # a password session ends when the site turns its passwords off
     return SessionState(actor_for(user, site), user.must_change_password)
 
 
@@ -206,7 +219,8 @@ def check_password(
         .where(User.email == email.strip().lower())
         .with_for_update(of=User)
     ).first()
-    if row is None or row[0].password_hash is None:
+    if row is None or row[0].password_hash is None or not row[1].local_passwords:
+        # no password, or a site whose people sign in and sign at its identity provider only
         _verify(_dummy_hash(), password)
         return None
     user, site = row

@@ -666,6 +666,6 @@ def check_infusion(
         product=order.product,
         thawed_at=thawed_at,
         infuse_by=thawed_at + thaw_limit if thawed_at and thaw_limit else None,
-        patient_ref=order.patient_ref,
+        patient_ref=order.current_patient_ref,
         patient_birth_date=order.patient_birth_date,
     )

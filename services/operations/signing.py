@@ -46,10 +46,11 @@ from services.domain.signatures import (
     status,
     step_of,
 )
-from services.operations.access import order_by_coi
+from services.operations.access import actor_for, order_by_coi
 from services.operations.orders import lock_order
 from services.operations.passwords import LoginPolicy, check_password
 from services.operations.record import append_event
+from services.operations.sso import consume_ticket
 
 CORRECTING_ROLES = frozenset({Role.QA, Role.ADMIN})
 SignatureStatus = Literal["not_required", "awaiting", "awaiting_witness", "signed"]
@@ -81,6 +82,7 @@ def correct_event(
     now: dt.datetime,
     password: str | None,
     policy: LoginPolicy,
+    tickets: Tickets | None = None,
 ) -> CustodyEvent:
     """Record a correction of event ``sequence``, e-signed by its author in the same act: both
     stay in the timeline, and the correction's signature (its meaning by the author's role,
@@ -91,12 +93,23 @@ def correct_event(
         raise Forbidden("corrections are recorded by QA or an administrator")
     if not reason or not reason.strip():
         raise InvalidRequest("a correction needs a reason")
-    if not password:
+    reauthenticated = tickets is not None and tickets.performer is not None
+    if not password and not reauthenticated:
         raise SignatureRequired("a correction is signed: give your password with it")
     order = lock_order(session, order.id)
     target = _event(session, order.id, sequence, order.coi)
-    signer = check_password(session, email=actor.email, password=password, now=now, policy=policy)
-    if signer is None:
+    if tickets is not None and tickets.performer:
+        # a single sign-on user re-authenticated at the provider for this correction
+        try:
+            consume_ticket(
+                session, token=tickets.performer, purpose=tickets.purpose, witness=False, now=now
+            )
+        except SignatureRefused as error:
+            raise SignatureInvalid(error.detail) from None
+    elif (
+        check_password(session, email=actor.email, password=password or "", now=now, policy=policy)
+        is None
+    ):
         raise SignatureInvalid(
             "the password is wrong (repeated failures make this device wait before trying again)"
         )
@@ -199,12 +212,32 @@ def authenticate_signers(
     witness_password: str | None,
     now: dt.datetime,
     policy: LoginPolicy,
+    tickets: Tickets | None = None,
 ) -> Signers:
     """Check the credentials an act carries, before the act and in a transaction of its own:
     the caller commits even when this raises SignatureInvalid, so that a wrong password counts
     towards the lock-out and nothing of the act is recorded. ``site_id``: where the step
-    happens (a witness is a user of that site)."""
+    happens (a witness is a user of that site). ``tickets``: single sign-on users'
+    re-authentications at the identity provider instead of passwords (used up here)."""
     performer = witness = None
+    if tickets is not None and tickets.performer:
+        consume_ticket(
+            session, token=tickets.performer, purpose=tickets.purpose, witness=False, now=now
+        )
+        performer = actor  # the ticket was issued to the signed-in user only
+        password = None
+    if tickets is not None and tickets.witness:
+        user, site = consume_ticket(
+            session, token=tickets.witness, purpose=tickets.purpose, witness=True, now=now
+        )
+        if user.id == actor.user_id:
+            raise SignatureInvalid(
+                "a witness is a second person, not the one who performs the step"
+            )
+        if site.id != site_id:
+            raise SignatureInvalid("the witness must be a user of the site where the step happens")
+        witness = actor_for(user, site)
+        witness_email = witness_password = None
     if password is not None:
         try:
             authenticate(
@@ -232,6 +265,16 @@ def authenticate_signers(
         except SignatureRefused as error:
             raise SignatureInvalid(error.detail) from None
     return Signers(performer, witness)
+
+
+@dataclass(frozen=True)
+class Tickets:
+    """Single sign-on re-authentications an act carries (web: from the login session), each
+    bound to ``purpose``: the act's page."""
+
+    purpose: str
+    performer: str | None = None
+    witness: str | None = None
 
 
 def check_act(*, step: str, signing: str, actor: Actor, signers: Signers) -> None:
@@ -310,6 +353,7 @@ def sign(
     meaning: str,
     now: dt.datetime,
     policy: LoginPolicy,
+    tickets: Tickets | None = None,
 ) -> Signature:
     """Sign event ``sequence`` of the order, after the act: only for a step recorded before
     signatures came with the act (a step recorded since was signed in its act, or needed no
@@ -328,7 +372,13 @@ def sign(
             f"event {sequence} was signed in its act, as its site required when it was recorded"
         )
     _signable(session, event, actor)
-    authenticate(session, actor=actor, email=email, password=password, now=now, policy=policy)
+    if tickets is not None and tickets.performer:
+        # a single sign-on user re-authenticated at the provider for this signature
+        consume_ticket(
+            session, token=tickets.performer, purpose=tickets.purpose, witness=False, now=now
+        )
+    else:
+        authenticate(session, actor=actor, email=email, password=password, now=now, policy=policy)
     return add_signature(session, event=event, signer=actor, meaning=meaning, now=now)
 
 

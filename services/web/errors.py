@@ -38,6 +38,7 @@ STATUS_BY_CODE = {
     "forbidden": 403,
     "signature_refused": 403,
     "signature_invalid": 403,
+    "sso_refused": 403,
     "not_released": 409,
     "label_not_verified": 422,
     "label_not_printed": 409,

@@ -18,7 +18,7 @@ from services.operations import signing
 from services.operations.admin import site_by_code
 from services.operations.refusals import RefusalLimit
 from services.operations.scans import ScanInput, ScanOutcome, record_refusal, record_scan
-from services.operations.signing import NO_SIGNERS, Signers
+from services.operations.signing import NO_SIGNERS, Signers, Tickets
 from services.web.api.present import scan_result
 from services.web.api.schemas import ScanResult
 from services.web.state import login_policy, max_clock_skew, state, unit_of_work, utcnow
@@ -32,12 +32,14 @@ class Credentials:
     password: str | None = None
     witness_email: str | None = None
     witness_password: str | None = None
+    # single sign-on users' re-authentications at the identity provider (pages/sso.py)
+    tickets: Tickets | None = None
 
     @property
     def given(self) -> bool:
         """Whether anything came (an empty password is none: signature_required, not a wrong
         password counted against the signer)."""
-        return any((self.password, self.witness_email, self.witness_password))
+        return any((self.password, self.witness_email, self.witness_password, self.tickets))
 
 
 NO_CREDENTIALS = Credentials()
@@ -62,6 +64,7 @@ def signers_for(actor: Actor, site_code: str, credentials: Credentials) -> Signe
                 witness_password=credentials.witness_password or None,
                 now=utcnow(),
                 policy=login_policy(),
+                tickets=credentials.tickets,
             )
         except SignatureRefused:
             uow.commit()

@@ -20,6 +20,7 @@ import threading
 import time
 from collections import OrderedDict
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, flash, g, jsonify, redirect, request, session, url_for
 from flask_limiter import Limiter, RequestLimit
@@ -31,7 +32,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from services.config import API_LIMIT_OFF, Settings
 from services.domain.custody import Actor
 from services.operations.admin import hash_token
-from services.operations.passwords import actor_for_session
+from services.operations.passwords import SSO_KEY, actor_for_session
 from services.web.api_limit import ApiLimit
 from services.web.errors import error_page, problem, wants_page
 from services.web.state import unit_of_work
@@ -41,7 +42,7 @@ FAMILY = "family"  # the blueprint of the family's status page (services/web/fam
 # the session's clock: when its user signed in, and when they last asked for anything
 SIGNED_IN_AT, LAST_SEEN_AT = "_signed_in_at", "_last_seen_at"
 # pages that sign a stale session out and go on (the others send it to the login page)
-SIGN_IN_PAGES = frozenset({"pages.login", "pages.logout"})
+SIGN_IN_PAGES = frozenset({"pages.login", "pages.logout", "pages.sso_login", "pages.sso_callback"})
 
 csrf = CSRFProtect()
 
@@ -49,10 +50,19 @@ csrf = CSRFProtect()
 class SessionUser(UserMixin):
     """The logged-in user of a page request; ``actor`` is what operations are called with."""
 
-    def __init__(self, actor: Actor, key: str, *, must_change_password: bool = False) -> None:
+    def __init__(
+        self,
+        actor: Actor,
+        key: str,
+        *,
+        must_change_password: bool = False,
+        single_sign_on: bool = False,
+    ) -> None:
         self.actor = actor
         self._key = key
         self.must_change_password = must_change_password
+        # signed in at the identity provider: signs there too (pages/sso.py)
+        self.single_sign_on = single_sign_on
 
     def get_id(self) -> str:
         return self._key
@@ -142,7 +152,12 @@ def install(app: Flask, settings: Settings) -> None:
             state = actor_for_session(uow.session, key)
         if state is None:
             return None
-        return SessionUser(state.actor, key, must_change_password=state.must_change_password)
+        return SessionUser(
+            state.actor,
+            key,
+            must_change_password=state.must_change_password,
+            single_sign_on=key.endswith(SSO_KEY),
+        )
 
     @app.before_request
     def _page_csrf() -> None:
@@ -219,17 +234,23 @@ def install(app: Flask, settings: Settings) -> None:
     )
     app.view_functions["pages.login"] = login_limit(app.view_functions["pages.login"])  # type: ignore[assignment]
 
+    # a signature's re-authentication is a form posted here and redirected to the identity
+    # provider: the browser checks form-action against that redirect too
+    form_action = "'self'"
+    if settings.oidc_issuer:
+        form_action += " " + _origin(settings.oidc_issuer)
+    policy = (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+        f"script-src 'self'; frame-ancestors 'none'; form-action {form_action}"
+    )
+
     @app.after_request
     def _headers(response: Response) -> Response:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         if not request.path.startswith(API_PREFIX):
             response.headers.setdefault("X-Frame-Options", "DENY")
-            response.headers.setdefault(
-                "Content-Security-Policy",
-                "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-                "script-src 'self'; frame-ancestors 'none'; form-action 'self'",
-            )
+            response.headers.setdefault("Content-Security-Policy", policy)
             if g.get("no_store", True):
                 response.headers.setdefault("Cache-Control", "no-store")
         return response
@@ -274,6 +295,11 @@ def _install_session_clock(app: Flask, settings: Settings) -> None:
             return answer
         target = request.full_path if request.query_string else request.path
         return redirect(url_for("pages.login", next=target if request.method == "GET" else None))
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _now() -> float:

@@ -78,6 +78,22 @@ CASES: dict[tuple[str, str], Request] = {
         f"/api/v1/orders/{a['coi']}/events",
         None,
     ),
+    ("GET", "/api/v1/orders/<coi>/fhir"): lambda a: (
+        "GET",
+        f"/api/v1/orders/{a['coi']}/fhir",
+        None,
+    ),
+    # patient record merges (issue 31): network B's sites merge their own references only
+    ("POST", "/api/v1/patient-merges"): lambda a: (
+        "POST",
+        "/api/v1/patient-merges",
+        {"old_ref": "PAT-SECRET-A", "new_ref": "PAT-HIJACKED"},
+    ),
+    ("POST", "/api/v1/patient-merges/hl7"): lambda a: (
+        "POST",
+        "/api/v1/patient-merges/hl7",
+        None,
+    ),
     ("GET", "/api/v1/orders/<coi>/audit"): lambda a: (
         "GET",
         f"/api/v1/orders/{a['coi']}/audit",
@@ -374,7 +390,11 @@ CASES: dict[tuple[str, str], Request] = {
 PER_ITEM = {("POST", "/api/v1/epcis/capture")}
 # a product's settings are readable by all and changed only by QA of its owning site (MFG-1
 # owns axi-cel): nothing of network B's may change them
-GLOBAL_WRITES: set[tuple[str, str]] = set()
+GLOBAL_WRITES: set[tuple[str, str]] = {
+    # a patient merge re-links the caller's own site's orders only: B's merge of a reference
+    # A's patient carries succeeds with nothing re-linked, and A's record stays as it was
+    ("POST", "/api/v1/patient-merges"),
+}
 
 # every user of network B, one of each role
 NETWORK_B = sorted(short for short, (_role, site) in USERS.items() if site.endswith("-2"))
@@ -827,6 +847,20 @@ PAGE_CASES: dict[tuple[str, str], Request] = {
         f"/status/stop/{a['family_subscription']}/{'0' * 40}",
         {},
     ),
+    # into the hospital's systems (issue 31): single sign-on and its signatures, a site's
+    # passwords turned off
+    ("GET", "/sso/login"): lambda a: ("GET", "/sso/login", None),
+    ("GET", "/sso/callback"): lambda a: ("GET", "/sso/callback?state=x&code=y", None),
+    ("POST", "/sso/sign"): lambda a: (
+        "POST",
+        "/sso/sign",
+        {"role": "performer", "purpose": "/bedside/infuse"},
+    ),
+    ("POST", "/admin/sites/<code>/passwords"): lambda a: (
+        "POST",
+        "/admin/sites/TRT-1/passwords",
+        {"local_passwords": "off"},
+    ),
 }
 PUBLIC_RULES = {"/static/<path:filename>"}
 
@@ -1030,3 +1064,6 @@ def test_no_user_of_another_network_reads_or_changes_anything(world: World) -> N
                 failures.append(f"{who} page {method} {path}: leaks {leaked}")
     assert failures == []
     assert a_record(world, bag["coi"]) == before
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        assert all(site.local_passwords for site in uow.session.exec(select(Site)))
+        assert all(o.merged_patient_ref is None for o in uow.session.exec(select(Order)))

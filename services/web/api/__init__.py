@@ -5,6 +5,7 @@ from services.web.api import (  # noqa: F401 - routes
     condition,
     epcis,
     evidence,
+    hospital,
     identifiers,
     labels,
     notifications,

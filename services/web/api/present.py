@@ -128,7 +128,7 @@ def order_public(session: Session, actor: Actor, order: Order) -> OrderPublic:
         barcode=coi.barcode,
         state=order.state,
         product=order.product,
-        patient_ref=order.patient_ref if may_see_patient_ref(actor, order) else None,
+        patient_ref=order.current_patient_ref if may_see_patient_ref(actor, order) else None,
         patient_birth_date=order.patient_birth_date if may_see_patient_ref(actor, order) else None,
         patient_name=order.patient_name if may_see_patient_ref(actor, order) else None,
         collection_site=names.code(order.collection_site_id),

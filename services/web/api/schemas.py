@@ -1091,3 +1091,26 @@ class ProfileUpdate(SQLModel):
     )
     reason: Reason | None = Field(default=None, description="Why it changes (required)")
     signature: ActSignature | None = None
+
+
+class PatientMergeCreate(SQLModel):
+    """A patient record merge at the treatment site: the record ``old_ref`` was merged into
+    ``new_ref`` (as an ADT^A40 says; POST /patient-merges/hl7 takes the message itself)."""
+
+    old_ref: Text = Field(description="The merged (retired) patient reference")
+    new_ref: Text = Field(description="The surviving patient reference")
+
+
+class Relinked(SQLModel):
+    coi: str
+    old_ref: str
+    new_ref: str
+
+
+class PatientMergeResult(SQLModel):
+    relinked: list[Relinked] = Field(
+        description="The orders now following the surviving reference (none: nothing carried "
+        "the old one, e.g. the same merge sent again)"
+    )
+    source: str
+    message_control_id: str | None = None

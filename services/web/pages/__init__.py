@@ -83,7 +83,9 @@ NAV: dict[Role, list[tuple[str, str]]] = {
     ],
 }
 # pages a user with a temporary password may open: to change it, or to leave
-CHANGE_FIRST = frozenset({"pages.change_password", "pages.logout", "pages.login", "static"})
+CHANGE_FIRST = frozenset(
+    {"pages.change_password", "pages.logout", "pages.login", "static", "pages.sso_callback"}
+)
 
 
 @pages.record_once
@@ -198,5 +200,6 @@ import services.web.pages.plans  # noqa: E402
 import services.web.pages.products  # noqa: E402
 import services.web.pages.review  # noqa: E402
 import services.web.pages.shipments  # noqa: E402
+import services.web.pages.sso  # noqa: E402
 import services.web.pages.status_links  # noqa: E402
 import services.web.pages.work  # noqa: E402, F401

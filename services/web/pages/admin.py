@@ -12,7 +12,7 @@ from flask_login import login_required
 from services.domain.custody import Role, SiteKind
 from services.domain.errors import DomainError, Forbidden, InvalidRequest
 from services.domain.local_time import COMMON_ZONES, known_zones
-from services.operations import access, contracts, signing, sites, staff
+from services.operations import access, contracts, signing, sites, sso, staff
 from services.operations.admin import ROLE_SITE_KINDS
 from services.operations.directory import Directory
 from services.web import forms, shown_once
@@ -133,6 +133,30 @@ def admin_change_site(code: str) -> Any:
             message = f"{site.code}: {site.name}, on {site.time_zone} time."
             if site.phone:
                 message += f" Families call {site.phone}."
+    except DomainError as error:
+        return _done(f"Not changed: {error.detail}", code[:32])
+    return _done(message, code[:32])
+
+
+@pages.route("/admin/sites/<code>/passwords", methods=["POST"])
+@login_required
+def admin_site_passwords(code: str) -> Any:
+    """A site's own passwords turned on or off (off: single sign-on only), on the admin log."""
+    actor = _admin()
+    try:
+        choice = forms.text("local_passwords", max_length=3, required=True)
+        if choice not in ("on", "off"):
+            raise InvalidRequest("a site's passwords are on or off")
+        with unit_of_work() as uow:
+            site = sso.set_local_passwords(
+                uow.session, actor=actor, site_code=code[:32], on=choice == "on", now=utcnow()
+            )
+            uow.commit()
+            message = (
+                f"{site.code}: its people sign in with a password or single sign-on."
+                if site.local_passwords
+                else f"{site.code}: its people sign in and sign with single sign-on only."
+            )
     except DomainError as error:
         return _done(f"Not changed: {error.detail}", code[:32])
     return _done(message, code[:32])

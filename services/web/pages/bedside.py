@@ -10,7 +10,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from flask import render_template, request
+from flask import render_template, request, url_for
 from flask_login import login_required
 
 from services.domain.custody import Action
@@ -18,7 +18,7 @@ from services.domain.errors import DomainError, SignatureRefused
 from services.operations import signing
 from services.operations.scans import BedsideCheck, ScanInput, check_infusion
 from services.web import forms
-from services.web.pages import pages
+from services.web.pages import pages, sso
 from services.web.scanning import Credentials, keep_refusal, submit_scan
 from services.web.security import session_actor
 from services.web.state import unit_of_work, utcnow
@@ -65,7 +65,24 @@ def _check(barcode: str, patient_ref: str, born: dt.date | None) -> BedsideCheck
 def bedside() -> Any:
     actor = session_actor()
     if request.method == "GET":
-        return _page()
+        resumed = sso.kept(url_for("pages.confirm_infusion")) if request.args.get("resume") else {}
+        if not resumed.get("barcode"):
+            return _page()
+        # back from a re-authentication at the identity provider: the match, checked again
+        try:
+            born = (
+                dt.date.fromisoformat(resumed["birth_date"]) if resumed.get("birth_date") else None
+            )
+            check = _check(resumed["barcode"], resumed.get("patient_ref", ""), born)
+        except (DomainError, ValueError):
+            return _page()
+        return _page(
+            patient_ref=resumed.get("patient_ref", ""),
+            birth_date=resumed.get("birth_date", ""),
+            barcode=resumed["barcode"],
+            check=check,
+            event_id=resumed.get("event_id") or str(uuid.uuid4()),
+        )
     try:
         patient_ref = forms.text("patient_ref", max_length=64, required=True, label="the patient")
         born = forms.date("birth_date", label="the date of birth")
@@ -115,6 +132,7 @@ def confirm_infusion() -> Any:
                 "witness_email", max_length=254, label="the witness's e-mail"
             ),
             witness_password=forms.password("witness_password") or None,
+            tickets=sso.tickets_for(),
         )
     except DomainError as error:
         return _page(422, refusal=error)

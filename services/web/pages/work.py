@@ -38,7 +38,7 @@ from services.web import charts, forms, shown_once
 from services.web.api.present import batch_public, order_public, timeline_window
 from services.web.documents import evidence_response, report_response
 from services.web.errors import STATUS_BY_CODE
-from services.web.pages import pages
+from services.web.pages import pages, sso
 from services.web.pages.condition import condition_view
 from services.web.scanning import Credentials, signers_for, submit_scan
 from services.web.security import session_actor
@@ -612,6 +612,7 @@ def batch_release(batch: str) -> Any:
                 password=forms.password("password") or None,
                 witness_email=forms.optional("witness_email", max_length=254, label="witness"),
                 witness_password=forms.password("witness_password") or None,
+                tickets=sso.tickets_for(),
             )
             signers = signers_for(actor, actor.site.code, credentials)
             with unit_of_work() as uow:
@@ -681,6 +682,7 @@ def control_tower() -> str:
 def sign_event(coi: str, sequence: int) -> Any:
     """Sign a critical step: e-mail and password again (two components) and a meaning."""
     actor = session_actor()
+    tickets = sso.tickets_for()  # a single sign-on user's re-authentication for this one
     with unit_of_work() as uow:
         try:
             signing.sign(
@@ -688,11 +690,14 @@ def sign_event(coi: str, sequence: int) -> Any:
                 actor=actor,
                 coi=coi_value(coi),
                 sequence=sequence,
-                email=forms.text("email", max_length=254, required=True, label="e-mail"),
-                password=forms.password("password"),
+                email=""
+                if tickets
+                else forms.text("email", max_length=254, required=True, label="e-mail"),
+                password="" if tickets else forms.password("password"),
                 meaning=forms.text("meaning", max_length=16, required=True),
                 now=utcnow(),
                 policy=login_policy(),
+                tickets=tickets,
             )
             flash(f"Event {sequence} signed.")
         except DomainError as error:
@@ -722,6 +727,7 @@ def correct_event(coi: str) -> Any:
                     now=utcnow(),
                     password=forms.password("password"),
                     policy=login_policy(),
+                    tickets=sso.tickets_for(),
                 )
             except SignatureRefused:
                 uow.commit()  # a wrong password counts for this client

@@ -13,7 +13,7 @@
   on SQLite the rebuild drops the append-only triggers, which are put back.
 
 Revision ID: 0018
-Revises: 0017
+Revises: 0020
 Create Date: 2026-12-05 07:00:00
 """
 
