@@ -116,7 +116,13 @@ def test_a_label_is_printed_then_checked_by_its_2d_code_or_both_identifiers_type
     page.locator("#barcode").focus()
     scanner(page, Din.from_value(typed["din"]).keyboard_entry)
     expect(page.locator("#result .headline")).to_have_text("ACCEPTED")
-    assert world.get("aph", f"/api/v1/units/{typed['din']}").json["state"] == "label_verified"
+    # the headline read ACCEPTED already (the scan before): wait for this one's record
+    for _ in range(100):
+        state = world.get("aph", f"/api/v1/units/{typed['din']}").json["state"]
+        if state == "label_verified":
+            break
+        page.wait_for_timeout(100)
+    assert state == "label_verified"
     page.goto(f"{base}/orders/{unit['coi']}")
     expect(page.locator("#prints")).to_contain_text("copy 1 (pdf)")
 
