@@ -249,7 +249,12 @@ def check_profile(values: dict[str, object]) -> dict[str, object]:
         if value is None:
             checked[name] = None
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)  # NaN and infinities are no number of days
+            or value != int(value)
+        ):
             raise InvalidRequest(f"{name} is a whole number of days")
         if not 0 <= value <= MAX_PROFILE_DAYS:
             raise InvalidRequest(f"{name} is between 0 and {MAX_PROFILE_DAYS} days")
