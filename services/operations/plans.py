@@ -1212,28 +1212,7 @@ def _remind(session: Session, plan: Plan, order: Order, today: dt.date, now: dt.
     return sent
 
 
-# many plans at once (after a capacity change): Core-level reads and writes
-
-
-def replan_in_flight(session: Session, *, now: dt.datetime, site_id: int | None = None) -> int:
-    """Recompute the expected chain of every plan in flight (held or confirmed, not yet
-    infused), in bulk: one read of the plans, the profiles and the actual milestones, one
-    executemany of the plans whose chain moved. Returns how many moved."""
-    changed = _moved(session, now=now, site_id=site_id)
-    if changed:
-        plans_t = Plan.__table__  # type: ignore[attr-defined]
-        session.execute(
-            sa.update(plans_t)
-            .where(plans_t.c.id == sa.bindparam("b_id"))
-            .values(
-                expected=sa.bindparam("b_expected", type_=plans_t.c.expected.type),
-                infusion_on=sa.bindparam("b_infusion_on", type_=plans_t.c.infusion_on.type),
-                updated_at=sa.bindparam("b_now", type_=plans_t.c.updated_at.type),
-            )
-            .execution_options(synchronize_session=False),
-            changed,
-        )
-    return len(changed)
+# the beat's re-plan: which plans moved is read in bulk (Core), each is re-planned alone
 
 
 def replan_due(session: Session, *, now: dt.datetime, limit: int = 500) -> list[str]:
