@@ -167,6 +167,9 @@ def test_a_profile_stays_within_bounds_and_every_seed_is_valid() -> None:
         {"ld_days": 0},
         {"manufacturing_days": 10, "manufacturing_days_min": 12},
         {"monitoring": {"US": {"sunbathing": 3}}},
+        {"monitoring": {"us": {"monitoring": 14}, "US": {"no_driving": 28}}},
+        {"manufacturing_days_min": 12, "manufacturing_days_max": 9},
+        {"repeat_ld_after_days": 0},
     ):
         with pytest.raises(InvalidRequest):
             check_profile(wrong)
