@@ -359,7 +359,12 @@ def actuals(session: Session, order: Order, plan: Plan | None = None) -> Actuals
         ld_started_on=plan.ld_started_on if plan else None,
         ld_ended_on=plan.ld_ended_on if plan else None,
         infused_on=first.get("infused_on"),
+        infusion_window=_fixed_window(order.infuse_from, order.infuse_to),
     )
+
+
+def _fixed_window(start: dt.date | None, end: dt.date | None) -> Window | None:
+    return Window(start, end) if start is not None and end is not None else None
 
 
 # a failed batch's start and status are no milestones of the plan (its remanufacture's are)
@@ -1257,6 +1262,8 @@ def _moved(
             plans_t.c.ld_ended_on,
             plans_t.c.expected,
             orders_t.c.product,
+            orders_t.c.infuse_from,
+            orders_t.c.infuse_to,
             sites_t.c.jurisdiction,
             sites_t.c.time_zone,
         )
@@ -1288,6 +1295,7 @@ def _moved(
                 **milestones.get(row.order_id, {}),
                 ld_started_on=row.ld_started_on,
                 ld_ended_on=row.ld_ended_on,
+                infusion_window=_fixed_window(row.infuse_from, row.infuse_to),
             ),
             today=days[row.time_zone],
             jurisdiction=row.jurisdiction,

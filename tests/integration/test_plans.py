@@ -500,6 +500,13 @@ def test_past_the_window_after_ld_alerts_once_and_the_days_remind_once(world: Wo
     )
     assert ld.status_code == 201, ld.json
     assert ld.json["infusion_window"] == {"from": _day(0), "to": _day(0)}
+    # the profile's window changes afterwards: the plan keeps the window the bedside enforces
+    change = {
+        "values": {"ld_to_infusion_min_days": 2, "ld_to_infusion_max_days": 9},
+        "reason": "label update",
+        "signature": world.signature("qa"),
+    }
+    assert world.post("qa", "/api/v1/products/axi-cel/profile", change).status_code == 201
     start = dt.datetime.now(dt.UTC)
     for offset in range(4):  # the beat, today and three days past the window
         with _uow(world) as uow:
@@ -513,6 +520,7 @@ def test_past_the_window_after_ld_alerts_once_and_the_days_remind_once(world: Wo
     assert alerts[0]["severity"] == "critical"
     plan = world.get("care", f"/api/v1/orders/{coi}/plan").json
     assert (plan["repeat_ld"], plan["past_window"]) == (True, True)
+    assert plan["infusion_window"] == {"from": _day(0), "to": _day(0)}
 
 
 @pytest.mark.postgres
