@@ -21,6 +21,7 @@ PLAN_NEWS = {
     "plan_slipped": "plan slipped",
     "plan_past_window": "PLAN SLIPPED PAST THE INFUSION WINDOW",
     "plan_remanufacture": "REMANUFACTURE PROPOSED after a failed batch",
+    "plan_no_slot": "NO MANUFACTURING SLOT after the material missed its slot",
     "plan_ld_window_opens": "lymphodepletion window opens today",
     "plan_infusion_day": "infusion day",
     "plan_monitoring_ends": "a monitoring period ends today",

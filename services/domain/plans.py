@@ -113,6 +113,9 @@ class Actuals:
     ld_started_on: dt.date | None = None
     ld_ended_on: dt.date | None = None
     infused_on: dt.date | None = None
+    # the infusion window fixed when LD was recorded (what the bedside enforces): a later
+    # profile change does not move it
+    infusion_window: Window | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +221,9 @@ def compute(
             done.add("ld_started_on")
             ld_end = actuals.ld_ended_on or _plus(actuals.ld_started_on, facts.ld_days - 1)
             ld_window = Window(actuals.ld_started_on, ld_end)
-            infusion_window = Window(_plus(ld_end, low), _plus(ld_end, high))
+            infusion_window = actuals.infusion_window or Window(
+                _plus(ld_end, low), _plus(ld_end, high)
+            )
             infusion_on = max(infusion_window.start, at_bedside, floor)
         else:
             # LD ends so that the window opens when the product is there; it starts no earlier

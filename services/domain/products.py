@@ -249,7 +249,12 @@ def check_profile(values: dict[str, object]) -> dict[str, object]:
         if value is None:
             checked[name] = None
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)  # NaN and infinities are no number of days
+            or value != int(value)
+        ):
             raise InvalidRequest(f"{name} is a whole number of days")
         if not 0 <= value <= MAX_PROFILE_DAYS:
             raise InvalidRequest(f"{name} is between 0 and {MAX_PROFILE_DAYS} days")
@@ -261,6 +266,11 @@ def check_profile(values: dict[str, object]) -> dict[str, object]:
         raise InvalidRequest("the infusion window's first day is after its last")
     if checked["ld_days"] == 0:
         raise InvalidRequest("ld_days is at least 1")
+    if checked["repeat_ld_after_days"] == 0:
+        raise InvalidRequest("repeat_ld_after_days is at least 1")
+    low_mfg, high_mfg = checked["manufacturing_days_min"], checked["manufacturing_days_max"]
+    if low_mfg is not None and high_mfg is not None and low_mfg > high_mfg:  # type: ignore[operator]
+        raise InvalidRequest("manufacturing_days_min is after manufacturing_days_max")
     target = checked["manufacturing_days"]
     for bound, wrong in (("manufacturing_days_min", 1), ("manufacturing_days_max", -1)):
         edge = checked[bound]
@@ -280,6 +290,8 @@ def check_profile(values: dict[str, object]) -> dict[str, object]:
             raise InvalidRequest(f"{place!r} is not a jurisdiction code (e.g. US, GB, EU)")
         if not isinstance(named, dict):
             raise InvalidRequest("monitoring is {jurisdiction: {period: days}}")
+        if code in periods:
+            raise InvalidRequest(f"{code} is given twice in monitoring (codes ignore case)")
         periods[code] = {}
         for period, days in named.items():
             if period not in MONITORING_PERIODS:

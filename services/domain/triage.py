@@ -76,7 +76,7 @@ DEADLINES = ("deadline_at_risk", "deadline_late", "deadline_escalated")
 # the plan's news (services.operations.plans): a slip past the infusion window and a failed
 # batch's remanufacture proposal are critical; a slip within it and a hold that ran out are
 # warnings; the plan's days are progress
-PLAN_CRITICAL = ("plan_past_window", "plan_remanufacture")
+PLAN_CRITICAL = ("plan_past_window", "plan_remanufacture", "plan_no_slot")
 PLAN_WARNINGS = ("plan_slipped", "plan_expire")
 PLAN_PROGRESS = (
     "plan_book",
@@ -340,6 +340,14 @@ def _words(
             f"REMANUFACTURE PROPOSED for {who}: next free slot {slot}",
             f"Decide with the manufacturing site: the remaining apheresis material or a new "
             f"collection; move the plan to the proposed slot ({slot}) to book it.",
+        )
+    if kind == "plan_no_slot":
+        return (
+            f"NO MANUFACTURING SLOT for {who}: the apheresis material arrives "
+            f"{payload.get('arrival_on')}, after its slot on {payload.get('missed_slot')}, and "
+            "no later slot is free",
+            f"Ask the manufacturing site to publish a slot, then move the plan of {who} to it; "
+            "do not start lymphodepletion on the old dates.",
         )
     if kind == "plan_slipped":
         return (

@@ -146,7 +146,7 @@ def open_batch(
     _event(session, step, unit=None, action=BATCH_STATUS, from_state=None)
     if order.has_plan:
         session.flush()
-        plans.replan(session, order, now=now)  # manufacturing started: the plan follows
+        plans.replan_after(session, order, now=now)  # manufacturing started: the plan follows
     return batch
 
 
@@ -274,7 +274,7 @@ def change_status(
             plans.after_batch_failed(session, order, now=now)
         else:
             session.flush()
-            plans.replan(session, order, now=now)
+            plans.replan_after(session, order, now=now)
     return batch
 
 

@@ -11,6 +11,7 @@ order's row is always locked before a capacity row.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,10 +61,10 @@ from services.domain.plans import (
     Chain,
     Facts,
     PlanState,
+    Slip,
     Window,
     check_apheresis_day,
     compute,
-    earliest_slot_day,
     facts,
     first_free,
     hold_until,
@@ -82,12 +83,15 @@ from services.operations.profiles import current_profile, profile_values
 from services.operations.record import append_event
 from services.operations.signing import Signers
 
+log = logging.getLogger(__name__)
+
 CAPACITY_ROLES = frozenset({Role.MANUFACTURING_OPERATOR, Role.QA})
 MAX_SLOTS = 1000
 MAX_RANGE_DAYS = 366
 SOURCE_PLAN = "plan"  # notifications about a plan name their order_events row
 # notification kinds of plans that are not events on the chain
 SLIPPED, PAST_WINDOW, REMANUFACTURE = "plan_slipped", "plan_past_window", "plan_remanufacture"
+NO_SLOT = "plan_no_slot"  # the material missed its slot and no later one is free
 LD_WINDOW_OPENS, INFUSION_DAY, MONITORING_ENDS = (
     "plan_ld_window_opens",
     "plan_infusion_day",
@@ -232,27 +236,45 @@ def _bookings(session: Session, day_ids: list[int]) -> dict[int, list[str]]:
     return found
 
 
-def _take_slot(session: Session, order: Order, on_or_after: dt.date) -> CapacityDay:
+def _take_slot(
+    session: Session, order: Order, on_or_after: dt.date, *, release: int | None = None
+) -> CapacityDay:
     """The first free slot of the order's manufacturing site and product on or after the day,
-    booked: its row locked (FOR UPDATE), re-read and counted. Raises NoCapacity."""
-    candidates = session.exec(
-        select(CapacityDay.id)
-        .where(
-            CapacityDay.site_id == order.manufacturing_site_id,
-            CapacityDay.product == order.product,
-            col(CapacityDay.day) >= on_or_after,
-            col(CapacityDay.booked) < col(CapacityDay.slots),
-        )
-        .order_by(col(CapacityDay.day))
-        .limit(60)
-    ).all()
-    for day_id in candidates:
-        row = session.exec(
+    booked; ``release`` (the plan's old slot, moving) is freed in the same act. Every row
+    touched is locked in one statement in (day, id) order, the order every booking locks in,
+    so two moves that swap slots wait for each other instead of deadlocking. Raises
+    NoCapacity (the caller's transaction, or savepoint, undoes the release)."""
+    free = col(CapacityDay.booked) < col(CapacityDay.slots)
+    candidates = list(
+        session.exec(
+            select(CapacityDay.id)
+            .where(
+                CapacityDay.site_id == order.manufacturing_site_id,
+                CapacityDay.product == order.product,
+                col(CapacityDay.day) >= on_or_after,
+                free if release is None else sa.or_(free, col(CapacityDay.id) == release),
+            )
+            .order_by(col(CapacityDay.day))
+            .limit(60)
+        ).all()
+    )
+    wanted = {*candidates, *([release] if release is not None else [])}
+    rows = {
+        row.id: row
+        for row in session.exec(
             select(CapacityDay)
-            .where(CapacityDay.id == day_id)
+            .where(col(CapacityDay.id).in_(wanted))
+            .order_by(col(CapacityDay.day), col(CapacityDay.id))
             .with_for_update()
             .execution_options(populate_existing=True)
-        ).one()
+        ).all()
+    }
+    if release is not None and release in rows:
+        old = rows[release]
+        old.booked = max(0, old.booked - 1)
+        session.add(old)
+    for day_id in candidates:
+        row = rows[day_id]
         if row.booked < row.slots:  # another booking may have taken it while we waited
             row.booked += 1
             session.add(row)
@@ -309,10 +331,12 @@ def actuals(session: Session, order: Order, plan: Plan | None = None) -> Actuals
             col(Site.time_zone),
         )
         .outerjoin(Unit, col(Unit.id) == CustodyEvent.unit_id)
+        .outerjoin(Batch, col(Batch.id) == CustodyEvent.batch_id)
         .join(Site, col(Site.id) == CustodyEvent.site_id)
         .where(
             col(CustodyEvent.order_id) == order.id,
             col(CustodyEvent.action).in_(_MILESTONE_ACTIONS),
+            _NOT_FAILED,
         )
         .order_by(col(CustodyEvent.sequence))
     ).all()
@@ -335,8 +359,19 @@ def actuals(session: Session, order: Order, plan: Plan | None = None) -> Actuals
         ld_started_on=plan.ld_started_on if plan else None,
         ld_ended_on=plan.ld_ended_on if plan else None,
         infused_on=first.get("infused_on"),
+        infusion_window=_fixed_window(order.infuse_from, order.infuse_to),
     )
 
+
+def _fixed_window(start: dt.date | None, end: dt.date | None) -> Window | None:
+    return Window(start, end) if start is not None and end is not None else None
+
+
+# a failed batch's start and status are no milestones of the plan (its remanufacture's are)
+_NOT_FAILED = sa.or_(
+    col(CustodyEvent.batch_id).is_(None),
+    col(Batch.state) != BatchState.FAILED,
+)
 
 _MILESTONE_ACTIONS = (
     "collect",
@@ -439,7 +474,13 @@ def book(
             f"order {order.coi} has a {plan.state} plan already: move or cancel it",
             state=plan.state,
         )
-    slot = _take_slot(session, order, max(earliest_slot_day(fx, apheresis_on), today))
+    done = actuals(session, order, plan)
+    if done.started_on is not None or done.infused_on is not None:
+        raise Conflict(
+            f"order {order.coi}'s manufacturing has started: a slot would never be used "
+            "(a remanufacture moves its plan)"
+        )
+    slot = _take_slot(session, order, _arrival(session, order, fx, apheresis_on, done, today))
     if plan is None:
         plan = Plan(
             order_id=order.id or 0,
@@ -479,6 +520,29 @@ def book(
         reason=f"slot on {slot.day.isoformat()} held until {plan.held_until.isoformat()}",
     )
     return plan
+
+
+def _arrival(
+    session: Session,
+    order: Order,
+    fx: Facts,
+    apheresis_on: dt.date,
+    done: Actuals,
+    today: dt.date,
+) -> dt.date:
+    """The day the apheresis material is expected at manufacturing, from its milestones and
+    today (a past apheresis date's material is picked up today at the earliest): the first
+    day a slot can be used."""
+    jurisdiction, _zone = _jurisdiction(session, order)
+    chain = compute(
+        fx,
+        apheresis_on=apheresis_on,
+        slot_on=apheresis_on,
+        actuals=done,
+        today=today,
+        jurisdiction=jurisdiction,
+    )
+    return max(chain.arrival_on, today)
 
 
 def _event(
@@ -578,12 +642,11 @@ def move(
     if apheresis_on is not None:
         check_apheresis_day(apheresis_on, today)
         plan.apheresis_on = apheresis_on
-    earliest = max(earliest_slot_day(fx, plan.apheresis_on), today)
+    earliest = _arrival(session, order, fx, plan.apheresis_on, actuals(session, order, plan), today)
     if manufacturing_start_on is not None:
         earliest = max(earliest, manufacturing_start_on)
     before = plan.manufacturing_start_on
-    _free_slot(session, plan)
-    slot = _take_slot(session, order, earliest)
+    slot = _take_slot(session, order, earliest, release=plan.capacity_day_id)
     plan.capacity_day_id, plan.manufacturing_start_on = slot.id, slot.day
     plan.profile_version = version
     plan.proposal = None
@@ -661,6 +724,26 @@ def _expire(session: Session, order: Order, plan: Plan, now: dt.datetime) -> Non
     )
 
 
+def _confirm_started(session: Session, order: Order, plan: Plan, now: dt.datetime) -> None:
+    """Manufacturing started on a held slot: the slot is in use, so the plan is binding (a
+    hold running out must not free it), on record in the booker's name."""
+    plan.state = PlanState.CONFIRMED.value
+    plan.confirmed_by_id, plan.confirmed_at = plan.booked_by_id, now
+    plan.held_until = None
+    plan.updated_at = now
+    session.add(plan)
+    session.flush()
+    _event(
+        session,
+        order,
+        _booker(session, plan),
+        PLAN_CONFIRM,
+        now,
+        plan,
+        reason="manufacturing started on the held slot: confirmed automatically",
+    )
+
+
 def expire_holds(session: Session, *, now: dt.datetime, limit: int = 200) -> list[str]:
     """Free every hold that ran out unconfirmed (the beat): on record in its order's chain.
     Returns the COIs."""
@@ -681,6 +764,9 @@ def expire_holds(session: Session, *, now: dt.datetime, limit: int = 200) -> lis
         ).one()
         if plan.state != PlanState.HELD.value or plan.held_until is None or plan.held_until > now:
             continue  # confirmed or moved meanwhile
+        if actuals(session, order, plan).started_on is not None:
+            _confirm_started(session, order, plan, now)  # its slot is in use: not freed
+            continue
         _expire(session, order, plan, now)
         expired.append(order.coi)
     return expired
@@ -798,6 +884,15 @@ def record_not_infused(
     if actor.role is not Role.CARE_TEAM or actor.site_id != order.treatment_site_id:
         raise Forbidden("the care team of the order's treatment site records this")
     order = lock_order(session, order.id)
+    if order.infused_at is not None:
+        raise Conflict(f"order {order.coi}'s patient is infused: there is nothing to record")
+    recorded = session.exec(
+        select(CustodyEvent.id).where(
+            CustodyEvent.order_id == order.id, CustodyEvent.action == NOT_INFUSED
+        )
+    ).first()
+    if recorded is not None:
+        raise Conflict(f"that order {order.coi}'s patient cannot be infused is on record already")
     plan = plan_of(session, order, lock=True)
     if plan is not None:
         started = "manufacturing_start_on" in ((plan.expected or {}).get("actual") or [])
@@ -845,40 +940,69 @@ def replan(session: Session, order: Order, *, now: dt.datetime) -> Plan | None:
     fx, _version = _facts(session, order.product)
     before = _chain_of(plan.expected)
     chain, _zone = _chain(session, order, plan, fx, today)
+    if plan.state == PlanState.HELD.value and "manufacturing_start_on" in chain.actual:
+        _confirm_started(session, order, plan, now)
+    missed = plan.manufacturing_start_on
     if (
         "manufacturing_start_on" not in chain.actual
-        and plan.manufacturing_start_on is not None
-        and chain.arrival_on > plan.manufacturing_start_on
+        and missed is not None
+        and (chain.arrival_on > missed or plan.capacity_day_id is None)
     ):
-        # the material arrives after its slot: the first free slot from its arrival instead
-        missed = plan.manufacturing_start_on
-        _free_slot(session, plan)
+        # the material arrives after its slot (or has had none since it missed one): the
+        # first free slot from its arrival instead. With none free the plan keeps its day,
+        # holds no slot, and a critical alert asks for one (once: later looks try again)
+        slot = None
         try:
-            slot = _take_slot(session, order, chain.arrival_on)
-            plan.capacity_day_id, plan.manufacturing_start_on = slot.id, slot.day
+            with session.begin_nested():
+                slot = _take_slot(session, order, chain.arrival_on, release=plan.capacity_day_id)
         except NoCapacity:
-            plan.manufacturing_start_on = None
-        plan.moves += 1
-        chain, _zone = _chain(session, order, plan, fx, today)
-        session.add(plan)
-        session.flush()
-        _event(
-            session,
-            order,
-            _booker(session, plan),
-            PLAN_MOVE,
-            now,
-            plan,
-            reason=(
-                f"the apheresis material arrives {chain.arrival_on.isoformat()}, after its slot "
-                f"on {missed.isoformat()}: re-planned automatically"
-                + ("" if plan.manufacturing_start_on else "; no later slot is free")
-            ),
-            extra={"from": missed.isoformat()},
-        )
+            pass
+        if slot is not None or plan.capacity_day_id is not None:
+            if slot is None:
+                _free_slot(session, plan)  # the missed slot is of no use to this material
+            else:
+                plan.capacity_day_id, plan.manufacturing_start_on = slot.id, slot.day
+            plan.moves += 1
+            chain, _zone = _chain(session, order, plan, fx, today)
+            session.add(plan)
+            session.flush()
+            _event(
+                session,
+                order,
+                _booker(session, plan),
+                PLAN_MOVE,
+                now,
+                plan,
+                reason=(
+                    f"the apheresis material arrives {chain.arrival_on.isoformat()}, after its "
+                    f"slot on {missed.isoformat()}: re-planned automatically"
+                    + ("" if slot is not None else "; no later slot is free")
+                ),
+                extra={"from": missed.isoformat(), "no_slot": slot is None},
+            )
+            if slot is None:
+                _news(
+                    session,
+                    order,
+                    plan,
+                    NO_SLOT,
+                    now,
+                    {"missed_slot": missed.isoformat(), "arrival_on": chain.arrival_on.isoformat()},
+                )
     _store(plan, chain)
     plan.updated_at = now
     found = slip(before, chain)
+    window = chain.infusion_window
+    if (
+        found is None
+        and "ld_started_on" in chain.actual
+        and "infusion_on" not in chain.actual
+        and window is not None
+        and today > window.end
+        and not plan.past_window
+    ):
+        # the window closed with the patient not infused: a repeat LD, said once
+        found = Slip(moved_days=0, past_window=True, after_ld=True)
     if found is not None:
         planned = _chain_of(plan.planned)
         past = found.past_window or (
@@ -910,6 +1034,16 @@ def replan(session: Session, order: Order, *, now: dt.datetime) -> Plan | None:
     session.add(plan)
     session.flush()
     return plan
+
+
+def replan_after(session: Session, order: Order, *, now: dt.datetime) -> None:
+    """Re-plan after a scan or a batch's status, in a savepoint: the milestone is on record
+    whatever the plan makes of it (a re-plan that fails is logged, never refuses the act)."""
+    try:
+        with session.begin_nested():
+            replan(session, order, now=now)
+    except Exception:
+        log.exception("re-planning order %s after its milestone failed", order.coi)
 
 
 def _chain_of(stored: dict[str, Any] | None) -> Chain | None:
@@ -1035,65 +1169,55 @@ def after_batch_failed(session: Session, order: Order, *, now: dt.datetime) -> P
 # reminders (the beat)
 
 
-def send_reminders(session: Session, *, now: dt.datetime, limit: int = 500) -> int:
-    """The plan's days as news, once each: the LD window opens, infusion day, each
-    monitoring period's end (the treatment site's day)."""
-    rows = session.exec(
-        select(Plan, Order, Site.time_zone)
-        .join(Order, col(Order.id) == Plan.order_id)
-        .join(Site, col(Site.id) == Order.treatment_site_id)
-        .where(col(Plan.state).in_([s.value for s in ACTIVE_STATES]))
-        .order_by(col(Plan.id))
-        .limit(limit)
-    ).all()
+def send_reminders(session: Session, *, now: dt.datetime, page: int = 500) -> int:
+    """The plan's days as news, each kind once per plan (per LD, for a repeat LD): the LD
+    window opens, infusion day (inside its window only), each monitoring period's end (the
+    treatment site's day). Every plan in flight is read, ``page`` at a time."""
+    sent, after = 0, 0
+    while True:
+        rows = session.exec(
+            select(Plan, Order, Site.time_zone)
+            .join(Order, col(Order.id) == Plan.order_id)
+            .join(Site, col(Site.id) == Order.treatment_site_id)
+            .where(col(Plan.state).in_([s.value for s in ACTIVE_STATES]), col(Plan.id) > after)
+            .order_by(col(Plan.id))
+            .limit(page)
+        ).all()
+        for plan, order, zone in rows:
+            sent += _remind(session, plan, order, local_day(now, zone), now)
+        session.flush()
+        if len(rows) < page:
+            return sent
+        after = rows[-1][0].id or 0
+
+
+def _remind(session: Session, plan: Plan, order: Order, today: dt.date, now: dt.datetime) -> int:
+    expected = plan.expected or {}
+    day = today.isoformat()
+    ld_round = _iso(plan.ld_started_on) or "planned"
+    due: list[tuple[str, str, dict[str, Any]]] = []
+    ld = expected.get("ld_window")
+    if ld and ld["from"] == day and plan.ld_started_on is None:
+        due.append(("ld", LD_WINDOW_OPENS, {"ld_window": ld}))
+    window = expected.get("infusion_window")
+    if expected.get("infusion_on") == day and (not window or window["from"] <= day <= window["to"]):
+        due.append((f"infusion:{ld_round}", INFUSION_DAY, {"infusion_on": day}))
+    for period, last in (expected.get("monitoring") or {}).items():
+        if last == day and "infusion_on" in (expected.get("actual") or []):
+            due.append((f"monitoring:{period}", MONITORING_ENDS, {"period": period}))
     sent = 0
-    for plan, order, zone in rows:
-        today = local_day(now, zone)
-        expected = plan.expected or {}
-        due: list[tuple[str, str, dict[str, Any]]] = []
-        ld = expected.get("ld_window")
-        if ld and ld["from"] == today.isoformat():
-            due.append((f"ld:{ld['from']}", LD_WINDOW_OPENS, {"ld_window": ld}))
-        if expected.get("infusion_on") == today.isoformat():
-            due.append(
-                (f"infusion:{today.isoformat()}", INFUSION_DAY, {"infusion_on": today.isoformat()})
-            )
-        for period, last in (expected.get("monitoring") or {}).items():
-            if last == today.isoformat():
-                due.append((f"monitoring:{period}:{last}", MONITORING_ENDS, {"period": period}))
-        for key, kind, detail in due:
-            if key in (plan.reminders or []):
-                continue
-            plan.reminders = [*(plan.reminders or []), key]
-            _news(session, order, plan, kind, now, detail)
-            sent += 1
+    for key, kind, detail in due:
+        if key in (plan.reminders or []):
+            continue
+        plan.reminders = [*(plan.reminders or []), key]
+        _news(session, order, plan, kind, now, detail)
+        sent += 1
+    if sent:
         session.add(plan)
-    session.flush()
     return sent
 
 
-# many plans at once (after a capacity change): Core-level reads and writes
-
-
-def replan_in_flight(session: Session, *, now: dt.datetime, site_id: int | None = None) -> int:
-    """Recompute the expected chain of every plan in flight (held or confirmed, not yet
-    infused), in bulk: one read of the plans, the profiles and the actual milestones, one
-    executemany of the plans whose chain moved. Returns how many moved."""
-    changed = _moved(session, now=now, site_id=site_id)
-    if changed:
-        plans_t = Plan.__table__  # type: ignore[attr-defined]
-        session.execute(
-            sa.update(plans_t)
-            .where(plans_t.c.id == sa.bindparam("b_id"))
-            .values(
-                expected=sa.bindparam("b_expected", type_=plans_t.c.expected.type),
-                infusion_on=sa.bindparam("b_infusion_on", type_=plans_t.c.infusion_on.type),
-                updated_at=sa.bindparam("b_now", type_=plans_t.c.updated_at.type),
-            )
-            .execution_options(synchronize_session=False),
-            changed,
-        )
-    return len(changed)
+# the beat's re-plan: which plans moved is read in bulk (Core), each is re-planned alone
 
 
 def replan_due(session: Session, *, now: dt.datetime, limit: int = 500) -> list[str]:
@@ -1101,10 +1225,23 @@ def replan_due(session: Session, *, now: dt.datetime, limit: int = 500) -> list[
     running late (its milestone has not happened by its day) is re-planned one order at a
     time, under the order's lock, with its moves and alerts. Returns the COIs."""
     moved = []
-    for change in _moved(session, now=now)[:limit]:
-        order = lock_order(session, change["b_order"])
-        if replan(session, order, now=now) is not None:
-            moved.append(order.coi)
+    due = [change["b_order"] for change in _moved(session, now=now)]
+    # and the plans that missed their slot with none later free: a slot may be free now
+    slotless = session.exec(
+        select(Plan.order_id).where(
+            col(Plan.state).in_([s.value for s in ACTIVE_STATES]),
+            col(Plan.capacity_day_id).is_(None),
+        )
+    ).all()
+    due += sorted(set(slotless) - set(due))
+    for order_id in due[:limit]:
+        try:
+            with session.begin_nested():  # one plan that fails rolls back itself, not all
+                order = lock_order(session, order_id)
+                if replan(session, order, now=now) is not None:
+                    moved.append(order.coi)
+        except Exception:
+            log.exception("re-planning order %s failed; the others go on", order_id)
     return moved
 
 
@@ -1125,6 +1262,8 @@ def _moved(
             plans_t.c.ld_ended_on,
             plans_t.c.expected,
             orders_t.c.product,
+            orders_t.c.infuse_from,
+            orders_t.c.infuse_to,
             sites_t.c.jurisdiction,
             sites_t.c.time_zone,
         )
@@ -1156,6 +1295,7 @@ def _moved(
                 **milestones.get(row.order_id, {}),
                 ld_started_on=row.ld_started_on,
                 ld_ended_on=row.ld_ended_on,
+                infusion_window=_fixed_window(row.infuse_from, row.infuse_to),
             ),
             today=days[row.time_zone],
             jurisdiction=row.jurisdiction,
@@ -1192,10 +1332,12 @@ def _bulk_actuals(session: Session, order_ids: list[int]) -> dict[int, dict[str,
             )
             .select_from(events_t)
             .outerjoin(units_t, units_t.c.id == events_t.c.unit_id)
+            .outerjoin(Batch, col(Batch.id) == events_t.c.batch_id)
             .join(sites_t, sites_t.c.id == events_t.c.site_id)
             .where(
                 events_t.c.order_id.in_(ids),
                 events_t.c.action.in_(_MILESTONE_ACTIONS),
+                _NOT_FAILED,
             )
             .order_by(events_t.c.order_id, events_t.c.sequence)
         ).all()

@@ -267,7 +267,7 @@ def record_scan(
         for order in {id(order): order for _u, order, _r, _s, _l in decisions}.values():
             if order.has_plan:
                 session.flush()
-                plans.replan(session, order, now=now)
+                plans.replan_after(session, order, now=now)
     session.flush()
     return ScanOutcome(scan=row, events=events, replayed=False, signatures=signatures)
 

@@ -139,6 +139,12 @@ def test_booking_takes_the_first_free_slot_holds_it_and_an_expired_hold_frees_it
     assert "plan cancel" in record.get_data(as_text=True)
     assert browser.get(f"/orders/{second}/plan").status_code == 200
     assert browser.get("/capacity?site=MFG-1&from=9999-01-01").status_code == 422
+    # collected three days ago but not picked up: picked up today at the earliest, the
+    # material arrives on day 2, so day 1's slot is of no use to it
+    assert _publish(world, 1, 1).status_code == 201
+    past = _book(world, world.enroll("PAT-SLOT-PAST")["coi"], apheresis=-3)
+    assert past.json["manufacturing_start_on"] == _day(3), past.json
+    assert _capacity(world, 0, 10)[_day(1)]["free"] == 1
 
 
 @pytest.mark.postgres
@@ -217,8 +223,11 @@ def test_lymphodepletion_before_release_needs_a_second_persons_signed_override(
     assert sorted(s["meaning"] for s in event["signatures"]) == ["performed", "witness"]
 
 
-def _released_order(world: World, product: str, patient_ref: str) -> dict[str, Any]:
-    """An order of ``product``, its product released, shipped, received, stored, thawed."""
+def _released_order(
+    world: World, product: str, patient_ref: str, plan: bool = False
+) -> dict[str, Any]:
+    """An order of ``product``, its product released, shipped, received, stored, thawed (its
+    plan booked, held, before collection if ``plan``)."""
     order = world.post(
         "care",
         "/api/v1/orders",
@@ -230,6 +239,8 @@ def _released_order(world: World, product: str, patient_ref: str) -> dict[str, A
             "treatment_site": "TRT-1",
         },
     ).json
+    if plan:
+        assert _book(world, order["coi"], apheresis=0).status_code == 201
     unit = world.collect(order["coi"])
     assert world.verify_label("aph", unit).status_code == 201
     for action in ("cryopreserve", "pack"):
@@ -289,27 +300,43 @@ def test_each_products_infusion_a_day_outside_its_window_is_refused_inside_accep
     accepted = infuse()
     assert accepted.status_code == 201, accepted.json
     assert accepted.json["to_state"] == "infused"
+    not_infused = world.post(
+        "care", f"/api/v1/orders/{made['coi']}/not-infused", {"reason": "x", "fate": "destroy"}
+    )
+    assert not_infused.status_code == 409  # the patient is infused
 
 
 def test_a_late_leg_moves_the_plan_and_past_the_window_raises_a_critical_alert(
     world: World,
 ) -> None:
-    assert _publish(world, 3, 1).status_code == 201
+    assert _publish(world, 3, 2).status_code == 201
     assert _publish(world, 20, 1).status_code == 201
     coi = world.enroll("PAT-LATE")["coi"]
     plan = _book(world, coi, apheresis=0).json
     assert plan["manufacturing_start_on"] == _day(3)
     assert world.post("care", f"/api/v1/orders/{coi}/plan/confirm", {}).status_code == 200
     unit = world.collect(coi)  # collected today, as planned
+    # a second order on the same day, late too: no slot is left for it after day 3
+    stuck = world.enroll("PAT-LATE-2")["coi"]
+    assert _book(world, stuck, apheresis=0).json["manufacturing_start_on"] == _day(3)
     planned_window = plan["infusion_window"]
 
     # five days on, the material has not reached the manufacturing site: its slot (day 3)
     # is missed, so the beat re-plans it onto the next free slot (day 20), past the window
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=5)
-    with _uow(world) as uow:
-        moved = plans.replan_due(uow.session, now=later)
-        uow.commit()
-    assert coi in moved
+    looks = []
+    for _ in range(2):  # the beat, twice: the second look alerts nobody again
+        with _uow(world) as uow:
+            looks.append(plans.replan_due(uow.session, now=later))
+            assert plans.send_reminders(uow.session, now=later) == 0
+            uow.commit()
+    assert coi in looks[0]
+    # the plan with no later slot keeps its day, holds no slot, and asks for one, once
+    stuck_plan = world.get("care", f"/api/v1/orders/{stuck}/plan").json
+    assert stuck_plan["manufacturing_start_on"] == _day(3)
+    assert "no later slot is free" in _actions(world, stuck)[-1]["reason"]
+    (no_slot,) = [n for n in _feed(world) if n["kind"] == "plan_no_slot"]
+    assert no_slot["severity"] == "critical"
     now_plan = world.get("care", f"/api/v1/orders/{coi}/plan").json
     assert now_plan["manufacturing_start_on"] == _day(20)
     assert now_plan["expected"]["arrival_on"] == _day(7)  # picked up today at the earliest
@@ -319,20 +346,35 @@ def test_a_late_leg_moves_the_plan_and_past_the_window_raises_a_critical_alert(
     move = _actions(world, coi)[-1]
     assert move["action"] == "plan_move"
     assert "after its slot" in move["reason"]
-    alerts = [n for n in _feed(world) if n["kind"] == "plan_past_window"]
+    alerts = [n for n in _feed(world) if n["kind"] == "plan_past_window" and n["coi"] == coi]
     assert len(alerts) == 1
     assert alerts[0]["severity"] == "critical"
-    assert _capacity(world, 0, 30)[_day(3)]["free"] == 1  # the missed slot is free again
+    assert _capacity(world, 0, 30)[_day(3)]["free"] == 2  # the missed slots are free again
     assert unit["din"]
 
 
 def test_a_failed_batch_proposes_a_remanufacture_with_the_next_free_slot(world: World) -> None:
     for offset in (3, 6):
         assert _publish(world, offset, 1).status_code == 201
+    # an order whose manufacturing started books no slot it would never use
+    started = world.bag_at("receive", "PAT-STARTED")["coi"]
+    assert world.post("op", "/api/v1/batches", {"coi": started}).status_code == 201
+    assert _book(world, started, apheresis=0).status_code == 409
     bag = world.bag_at("receive", "PAT-FAIL")
     coi = bag["coi"]
-    assert _book(world, coi, apheresis=0).json["manufacturing_start_on"] == _day(3)
+    held = _book(world, coi, apheresis=0).json
+    assert held["manufacturing_start_on"] == _day(3)
     code = world.post("op", "/api/v1/batches", {"coi": coi}).json["code"]
+    # manufacturing started on the held slot: the plan is binding, a hold running out frees
+    # nothing
+    assert world.get("care", f"/api/v1/orders/{coi}/plan").json["state"] == "confirmed"
+    with _uow(world) as uow:
+        gone = plans.expire_holds(
+            uow.session, now=dt.datetime.fromisoformat(held["held_until"]) + dt.timedelta(hours=1)
+        )
+        uow.commit()
+    assert gone == []
+    assert _capacity(world, 0, 10)[_day(3)]["booked"] == 1
     failed = status(world, "op", code, "failed", reason="sterility failure")
     assert failed.status_code == 200, failed.json
     plan = world.get("care", f"/api/v1/orders/{coi}/plan").json
@@ -349,6 +391,10 @@ def test_a_failed_batch_proposes_a_remanufacture_with_the_next_free_slot(world: 
     assert moved.status_code == 200, moved.json
     assert moved.json["manufacturing_start_on"] == _day(6)
     assert moved.json["proposal"] is None
+    # the failed run's start is no milestone of the plan: the remanufacture starts on day 6
+    assert "manufacturing_start_on" not in moved.json["expected"]["actual"]
+    assert moved.json["expected"]["manufacturing_start_on"] == _day(6)
+    assert moved.json["expected"]["release_on"] > _day(6)
 
 
 def test_the_profile_is_the_owners_signed_and_the_plans_days_remind_the_care_team(
@@ -413,3 +459,107 @@ def test_the_profile_is_the_owners_signed_and_the_plans_days_remind_the_care_tea
     last = _actions(world, coi)[-1]
     assert (last["action"], last["reason"]) == ("not_infused", "disease progression")
     assert _capacity(world, 0, 10)[_day(3)]["free"] == 1
+    again = world.post(
+        "care", f"/api/v1/orders/{coi}/not-infused", {"reason": "again", "fate": "return"}
+    )
+    assert again.status_code == 409  # on record once
+
+
+def test_a_missed_slot_with_none_later_never_refuses_the_scan(world: World) -> None:
+    assert _publish(world, 3, 1).status_code == 201
+    unit = world.bag_at("pack", "PAT-NOSLOT")
+    coi = unit["coi"]
+    assert _book(world, coi, apheresis=0).json["manufacturing_start_on"] == _day(3)
+    # the profile now says transit takes five days: picked up today, the material arrives on
+    # day 5, after its slot, and no later slot is published
+    change = {
+        "values": {"outbound_transit_days": 5},
+        "reason": "courier lane change",
+        "signature": world.signature("qa"),
+    }
+    assert world.post("qa", "/api/v1/products/axi-cel/profile", change).status_code == 201
+    world.ship([unit["din"]])
+    pickup = world.scan("courier", unit["barcode"], "pickup", "APH-1")
+    assert pickup.status_code == 201, pickup.json  # the scan is on record whatever the plan
+    plan = world.get("care", f"/api/v1/orders/{coi}/plan").json
+    assert plan["manufacturing_start_on"] == _day(3)
+    assert plan["expected"]["arrival_on"] == _day(5)
+    assert [n["kind"] for n in _feed(world)].count("plan_no_slot") == 1
+    assert _capacity(world, 0, 10)[_day(3)]["free"] == 1
+    # a slot published later is taken at the next look
+    assert _publish(world, 6, 1).status_code == 201
+    with _uow(world) as uow:
+        assert plans.replan_due(uow.session, now=dt.datetime.now(dt.UTC)) == [coi]
+        uow.commit()
+    assert world.get("care", f"/api/v1/orders/{coi}/plan").json["manufacturing_start_on"] == _day(6)
+
+
+def test_past_the_window_after_ld_alerts_once_and_the_days_remind_once(world: World) -> None:
+    assert _publish(world, 3, 2).status_code == 201
+    # a plan of no interest to the reminders comes first, and the beat reads one at a time
+    assert _book(world, world.enroll("PAT-FIRST")["coi"], apheresis=0).status_code == 201
+    made = _released_order(world, "axi-cel", "PAT-REMIND", plan=True)
+    coi = made["coi"]
+    # axi-cel: LD of three days ended three days ago, the window is today only
+    ld = world.post(
+        "care",
+        f"/api/v1/orders/{coi}/lymphodepletion",
+        {"started_on": _day(-5), "ended_on": _day(-3)},
+    )
+    assert ld.status_code == 201, ld.json
+    assert ld.json["infusion_window"] == {"from": _day(0), "to": _day(0)}
+    # the profile's window changes afterwards: the plan keeps the window the bedside enforces
+    change = {
+        "values": {"ld_to_infusion_min_days": 2, "ld_to_infusion_max_days": 9},
+        "reason": "label update",
+        "signature": world.signature("qa"),
+    }
+    assert world.post("qa", "/api/v1/products/axi-cel/profile", change).status_code == 201
+    start = dt.datetime.now(dt.UTC)
+    for offset in range(4):  # the beat, today and three days past the window
+        with _uow(world) as uow:
+            plans.replan_due(uow.session, now=start + dt.timedelta(days=offset))
+            plans.send_reminders(uow.session, now=start + dt.timedelta(days=offset), page=1)
+            uow.commit()
+    kinds = [n["kind"] for n in _feed(world) if n["coi"] == coi]
+    assert kinds.count("plan_infusion_day") == 1  # today, in the window; not again after it
+    alerts = [n for n in _feed(world) if n["kind"] == "plan_past_window" and n["coi"] == coi]
+    assert len(alerts) == 1
+    assert alerts[0]["severity"] == "critical"
+    plan = world.get("care", f"/api/v1/orders/{coi}/plan").json
+    assert (plan["repeat_ld"], plan["past_window"]) == (True, True)
+    assert plan["infusion_window"] == {"from": _day(0), "to": _day(0)}
+
+
+@pytest.mark.postgres
+def test_two_moves_that_swap_slots_do_not_deadlock(pg_app: Any) -> None:
+    world = World.build(pg_app)
+    answers: list[int] = []
+    for attempt in range(8):
+        first, second = 20 + 3 * attempt, 21 + 3 * attempt
+        assert _publish(world, first, 2).status_code == 201
+        assert _publish(world, second, 2).status_code == 201
+        x, y = (world.enroll(f"PAT-SWAP-{attempt}-{n}")["coi"] for n in range(2))
+        assert _book(world, x, apheresis=first - 3).json["manufacturing_start_on"] == _day(first)
+        assert _book(world, y, apheresis=second - 3).json["manufacturing_start_on"] == _day(second)
+        barrier = threading.Barrier(2)
+
+        def move(coi: str, day: int, barrier: threading.Barrier = barrier) -> None:
+            client = pg_app.test_client()
+            barrier.wait()
+            response = client.post(
+                f"/api/v1/orders/{coi}/plan/move",
+                json={"apheresis_on": _day(day - 3), "manufacturing_start_on": _day(day)},
+                headers=world.headers("care"),
+            )
+            answers.append(response.status_code)
+
+        threads = [
+            threading.Thread(target=move, args=(x, second)),
+            threading.Thread(target=move, args=(y, first)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert answers == [200] * 16

@@ -161,9 +161,15 @@ def test_a_profile_stays_within_bounds_and_every_seed_is_valid() -> None:
         {"ld_to_infusion_min_days": 2},
         {"manufacturing_days": 500},
         {"manufacturing_days": 1.5},
+        {"manufacturing_days": float("nan")},
+        {"manufacturing_days": float("inf")},
+        {"ld_days": float("-inf")},
         {"ld_days": 0},
         {"manufacturing_days": 10, "manufacturing_days_min": 12},
         {"monitoring": {"US": {"sunbathing": 3}}},
+        {"monitoring": {"us": {"monitoring": 14}, "US": {"no_driving": 28}}},
+        {"manufacturing_days_min": 12, "manufacturing_days_max": 9},
+        {"repeat_ld_after_days": 0},
     ):
         with pytest.raises(InvalidRequest):
             check_profile(wrong)
