@@ -18,7 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from services.domain.custody import SiteKind
 from services.domain.errors import SignatureRefused, SsoRefused
+
+# the sites a provider vouches for when OIDC_SITES names none: the hospital's own
+HOSPITAL_KINDS = frozenset({SiteKind.TREATMENT, SiteKind.COLLECTION})
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,15 @@ def check_reauthentication(identity: Identity, *, requested_at: float) -> int:
             "in at the provider when it asks (your earlier sign-in does not sign)"
         )
     return identity.auth_time
+
+
+def vouches_for(sites: str, *, code: str, kind: SiteKind) -> bool:
+    """Whether the provider vouches for the people of site ``code``: it is one of ``sites``
+    (OIDC_SITES, codes separated by commas), or, when that names none, a treatment or
+    collection site. A manufacturer's or a courier's people are not the hospital's to vouch
+    for (the same e-mail at the provider would take over their account)."""
+    named = {item.strip().upper() for item in sites.split(",") if item.strip()}
+    return code.upper() in named if named else kind in HOSPITAL_KINDS
 
 
 def _number(claims: Mapping[str, Any], name: str) -> float | None:

@@ -22,28 +22,42 @@ from sqlmodel import Session, select
 from services.db.models import SigningTicket, Site, User
 from services.domain.custody import Actor
 from services.domain.errors import SignatureRefused, SsoRefused
-from services.domain.sso import Identity
+from services.domain.sso import Identity, vouches_for
 from services.operations.access import actor_for, managed_site
 from services.operations.changelog import record_change
 from services.operations.passwords import SSO_KEY, session_key
 
 
-def person(session: Session, identity: Identity, now: dt.datetime) -> tuple[User, Site]:
-    """The active vein2vein user an accepted ID token names, bound to it on first use."""
+def person(
+    session: Session, identity: Identity, now: dt.datetime, *, sites: str
+) -> tuple[User, Site]:
+    """The active vein2vein user an accepted ID token names, bound to it on first use, if the
+    provider vouches for the people of the user's site (``sites``: OIDC_SITES)."""
     row = session.exec(
         select(User, Site)
         .join(Site, Site.id == User.site_id)  # type: ignore[arg-type]
         .where(User.oidc_issuer == identity.issuer, User.oidc_subject == identity.subject)
     ).first()
     if row is None:
-        row = _bind(session, identity, now)
+        row = _bind(session, identity, now, sites=sites)
     user, site = row
+    _vouched(user, site, sites)
     if not user.active:
         raise SsoRefused(f"{user.email} is deactivated in vein2vein; ask your site administrator")
     return user, site
 
 
-def _bind(session: Session, identity: Identity, now: dt.datetime) -> tuple[User, Site]:
+def _vouched(user: User, site: Site, sites: str) -> None:
+    if not vouches_for(sites, code=site.code, kind=site.kind):
+        raise SsoRefused(
+            f"{user.email} is a user of {site.code}, whose people this identity provider does "
+            "not vouch for: sign in with your vein2vein password"
+        )
+
+
+def _bind(
+    session: Session, identity: Identity, now: dt.datetime, *, sites: str
+) -> tuple[User, Site]:
     if not identity.email or not identity.email_verified:
         raise SsoRefused(
             "the identity provider gave no verified e-mail, and no vein2vein user is bound to "
@@ -61,6 +75,7 @@ def _bind(session: Session, identity: Identity, now: dt.datetime) -> tuple[User,
             "(nobody registers themselves)"
         )
     user, site = row
+    _vouched(user, site, sites)  # before anything is bound
     if user.oidc_subject is not None:
         raise SsoRefused(
             f"the vein2vein user {user.email} is bound to another person at the identity "
@@ -81,9 +96,11 @@ def _bind(session: Session, identity: Identity, now: dt.datetime) -> tuple[User,
     return user, site
 
 
-def sign_in(session: Session, identity: Identity, *, now: dt.datetime) -> tuple[Actor, str]:
+def sign_in(
+    session: Session, identity: Identity, *, now: dt.datetime, sites: str
+) -> tuple[Actor, str]:
     """The actor and the session key of a single sign-on (the key ends in ``:sso``)."""
-    user, site = person(session, identity, now)
+    user, site = person(session, identity, now, sites=sites)
     user.last_login_at = now
     session.add(user)
     session.flush()
@@ -127,10 +144,11 @@ def issue_ticket(
     authenticated_at: dt.datetime,
     now: dt.datetime,
     lifetime: dt.timedelta,
+    sites: str,
 ) -> str:
     """A ticket for the person the provider authenticated again: the signed-in ``actor``
     themselves, or (``witness``) a second, active user. Returns the token (stored hashed)."""
-    user, _site = person(session, identity, now)
+    user, _site = person(session, identity, now, sites=sites)
     if witness and user.id == actor.user_id:
         raise SignatureRefused("a witness is a second person, not the one who performs the step")
     if not witness and user.id != actor.user_id:

@@ -104,15 +104,22 @@ def test_sign_in_at_the_provider_binds_the_provisioned_user_and_refuses_everyone
         ).one()
         assert bound.subject == "care@example.org"
 
-    # nobody provisioned, an unverified e-mail: refused, nobody signed in
+    # nobody provisioned, an unverified e-mail, a user of a site the provider does not vouch
+    # for (a manufacturer's QA, a courier: OIDC_SITES by default the hospital's treatment and
+    # collection sites): refused, nobody signed in, nobody bound
     for who, why in (
         ("stranger@example.org", "no vein2vein account"),
         ("unverified-aph@example.org", "no verified e-mail"),
+        ("qa@example.org", "does not vouch"),
+        ("courier2@example.org", "does not vouch"),
     ):
         other, refused = sso_sign_in(world, ProviderBrowser(), who)
         assert refused.status_code == 403
         assert why in refused.get_data(as_text=True)
         assert other.get("/").status_code == 302
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        bound = uow.session.exec(select(User.email).where(User.oidc_subject.is_not(None))).all()  # type: ignore[union-attr]
+        assert bound == ["care@example.org"]
     # an answer replayed (its state was used once) is refused
     again = client.get("/sso/callback?state=anything&code=x")
     assert again.status_code == 403
@@ -296,7 +303,7 @@ def sso_site(uow: Any, code: str) -> Any:
 def test_a_correction_by_a_single_sign_on_user_is_signed_at_the_provider(world: World) -> None:
     coi = world.bag_at("receive", "PAT-CORR")["coi"]
     browser = ProviderBrowser()
-    client, _ = sso_sign_in(world, browser, "qa@example.org")
+    client, _ = sso_sign_in(world, browser, "admin@example.org")
     timeline = client.get(f"/orders/{coi}").get_data(as_text=True)
     assert "Sign at Test Hospital" in timeline
     assert 'id="correct-password"' not in timeline
@@ -313,7 +320,7 @@ def test_a_correction_by_a_single_sign_on_user_is_signed_at_the_provider(world: 
         role="performer",
         purpose=path,
         return_to=f"/orders/{coi}",
-        login="qa@example.org",
+        login="admin@example.org",
     )
     assert "authenticated again at Test Hospital" in client.get(f"/orders/{coi}").get_data(
         as_text=True
@@ -325,5 +332,5 @@ def test_a_correction_by_a_single_sign_on_user_is_signed_at_the_provider(world: 
     events = world.get("qa", f"/api/v1/orders/{coi}/events").json["events"]
     (corrected,) = [e for e in events if e["action"] == "correct"]
     assert [(s["signer"], s["meaning"]) for s in corrected["signatures"]] == [
-        ("qa@example.org", "approved")
+        ("admin@example.org", "performed")
     ]

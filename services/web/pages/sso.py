@@ -127,7 +127,9 @@ def sso_callback() -> Response | tuple[str, int]:
         if what["kind"] == "sign":
             return _signed(what, identity)
         with unit_of_work() as uow:
-            actor, key = sso.sign_in(uow.session, identity, now=utcnow())
+            actor, key = sso.sign_in(
+                uow.session, identity, now=utcnow(), sites=state().settings.oidc_sites
+            )
             uow.commit()
     except DomainError as error:
         if what["kind"] == "sign":
@@ -158,6 +160,7 @@ def _signed(what: dict[str, Any], identity: Any) -> Response:
             authenticated_at=dt.datetime.fromtimestamp(authenticated, dt.UTC),
             now=utcnow(),
             lifetime=dt.timedelta(minutes=state().settings.oidc_signing_ticket_minutes),
+            sites=state().settings.oidc_sites,
         )
         uow.commit()
     held = dict(session.get(TICKETS) or {})
