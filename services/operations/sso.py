@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import secrets
+from collections.abc import Mapping
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -140,6 +142,7 @@ def issue_ticket(
     identity: Identity,
     witness: bool,
     purpose: str,
+    subject: Mapping[str, str],
     requested_at: dt.datetime,
     authenticated_at: dt.datetime,
     now: dt.datetime,
@@ -147,7 +150,9 @@ def issue_ticket(
     sites: str,
 ) -> str:
     """A ticket for the person the provider authenticated again: the signed-in ``actor``
-    themselves, or (``witness``) a second, active user. Returns the token (stored hashed)."""
+    themselves, or (``witness``) a second, active user, for the act posted to ``purpose`` on
+    ``subject`` (what the screen showed them: the bag, the patient, the event; a correction's
+    event and reason). Returns the token (stored hashed)."""
     user, _site = person(session, identity, now, sites=sites)
     if witness and user.id == actor.user_id:
         raise SignatureRefused("a witness is a second person, not the one who performs the step")
@@ -162,7 +167,7 @@ def issue_ticket(
         SigningTicket(
             token_hash=_hash(token),
             user_id=user.id,
-            purpose=purpose,
+            purpose=bound_purpose(purpose, subject),
             witness=witness,
             requested_at=requested_at,
             authenticated_at=authenticated_at,
@@ -174,16 +179,33 @@ def issue_ticket(
 
 
 def consume_ticket(
-    session: Session, *, token: str, purpose: str, witness: bool, now: dt.datetime
+    session: Session,
+    *,
+    token: str,
+    purpose: str,
+    subject: Mapping[str, str],
+    witness: bool,
+    now: dt.datetime,
+    user_id: int | None = None,
 ) -> tuple[User, Site]:
     """The signer a ticket stands for, the ticket used up (in the act's transaction: an act
-    that fails leaves it unused). SignatureRefused when it is unknown, for another act or
-    role, expired, or used already."""
+    that fails leaves it unused). SignatureRefused when it is unknown, for another act, another
+    record (``subject``: what the act records, as the screen showed it when the provider was
+    asked), another role or another signer (``user_id``: the performer's), expired, or used
+    already."""
     ticket = session.exec(
         select(SigningTicket).where(SigningTicket.token_hash == _hash(token))
     ).first()
-    if ticket is None or ticket.purpose != purpose or ticket.witness != witness:
-        raise SignatureRefused("this re-authentication is not for this signature: sign again")
+    if (
+        ticket is None
+        or ticket.purpose != bound_purpose(purpose, subject)
+        or ticket.witness != witness
+        or (user_id is not None and ticket.user_id != user_id)
+    ):
+        raise SignatureRefused(
+            "this re-authentication is not for this signature (another act, record or "
+            "signer): sign again"
+        )
     if ticket.expires_at <= now:
         raise SignatureRefused("the re-authentication has expired: sign again at the provider")
     used = session.execute(
@@ -200,6 +222,17 @@ def consume_ticket(
     if not row[0].active:
         raise SignatureRefused(f"{row[0].email} is deactivated")
     return row
+
+
+def bound_purpose(purpose: str, subject: Mapping[str, str]) -> str:
+    """A ticket's purpose as stored: the act's page and the SHA-256 of what it signs (its
+    fields, trimmed, in order of name), so that a ticket for bag A and patient A cannot sign
+    bag B, nor one for a correction's reason another reason."""
+    fields = {  # an empty field is no field (a page may post it or not)
+        name: str(value).strip() for name, value in sorted(subject.items()) if str(value).strip()
+    }
+    digest = hashlib.sha256(json.dumps(fields, ensure_ascii=False).encode()).hexdigest()
+    return f"{purpose}#{digest}"
 
 
 def _hash(token: str) -> str:

@@ -269,6 +269,30 @@ def test_a_signature_at_the_provider_needs_a_fresh_authentication_and_a_witness_
         login="admin@example.org",
         **keep,
     )
+    # the tickets sign what the screen showed (bag, patient, event): not another patient's bag
+    din_b = _thawed_product(world, "PAT-OTHER")
+    other = {"patient_ref": "PAT-OTHER", "barcode": bc(din_b), "event_id": str(uuid.uuid4())}
+    swapped = client.post(
+        "/bedside/infuse", data={"csrf_token": csrf_token(client, "/bedside"), **other}
+    )
+    assert swapped.status_code == 403
+    assert "not for this signature" in swapped.get_data(as_text=True)
+    waiting = tickets(world)  # unused: the act was refused before it
+    assert len(waiting) == 2
+    assert all(t.consumed_at is None for t in waiting)
+    for role, who, browser in (
+        ("performer", "care@example.org", nurse),
+        ("witness", "admin@example.org", witness),
+    ):
+        start_signing(
+            client,
+            browser,
+            role=role,
+            purpose="/bedside/infuse",
+            return_to="/bedside?resume=1",
+            login=who,
+            **keep,
+        )
     done = client.post(
         "/bedside/infuse", data={"csrf_token": csrf_token(client, "/bedside"), **keep}
     )
@@ -282,9 +306,10 @@ def test_a_signature_at_the_provider_needs_a_fresh_authentication_and_a_witness_
             ("admin@example.org", "witness"),
             ("care@example.org", "performed"),
         ]
-        used = uow.session.exec(select(SigningTicket)).all()
+        used = uow.session.exec(
+            select(SigningTicket).where(SigningTicket.consumed_at.is_not(None))  # type: ignore[union-attr]
+        ).all()
         assert len(used) == 2
-        assert all(t.consumed_at is not None for t in used)
         assert all(t.authenticated_at >= t.requested_at.replace(microsecond=0) for t in used)
     # the act took the session's tickets: the same form again carries no signature
     again = client.post(
@@ -314,17 +339,31 @@ def test_a_correction_by_a_single_sign_on_user_is_signed_at_the_provider(world: 
     )
     assert "Not recorded" in client.get(unsigned.headers["Location"]).get_data(as_text=True)
     wait_a_second()
-    start_signing(
-        client,
-        browser,
-        role="performer",
-        purpose=path,
-        return_to=f"/orders/{coi}",
-        login="admin@example.org",
-    )
-    assert "authenticated again at Test Hospital" in client.get(f"/orders/{coi}").get_data(
-        as_text=True
-    )
+    # the re-authentication signs this event and this reason: not another event
+    for attempt in (1, 2):
+        start_signing(
+            client,
+            browser,
+            role="performer",
+            purpose=path,
+            return_to=f"/orders/{coi}",
+            login="admin@example.org",
+            **correction,
+        )
+        shown = client.get(f"/orders/{coi}").get_data(as_text=True)
+        assert "authenticated again at Test Hospital" in shown
+        assert 'value="scanned at the wrong bench"' in shown
+        if attempt == 1:
+            other = client.post(
+                path,
+                data={
+                    "csrf_token": csrf_token(client, f"/orders/{coi}"),
+                    **correction,
+                    "sequence": "1",
+                },
+            )
+            refused = client.get(other.headers["Location"]).get_data(as_text=True)
+            assert "not for this signature" in refused
     signed = client.post(
         path, data={"csrf_token": csrf_token(client, f"/orders/{coi}"), **correction}
     )
