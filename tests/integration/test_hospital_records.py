@@ -141,20 +141,23 @@ def test_an_adt_a40_merge_relinks_the_order_and_the_bedside_follows_the_new_wris
         "data": ADT_A40.encode(),
         "content_type": "application/hl7-v2",
     }
-    refused = world.client.post(
-        "/api/v1/patient-merges/hl7", headers=world.headers("op"), **hl7_post
-    )
-    assert refused.status_code == 403
-    assert refused.json["code"] == "forbidden"
+    # the site's administrators (its integration's account) merge; nobody else, not even a
+    # nurse with a token of her own
+    for who in ("op", "care"):
+        refused = world.client.post(
+            "/api/v1/patient-merges/hl7", headers=world.headers(who), **hl7_post
+        )
+        assert refused.status_code == 403
+        assert refused.json["code"] == "forbidden"
 
     merged = world.client.post(
-        "/api/v1/patient-merges/hl7", headers=world.headers("care"), **hl7_post
+        "/api/v1/patient-merges/hl7", headers=world.headers("admin"), **hl7_post
     )
     assert merged.status_code == 201, merged.json
     assert merged.json["relinked"] == [{"coi": coi, "old_ref": "PAT-OLD", "new_ref": "PAT-NEW"}]
     assert merged.json["message_control_id"] == "MSG00042"
     again = world.client.post(
-        "/api/v1/patient-merges/hl7", headers=world.headers("care"), **hl7_post
+        "/api/v1/patient-merges/hl7", headers=world.headers("admin"), **hl7_post
     )
     assert again.status_code == 201
     assert again.json["relinked"] == []  # sent twice: nothing carries the old reference now
@@ -165,7 +168,7 @@ def test_an_adt_a40_merge_relinks_the_order_and_the_bedside_follows_the_new_wris
     assert order["patient_ref"] == "PAT-NEW"
     events = world.get("op", f"/api/v1/orders/{coi}/events")
     (merge_event,) = [e for e in events.json["events"] if e["action"] == "patient_merge"]
-    assert merge_event["actor"] == "care@example.org"
+    assert merge_event["actor"] == "admin@example.org"
     assert "MSG00042" in merge_event["reason"]
     assert "PAT-OLD" not in events.get_data(as_text=True)
     assert "PAT-NEW" not in events.get_data(as_text=True)
@@ -203,9 +206,17 @@ def test_an_adt_a40_merge_relinks_the_order_and_the_bedside_follows_the_new_wris
     pair = world.post("admin", "/api/v1/patient-merges", {"old_ref": "PAT-NEW", "new_ref": "PAT-Z"})
     assert pair.status_code == 201
     assert [r["coi"] for r in pair.json["relinked"]] == [coi]
+    # onto another patient's reference (another date of birth recorded): refused, nothing
+    # re-linked
+    ca = world.enroll("PAT-CA", birth_date="1980-01-01")
+    world.enroll("PAT-CB", birth_date="1990-05-05")
+    onto = world.post("admin", "/api/v1/patient-merges", {"old_ref": "PAT-CA", "new_ref": "PAT-CB"})
+    assert onto.status_code == 409, onto.json
+    assert "not the same patient" in onto.json["detail"]
+    assert world.get("care", f"/api/v1/orders/{ca['coi']}").json["patient_ref"] == "PAT-CA"
     not_a40 = world.client.post(
         "/api/v1/patient-merges/hl7",
-        headers=world.headers("care"),
+        headers=world.headers("admin"),
         data=ADT_A40.replace("ADT^A40^ADT_A39", "ADT^A08^ADT_A01").encode(),
         content_type="application/hl7-v2",
     )
