@@ -3,8 +3,9 @@
 The provider's signature on the token is checked by the client (web/oidc.py) before these
 claims are read. Here, with no I/O:
 
-- a sign-in: the token is from our provider (``iss``), for this installation (``aud``, and
-  ``azp`` when it names several audiences), not expired and not issued in the future (``exp``,
+- a sign-in: the token is from our provider (``iss``), for this installation (``aud``, a
+  string or a list of strings; ``azp``, when present or when it names several audiences, is
+  our client), not expired and not issued in the future (``exp``,
   ``iat``, within a bounded clock skew), and for this very request (``nonce``);
 - a signature (21 CFR 11.200: both components at each signing outside a continuous session):
   besides, the provider authenticated the person again after the signing was asked for
@@ -50,11 +51,18 @@ def check_claims(
     if claims.get("iss") != issuer:
         raise SsoRefused("the ID token is not from the configured identity provider")
     audience = claims.get("aud")
-    audiences = [audience] if isinstance(audience, str) else list(audience or [])
+    if isinstance(audience, str):
+        audiences = [audience]
+    elif isinstance(audience, list) and all(isinstance(item, str) for item in audience):
+        audiences = audience
+    else:
+        raise SsoRefused("the ID token's audience is not a string or a list of strings")
     if client_id not in audiences:
         raise SsoRefused("the ID token is not for this installation")
     if len(audiences) > 1 and claims.get("azp") != client_id:
         raise SsoRefused("the ID token names other audiences and was not issued to us")
+    if "azp" in claims and claims["azp"] != client_id:
+        raise SsoRefused("the ID token was issued to another party (azp)")
     exp, iat = _number(claims, "exp"), _number(claims, "iat")
     if exp is None or iat is None:
         raise SsoRefused("the ID token has no expiry or issue time")

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from services.domain.custody import SiteKind
 from services.domain.errors import SignatureRefused, SsoRefused
-from services.domain.sso import check_claims, check_reauthentication
+from services.domain.sso import check_claims, check_reauthentication, vouches_for
 
 NOW = 1_800_000_000.0
 GOOD = {
@@ -33,6 +34,9 @@ def claims(**changes: Any) -> dict[str, Any]:
         ({"iss": "https://evil.example"}, "not from the configured"),
         ({"aud": "another-client"}, "not for this installation"),
         ({"aud": ["v2v", "other"]}, "other audiences"),
+        ({"azp": "evil"}, "another party"),
+        ({"aud": {"v2v": 1}}, "not a string or a list"),
+        ({"aud": ["v2v", 7]}, "not a string or a list"),
         ({"exp": NOW - 61}, "expired"),
         ({"iat": NOW + 61}, "in the future"),
         ({"exp": None}, "no expiry"),
@@ -69,3 +73,12 @@ def test_good_claims_within_the_skew_name_the_person_and_a_stale_signature_is_re
     )
     with pytest.raises(SignatureRefused, match="auth_time"):
         check_reauthentication(without, requested_at=NOW - 10)
+
+
+def test_the_provider_vouches_for_the_sites_oidc_sites_names_or_else_the_hospitals_own() -> None:
+    assert vouches_for("", code="TRT-1", kind=SiteKind.TREATMENT)
+    assert vouches_for("", code="APH-1", kind=SiteKind.COLLECTION)
+    assert not vouches_for("", code="MFG-1", kind=SiteKind.MANUFACTURING)
+    assert not vouches_for("", code="COUR-2", kind=SiteKind.COURIER)
+    assert vouches_for("trt-1, MFG-1", code="MFG-1", kind=SiteKind.MANUFACTURING)
+    assert not vouches_for("TRT-1,MFG-1", code="APH-1", kind=SiteKind.COLLECTION)
