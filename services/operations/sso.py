@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from services.db.models import SigningTicket, Site, User
+from services.db.models import ApiToken, SigningTicket, Site, User
 from services.domain.custody import Actor
 from services.domain.errors import SignatureRefused, SsoRefused
 from services.domain.sso import Identity, vouches_for
@@ -113,11 +113,13 @@ def set_local_passwords(
     session: Session, *, actor: Actor, site_code: str, on: bool, now: dt.datetime
 ) -> Site:
     """An admin of the site (or of the site managing it) turns its vein2vein passwords on or
-    off; off, its people sign in and sign at the identity provider only, and their password
-    sessions end. On record."""
+    off; off, its people sign in and sign at the identity provider only, their password
+    sessions end and their API tokens are revoked (each on record). On record."""
     site = managed_site(session, actor, site_code)
     if site.local_passwords == on:
         return site
+    if not on:
+        _revoke_site_tokens(session, actor=actor, site=site, now=now)
     before = site.local_passwords
     site.local_passwords = on
     session.add(site)
@@ -133,6 +135,28 @@ def set_local_passwords(
         site_id=site.id,
     )
     return site
+
+
+def _revoke_site_tokens(session: Session, *, actor: Actor, site: Site, now: dt.datetime) -> None:
+    rows = session.exec(
+        select(ApiToken, User)
+        .join(User, User.id == ApiToken.user_id)  # type: ignore[arg-type]
+        .where(User.site_id == site.id, ApiToken.revoked_at.is_(None))  # type: ignore[union-attr]
+    ).all()
+    for token, user in rows:
+        token.revoked_at = now
+        session.add(token)
+        record_change(
+            session,
+            actor=actor,
+            action="token revoked",
+            subject=f"{user.email}: {token.name} ({token.prefix}...)",
+            before={"revoked": False},
+            after={"revoked": True, "why": "site passwords off"},
+            now=now,
+            site_id=site.id,
+        )
+    session.flush()
 
 
 def issue_ticket(

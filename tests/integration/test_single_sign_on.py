@@ -16,7 +16,7 @@ import pytest
 from sqlmodel import select
 
 from services.db import UnitOfWork
-from services.db.models import AdminChange, Signature, SigningTicket, Site, User
+from services.db.models import AdminChange, ApiToken, Signature, SigningTicket, Site, User
 from services.domain.errors import SsoRefused
 from services.operations import signing
 from services.operations.access import actor_for
@@ -157,12 +157,26 @@ def test_sign_in_at_the_provider_binds_the_provisioned_user_and_refuses_everyone
         assert change.after == {"local_passwords": False}
         assert change.actor == "admin@example.org"
     assert password_client.get("/").status_code == 302
+    # and the site's API tokens are revoked, each on record; nobody there mints a new one
+    assert world.get("care", "/api/v1/tokens").status_code == 401
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        revoked = uow.session.exec(
+            select(AdminChange.subject).where(AdminChange.action == "token revoked")
+        ).all()
+        assert sorted(s.split(":")[0] for s in revoked) == ["admin@example.org", "care@example.org"]
     refused = world.app.test_client()
     assert password_sign_in(refused, "care@example.org", world.password("care")).status_code == 401
     # (the new password ended every session of care's); single sign-on goes on
     client, answer = sso_sign_in(world, ProviderBrowser(), "care@example.org")
     assert answer.status_code == 303
     assert client.get("/").status_code == 200
+    minted = client.post(
+        "/account/tokens", data={"csrf_token": csrf_token(client, "/account"), "name": "mine"}
+    )
+    assert "identity provider only" in client.get(minted.headers["Location"]).get_data(as_text=True)
+    assert world.get("care", "/api/v1/tokens").status_code == 401
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        assert not uow.session.exec(select(ApiToken).where(ApiToken.name == "mine")).all()
 
 
 def sso_pending_token(world: World, browser: ProviderBrowser) -> dict[str, str]:

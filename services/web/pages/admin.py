@@ -151,7 +151,8 @@ def admin_site_passwords(code: str) -> Any:
             message = (
                 f"{site.code}: its people sign in with a password or single sign-on."
                 if site.local_passwords
-                else f"{site.code}: its people sign in and sign with single sign-on only."
+                else f"{site.code}: its people sign in and sign with single sign-on only "
+                "(their API tokens are revoked)."
             )
     except DomainError as error:
         return _done(f"Not changed: {error.detail}", code[:32])
