@@ -206,6 +206,8 @@ def test_an_adt_a40_merge_relinks_the_order_and_the_bedside_follows_the_new_wris
     pair = world.post("admin", "/api/v1/patient-merges", {"old_ref": "PAT-NEW", "new_ref": "PAT-Z"})
     assert pair.status_code == 201
     assert [r["coi"] for r in pair.json["relinked"]] == [coi]
+    # the same patient enrolled again under the merged reference: warned of this order
+    assert any(coi in w for w in world.enroll("PAT-Z")["warnings"])
     # onto another patient's reference (another date of birth recorded): refused, nothing
     # re-linked
     ca = world.enroll("PAT-CA", birth_date="1980-01-01")
@@ -222,3 +224,11 @@ def test_an_adt_a40_merge_relinks_the_order_and_the_bedside_follows_the_new_wris
     )
     assert not_a40.status_code == 422
     assert "ADT^A08" in not_a40.json["detail"]
+    no_event = world.client.post(
+        "/api/v1/patient-merges/hl7",
+        headers=world.headers("admin"),
+        data=ADT_A40.replace("ADT^A40^ADT_A39", "ADT").encode(),
+        content_type="application/hl7-v2",
+    )
+    assert no_event.status_code == 422
+    assert "names no trigger event" in no_event.json["detail"]
