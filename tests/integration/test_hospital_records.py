@@ -5,6 +5,7 @@ patient record merges (HL7 v2 ADT^A40) re-linking an order the bedside then foll
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 from typing import Any
 
@@ -15,7 +16,8 @@ from fhir.resources.bundle import Bundle
 
 from services.db import UnitOfWork
 from services.domain.errors import InvalidRequest
-from services.domain.fhir import DIN_SYSTEM, System, check_codes
+from services.domain.fhir import DIN_SYSTEM, BagFacts, OrderFacts, System, check_codes
+from services.domain.fhir import bundle as fhir_bundle
 from tests.integration.test_vein_to_vein import _thawed_product, bc
 from tests.world import World
 
@@ -108,6 +110,32 @@ def test_an_infused_order_as_fhir_r5_validates_and_keeps_the_patient_from_manufa
         Bundle.model_validate(broken)  # the library accepts it ...
         with pytest.raises(InvalidRequest, match=wrong):
             check_codes(broken, system)  # ... we do not
+    # the infusion's record corrected since: the dispense is entered in error
+    infusion = next(
+        e["sequence"]
+        for e in world.get("care", f"/api/v1/orders/{coi}/events").json["events"]
+        if e["action"] == "infuse"
+    )
+    corrected = world.post(
+        "admin",
+        f"/api/v1/orders/{coi}/corrections",
+        {
+            "sequence": infusion,
+            "reason": "recorded on the wrong patient's chart",
+            "signature": {"password": world.password("admin")},
+        },
+    )
+    assert corrected.status_code == 201, corrected.json
+    again = json.loads(world.get("care", f"/api/v1/orders/{coi}/fhir").get_data(as_text=True))
+    assert resources(again, "BiologicallyDerivedProductDispense")[0]["status"] == "entered-in-error"
+    # a product bag not released by QA yet is not available to issue
+    moment = dt.datetime.now(dt.UTC)
+    bag = BagFacts(din, "product", "produced", moment, "MFG-1", "First Manufacturing")
+    awaiting = fhir_bundle(OrderFacts(coi, "axi-cel", [bag], [], "", 0, moment), system)
+    assert resources(awaiting, "BiologicallyDerivedProduct")[0]["productStatus"]["code"] == (
+        "unavailable"
+    )
+
     broken = copy.deepcopy(bundle)
     resources(broken, "BiologicallyDerivedProductDispense")[0]["status"] = "infused"
     with pytest.raises(InvalidRequest, match="dispense status"):
