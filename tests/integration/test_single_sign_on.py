@@ -95,6 +95,7 @@ def test_sign_in_at_the_provider_binds_the_provisioned_user_and_refuses_everyone
     assert client.get("/").status_code == 200
     with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
         care = uow.session.exec(select(User).where(User.email == "care@example.org")).one()
+        care_id = care.id
         assert (care.oidc_issuer, care.oidc_subject) == (
             world.app.extensions["vein2vein"].settings.oidc_issuer,
             "care@example.org",
@@ -103,6 +104,22 @@ def test_sign_in_at_the_provider_binds_the_provisioned_user_and_refuses_everyone
             select(AdminChange).where(AdminChange.action == "single sign-on bound")
         ).one()
         assert bound.subject == "care@example.org"
+
+    # an admin of the site unbinds her (the hospital bound the wrong person): on record, and
+    # the next sign-in binds again by verified e-mail
+    admin = world.browser("admin")
+    unbound = admin.post(
+        f"/admin/users/{care_id}",
+        data={"csrf_token": csrf_token(admin, "/admin"), "change": "unbind_sso"},
+    )
+    assert "bound to nobody" in admin.get(unbound.headers["Location"]).get_data(as_text=True)
+    with UnitOfWork(world.app.extensions["vein2vein"].db.session_factory) as uow:
+        assert uow.session.get(User, care_id).oidc_subject is None  # type: ignore[union-attr]
+        change = uow.session.exec(
+            select(AdminChange).where(AdminChange.action == "single sign-on unbound")
+        ).one()
+        assert change.before["subject"] == "care@example.org"  # type: ignore[index]
+    assert sso_sign_in(world, ProviderBrowser(), "care@example.org")[1].status_code == 303
 
     # nobody provisioned, an unverified e-mail, a user of a site the provider does not vouch
     # for (a manufacturer's QA, a courier: OIDC_SITES by default the hospital's treatment and
@@ -142,7 +159,6 @@ def test_sign_in_at_the_provider_binds_the_provisioned_user_and_refuses_everyone
     # the site turns its own passwords off: the password session ends, the password is refused
     world.password("care")
     password_client = world.browser("care")
-    admin = world.browser("admin")
     admin_page = admin.get("/admin").get_data(as_text=True)
     assert "TRT-1: Test Hospital only" in admin_page
     turned = admin.post(
