@@ -9,8 +9,9 @@ claims are read. Here, with no I/O:
   ``iat``, within a bounded clock skew), and for this very request (``nonce``);
 - a signature (21 CFR 11.200: both components at each signing outside a continuous session):
   besides, the provider authenticated the person again after the signing was asked for
-  (``auth_time`` at or after the request; the server checks it, whatever the browser or the
-  provider did with ``prompt=login`` and ``max_age=0``), and the person is the signer.
+  (``auth_time`` after the request, each clock measuring its own interval; the server checks
+  it, whatever the browser or the provider did with ``prompt=login`` and ``max_age=0``), and
+  the person is the signer.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Identity:
     email: str | None
     email_verified: bool
     auth_time: int | None
+    issued_at: int | None = None  # the ID token's iat, on the provider's clock
 
 
 def check_claims(
@@ -83,19 +85,24 @@ def check_claims(
         email=email.strip().lower() if isinstance(email, str) and email.strip() else None,
         email_verified=claims.get("email_verified") is True,
         auth_time=int(auth_time) if auth_time is not None else None,
+        issued_at=int(iat),
     )
 
 
-def check_reauthentication(identity: Identity, *, requested_at: float) -> int:
-    """A signature's re-authentication: the provider's ``auth_time`` is at or after the second
-    the signature was asked for (it carries whole seconds). Returns it; SignatureRefused when
-    it is missing or older (a session the provider kept, a replayed answer)."""
-    if identity.auth_time is None:
+def check_reauthentication(identity: Identity, *, requested_at: float, now: float) -> int:
+    """A signature's re-authentication: the provider authenticated the person after the
+    signature was asked for. Its ``auth_time`` is on the provider's clock, ``requested_at``
+    and ``now`` (when its answer came) on ours: so the two clocks are never compared, each
+    measures its own interval. The provider's, from ``auth_time`` to the token's ``iat``
+    (issued as it answered), is at most ours, from the request to ``now`` (whole seconds, as
+    the provider counts them). Returns ``auth_time``; SignatureRefused when it is missing or
+    older (a session the provider kept, a replayed answer), whatever the clocks' offset."""
+    if identity.auth_time is None or identity.issued_at is None:
         raise SignatureRefused(
             "the identity provider did not say when it authenticated you (auth_time): "
             "a signature needs it"
         )
-    if identity.auth_time < int(requested_at):
+    if identity.issued_at - identity.auth_time > int(now) - int(requested_at):
         raise SignatureRefused(
             "the identity provider did not authenticate you again for this signature: sign "
             "in at the provider when it asks (your earlier sign-in does not sign)"

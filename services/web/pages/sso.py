@@ -151,7 +151,9 @@ def _signed(what: dict[str, Any], identity: Any) -> Response:
         flash("Not signed: you were signed out meanwhile.")
         return redirect(url_for("pages.login"), 303)
     requested = dt.datetime.fromtimestamp(what["requested_at"], dt.UTC)
-    authenticated = check_reauthentication(identity, requested_at=what["requested_at"])
+    authenticated = check_reauthentication(
+        identity, requested_at=what["requested_at"], now=utcnow().timestamp()
+    )
     with unit_of_work() as uow:
         token = sso.issue_ticket(
             uow.session,
