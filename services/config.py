@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     # how long a signature's re-authentication at the provider may wait for its act
     oidc_signing_ticket_minutes: float = Field(default=10.0, gt=0, le=60)
     oidc_timeout_seconds: float = 10.0  # the calls to the provider (discovery, keys, token)
+    # the sites whose people this provider vouches for (site codes, separated by commas): a
+    # user of any other site is never signed in, bound or re-authenticated through it. Empty:
+    # the installation's treatment and collection sites (the hospital's own)
+    oidc_sites: str = ""
 
     @field_validator(
         "login_rate_limit", "api_rate_limit", "api_auth_failure_limit", "refusal_rate_limit"
@@ -172,6 +176,9 @@ class Settings(BaseSettings):
         for key in self.webhook_secret_keys:
             check_key(key)
         self.oidc_issuer = self.oidc_issuer.strip()
+        self.oidc_sites = ",".join(
+            code.strip() for code in self.oidc_sites.split(",") if code.strip()
+        )
         if self.oidc_issuer and not (self.oidc_client_id and self.oidc_client_secret):
             raise ValueError("OIDC_ISSUER needs OIDC_CLIENT_ID and OIDC_CLIENT_SECRET")
         if not self.ratelimit_storage_url:

@@ -6,12 +6,15 @@ and a Provenance pointing to the chain record.
   the COI as an identifier under our own system, the category ``cells``, its product as text
   (no ICCBBA product code table is copied here), collection time, processing facility (the
   site that collected an apheresis bag, the one that manufactured a product bag), status
-  (available while it is on its way, unavailable once it is infused, spent, on hold or gone),
-  expiry, and a product bag's parents: the apheresis bags its batch was made from.
-- The dispense (status ``issued``: handed over and infused): the product, the patient only for
-  those allowed to see the reference (otherwise the reference says it is masked, as FHIR's
-  data-absent-reason has it), origin relationship ``autologous``, the bedside match, prepared
-  (thawed) and handed-over (infused) times, the performer and the ward.
+  (available while it is on its way; unavailable before its batch's release, once it is
+  infused, spent, on hold or gone), expiry, and a product bag's parents: the apheresis bags
+  its batch was made from.
+- The dispense (status ``issued``: handed over and infused; ``entered-in-error`` when the
+  infusion's record was corrected since, to be read with the chain's correction): the
+  product, the patient only for those allowed to see the reference (otherwise the reference
+  says it is masked, as FHIR's data-absent-reason has it), origin relationship
+  ``autologous``, the bedside match, prepared (thawed) and handed-over (infused) times, the
+  performer and the ward.
 - Pure: the facts come in, a dict goes out; ``check_codes`` refuses a code outside its value
   set (the FHIR library checks the structure, not the codes).
 """
@@ -63,7 +66,16 @@ VALUE_SETS: Mapping[str, frozenset[str]] = {
 KIND_TEXT = {"apheresis": "apheresis collection", "product": "final product"}
 MATCH_CODES = frozenset({"matched"})  # the bedside matched the wristband and the bag's COI
 UNAVAILABLE_STATES = frozenset(
-    {"infused", "destroyed", "lost", "rejected", "on_hold", "quarantined", "in_manufacturing"}
+    {
+        "infused",
+        "destroyed",
+        "lost",
+        "rejected",
+        "on_hold",
+        "quarantined",
+        "in_manufacturing",
+        "produced",  # not released by QA yet: it may not be issued
+    }
 )
 
 
@@ -89,6 +101,7 @@ class DispenseFacts:
     location: str  # the treatment site's code
     location_name: str
     patient_ref: str | None  # None: the reader may not see it
+    corrected: bool = False  # the infusion's record was corrected since
 
 
 @dataclass(frozen=True)
@@ -249,7 +262,7 @@ def _dispense(dispense: DispenseFacts, system: System, ids: Mapping[str, str]) -
         patient = {"extension": [{"url": DATA_ABSENT, "valueCode": "masked"}]}
     resource: dict[str, Any] = {
         "resourceType": "BiologicallyDerivedProductDispense",
-        "status": "issued",
+        "status": "entered-in-error" if dispense.corrected else "issued",
         "originRelationshipType": _concept(ORIGIN_SYSTEM, "autologous"),
         "product": {"reference": f"urn:uuid:{ids[dispense.din]}"},
         "patient": patient,

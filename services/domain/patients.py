@@ -55,12 +55,18 @@ def parse_adt_a40(text: str) -> MergeMessage:
     try:
         message = hl7.parse(normalised)
         kind = message.segment("MSH")[9]
-        code, event = str(kind[0][0]), str(kind[0][1])
         control_id = str(message.segment("MSH")[10])
         encoding = str(message.segment("MSH")[2])
         component, repetition = encoding[0], encoding[1]
     except Exception as error:  # untrusted text: whatever the parser trips on is a refusal
         raise InvalidRequest(f"not an HL7 v2 message ({type(error).__name__})") from None
+    # MSH-9: message code ^ trigger event (^ structure); one without components names no event
+    code, _, rest = str(kind).partition(component)
+    event = rest.split(component)[0]
+    if not event:
+        raise InvalidRequest(
+            f"MSH-9 ({str(kind)[:40]!r}) names no trigger event: a patient merge is ADT^A40"
+        )
     if code != "ADT" or event not in MERGE_EVENTS:
         raise InvalidRequest(f"a patient merge is an ADT^A40 message, not {code}^{event}")
     merges: list[Merge] = []

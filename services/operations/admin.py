@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 
 from services.db.models import ApiToken, Site, User
 from services.domain.custody import Actor, Role, SiteKind, SiteRef
-from services.domain.errors import Conflict, InvalidRequest, NotFound
+from services.domain.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from services.domain.identifiers import validate_fin
 from services.domain.local_time import UTC_ZONE, check_zone
 from services.domain.targets import check_email_address
@@ -162,9 +162,20 @@ def issue_token(
     expires_at: dt.datetime | None = None,
     now: dt.datetime,
 ) -> tuple[ApiToken, str]:
-    """``create_token``, on record (its name, prefix and expiry; never the token)."""
-    row, token = create_token(session, email=email, name=name, expires_at=expires_at)
+    """``create_token``, on record (its name, prefix and expiry; never the token). A person
+    makes their own only where their site's passwords are on: a site that signs in at its
+    identity provider only gets tokens from the installation's operator (the CLI), else a
+    session at the provider would mint a credential that outlives it."""
     user = user_by_email(session, email)
+    if isinstance(by, Actor):
+        site = session.get(Site, user.site_id)
+        assert site is not None
+        if not site.local_passwords:
+            raise Forbidden(
+                f"{site.code} signs in at its identity provider only: its people make no API "
+                "tokens of their own (the installation's operator issues an integration's)"
+            )
+    row, token = create_token(session, email=email, name=name, expires_at=expires_at)
     record_change(
         session,
         actor=by,

@@ -63,6 +63,13 @@ def order_bundle(
         .order_by(col(CustodyEvent.sequence))
     ).all()
     thawed = {e.unit_id: e.occurred_at for e in events if e.action == Action.THAW.value}
+    corrected = set(
+        session.exec(
+            select(CustodyEvent.corrects_id).where(
+                CustodyEvent.order_id == order.id, col(CustodyEvent.corrects_id).is_not(None)
+            )
+        ).all()
+    )
     patient = order.current_patient_ref if may_see_patient_ref(actor, order) else None
     dispenses = []
     for event in events:
@@ -81,6 +88,7 @@ def order_bundle(
                 location=ward.code,
                 location_name=ward.name,
                 patient_ref=patient,
+                corrected=event.id in corrected,
             )
         )
     head = session.get(ChainHead, f"order:{order.id}")

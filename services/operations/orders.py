@@ -108,12 +108,14 @@ def enrolled_before(
     session: Session, actor: Actor, patient_ref: str, *, excluding: int | None = None
 ) -> list[Order]:
     """Orders the actor may see whose patient reference is this one (without case or
-    spacing, as the bedside compares them), newest first: the same patient enrolled twice is
-    worth a warning, not a refusal (a new collection, a second therapy)."""
+    spacing, as the bedside compares them; the current one, after a patient merge), newest
+    first: the same patient enrolled twice is worth a warning, not a refusal (a new
+    collection, a second therapy)."""
     wanted = "".join(patient_ref.split()).upper()
     if not wanted:
         return []
-    normalized = sa.func.upper(sa.func.replace(col(Order.patient_ref), " ", ""))
+    current = sa.func.coalesce(col(Order.merged_patient_ref), col(Order.patient_ref))
+    normalized = sa.func.upper(sa.func.replace(current, " ", ""))
     rows = session.exec(
         select(Order)
         .where(normalized == wanted, access.order_condition(actor))
@@ -125,7 +127,7 @@ def enrolled_before(
         for order in rows
         if order.id != excluding
         and access.may_see_patient_ref(actor, order)
-        and same_patient(order.patient_ref, patient_ref)
+        and same_patient(order.current_patient_ref, patient_ref)
     ]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from sqlmodel import Session, select
@@ -102,7 +102,13 @@ def correct_event(
         # a single sign-on user re-authenticated at the provider for this correction
         try:
             consume_ticket(
-                session, token=tickets.performer, purpose=tickets.purpose, witness=False, now=now
+                session,
+                token=tickets.performer,
+                purpose=tickets.purpose,
+                subject={"sequence": str(sequence), "reason": reason},
+                witness=False,
+                now=now,
+                user_id=actor.user_id,
             )
         except SignatureRefused as error:
             raise SignatureInvalid(error.detail) from None
@@ -222,13 +228,24 @@ def authenticate_signers(
     performer = witness = None
     if tickets is not None and tickets.performer:
         consume_ticket(
-            session, token=tickets.performer, purpose=tickets.purpose, witness=False, now=now
+            session,
+            token=tickets.performer,
+            purpose=tickets.purpose,
+            subject=tickets.subject,
+            witness=False,
+            now=now,
+            user_id=actor.user_id,
         )
-        performer = actor  # the ticket was issued to the signed-in user only
+        performer = actor
         password = None
     if tickets is not None and tickets.witness:
         user, site = consume_ticket(
-            session, token=tickets.witness, purpose=tickets.purpose, witness=True, now=now
+            session,
+            token=tickets.witness,
+            purpose=tickets.purpose,
+            subject=tickets.subject,
+            witness=True,
+            now=now,
         )
         if user.id == actor.user_id:
             raise SignatureInvalid(
@@ -270,11 +287,14 @@ def authenticate_signers(
 @dataclass(frozen=True)
 class Tickets:
     """Single sign-on re-authentications an act carries (web: from the login session), each
-    bound to ``purpose``: the act's page."""
+    bound to ``purpose`` (the act's page) and to ``subject``: what the act records, which
+    must be what the screen showed when the provider was asked (the bedside's bag, patient
+    and event; nothing more for a page whose path names its record)."""
 
     purpose: str
     performer: str | None = None
     witness: str | None = None
+    subject: Mapping[str, str] = field(default_factory=dict)
 
 
 def check_act(*, step: str, signing: str, actor: Actor, signers: Signers) -> None:
@@ -373,9 +393,16 @@ def sign(
         )
     _signable(session, event, actor)
     if tickets is not None and tickets.performer:
-        # a single sign-on user re-authenticated at the provider for this signature
+        # a single sign-on user re-authenticated at the provider for this signature (the
+        # event and order are in its purpose, the page's path)
         consume_ticket(
-            session, token=tickets.performer, purpose=tickets.purpose, witness=False, now=now
+            session,
+            token=tickets.performer,
+            purpose=tickets.purpose,
+            subject=tickets.subject,
+            witness=False,
+            now=now,
+            user_id=actor.user_id,
         )
     else:
         authenticate(session, actor=actor, email=email, password=password, now=now, policy=policy)

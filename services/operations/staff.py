@@ -170,6 +170,30 @@ def apply_active(
     return user
 
 
+def unbind_provider(session: Session, *, actor: Actor, user_id: int, now: dt.datetime) -> User:
+    """Forget which person at the identity provider a user of the site is (the hospital gave
+    the e-mail to someone else, or bound the wrong person): the next sign-in there binds again
+    by verified e-mail. On record, with the subject forgotten."""
+    user = _site_user(session, actor, user_id)
+    if user.oidc_subject is None:
+        raise InvalidRequest(f"{user.email} is bound to nobody at the identity provider")
+    before = {"issuer": user.oidc_issuer, "subject": user.oidc_subject}
+    user.oidc_issuer = user.oidc_subject = None
+    session.add(user)
+    session.flush()
+    record_change(
+        session,
+        actor=actor,
+        action="single sign-on unbound",
+        subject=user.email,
+        before=before,
+        after={"issuer": None, "subject": None},
+        now=now,
+        site_id=user.site_id,
+    )
+    return user
+
+
 def reset_password(
     session: Session, *, actor: Actor, user_id: int, now: dt.datetime
 ) -> tuple[User, str]:

@@ -5,6 +5,7 @@ patient record merges (HL7 v2 ADT^A40) re-linking an order the bedside then foll
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 from typing import Any
 
@@ -15,7 +16,8 @@ from fhir.resources.bundle import Bundle
 
 from services.db import UnitOfWork
 from services.domain.errors import InvalidRequest
-from services.domain.fhir import DIN_SYSTEM, System, check_codes
+from services.domain.fhir import DIN_SYSTEM, BagFacts, OrderFacts, System, check_codes
+from services.domain.fhir import bundle as fhir_bundle
 from tests.integration.test_vein_to_vein import _thawed_product, bc
 from tests.world import World
 
@@ -108,6 +110,32 @@ def test_an_infused_order_as_fhir_r5_validates_and_keeps_the_patient_from_manufa
         Bundle.model_validate(broken)  # the library accepts it ...
         with pytest.raises(InvalidRequest, match=wrong):
             check_codes(broken, system)  # ... we do not
+    # the infusion's record corrected since: the dispense is entered in error
+    infusion = next(
+        e["sequence"]
+        for e in world.get("care", f"/api/v1/orders/{coi}/events").json["events"]
+        if e["action"] == "infuse"
+    )
+    corrected = world.post(
+        "admin",
+        f"/api/v1/orders/{coi}/corrections",
+        {
+            "sequence": infusion,
+            "reason": "recorded on the wrong patient's chart",
+            "signature": {"password": world.password("admin")},
+        },
+    )
+    assert corrected.status_code == 201, corrected.json
+    again = json.loads(world.get("care", f"/api/v1/orders/{coi}/fhir").get_data(as_text=True))
+    assert resources(again, "BiologicallyDerivedProductDispense")[0]["status"] == "entered-in-error"
+    # a product bag not released by QA yet is not available to issue
+    moment = dt.datetime.now(dt.UTC)
+    bag = BagFacts(din, "product", "produced", moment, "MFG-1", "First Manufacturing")
+    awaiting = fhir_bundle(OrderFacts(coi, "axi-cel", [bag], [], "", 0, moment), system)
+    assert resources(awaiting, "BiologicallyDerivedProduct")[0]["productStatus"]["code"] == (
+        "unavailable"
+    )
+
     broken = copy.deepcopy(bundle)
     resources(broken, "BiologicallyDerivedProductDispense")[0]["status"] = "infused"
     with pytest.raises(InvalidRequest, match="dispense status"):
@@ -141,20 +169,23 @@ def test_an_adt_a40_merge_relinks_the_order_and_the_bedside_follows_the_new_wris
         "data": ADT_A40.encode(),
         "content_type": "application/hl7-v2",
     }
-    refused = world.client.post(
-        "/api/v1/patient-merges/hl7", headers=world.headers("op"), **hl7_post
-    )
-    assert refused.status_code == 403
-    assert refused.json["code"] == "forbidden"
+    # the site's administrators (its integration's account) merge; nobody else, not even a
+    # nurse with a token of her own
+    for who in ("op", "care"):
+        refused = world.client.post(
+            "/api/v1/patient-merges/hl7", headers=world.headers(who), **hl7_post
+        )
+        assert refused.status_code == 403
+        assert refused.json["code"] == "forbidden"
 
     merged = world.client.post(
-        "/api/v1/patient-merges/hl7", headers=world.headers("care"), **hl7_post
+        "/api/v1/patient-merges/hl7", headers=world.headers("admin"), **hl7_post
     )
     assert merged.status_code == 201, merged.json
     assert merged.json["relinked"] == [{"coi": coi, "old_ref": "PAT-OLD", "new_ref": "PAT-NEW"}]
     assert merged.json["message_control_id"] == "MSG00042"
     again = world.client.post(
-        "/api/v1/patient-merges/hl7", headers=world.headers("care"), **hl7_post
+        "/api/v1/patient-merges/hl7", headers=world.headers("admin"), **hl7_post
     )
     assert again.status_code == 201
     assert again.json["relinked"] == []  # sent twice: nothing carries the old reference now
@@ -165,7 +196,7 @@ def test_an_adt_a40_merge_relinks_the_order_and_the_bedside_follows_the_new_wris
     assert order["patient_ref"] == "PAT-NEW"
     events = world.get("op", f"/api/v1/orders/{coi}/events")
     (merge_event,) = [e for e in events.json["events"] if e["action"] == "patient_merge"]
-    assert merge_event["actor"] == "care@example.org"
+    assert merge_event["actor"] == "admin@example.org"
     assert "MSG00042" in merge_event["reason"]
     assert "PAT-OLD" not in events.get_data(as_text=True)
     assert "PAT-NEW" not in events.get_data(as_text=True)
@@ -203,11 +234,29 @@ def test_an_adt_a40_merge_relinks_the_order_and_the_bedside_follows_the_new_wris
     pair = world.post("admin", "/api/v1/patient-merges", {"old_ref": "PAT-NEW", "new_ref": "PAT-Z"})
     assert pair.status_code == 201
     assert [r["coi"] for r in pair.json["relinked"]] == [coi]
+    # the same patient enrolled again under the merged reference: warned of this order
+    assert any(coi in w for w in world.enroll("PAT-Z")["warnings"])
+    # onto another patient's reference (another date of birth recorded): refused, nothing
+    # re-linked
+    ca = world.enroll("PAT-CA", birth_date="1980-01-01")
+    world.enroll("PAT-CB", birth_date="1990-05-05")
+    onto = world.post("admin", "/api/v1/patient-merges", {"old_ref": "PAT-CA", "new_ref": "PAT-CB"})
+    assert onto.status_code == 409, onto.json
+    assert "not the same patient" in onto.json["detail"]
+    assert world.get("care", f"/api/v1/orders/{ca['coi']}").json["patient_ref"] == "PAT-CA"
     not_a40 = world.client.post(
         "/api/v1/patient-merges/hl7",
-        headers=world.headers("care"),
+        headers=world.headers("admin"),
         data=ADT_A40.replace("ADT^A40^ADT_A39", "ADT^A08^ADT_A01").encode(),
         content_type="application/hl7-v2",
     )
     assert not_a40.status_code == 422
     assert "ADT^A08" in not_a40.json["detail"]
+    no_event = world.client.post(
+        "/api/v1/patient-merges/hl7",
+        headers=world.headers("admin"),
+        data=ADT_A40.replace("ADT^A40^ADT_A39", "ADT").encode(),
+        content_type="application/hl7-v2",
+    )
+    assert no_event.status_code == 422
+    assert "names no trigger event" in no_event.json["detail"]

@@ -155,7 +155,8 @@ def admin_site_passwords(code: str) -> Any:
             message = (
                 f"{site.code}: its people sign in with a password or single sign-on."
                 if site.local_passwords
-                else f"{site.code}: its people sign in and sign with single sign-on only."
+                else f"{site.code}: its people sign in and sign with single sign-on only "
+                "(their API tokens are revoked)."
             )
     except DomainError as error:
         return _done(f"Not changed: {error.detail}", code[:32])
@@ -213,6 +214,11 @@ def admin_change_user(user_id: int) -> Any:
                     now=utcnow(),
                 )
                 message = f"{row.email} is {'active' if row.active else 'deactivated'}."
+            elif change == "unbind_sso":
+                row = staff.unbind_provider(
+                    uow.session, actor=actor, user_id=forms.row_id(user_id), now=utcnow()
+                )
+                message = f"{row.email} is bound to nobody at the identity provider now."
             elif change == "password":
                 row, temporary = staff.reset_password(
                     uow.session, actor=actor, user_id=forms.row_id(user_id), now=utcnow()
@@ -223,7 +229,10 @@ def admin_change_user(user_id: int) -> Any:
                 flash(f"Temporary password of {email} set; shown this once.")
                 return redirect(url_for("pages.admin"), 303)
             else:
-                raise InvalidRequest("change the role, activate, deactivate or reset the password")
+                raise InvalidRequest(
+                    "change the role, activate, deactivate, reset the password or unbind "
+                    "single sign-on"
+                )
             uow.commit()
     except (DomainError, ValueError) as error:
         return _done(f"Not changed: {getattr(error, 'detail', str(error))}")

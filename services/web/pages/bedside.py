@@ -132,7 +132,15 @@ def confirm_infusion() -> Any:
                 "witness_email", max_length=254, label="the witness's e-mail"
             ),
             witness_password=forms.password("witness_password") or None,
-            tickets=sso.tickets_for(),
+            # bound to the match the screen showed when the provider was asked
+            tickets=sso.tickets_for(
+                subject={
+                    "patient_ref": patient_ref,
+                    "birth_date": born.isoformat() if born else "",
+                    "barcode": barcode,
+                    "event_id": event_id,
+                }
+            ),
         )
     except DomainError as error:
         return _page(422, refusal=error)

@@ -89,7 +89,8 @@ def sso_sign() -> Response:
     role = forms.text("role", max_length=16, required=True)
     if role not in ("performer", "witness"):
         abort(400)
-    purpose = _safe_next(forms.text("purpose", max_length=300, required=True))
+    # (stored with the SHA-256 of what it signs: 65 more characters of the column's 300)
+    purpose = _safe_next(forms.text("purpose", max_length=230, required=True))
     what = {
         "kind": "sign",
         "role": role,
@@ -97,9 +98,11 @@ def sso_sign() -> Response:
         "return_to": _safe_next(request.form.get("return_to") or purpose),
         "requested_at": utcnow().timestamp(),
         "user_id": actor.user_id,
-        # the act's page fields to show it again on return (the bedside's match)
+        # what is signed, as the screen shows it (the bedside's bag, patient and event; a
+        # correction's event and reason): the ticket is bound to it, and the page shows it
+        # again on return
         "keep": {
-            name.removeprefix("keep_"): str(value)[:256]
+            name.removeprefix("keep_"): str(value)[:1000]
             for name, value in request.form.items()
             if name.startswith("keep_") and len(name) <= 40
         },
@@ -127,7 +130,9 @@ def sso_callback() -> Response | tuple[str, int]:
         if what["kind"] == "sign":
             return _signed(what, identity)
         with unit_of_work() as uow:
-            actor, key = sso.sign_in(uow.session, identity, now=utcnow())
+            actor, key = sso.sign_in(
+                uow.session, identity, now=utcnow(), sites=state().settings.oidc_sites
+            )
             uow.commit()
     except DomainError as error:
         if what["kind"] == "sign":
@@ -146,7 +151,9 @@ def _signed(what: dict[str, Any], identity: Any) -> Response:
         flash("Not signed: you were signed out meanwhile.")
         return redirect(url_for("pages.login"), 303)
     requested = dt.datetime.fromtimestamp(what["requested_at"], dt.UTC)
-    authenticated = check_reauthentication(identity, requested_at=what["requested_at"])
+    authenticated = check_reauthentication(
+        identity, requested_at=what["requested_at"], now=utcnow().timestamp()
+    )
     with unit_of_work() as uow:
         token = sso.issue_ticket(
             uow.session,
@@ -154,10 +161,12 @@ def _signed(what: dict[str, Any], identity: Any) -> Response:
             identity=identity,
             witness=what["role"] == "witness",
             purpose=what["purpose"],
+            subject=what.get("keep") or {},
             requested_at=requested,
             authenticated_at=dt.datetime.fromtimestamp(authenticated, dt.UTC),
             now=utcnow(),
             lifetime=dt.timedelta(minutes=state().settings.oidc_signing_ticket_minutes),
+            sites=state().settings.oidc_sites,
         )
         uow.commit()
     held = dict(session.get(TICKETS) or {})
@@ -172,16 +181,24 @@ def _signed(what: dict[str, Any], identity: Any) -> Response:
     return redirect(what["return_to"], 303)
 
 
-def tickets_for(purpose: str | None = None) -> Tickets | None:
+def tickets_for(
+    purpose: str | None = None, subject: dict[str, str] | None = None
+) -> Tickets | None:
     """The re-authentications waiting in this session for the act posted to ``purpose`` (by
-    default this request's path), taken out of the session: each is offered to one act."""
+    default this request's path), taken out of the session: each is offered to one act, on
+    ``subject`` (what the act records; its ticket must have been issued for the same)."""
     purpose = purpose or request.path
     held = dict(session.get(TICKETS) or {})
     mine = held.pop(purpose, None)
     if not mine:
         return None
     session[TICKETS] = held
-    return Tickets(purpose=purpose, performer=mine.get("performer"), witness=mine.get("witness"))
+    return Tickets(
+        purpose=purpose,
+        performer=mine.get("performer"),
+        witness=mine.get("witness"),
+        subject=subject or {},
+    )
 
 
 def waiting(purpose: str) -> dict[str, bool]:
@@ -214,4 +231,5 @@ def _single_sign_on() -> dict[str, object]:
         "sso_user": bool(getattr(user, "single_sign_on", False)),
         "sso_sign_form": SignForm() if found is not None else None,
         "sso_waiting": waiting,
+        "sso_kept": kept,
     }
