@@ -70,7 +70,7 @@ run: migrate ## run web, worker and beat on the embedded default (SQLite + files
 	 $(BIN)/vein2vein run --port $(PORT) & \
 	 wait
 
-TEST_WORKERS ?= auto
+TEST_WORKERS ?= 3
 
 test: install ## the whole suite: PostgreSQL + Redis (TEST_DATABASE_URL/TEST_REDIS_URL) and embedded
 	$(BIN)/pytest -n $(TEST_WORKERS) --durations=15

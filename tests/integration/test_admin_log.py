@@ -121,6 +121,10 @@ def _admin_log(database_url: str) -> list[Any]:
         engine.dispose()
 
 
+# on production's database: the commands write through the same operations on either (CI time)
+@pytest.mark.parametrize(
+    "backend", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
 def test_every_change_at_the_command_line_is_in_the_admin_log(
     cli_env: dict[str, str],  # noqa: F811 - the fixture imported above
     database_url: str,

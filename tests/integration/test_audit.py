@@ -414,6 +414,8 @@ def test_concurrent_scans_of_one_orders_bags_keep_one_chain(pg_app: Any) -> None
     assert report.records == 1 + 6 + 12  # the enrolment, 6 collections, 12 scans
 
 
+# on the embedded default a newcomer runs; the chain checks run on both in the tests above (CI time)
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_the_cli_verifies_the_demo_and_names_the_break(
     cli_env: dict[str, str],  # noqa: F811 - the fixture
     database_url: str,

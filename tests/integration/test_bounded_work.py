@@ -602,6 +602,10 @@ def _paged(world: World, who: str, params: dict[str, str]) -> tuple[list[dict[st
     return events, pages
 
 
+# on production's database: the other SQLite-and-PostgreSQL query tests cover SQLite (CI time)
+@pytest.mark.parametrize(
+    "backend", [pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
 def test_the_query_in_sql_answers_what_rebuilding_every_event_answered(world: World) -> None:
     """Every filter, alone and together, for users of each kind of site, a page of one, of
     seven and of a hundred: the same events (every field, eventIDs and errorDeclarations
