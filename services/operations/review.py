@@ -157,30 +157,20 @@ def no_action(
     now: dt.datetime,
     policy: LoginPolicy,
 ) -> Review:
-    """A "reviewed, no action" note, signed with e-mail and password. The caller commits even when
-    this raises SignatureRefused, so that a wrong password counts towards the lock-out."""
-    _qa(actor)
-    note = note.strip()
-    if not note:
-        raise InvalidRequest("say what you found: the note is the review")
-    record_hash, order_id = _record(session, actor, source, source_id)
-    signing.authenticate(
-        session, actor=actor, email=email, password=password, now=now, policy=policy
-    )
-    row = Review(
-        source=source,
-        source_id=source_id,
-        order_id=order_id,
-        outcome="no_action",
+    """A "reviewed, no action" note, signed with e-mail and password: the one-item case of
+    no_action_many. The caller commits even when this raises SignatureRefused, so that a wrong
+    password counts towards the lock-out."""
+    (review,) = no_action_many(
+        session,
+        actor=actor,
+        items=[(source, source_id)],
         note=note,
-        reviewer_id=actor.user_id,
-        reviewed_at=now,
-        printed_name="",
-        reviewer_email="",
-        record_hash="",
-        hash="",
+        email=email,
+        password=password,
+        now=now,
+        policy=policy,
     )
-    return _seal(session, actor, row, record_hash)
+    return review
 
 
 def no_action_many(
